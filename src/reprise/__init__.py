@@ -1,0 +1,43 @@
+"""Reprise: a caching gateway for OpenAI-compatible LLM APIs.
+
+Use it as a proxy (``reprise serve --config config.yaml``) or in-process::
+
+    from reprise import Cache
+    cache = Cache()                      # in-memory; Cache(backend="disk", directory=...)
+    answer = cache.chat(request, call)   # call(request) -> response dict, made on a miss
+"""
+
+from reprise.errors import (
+    BackendError,
+    ConfigError,
+    RepriseError,
+    RequestError,
+    UpstreamError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncCache",
+    "BackendError",
+    "Cache",
+    "CacheResult",
+    "ConfigError",
+    "RepriseError",
+    "RequestError",
+    "UpstreamError",
+    "__version__",
+]
+
+
+def __getattr__(name: str) -> object:
+    # Lazy: ``import reprise`` stays cheap and free of optional imports.
+    if name in ("AsyncCache", "CacheResult"):
+        from reprise import cache
+
+        return getattr(cache, name)
+    if name == "Cache":
+        from reprise.sync import Cache
+
+        return Cache
+    raise AttributeError(f"module 'reprise' has no attribute {name!r}")

@@ -1,0 +1,71 @@
+"""The one small interface every key-value cache store implements.
+
+Values are opaque bytes (the core's encoded :class:`~reprise.core.entry.CacheEntry`);
+expiry is decided by the core from the entry's own metadata, so a store without
+native TTL is still correct. ``ttl`` is passed so stores that *can* expire entries
+themselves (Redis, memory) reclaim space; it is a hint for space, not for correctness.
+
+Every method may raise only :class:`~reprise.errors.BackendError` (or a subclass):
+each backend translates its SDK's exceptions at its edge, and the driver catches
+only that family to fail open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What differs between stores, so the driver never asks which class it has."""
+
+    native_ttl: bool
+    """The store expires entries by itself."""
+    shared: bool
+    """Other processes see what this one writes (Redis, disk, object stores)."""
+    persistent: bool
+    """Entries survive a restart of the gateway."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """An async byte store keyed by strings (``{namespace}:{sha256}`` or ``{sha256}``)."""
+
+    name: str
+    capabilities: Capabilities
+
+    async def get(self, key: str) -> bytes | None:
+        """Return the stored bytes, or None when absent (or expired natively)."""
+        ...
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Batched :meth:`get`, answers in the order of ``keys``."""
+        ...
+
+    async def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        """Store ``value``; ``ttl`` seconds (None: no expiry) is a space hint."""
+        ...
+
+    async def delete(self, key: str) -> bool:
+        """Remove one key; True if it existed."""
+        ...
+
+    async def clear(self, namespace: str | None = None) -> int:
+        """Remove every key (or only keys starting ``{namespace}:``); return how many."""
+        ...
+
+    def keys(self, namespace: str | None = None) -> AsyncIterator[str]:
+        """Iterate over stored keys (for admin listing); order unspecified."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections, files and threads. Idempotent."""
+        ...
+
+
+def namespace_of(key: str) -> str | None:
+    """The namespace part of a stored key, or None for a plain hash key."""
+    head, sep, _ = key.rpartition(":")
+    return head if sep else None

@@ -1,0 +1,107 @@
+"""``reprise`` command line: ``serve``, ``config check``, and ``cache`` inspection.
+
+The CLI only translates argv into calls on the config loader, the server and the
+cache; a bad config is reported as one line naming the key, with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from reprise.config import load_config
+from reprise.errors import ConfigError
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    config = load_config(args.config)  # fail fast, before any worker starts
+    from reprise.server.app import CONFIG_ENV, RepriseApp
+
+    os.environ[CONFIG_ENV] = os.path.abspath(args.config)
+    options = dict(
+        host=args.host,
+        port=args.port,
+        loop="uvloop" if _has("uvloop") else "asyncio",
+        http="httptools" if _has("httptools") else "h11",
+        access_log=False,
+        log_level=args.log_level,
+        lifespan="on",
+        timeout_keep_alive=30,
+    )
+    if args.workers > 1:
+        uvicorn.run("reprise.server.app:create_app", factory=True, workers=args.workers, **options)
+    else:
+        uvicorn.run(RepriseApp(config), **options)
+    return 0
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    for key in config.ignored_keys:
+        print(f"warning: {key} is not used by Reprise (ignored)")
+    models = ", ".join(config.model_names()) or "none"
+    cache = config.cache_params.type if config.cache_enabled and config.cache_params else "off"
+    print(f"ok: {len(config.model_list)} deployments ({models}); cache: {cache}")
+    return 0
+
+
+def _cache(args: argparse.Namespace) -> int:
+    from reprise.cli.cache_commands import run_cache_command
+
+    return asyncio.run(run_cache_command(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reprise", description="Caching gateway for LLM APIs")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the OpenAI-compatible gateway")
+    serve.add_argument("--config", required=True, help="LiteLLM-format config.yaml")
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, default=4000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(func=_serve)
+
+    config = sub.add_parser("config", help="configuration tools")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    check = config_sub.add_parser("check", help="validate a config file and list ignored keys")
+    check.add_argument("--config", required=True)
+    check.set_defaults(func=_config_check)
+
+    cache = sub.add_parser("cache", help="inspect the configured cache backend")
+    cache.add_argument("action", choices=["stats", "ls", "get", "rm", "flush"])
+    cache.add_argument("keys", nargs="*", help="keys for get / rm")
+    cache.add_argument("--config", required=True)
+    cache.add_argument("--namespace", default=None, help="limit ls / flush to a namespace")
+    cache.add_argument("--limit", type=int, default=50, help="entries shown by ls")
+    cache.set_defaults(func=_cache)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"reprise: config error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Cheap structural checks of client requests, done before a key is computed.
+
+Deliberately not a pydantic model: the hot path must not build objects for a hit.
+These checks catch what would otherwise become a 500 or a poisoned key (wrong types
+for the fields the gateway reads, or that providers reject), and name the field.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reprise.errors import RequestError
+
+_NUMBER = (int, float)
+
+#: field -> (accepted python types, description for the error)
+_CHAT_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
+    "temperature": (_NUMBER, "a number"),
+    "top_p": (_NUMBER, "a number"),
+    "presence_penalty": (_NUMBER, "a number"),
+    "frequency_penalty": (_NUMBER, "a number"),
+    "n": ((int,), "an integer"),
+    "max_tokens": ((int,), "an integer"),
+    "max_completion_tokens": ((int,), "an integer"),
+    "seed": ((int,), "an integer"),
+    "top_logprobs": ((int,), "an integer"),
+    "stream": ((bool,), "a boolean"),
+    "logprobs": ((bool,), "a boolean"),
+    "parallel_tool_calls": ((bool,), "a boolean"),
+    "stop": ((str, list), "a string or a list of strings"),
+    "tools": ((list,), "an array"),
+    "tool_choice": ((str, dict), "a string or an object"),
+    "response_format": ((dict,), "an object"),
+    "logit_bias": ((dict,), "an object"),
+    "stream_options": ((dict,), "an object"),
+    "metadata": ((dict,), "an object"),
+    "user": ((str,), "a string"),
+}
+
+
+def _check_fields(body: dict[str, Any], fields: dict[str, tuple[tuple[type, ...], str]]) -> None:
+    for name, (types, description) in fields.items():
+        value = body.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) and bool not in types:
+            raise RequestError(f"'{name}' must be {description}", param=name)
+        if not isinstance(value, types):
+            raise RequestError(f"'{name}' must be {description}", param=name)
+
+
+def require_object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise RequestError("the request body must be a JSON object")
+    return body
+
+
+def require_model(body: dict[str, Any]) -> str:
+    model = body.get("model")
+    if model is None:
+        raise RequestError("you must provide a model parameter", param="model")
+    if not isinstance(model, str) or not model:
+        raise RequestError("'model' must be a non-empty string", param="model")
+    return model
+
+
+def validate_chat(body: dict[str, Any]) -> None:
+    """Raise :class:`RequestError` naming the first malformed field of a chat request."""
+    messages = body.get("messages")
+    if messages is None:
+        raise RequestError("'messages' is a required property", param="messages")
+    if not isinstance(messages, list) or not messages:
+        raise RequestError("'messages' must be a non-empty array", param="messages")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise RequestError(
+                f"'messages[{i}]' must be an object with a string 'role'", param=f"messages[{i}]"
+            )
+    _check_fields(body, _CHAT_FIELDS)
+    n = body.get("n")
+    if n is not None and n < 1:
+        raise RequestError("'n' must be at least 1", param="n")
+
+
+def embedding_items(body: dict[str, Any]) -> tuple[list[Any], bool]:
+    """The input items of an embeddings request, and whether the input was a single item.
+
+    OpenAI accepts a string, an array of strings, an array of token ids, or an array
+    of token-id arrays; a single string or a single token array is one item.
+    """
+    raw = body.get("input")
+    if raw is None:
+        raise RequestError("'input' is a required property", param="input")
+    if isinstance(raw, str):
+        return [raw], True
+    if isinstance(raw, list) and raw:
+        if all(isinstance(x, int) and not isinstance(x, bool) for x in raw):
+            return [raw], True
+        for i, item in enumerate(raw):
+            if isinstance(item, str):
+                continue
+            if isinstance(item, list) and item and all(
+                isinstance(x, int) and not isinstance(x, bool) for x in item
+            ):
+                continue
+            raise RequestError(
+                f"'input[{i}]' must be a string or an array of token ids", param=f"input[{i}]"
+            )
+        return list(raw), False
+    raise RequestError(
+        "'input' must be a non-empty string or a non-empty array", param="input"
+    )
+
+
+def validate_embeddings(body: dict[str, Any]) -> None:
+    fmt = body.get("encoding_format")
+    if fmt is not None and fmt not in ("float", "base64"):
+        raise RequestError("'encoding_format' must be 'float' or 'base64'", param="encoding_format")
+    dims = body.get("dimensions")
+    if dims is not None and (isinstance(dims, bool) or not isinstance(dims, int) or dims < 1):
+        raise RequestError("'dimensions' must be a positive integer", param="dimensions")

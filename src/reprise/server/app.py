@@ -1,0 +1,149 @@
+"""The ASGI application: routing, auth, body parsing and the error edge.
+
+Plain ASGI (no framework) so a cache hit pays only for what it needs. Every error
+reaching this edge becomes OpenAI's error JSON with a 4xx/5xx status; nothing
+escapes to the ASGI server as an exception.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from reprise.config import GatewayConfig, load_config
+from reprise.errors import NotFoundError, RequestError
+from reprise.server.chat import handle_chat
+from reprise.server.embeddings import handle_embeddings
+from reprise.server.errors import error_body, render_error
+from reprise.server.gateway import Gateway
+from reprise.server.http import JSON_TYPE, ClientGone, Receive, Scope, Send, header, read_body
+from reprise.server.http import send_bytes
+
+log = logging.getLogger("reprise.server")
+
+CONFIG_ENV = "REPRISE_CONFIG"
+
+_CHAT_PATHS = frozenset({"/chat/completions", "/v1/chat/completions"})
+_EMBEDDING_PATHS = frozenset({"/embeddings", "/v1/embeddings"})
+_MODEL_PATHS = frozenset({"/models", "/v1/models"})
+_LIVE_PATHS = frozenset({"/health/liveliness", "/health/liveness", "/livez"})
+_READY_PATHS = frozenset({"/health/readiness", "/readyz", "/health"})
+
+
+class RepriseApp:
+    """ASGI callable. Handles ``lifespan`` to open and close its gateway."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.gateway = Gateway.from_config(config)
+        self.started = time.time()
+        if config.ignored_keys:
+            log.warning("config keys not used by Reprise (ignored): %s", ", ".join(config.ignored_keys))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.gateway.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        try:
+            if method == "POST" and (path in _CHAT_PATHS or path in _EMBEDDING_PATHS):
+                self.gateway.check_auth(header(scope, b"authorization"))
+                body = await self._json_body(scope, receive)
+                if path in _CHAT_PATHS:
+                    await handle_chat(self.gateway, scope, receive, send, body)
+                else:
+                    await handle_embeddings(self.gateway, scope, send, body)
+            elif method == "GET" and path in _MODEL_PATHS:
+                self.gateway.check_auth(header(scope, b"authorization"))
+                await self._models(send)
+            elif method == "GET" and path in _LIVE_PATHS:
+                await send_bytes(send, 200, b'{"status":"alive"}', [JSON_TYPE])
+            elif method == "GET" and path in _READY_PATHS:
+                await self._ready(send)
+            else:
+                self._route_error(path, method)
+        except ClientGone:
+            return
+        except Exception as exc:  # the edge: every failure becomes OpenAI error JSON
+            status, body = render_error(exc)
+            if status >= 500:
+                log.error("request %s %s failed: %s", method, path, exc, exc_info=status == 500)
+            await self._send_error(send, status, body)
+
+    @staticmethod
+    async def _send_error(send: Send, status: int, body: bytes) -> None:
+        try:
+            await send_bytes(send, status, body, [JSON_TYPE])
+        except Exception:  # response already started (mid-stream): nothing more to say
+            log.debug("could not send error response", exc_info=True)
+
+    async def _json_body(self, scope: Scope, receive: Receive) -> dict[str, Any]:
+        raw = await read_body(scope, receive, self.gateway.max_body_bytes)
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise RequestError(f"the request body is not valid JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise RequestError("the request body must be a JSON object")
+        return body
+
+    @staticmethod
+    def _route_error(path: str, method: str) -> None:
+        known = _CHAT_PATHS | _EMBEDDING_PATHS | _MODEL_PATHS | _LIVE_PATHS | _READY_PATHS
+        if path in known:
+            raise MethodNotAllowed(f"method {method} is not allowed on {path}")
+        raise NotFoundError(f"no route {method} {path}", code="not_found")
+
+    async def _models(self, send: Send) -> None:
+        data = [
+            {"id": name, "object": "model", "created": int(self.started), "owned_by": "reprise"}
+            for name in self.gateway.deployments
+        ]
+        await send_bytes(send, 200, orjson.dumps({"object": "list", "data": data}), [JSON_TYPE])
+
+    async def _ready(self, send: Send) -> None:
+        cache = self.gateway.cache
+        body = {
+            "status": "healthy",
+            "cache": cache.backend.name if cache else None,
+            "cache_backend_failing": bool(cache and cache.stats.backend_errors and cache._failing),
+        }
+        await send_bytes(send, 200, orjson.dumps(body), [JSON_TYPE])
+
+
+class MethodNotAllowed(RequestError):
+    status = 405
+
+
+def create_app(config: GatewayConfig | None = None) -> RepriseApp:
+    """ASGI factory; without an argument reads the config path from ``$REPRISE_CONFIG``."""
+    if config is None:
+        path = os.environ.get(CONFIG_ENV)
+        if not path:
+            raise RuntimeError(f"set {CONFIG_ENV} to the config.yaml path")
+        config = load_config(path)
+    return RepriseApp(config)
+
+
+AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+__all__ = ["RepriseApp", "create_app", "error_body"]
