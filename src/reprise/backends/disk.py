@@ -1,0 +1,378 @@
+"""A persistent store in one SQLite file (LiteLLM's ``type: disk``).
+
+Why SQLite: a write is one transaction, so a process killed mid-write (even
+``kill -9``) leaves either the old row or the new one, never a torn value, and
+the next open recovers from the write-ahead log by itself. WAL mode lets
+readers run beside a writer, and ``busy_timeout`` lets several gateway processes
+share one directory. ``synchronous=NORMAL`` keeps commits cheap: in WAL mode it
+cannot corrupt the file; only an OS crash or power loss may drop the last
+commits, which for a cache is a few misses.
+
+SQLite calls block, so they all run in a small :class:`ThreadPoolExecutor`
+owned by the backend; the event loop only awaits them. Each worker thread has
+its own connection (sqlite3 objects are not safe to share between threads while
+in use); they are all closed together in :meth:`DiskBackend.aclose`, after the
+pool has stopped.
+
+Size is bounded by a running total of payload bytes. Other processes' writes
+are not seen in it, so the true total is read back from the table (cheaply,
+from a covering index) whenever the running one crosses ``max_bytes`` and at
+least once a minute; if it is over, least-recently-accessed rows are evicted
+down to :data:`EVICT_TO` of the bound. The bound is therefore approximate when
+several processes share a directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from reprise.backends.base import Capabilities
+from reprise.errors import BackendError, BackendTimeout, BackendUnavailable
+
+T = TypeVar("T")
+
+FILENAME = "reprise-cache.sqlite3"
+EVICT_TO = 0.9
+"""Eviction frees space down to this fraction of ``max_bytes``, so it runs rarely."""
+
+_BUSY_TIMEOUT = 5.0  # seconds a statement waits for another process's write lock
+_CHUNK = 500  # keys per ``IN (...)``: under SQLite's oldest host-parameter limit (999)
+_RECOUNT_INTERVAL = 60.0  # seconds between re-reading the true total (other writers)
+# ``value`` is last so reading the small columns never walks a large blob's overflow
+# pages; (accessed_at, size) covers both the LRU scan and SUM(size).
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, expires_at REAL,"
+    " size INTEGER NOT NULL, accessed_at REAL NOT NULL, value BLOB NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS entries_lru ON entries (accessed_at, size)",
+    "CREATE INDEX IF NOT EXISTS entries_expiry ON entries (expires_at)",
+)
+
+
+class DiskBackend:
+    """Entries in ``{directory}/reprise-cache.sqlite3``, kept across restarts.
+
+    Nothing touches the disk until the first call. ``max_bytes`` bounds the sum
+    of stored value lengths (SQLite's own overhead is not counted).
+    """
+
+    name = "disk"
+    capabilities = Capabilities(native_ttl=True, shared=True, persistent=True)
+
+    touch_interval: float = 10.0
+    """A read refreshes a row's ``accessed_at`` only if it is older than this
+    many seconds, so that hot keys do not turn every read into a write."""
+
+    def __init__(
+        self,
+        *,
+        directory: str | os.PathLike[str],
+        max_bytes: int = 1 * 2**30,
+        executor_threads: int = 2,
+    ) -> None:
+        if max_bytes < 1 or executor_threads < 1:
+            raise ValueError("max_bytes and executor_threads must be positive")
+        self.directory = Path(directory)
+        self.max_bytes = max_bytes
+        self._executor = ThreadPoolExecutor(executor_threads, thread_name_prefix="reprise-disk")
+        self._local = threading.local()
+        self._lock = threading.Lock()  # guards _connections, _ready and _total
+        self._connections: list[sqlite3.Connection] = []
+        self._ready = False
+        self._total = 0
+        self._recount_at = 0.0
+        self._closed = False
+
+    @classmethod
+    def from_params(cls, params: object) -> DiskBackend:
+        """Build from a config params model: LiteLLM's ``disk_cache_dir``, ``max_bytes``."""
+        directory = getattr(params, "disk_cache_dir", None) or ".reprise_cache"
+        max_bytes = getattr(params, "max_bytes", None)
+        if max_bytes is None:
+            return cls(directory=directory)
+        return cls(directory=directory, max_bytes=max_bytes)
+
+    # -- Backend protocol -------------------------------------------------------------
+
+    async def get(self, key: str) -> bytes | None:
+        return (await self._run(self._get_many, [key]))[0]
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        return await self._run(self._get_many, list(keys))
+
+    async def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        await self._run(self._set, key, bytes(value), ttl)
+
+    async def delete(self, key: str) -> bool:
+        return await self._run(self._delete, key)
+
+    async def clear(self, namespace: str | None = None) -> int:
+        return await self._run(self._clear, namespace)
+
+    async def keys(self, namespace: str | None = None) -> AsyncIterator[str]:
+        after: str | None = None
+        while True:
+            page = await self._run(self._keys_page, after, namespace)
+            for key in page:
+                yield key
+            if len(page) < _CHUNK:
+                return
+            after = page[-1]
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        # Let running statements finish (off the loop), then no thread uses a connection.
+        await asyncio.to_thread(self._executor.shutdown, True)
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+
+    # -- running work off the loop, errors translated ---------------------------------
+
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+        if self._closed:
+            raise BackendUnavailable(f"disk cache at {self.directory} is closed", self.name)
+        try:
+            future = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        except RuntimeError as exc:  # the pool was shut down by a concurrent aclose
+            raise BackendUnavailable(f"disk cache at {self.directory} is closed", self.name) from exc
+        try:
+            return await future
+        except sqlite3.OperationalError as exc:
+            where = f"disk cache at {self.directory}: {exc}"
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise BackendTimeout(where, self.name) from exc
+            raise BackendUnavailable(where, self.name) from exc
+        except sqlite3.Error as exc:
+            raise BackendError(f"disk cache at {self.directory}: {exc}", self.name) from exc
+        except OSError as exc:  # the directory cannot be created
+            raise BackendUnavailable(f"disk cache at {self.directory}: {exc}", self.name) from exc
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    def _connect(self) -> sqlite3.Connection:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            self.directory / FILENAME,
+            timeout=_BUSY_TIMEOUT,
+            isolation_level=None,  # autocommit; write transactions are explicit below
+            check_same_thread=False,  # closed by aclose from another thread, never shared
+        )
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            with self._lock:
+                if not self._ready:
+                    with _write(conn):
+                        for statement in _SCHEMA:
+                            conn.execute(statement)
+                        self._total = _stored_bytes(conn)
+                    self._ready = True
+                self._connections.append(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    # -- blocking bodies (worker threads) ---------------------------------------------
+
+    def _get_many(self, keys: list[str]) -> list[bytes | None]:
+        conn = self._conn()
+        now = time.time()
+        found: dict[str, bytes] = {}
+        expired: list[str] = []
+        stale: list[str] = []
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = conn.execute(
+                f"SELECT key, value, expires_at, accessed_at FROM entries WHERE key IN ({marks})",
+                chunk,
+            )
+            for key, value, expires_at, accessed_at in rows:
+                if expires_at is not None and expires_at <= now:
+                    expired.append(key)
+                    continue
+                found[key] = value
+                if now - accessed_at >= self.touch_interval:
+                    stale.append(key)
+        if expired:
+            try:
+                self._drop_expired(conn, expired, now)
+            except sqlite3.OperationalError:
+                pass  # the write lock stayed busy: a later read or eviction removes them
+        if stale:
+            self._touch(conn, stale, now)
+        return [found.get(key) for key in keys]
+
+    def _touch(self, conn: sqlite3.Connection, keys: list[str], now: float) -> None:
+        try:
+            for start in range(0, len(keys), _CHUNK):
+                chunk = keys[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                conn.execute(
+                    f"UPDATE entries SET accessed_at = ? WHERE key IN ({marks})", [now, *chunk]
+                )
+        except sqlite3.OperationalError:
+            pass  # the write lock stayed busy: recency is a hint, and the read succeeded
+
+    def _drop_expired(self, conn: sqlite3.Connection, keys: list[str], now: float) -> None:
+        with _write(conn):
+            freed = 0
+            for key in keys:
+                row = conn.execute(
+                    "SELECT size FROM entries WHERE key = ? AND expires_at <= ?", (key, now)
+                ).fetchone()
+                if row is not None:
+                    conn.execute("DELETE FROM entries WHERE key = ?", (key,))
+                    freed += row[0]
+        self._add_bytes(-freed)
+
+    def _set(self, key: str, value: bytes, ttl: float | None) -> None:
+        if len(value) > self.max_bytes or (ttl is not None and ttl <= 0):
+            self._delete(key)  # the old value is stale either way
+            return
+        conn = self._conn()
+        now = time.time()
+        expires_at = None if ttl is None else now + ttl
+        with _write(conn):
+            old = conn.execute("SELECT size FROM entries WHERE key = ?", (key,)).fetchone()
+            conn.execute(
+                "INSERT OR REPLACE INTO entries (key, expires_at, size, accessed_at, value)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (key, expires_at, len(value), now, value),
+            )
+        total = self._add_bytes(len(value) - (old[0] if old else 0))
+        if total > self.max_bytes or now >= self._recount_at:
+            self._recount(conn, now)
+
+    def _delete(self, key: str) -> bool:
+        conn = self._conn()
+        with _write(conn):
+            row = conn.execute(
+                "SELECT size, expires_at FROM entries WHERE key = ?", (key,)
+            ).fetchone()
+            if row is not None:
+                conn.execute("DELETE FROM entries WHERE key = ?", (key,))
+        if row is None:
+            return False
+        self._add_bytes(-row[0])
+        return row[1] is None or row[1] > time.time()
+
+    def _clear(self, namespace: str | None) -> int:
+        conn = self._conn()
+        with _write(conn):
+            if namespace is None:
+                count = conn.execute("DELETE FROM entries").rowcount
+            else:
+                low, high = _prefix_range(namespace)
+                count = conn.execute(
+                    "DELETE FROM entries WHERE key >= ? AND key < ?", (low, high)
+                ).rowcount
+            total = _stored_bytes(conn)
+        with self._lock:
+            self._total = total
+        return count
+
+    def _keys_page(self, after: str | None, namespace: str | None) -> list[str]:
+        """Up to _CHUNK live keys in key order, strictly after ``after`` (None: from the start)."""
+        clauses: list[str] = ["(expires_at IS NULL OR expires_at > ?)"]
+        args: list[object] = [time.time()]
+        if namespace is not None:
+            clauses += ["key >= ?", "key < ?"]
+            args += _prefix_range(namespace)
+        if after is not None:
+            clauses.append("key > ?")
+            args.append(after)
+        rows = self._conn().execute(
+            f"SELECT key FROM entries WHERE {' AND '.join(clauses)} ORDER BY key LIMIT {_CHUNK}",
+            args,
+        )
+        return [key for (key,) in rows]
+
+    def _recount(self, conn: sqlite3.Connection, now: float) -> None:
+        """Re-read the true total (other processes write too); evict if it is over the bound."""
+        total = _stored_bytes(conn)
+        with self._lock:
+            self._total = total
+            self._recount_at = now + _RECOUNT_INTERVAL
+        if total > self.max_bytes:
+            self._evict(conn)
+
+    def _evict(self, conn: sqlite3.Connection) -> None:
+        """Drop expired rows, then least recently accessed ones, to EVICT_TO of the bound."""
+        target = int(self.max_bytes * EVICT_TO)
+        with _write(conn):
+            conn.execute("DELETE FROM entries WHERE expires_at <= ?", (time.time(),))
+            total = _stored_bytes(conn)  # the truth, other processes' writes included
+            while total > target:
+                rows = conn.execute(
+                    "SELECT key, size FROM entries ORDER BY accessed_at LIMIT ?", (_CHUNK,)
+                ).fetchall()
+                victims = []
+                for key, size in rows:
+                    if total <= target:
+                        break
+                    victims.append((key,))
+                    total -= size
+                if not victims:
+                    break
+                conn.executemany("DELETE FROM entries WHERE key = ?", victims)
+        with self._lock:
+            self._total = total
+
+    def _add_bytes(self, delta: int) -> int:
+        with self._lock:
+            self._total += delta
+            return self._total
+
+
+class _write:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK``) on an autocommit connection.
+
+    IMMEDIATE takes the write lock up front, waiting out ``busy_timeout``; a
+    deferred transaction that reads and then writes could instead fail at once
+    when another process wrote in between.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        try:
+            if exc_type is None:
+                self.conn.execute("COMMIT")
+        finally:
+            # SQLite may already have rolled back (e.g. disk full); never mask the error.
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+
+
+def _stored_bytes(conn: sqlite3.Connection) -> int:
+    total: int = conn.execute("SELECT COALESCE(SUM(size), 0) FROM entries").fetchone()[0]
+    return total
+
+
+def _prefix_range(namespace: str) -> tuple[str, str]:
+    """Bounds of keys starting ``{namespace}:`` (``;`` sorts right after ``:``), index-friendly."""
+    return f"{namespace}:", f"{namespace};"

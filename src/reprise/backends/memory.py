@@ -1,0 +1,163 @@
+"""An in-process LRU store (LiteLLM's ``type: local``), the default backend.
+
+It lives in one event loop, so it takes no locks: every method runs to
+completion between two ``await`` points. A hit is one dict lookup, one
+comparison with the deadline and one ``move_to_end``; nothing else is on that
+path. Entries are bounded both in number and in payload bytes, and evicted
+least recently used first.
+
+Expiry uses an injectable monotonic clock (a deadline stored beside the value)
+rather than the entry's own wall-clock metadata, so a store never decodes what
+it holds. Expired entries are dropped when read, and a full sweep runs at most
+every :data:`SWEEP_INTERVAL` seconds on a write so entries nobody asks for again
+do not hold memory until LRU pressure pushes them out.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Sequence
+
+from reprise.backends.base import Capabilities
+
+SWEEP_INTERVAL = 30.0
+"""Seconds of the backend's clock between two full sweeps of expired entries."""
+
+_NEVER = math.inf
+
+
+class MemoryBackend:
+    """A bounded LRU byte store in this process; lost on restart, invisible to others.
+
+    ``max_entries`` and ``max_bytes`` bound the number of entries and the sum of
+    their value lengths (Python's per-object overhead is not counted). A value
+    longer than ``max_bytes`` is not stored at all, and replaces nothing but
+    the stale value under its key, which is dropped.
+    """
+
+    name = "local"
+    capabilities = Capabilities(native_ttl=True, shared=False, persistent=False)
+
+    def __init__(
+        self,
+        *,
+        max_entries: int = 10_000,
+        max_bytes: int = 256 * 2**20,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_entries < 1 or max_bytes < 1:
+            raise ValueError("max_entries and max_bytes must be positive")
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._clock = clock
+        # key -> (value, deadline on self._clock; inf for no expiry), oldest use first
+        self._data: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
+        self._size = 0
+        self._next_sweep = -_NEVER
+        self.evictions = 0
+        """Entries pushed out by the bounds (not by expiry) since creation."""
+
+    @classmethod
+    def from_params(cls, params: object) -> MemoryBackend:
+        """Build from a config params model; reads ``max_entries``/``max_bytes`` if set."""
+        kwargs = {
+            name: value
+            for name in ("max_entries", "max_bytes")
+            if (value := getattr(params, name, None)) is not None
+        }
+        return cls(**kwargs)
+
+    # -- admin views ------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        """Entries held, expired ones not yet swept included."""
+        return len(self._data)
+
+    @property
+    def size_bytes(self) -> int:
+        """Sum of the held values' lengths."""
+        return self._size
+
+    # -- Backend protocol -------------------------------------------------------------
+
+    async def get(self, key: str) -> bytes | None:
+        return self._get(key)
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return [self._get(key) for key in keys]
+
+    async def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        now = self._clock()
+        self._discard(key)
+        if len(value) > self.max_bytes or (ttl is not None and ttl <= 0):
+            return
+        self._data[key] = (value, _NEVER if ttl is None else now + ttl)
+        self._size += len(value)
+        if now >= self._next_sweep:
+            self._sweep(now)
+        self._enforce_bounds()
+
+    async def delete(self, key: str) -> bool:
+        item = self._data.get(key)
+        if item is None:
+            return False
+        self._discard(key)
+        return item[1] > self._clock()
+
+    async def clear(self, namespace: str | None = None) -> int:
+        if namespace is None:
+            count = len(self._data)
+            self._data.clear()
+            self._size = 0
+            return count
+        prefix = f"{namespace}:"
+        doomed = [key for key in self._data if key.startswith(prefix)]
+        for key in doomed:
+            self._discard(key)
+        return len(doomed)
+
+    async def keys(self, namespace: str | None = None) -> AsyncIterator[str]:
+        prefix = None if namespace is None else f"{namespace}:"
+        now = self._clock()
+        # A snapshot: the caller may await (and so let writers run) between items.
+        for key, (_, deadline) in list(self._data.items()):
+            if deadline > now and (prefix is None or key.startswith(prefix)):
+                yield key
+
+    async def aclose(self) -> None:
+        """Drop every entry to free the memory; the store stays usable (and empty)."""
+        self._data.clear()
+        self._size = 0
+
+    # -- internals --------------------------------------------------------------------
+
+    def _get(self, key: str) -> bytes | None:
+        item = self._data.get(key)
+        if item is None:
+            return None
+        value, deadline = item
+        if deadline is not _NEVER and deadline <= self._clock():
+            self._discard(key)
+            return None
+        self._data.move_to_end(key)
+        return value
+
+    def _discard(self, key: str) -> None:
+        item = self._data.pop(key, None)
+        if item is not None:
+            self._size -= len(item[0])
+
+    def _sweep(self, now: float) -> None:
+        expired = [key for key, (_, deadline) in self._data.items() if deadline <= now]
+        for key in expired:
+            self._discard(key)
+        self._next_sweep = now + SWEEP_INTERVAL
+
+    def _enforce_bounds(self) -> None:
+        data = self._data
+        while len(data) > self.max_entries or self._size > self.max_bytes:
+            _, (value, _) = data.popitem(last=False)
+            self._size -= len(value)
+            self.evictions += 1

@@ -1,0 +1,235 @@
+"""What only the SQLite store promises: persistence, a size bound, crash safety, sharing."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import reprise
+from reprise.backends.disk import FILENAME, DiskBackend
+from reprise.errors import BackendError, BackendUnavailable
+
+SRC = str(Path(reprise.__file__).resolve().parents[1])
+
+
+def _child_env() -> dict[str, str]:
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": SRC + (os.pathsep + path if path else "")}
+
+
+def _db_rows(directory: Path, sql: str) -> list[tuple[object, ...]]:
+    conn = sqlite3.connect(directory / FILENAME)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+async def test_no_io_until_first_use(tmp_path: Path) -> None:
+    store = DiskBackend(directory=tmp_path / "lazy")
+    await store.aclose()
+    assert not (tmp_path / "lazy").exists()
+
+
+async def test_survives_close_and_reopen(tmp_path: Path) -> None:
+    store = DiskBackend(directory=tmp_path)
+    await store.set("ns:forever", b"kept", None)
+    await store.set("ns:later", b"kept too", 60)
+    await store.set("ns:soon", b"gone", 0.2)
+    await store.aclose()
+    await asyncio.sleep(0.3)
+    reopened = DiskBackend(directory=tmp_path)
+    try:
+        got = await reopened.get_many(["ns:forever", "ns:later", "ns:soon"])
+        assert got == [b"kept", b"kept too", None]
+    finally:
+        await reopened.aclose()
+
+
+async def test_evicts_least_recently_accessed_to_below_the_bound(tmp_path: Path) -> None:
+    store = DiskBackend(directory=tmp_path, max_bytes=100_000)
+    store.touch_interval = 0  # record every read, so the order below is exact
+    try:
+        for i in range(9):
+            await store.set(f"k{i}", b"x" * 10_000, None)
+        assert await store.get("k0") is not None
+        await store.set("k9", b"x" * 10_000, None)  # exactly at the bound: nothing goes
+        assert len({key async for key in store.keys()}) == 10
+        await store.set("k10", b"x" * 10_000, None)
+        left = {key async for key in store.keys()}
+        assert left == {"k0", *(f"k{i}" for i in range(3, 11))}
+        [(total,)] = _db_rows(tmp_path, "SELECT SUM(size) FROM entries")
+        assert total == 90_000
+    finally:
+        await store.aclose()
+
+
+async def test_oversize_value_is_not_stored(tmp_path: Path) -> None:
+    store = DiskBackend(directory=tmp_path, max_bytes=1000)
+    try:
+        await store.set("k", b"small", None)
+        await store.set("k", b"x" * 1001, None)
+        assert await store.get("k") is None
+    finally:
+        await store.aclose()
+
+
+async def test_reads_do_not_write_within_the_touch_interval(tmp_path: Path) -> None:
+    store = DiskBackend(directory=tmp_path)
+    try:
+        await store.set("k", b"v", None)
+        [(written,)] = _db_rows(tmp_path, "SELECT accessed_at FROM entries")
+        for _ in range(5):
+            assert await store.get("k") == b"v"
+        assert _db_rows(tmp_path, "SELECT accessed_at FROM entries") == [(written,)]
+        store.touch_interval = 0
+        await store.get("k")
+        [(touched,)] = _db_rows(tmp_path, "SELECT accessed_at FROM entries")
+        assert isinstance(touched, float) and isinstance(written, float) and touched > written
+    finally:
+        await store.aclose()
+
+
+async def test_closed_store_refuses(tmp_path: Path) -> None:
+    store = DiskBackend(directory=tmp_path)
+    await store.set("k", b"v", None)
+    await store.aclose()
+    with pytest.raises(BackendUnavailable) as info:
+        await store.get("k")
+    assert info.value.backend == "disk"
+
+
+async def test_unusable_directory_is_backend_unavailable(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_bytes(b"")
+    store = DiskBackend(directory=blocker)
+    try:
+        with pytest.raises(BackendUnavailable, match="a-file"):
+            await store.get("k")
+    finally:
+        await store.aclose()
+
+
+async def test_foreign_file_is_backend_error(tmp_path: Path) -> None:
+    (tmp_path / FILENAME).write_bytes(b"this is not a database" * 100)
+    store = DiskBackend(directory=tmp_path)
+    try:
+        with pytest.raises(BackendError) as info:
+            await store.set("k", b"v", None)
+        assert info.value.backend == "disk"
+    finally:
+        await store.aclose()
+
+
+# -- other processes ----------------------------------------------------------------
+
+WRITER = """
+import asyncio, hashlib, os, random, sys
+from reprise.backends.disk import DiskBackend
+
+async def writer(store, worker):
+    for i in range(10**9):
+        key = f"w{worker}:{random.randrange(300)}"
+        if i % 17 == 0:
+            await store.delete(key)
+            continue
+        payload = os.urandom(random.randrange(0, 48_000))
+        await store.set(key, payload + hashlib.sha256(key.encode() + payload).digest(), None)
+        if worker == 0 and i == 40:
+            print("ready", flush=True)
+
+async def main():
+    store = DiskBackend(directory=sys.argv[1], max_bytes=2_000_000, executor_threads=3)
+    await asyncio.gather(*(writer(store, w) for w in range(4)))
+
+asyncio.run(main())
+"""
+
+
+def _kill_mid_write(directory: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(directory)],
+        stdout=subprocess.PIPE,
+        env=_child_env(),
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"ready\n", "writer died before it started"
+        time.sleep(random.uniform(0.05, 0.4))
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+async def _verify_every_entry(directory: Path) -> int:
+    store = DiskBackend(directory=directory)
+    try:
+        keys = [key async for key in store.keys()]
+        values = await store.get_many(keys)
+        for key, value in zip(keys, values, strict=True):
+            assert value is not None and len(value) >= 32, key
+            payload, digest = value[:-32], value[-32:]
+            assert hashlib.sha256(key.encode() + payload).digest() == digest, key
+        await store.set("after-crash", b"writable", None)  # and the store still takes writes
+        assert await store.get("after-crash") == b"writable"
+        return len(keys)
+    finally:
+        await store.aclose()
+
+
+async def test_kill_9_mid_write_leaves_no_corruption(tmp_path: Path) -> None:
+    for _ in range(3):  # each round starts from what the previous kill left
+        _kill_mid_write(tmp_path)
+        assert _db_rows(tmp_path, "PRAGMA integrity_check") == [("ok",)]
+        assert await _verify_every_entry(tmp_path) > 0
+
+
+SHARER = """
+import asyncio, sys
+from reprise.backends.disk import DiskBackend
+
+async def main():
+    store = DiskBackend(directory=sys.argv[1])
+    assert await store.get("from-test") == b"hello child", "child did not see the test's write"
+    for i in range(200):
+        await store.set(f"child:{i}", b"c%d" % i, None)
+    await store.aclose()
+    print("ok", flush=True)
+
+asyncio.run(main())
+"""
+
+
+async def test_two_processes_share_one_directory(tmp_path: Path) -> None:
+    store = DiskBackend(directory=tmp_path)
+    try:
+        await store.set("from-test", b"hello child", None)
+        child = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-c", SHARER, str(tmp_path)),
+            stdout=asyncio.subprocess.PIPE,
+            env=_child_env(),
+        )
+        for i in range(200):  # written while the child writes too
+            await store.set(f"parent:{i}", b"p%d" % i, None)
+        out, _ = await asyncio.wait_for(child.communicate(), timeout=60)
+        assert child.returncode == 0 and out == b"ok\n"
+        child_keys = [f"child:{i}" for i in range(200)]
+        assert await store.get_many(child_keys) == [b"c%d" % i for i in range(200)]
+        assert len({key async for key in store.keys("parent")}) == 200
+    finally:
+        await store.aclose()

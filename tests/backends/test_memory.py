@@ -1,0 +1,89 @@
+"""What only the in-process store promises: its bounds, LRU order and clock."""
+
+from __future__ import annotations
+
+from reprise.backends.memory import SWEEP_INTERVAL, MemoryBackend
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_evicts_least_recently_used_by_count() -> None:
+    store = MemoryBackend(max_entries=3)
+    for key in ("a", "b", "c"):
+        await store.set(key, b"v", None)
+    assert await store.get("a") == b"v"  # a is now the most recent
+    await store.set("d", b"v", None)
+    assert await store.get_many(["a", "b", "c", "d"]) == [b"v", None, b"v", b"v"]
+    assert len(store) == 3
+    assert store.evictions == 1
+
+
+async def test_evicts_least_recently_used_by_bytes() -> None:
+    store = MemoryBackend(max_bytes=100)
+    await store.set("a", b"x" * 40, None)
+    await store.set("b", b"x" * 40, None)
+    await store.get("a")
+    await store.set("c", b"x" * 40, None)
+    assert await store.get("b") is None
+    assert await store.get("a") is not None and await store.get("c") is not None
+    assert store.size_bytes == 80
+
+
+async def test_oversize_value_is_not_stored_and_drops_the_stale_one() -> None:
+    store = MemoryBackend(max_bytes=100)
+    await store.set("keep", b"x" * 50, None)
+    await store.set("big", b"old", None)
+    await store.set("big", b"x" * 101, None)
+    assert await store.get("big") is None
+    assert await store.get("keep") == b"x" * 50
+    assert store.size_bytes == 50
+    await store.set("exact", b"x" * 100, None)  # fits exactly, pushing the rest out
+    assert await store.get("exact") == b"x" * 100
+    assert len(store) == 1
+
+
+async def test_size_accounting_follows_overwrite_and_delete() -> None:
+    store = MemoryBackend()
+    await store.set("k", b"x" * 10, None)
+    await store.set("k", b"x" * 30, None)
+    assert store.size_bytes == 30
+    await store.delete("k")
+    assert store.size_bytes == 0 and len(store) == 0
+
+
+async def test_expiry_follows_the_injected_clock() -> None:
+    clock = FakeClock()
+    store = MemoryBackend(clock=clock)
+    await store.set("k", b"v", 10)
+    clock.now += 9.9
+    assert await store.get("k") == b"v"
+    clock.now += 0.1
+    assert await store.get("k") is None
+    assert len(store) == 0  # removed when found expired
+
+
+async def test_write_sweeps_expired_entries_periodically() -> None:
+    clock = FakeClock()
+    store = MemoryBackend(clock=clock)
+    for i in range(5):
+        await store.set(f"old{i}", b"v", 1)
+    clock.now += 2  # expired, but the last sweep was too recent
+    await store.set("new", b"v", None)
+    assert len(store) == 6
+    clock.now += SWEEP_INTERVAL
+    await store.set("newer", b"v", None)
+    assert len(store) == 2
+    assert store.size_bytes == 2
+
+
+async def test_aclose_frees_everything() -> None:
+    store = MemoryBackend()
+    await store.set("k", b"v", None)
+    await store.aclose()
+    assert len(store) == 0 and store.size_bytes == 0

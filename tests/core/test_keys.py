@@ -1,0 +1,107 @@
+"""Exact keys: what changes the answer changes the key, and nothing else does."""
+
+from __future__ import annotations
+
+import re
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from reprise.core.keys import IGNORED_PARAMS, chat_key_hash, embedding_item_hash, storage_key
+
+BASE = {"model": "gpt-4o", "messages": [{"role": "user", "content": "给我讲个笑话"}]}
+
+
+def test_key_is_64_hex() -> None:
+    assert re.fullmatch(r"[0-9a-f]{64}", chat_key_hash(BASE))
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"temperature": 0.2},
+        {"top_p": 0.5},
+        {"n": 2},
+        {"max_tokens": 5},
+        {"max_completion_tokens": 5},
+        {"stop": ["\n"]},
+        {"seed": 1},
+        {"response_format": {"type": "json_object"}},
+        {"presence_penalty": 0.5},
+        {"frequency_penalty": 0.5},
+        {"logit_bias": {"50256": -100}},
+        {"logprobs": True},
+        {"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]},
+        {"tool_choice": "none"},
+        {"some_future_param": 1},
+    ],
+)
+def test_answer_changing_params_change_the_key(extra: dict[str, object]) -> None:
+    assert chat_key_hash({**BASE, **extra}) != chat_key_hash(BASE)
+
+
+def test_model_and_messages_change_the_key() -> None:
+    assert chat_key_hash({**BASE, "model": "gpt-4o-mini"}) != chat_key_hash(BASE)
+    other = {**BASE, "messages": [{"role": "user", "content": "另一个"}]}
+    assert chat_key_hash(other) != chat_key_hash(BASE)
+    system = {**BASE, "messages": [{"role": "system", "content": "x"}, *BASE["messages"]]}
+    assert chat_key_hash(system) != chat_key_hash(BASE)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"cache": {"ttl": 5}},
+        {"stream": True},
+        {"stream_options": {"include_usage": True}},
+        {"user": "alice"},
+        {"metadata": {"trace": "x"}},
+        {"temperature": None},
+    ],
+)
+def test_params_that_cannot_change_the_answer_are_ignored(extra: dict[str, object]) -> None:
+    assert chat_key_hash({**BASE, **extra}) == chat_key_hash(BASE)
+
+
+def test_integral_sampling_floats_are_normalised() -> None:
+    assert chat_key_hash({**BASE, "temperature": 1}) == chat_key_hash({**BASE, "temperature": 1.0})
+
+
+def test_key_order_and_whitespace_do_not_matter() -> None:
+    text_a = '{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"seed":1}'
+    text_b = '{ "seed" : 1,\n "messages": [ {"content": "hi", "role": "user"} ],  "model": "gpt-4o" }'
+    assert chat_key_hash(orjson.loads(text_a)) == chat_key_hash(orjson.loads(text_b))
+
+
+def test_ignored_list_is_documented_as_promised() -> None:
+    assert {"cache", "stream", "stream_options", "user", "metadata"} <= IGNORED_PARAMS
+
+
+def test_embedding_items_are_keyed_alone_and_differ_from_chat() -> None:
+    body = {"model": "emb", "input": ["a", "b"]}
+    a = embedding_item_hash(body, "a")
+    assert a == embedding_item_hash({"model": "emb", "input": "a"}, "a")
+    assert a != embedding_item_hash(body, "b")
+    assert a != embedding_item_hash({**body, "dimensions": 4}, "a")
+    assert a != chat_key_hash({"model": "emb", "input": "a"})
+
+
+def test_storage_key_namespacing() -> None:
+    assert storage_key("abc", None) == "abc"
+    assert storage_key("abc", "team-a") == "team-a:abc"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=10,
+)
+
+
+@given(st.dictionaries(st.text(max_size=6), json_values, max_size=6))
+def test_key_is_independent_of_dict_order(params: dict[str, object]) -> None:
+    body = {**BASE, **params}
+    reordered = dict(reversed(list(body.items())))
+    assert chat_key_hash(body) == chat_key_hash(reordered)

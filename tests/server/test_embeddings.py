@@ -1,0 +1,59 @@
+"""Embeddings are cached per input item; partial batches ask upstream only for the rest."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.server.conftest import unique
+from tests.support.stub_upstream import StubUpstream
+
+
+def embed(client: httpx.Client, inp: object, **extra: object) -> httpx.Response:
+    return client.post("/embeddings", json={"model": "text-embedding-3-small", "input": inp, **extra})
+
+
+def test_single_item_miss_then_hit(client: httpx.Client, upstream: StubUpstream) -> None:
+    text = unique()
+    first = embed(client, text)
+    assert first.status_code == 200
+    assert first.headers["x-reprise-cache"] == "miss"
+    second = embed(client, text)
+    assert second.headers["x-reprise-cache"] == "hit"
+    assert second.json()["data"] == first.json()["data"]
+    assert second.json()["usage"]["prompt_tokens"] == 0
+    assert upstream.calls()["embeddings"] == 1
+
+
+def test_partial_batch_asks_only_for_missing_in_order(client: httpx.Client, upstream: StubUpstream) -> None:
+    a, b, c = unique("a"), unique("b"), unique("c")
+    ab = embed(client, [a, b]).json()["data"]
+    mixed = embed(client, [b, c, a])
+    assert mixed.headers["x-reprise-cache-hits"] == "2/3"
+    data = mixed.json()["data"]
+    assert [d["index"] for d in data] == [0, 1, 2]
+    assert data[0]["embedding"] == ab[1]["embedding"]
+    assert data[2]["embedding"] == ab[0]["embedding"]
+    fresh_c = embed(client, c, cache={"no-store": True, "no-cache": True}).json()["data"][0]
+    assert data[1]["embedding"] == fresh_c["embedding"]
+    calls = upstream.calls()
+    assert calls["embeddings"] == 3
+    assert calls["embedding_items"] == 2 + 1 + 1
+
+
+def test_token_inputs_and_encoding_format_are_keyed(client: httpx.Client, upstream: StubUpstream) -> None:
+    tokens = [[1, 2, 3], [4, 5, int(unique("0").split()[1]) % 50000]]
+    embed(client, tokens)
+    assert embed(client, tokens).headers["x-reprise-cache"] == "hit"
+    text = unique()
+    floats = embed(client, text).json()["data"][0]["embedding"]
+    b64 = embed(client, text, encoding_format="base64")
+    assert b64.headers["x-reprise-cache"] == "miss"
+    assert isinstance(b64.json()["data"][0]["embedding"], str)
+    assert isinstance(floats, list)
+
+
+def test_bad_embedding_input(client: httpx.Client) -> None:
+    for inp, param in ((None, "input"), ([], "input"), ([1.5], "input[0]"), ({"a": 1}, "input")):
+        r = embed(client, inp)
+        assert r.status_code == 400, inp
+        assert r.json()["error"]["param"] == param

@@ -1,0 +1,724 @@
+"""A real HTTP server standing in for an OpenAI-compatible LLM provider.
+
+Why a separate process: the gateway under test must talk to its upstream over
+a real socket, with real connection handling, exactly as in production. An
+in-process mock would share the event loop and hide timing, coalescing and
+connection-reuse bugs. The benchmark uses the same server, so the numbers
+measure the gateway and not a mock.
+
+Run it directly::
+
+    python tests/support/stub_upstream.py --port 8900 [--delay-ms 300] [--host 127.0.0.1]
+
+or from Python with :class:`StubUpstream`, which starts it in a subprocess on a
+free port. Answers are deterministic from the request but unique per call
+(``"echo: <last user message> #<call number>"``), so a test can tell a cached
+answer from a fresh one.
+
+Fault injection is chosen by the request's ``model`` field, so a gateway config
+can map a model name to a fault (see :data:`FAULT_MODELS`). The control
+endpoints ``GET /_stats``, ``POST /_reset``, ``POST /_delay`` and
+``GET /_last`` are for tests only.
+
+This file only needs the standard library and aiohttp (orjson and uvloop are
+used when importable), so it runs in any environment that has reprise's
+dependencies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+try:
+    import orjson
+
+    def _dumps(obj: Any) -> bytes:
+        return orjson.dumps(obj)
+
+    def _loads(data: bytes) -> Any:
+        return orjson.loads(data)
+
+except ImportError:  # pragma: no cover - orjson is a reprise dependency
+
+    def _dumps(obj: Any) -> bytes:
+        return json.dumps(obj, separators=(",", ":")).encode()
+
+    def _loads(data: bytes) -> Any:
+        return json.loads(data)
+
+
+#: Substrings of the request's ``model`` that trigger a fault, and what they do.
+FAULT_MODELS: dict[str, str] = {
+    "fail-500": "HTTP 500 with an OpenAI error body",
+    "fail-429": "HTTP 429 (rate limit) with an OpenAI error body and Retry-After: 1",
+    "fail-400": "HTTP 400 (invalid request) with an OpenAI error body",
+    "slow": f"sleeps {5.0} s before answering (for timeouts)",
+    "cut-stream": "streams a few chunks then aborts the connection without [DONE] "
+    "(non-stream: sends half of a Content-Length body, then aborts)",
+    "bad-sse": "streams one valid chunk, then malformed data, then [DONE] (non-stream: HTTP 200 with truncated JSON)",
+    "no-done": "streams content, then ends cleanly without finish_reason and without [DONE] "
+    "(non-stream: a normal answer)",
+}
+SLOW_SECONDS = 5.0
+EMBEDDING_DIMENSIONS = 8
+READY_PREFIX = "STUB_UPSTREAM_READY port="
+
+_ERRORS = {
+    500: ("The server had an error while processing your request.", "server_error", None),
+    429: ("Rate limit reached for requests.", "requests", "rate_limit_exceeded"),
+    400: ("Invalid request (injected by stub upstream).", "invalid_request_error", None),
+}
+
+
+@dataclass
+class StubState:
+    """Counters and settings of one stub server; lives on the app, never global."""
+
+    delay_ms: float = 0.0
+    chat: int = 0
+    embeddings: int = 0
+    embedding_items: int = 0
+    models: int = 0
+    by_model: Counter[str] = field(default_factory=Counter)
+    last: dict[str, Any] | None = None
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "chat": self.chat,
+            "embeddings": self.embeddings,
+            "embedding_items": self.embedding_items,
+            "models": self.models,
+            "by_model": dict(self.by_model),
+            "delay_ms": self.delay_ms,
+        }
+
+    def reset(self) -> None:
+        self.chat = self.embeddings = self.embedding_items = self.models = 0
+        self.by_model.clear()
+        self.last = None
+
+
+STATE_KEY = web.AppKey("state", StubState)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=_dumps(obj), status=status, content_type="application/json", headers=headers)
+
+
+def error_response(status: int, message: str | None = None) -> web.Response:
+    """An error shaped like OpenAI's: ``{"error": {message, type, param, code}}``."""
+    default_message, kind, code = _ERRORS.get(status, _ERRORS[400])
+    body = {"error": {"message": message or default_message, "type": kind, "param": None, "code": code}}
+    headers = {"Retry-After": "1"} if status == 429 else None
+    return _json_response(body, status, headers)
+
+
+def _text_of(content: Any) -> str:
+    """Text of a message ``content``: a string or a list of ``{"type": "text"}`` parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def _last_request(request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
+    headers = {str(k): v for k, v in request.headers.items()}
+    return {"path": request.path, "headers": headers, "body": body}
+
+
+async def _read_json(request: web.Request) -> dict[str, Any] | web.Response:
+    try:
+        body = _loads(await request.read())
+    except ValueError:
+        return error_response(400, "We could not parse the JSON body of your request.")
+    if not isinstance(body, dict):
+        return error_response(400, "The request body must be a JSON object.")
+    return body
+
+
+async def _apply_delay_and_faults(request: web.Request, state: StubState, model: str) -> web.Response | None:
+    """Sleep for the configured delay and return an error response for ``fail-*`` models."""
+    delay_ms = state.delay_ms
+    header = request.headers.get("x-stub-delay-ms")
+    if header is not None:
+        try:
+            delay_ms = float(header)
+        except ValueError:
+            return error_response(400, "x-stub-delay-ms must be a number")
+    delay = SLOW_SECONDS if "slow" in model else delay_ms / 1000
+    if delay > 0:
+        await asyncio.sleep(delay)
+    for status in (500, 429, 400):
+        if f"fail-{status}" in model:
+            return error_response(status)
+    return None
+
+
+# --------------------------------------------------------------------------- chat
+
+
+@dataclass(frozen=True)
+class ChatAnswer:
+    """What one chat call answers, independent of how it is sent (JSON or SSE)."""
+
+    call: int
+    model: str
+    created: int
+    contents: list[str]  # one per choice; empty strings for tool-call choices
+    tool_calls: list[dict[str, Any]] | None  # one call per choice, or None
+    prompt_tokens: int
+
+    @property
+    def id(self) -> str:
+        return f"chatcmpl-{self.call}"
+
+    @property
+    def finish_reason(self) -> str:
+        return "tool_calls" if self.tool_calls else "stop"
+
+    def usage(self) -> dict[str, int]:
+        completion = sum(_words(c) for c in self.contents)
+        if self.tool_calls:
+            completion += sum(_words(t["function"]["arguments"]) for t in self.tool_calls)
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": completion,
+            "total_tokens": self.prompt_tokens + completion,
+        }
+
+
+def make_chat_answer(body: dict[str, Any], call: int) -> ChatAnswer:
+    """Deterministic answer for ``body``; ``call`` makes it unique per call."""
+    messages = body.get("messages") or []
+    last_user = next((_text_of(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
+    last_text = _text_of(messages[-1].get("content")) if messages else ""
+    n = max(1, int(body.get("n") or 1))
+    contents = [f"echo: {last_user} #{call}" if i == 0 else f"echo: {last_user} #{call}/{i}" for i in range(n)]
+    tool_calls = None
+    tools = body.get("tools") or []
+    if tools and "call tool" in last_text.lower():
+        name = _tool_name(body, tools)
+        arguments = json.dumps({"query": last_user, "call": call})
+        tool_calls = [
+            {
+                "id": f"call_{call}_{i}",
+                "type": "function",
+                "function": {"name": name, "arguments": arguments},
+            }
+            for i in range(n)
+        ]
+        contents = ["" for _ in range(n)]
+    prompt_tokens = sum(_words(_text_of(m.get("content"))) for m in messages)
+    return ChatAnswer(
+        call=call,
+        model=str(body.get("model", "")),
+        created=int(time.time()),
+        contents=contents,
+        tool_calls=tool_calls,
+        prompt_tokens=prompt_tokens,
+    )
+
+
+def _tool_name(body: dict[str, Any], tools: list[Any]) -> str:
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict):
+        return str(choice.get("function", {}).get("name", "tool"))
+    first = tools[0] if isinstance(tools[0], dict) else {}
+    return str(first.get("function", {}).get("name", "tool"))
+
+
+def chat_completion_json(answer: ChatAnswer) -> dict[str, Any]:
+    choices = []
+    for i, content in enumerate(answer.contents):
+        message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
+        if answer.tool_calls:
+            message["content"] = None
+            message["tool_calls"] = [answer.tool_calls[i]]
+        choices.append(
+            {
+                "index": i,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": answer.finish_reason,
+            }
+        )
+    return {
+        "id": answer.id,
+        "object": "chat.completion",
+        "created": answer.created,
+        "model": answer.model,
+        "system_fingerprint": "fp_stub",
+        "choices": choices,
+        "usage": answer.usage(),
+    }
+
+
+def chat_chunks(answer: ChatAnswer, include_usage: bool, finish: bool = True) -> list[dict[str, Any]]:
+    """The ``chat.completion.chunk`` objects OpenAI would stream for ``answer``.
+
+    Mirrors https://platform.openai.com/docs/api-reference/chat-streaming: a first
+    delta with the role, content word by word (tool-call arguments in pieces),
+    a chunk with ``finish_reason``, then with ``stream_options.include_usage``
+    a last chunk with ``choices: []`` and the usage (``usage: null`` before it).
+    """
+
+    def chunk(index: int, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+        c: dict[str, Any] = {
+            "id": answer.id,
+            "object": "chat.completion.chunk",
+            "created": answer.created,
+            "model": answer.model,
+            "system_fingerprint": "fp_stub",
+            "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+        }
+        if include_usage:
+            c["usage"] = None
+        return c
+
+    chunks = []
+    for i, content in enumerate(answer.contents):
+        if answer.tool_calls:
+            call = answer.tool_calls[i]
+            head = {
+                "index": 0,
+                "id": call["id"],
+                "type": "function",
+                "function": {"name": call["function"]["name"], "arguments": ""},
+            }
+            chunks.append(chunk(i, {"role": "assistant", "content": None, "tool_calls": [head]}))
+            for piece in _split_arguments(call["function"]["arguments"]):
+                chunks.append(chunk(i, {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}))
+        else:
+            chunks.append(chunk(i, {"role": "assistant", "content": "", "refusal": None}))
+            for piece in _split_words(content):
+                chunks.append(chunk(i, {"content": piece}))
+        if finish:
+            chunks.append(chunk(i, {}, answer.finish_reason))
+    if include_usage and finish:
+        last = chunk(0, {})
+        last["choices"] = []
+        last["usage"] = answer.usage()
+        chunks.append(last)
+    return chunks
+
+
+def _split_words(text: str) -> list[str]:
+    """``"a b c"`` -> ``["a", " b", " c"]``: word by word, joining back to ``text``."""
+    words = text.split(" ")
+    return [words[0]] + [" " + w for w in words[1:]] if text else []
+
+
+def _split_arguments(arguments: str, size: int = 7) -> list[str]:
+    return [arguments[i : i + size] for i in range(0, len(arguments), size)]
+
+
+def _sse(obj: Any) -> bytes:
+    return b"data: " + _dumps(obj) + b"\n\n"
+
+
+async def _stream_answer(request: web.Request, answer: ChatAnswer, include_usage: bool) -> web.StreamResponse:
+    model = answer.model
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"})
+    await resp.prepare(request)
+    if "cut-stream" in model:
+        for c in chat_chunks(answer, include_usage)[:3]:
+            await resp.write(_sse(c))
+        return _abort(request, resp)
+    if "bad-sse" in model:
+        await resp.write(_sse(chat_chunks(answer, include_usage)[0]))
+        await resp.write(b'data: {"id": "chatcmpl-broken", "choices": [{"delta": \n\n')
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+    no_done = "no-done" in model
+    for c in chat_chunks(answer, include_usage, finish=not no_done):
+        await resp.write(_sse(c))
+    if not no_done:
+        await resp.write(b"data: [DONE]\n\n")
+    await resp.write_eof()
+    return resp
+
+
+def _abort(request: web.Request, resp: web.StreamResponse) -> web.StreamResponse:
+    """Drop the TCP connection mid-response, as a crashing provider or proxy would."""
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
+    return resp
+
+
+async def _send_faulty_json(request: web.Request, answer: ChatAnswer) -> web.StreamResponse:
+    body = _dumps(chat_completion_json(answer))
+    if "bad-sse" in answer.model:
+        return web.Response(body=body[: len(body) // 2], content_type="application/json")
+    # cut-stream: promise the whole body, send half of it, then drop the connection.
+    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+    resp.content_length = len(body)
+    await resp.prepare(request)
+    await resp.write(body[: len(body) // 2])
+    return _abort(request, resp)
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE_KEY]
+    state.chat += 1
+    call = state.chat
+    body = await _read_json(request)
+    if isinstance(body, web.Response):
+        return body
+    model = str(body.get("model", ""))
+    state.by_model[model] += 1
+    state.last = _last_request(request, body)
+    fault = await _apply_delay_and_faults(request, state, model)
+    if fault is not None:
+        return fault
+    if not isinstance(body.get("messages"), list) or not body["messages"]:
+        return error_response(400, "'messages' must be a non-empty array")
+    answer = make_chat_answer(body, call)
+    if body.get("stream"):
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        return await _stream_answer(request, answer, include_usage)
+    if "cut-stream" in model or "bad-sse" in model:
+        return await _send_faulty_json(request, answer)
+    return _json_response(chat_completion_json(answer))
+
+
+# --------------------------------------------------------------------------- embeddings
+
+
+def embedding_items(raw: Any) -> list[str | list[int]] | None:
+    """Split OpenAI's ``input`` (str | list[str] | list[int] | list[list[int]]) into items."""
+    if isinstance(raw, str):
+        return [raw]
+    if not isinstance(raw, list) or not raw:
+        return None
+    if all(isinstance(x, int) for x in raw):
+        return [list(raw)]
+    if all(isinstance(x, str) for x in raw):
+        return list(raw)
+    if all(isinstance(x, list) and x and all(isinstance(t, int) for t in x) for x in raw):
+        return [list(x) for x in raw]
+    return None
+
+
+def embedding_vector(item: str | list[int], dimensions: int = EMBEDDING_DIMENSIONS) -> list[float]:
+    """A deterministic vector from sha256 of the item, exact in float32 (so base64 matches)."""
+    seed = item.encode() if isinstance(item, str) else json.dumps(item).encode()
+    digest = b""
+    block = hashlib.sha256(seed).digest()
+    while len(digest) < 2 * dimensions:
+        digest += block
+        block = hashlib.sha256(block).digest()
+    raw = [int.from_bytes(digest[2 * i : 2 * i + 2], "little") / 65535 * 2 - 1 for i in range(dimensions)]
+    return list(struct.unpack(f"<{dimensions}f", struct.pack(f"<{dimensions}f", *raw)))
+
+
+def encode_base64(vector: list[float]) -> str:
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
+
+async def embeddings(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE_KEY]
+    state.embeddings += 1
+    body = await _read_json(request)
+    if isinstance(body, web.Response):
+        return body
+    model = str(body.get("model", ""))
+    state.by_model[model] += 1
+    state.last = _last_request(request, body)
+    items = embedding_items(body.get("input"))
+    if items is not None:
+        state.embedding_items += len(items)
+    fault = await _apply_delay_and_faults(request, state, model)
+    if fault is not None:
+        return fault
+    if items is None:
+        return error_response(400, "'input' must be a string, an array of strings or token arrays")
+    dimensions = int(body.get("dimensions") or EMBEDDING_DIMENSIONS)
+    as_base64 = body.get("encoding_format") == "base64"
+    data = []
+    for i, item in enumerate(items):
+        vector = embedding_vector(item, dimensions)
+        data.append(
+            {
+                "object": "embedding",
+                "index": i,
+                "embedding": encode_base64(vector) if as_base64 else vector,
+            }
+        )
+    tokens = sum(_words(x) if isinstance(x, str) else len(x) for x in items)
+    return _json_response(
+        {
+            "object": "list",
+            "data": data,
+            "model": model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+    )
+
+
+# --------------------------------------------------------------------------- misc routes
+
+
+async def list_models(request: web.Request) -> web.Response:
+    request.app[STATE_KEY].models += 1
+    names = ["stub-model", "stub-embedding", *(f"stub-{name}" for name in FAULT_MODELS)]
+    data = [{"id": n, "object": "model", "created": 0, "owned_by": "stub"} for n in names]
+    return _json_response({"object": "list", "data": data})
+
+
+async def get_stats(request: web.Request) -> web.Response:
+    return _json_response(request.app[STATE_KEY].stats())
+
+
+async def post_reset(request: web.Request) -> web.Response:
+    request.app[STATE_KEY].reset()
+    return _json_response({"ok": True})
+
+
+async def post_delay(request: web.Request) -> web.Response:
+    body = await _read_json(request)
+    if isinstance(body, web.Response):
+        return body
+    request.app[STATE_KEY].delay_ms = float(body.get("ms", 0))
+    return _json_response({"ok": True, "delay_ms": request.app[STATE_KEY].delay_ms})
+
+
+async def get_last(request: web.Request) -> web.Response:
+    return _json_response(request.app[STATE_KEY].last)
+
+
+def make_app(delay_ms: float = 0.0) -> web.Application:
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app[STATE_KEY] = StubState(delay_ms=delay_ms)
+    for prefix in ("/v1", ""):
+        app.router.add_post(f"{prefix}/chat/completions", chat_completions)
+        app.router.add_post(f"{prefix}/embeddings", embeddings)
+        app.router.add_get(f"{prefix}/models", list_models)
+    app.router.add_get("/_stats", get_stats)
+    app.router.add_post("/_reset", post_reset)
+    app.router.add_post("/_delay", post_delay)
+    app.router.add_get("/_last", get_last)
+    return app
+
+
+# --------------------------------------------------------------------------- server process
+
+
+async def serve(host: str, port: int, delay_ms: float, parent_pid: int | None) -> None:
+    """Serve until SIGTERM/SIGINT (or until ``parent_pid`` is no longer our parent)."""
+    runner = web.AppRunner(make_app(delay_ms), access_log=None, shutdown_timeout=0.5)
+    await runner.setup()
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    site = web.SockSite(runner, sock, backlog=2048)
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    # The parent reads this line to learn the port; nothing else goes to stdout.
+    print(f"{READY_PREFIX}{sock.getsockname()[1]}", flush=True)
+    watcher = asyncio.create_task(_watch_parent(parent_pid, stop)) if parent_pid else None
+    try:
+        await stop.wait()
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+        await runner.cleanup()
+
+
+async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
+    """Exit when the parent dies, so a killed test run leaves no stray server behind."""
+    while os.getppid() == parent_pid:
+        await asyncio.sleep(0.5)
+    stop.set()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed)")
+    parser.add_argument("--delay-ms", type=float, default=0.0, help="delay before each answer")
+    parser.add_argument("--parent-pid", type=int, default=None, help="exit when this parent dies")
+    args = parser.parse_args(argv)
+    coro = serve(args.host, args.port, args.delay_ms, args.parent_pid)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        asyncio.run(coro)
+    else:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(coro)
+
+
+# --------------------------------------------------------------------------- client side
+
+
+class StubUpstream:
+    """Runs the stub server in a subprocess on a free port, and talks to its control API.
+
+    Usage::
+
+        with StubUpstream() as stub:          # or stub.start() ... stub.stop()
+            config_api_base = stub.url        # "http://127.0.0.1:PORT/v1"
+            ...
+            assert stub.calls()["chat"] == 1
+
+    The control methods are blocking (stdlib ``urllib``); each is one loopback
+    round trip to a separate process, so they are safe to call from async tests.
+    """
+
+    def __init__(
+        self,
+        delay_ms: float = 0.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        startup_timeout: float = 10.0,
+    ) -> None:
+        self.delay_ms = delay_ms
+        self.host = host
+        self.port = port
+        self.startup_timeout = startup_timeout
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        """``http://HOST:PORT`` (no ``/v1``), where the control endpoints live."""
+        if self._proc is None:
+            raise RuntimeError("StubUpstream is not started")
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The OpenAI base URL to configure as ``api_base``: ``http://HOST:PORT/v1``."""
+        return f"{self.base_url}/v1"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def start(self) -> StubUpstream:
+        if self._proc is not None:
+            return self
+        cmd = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--delay-ms",
+            str(self.delay_ms),
+            "--parent-pid",
+            str(os.getpid()),
+        ]
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        try:
+            self.port = self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self) -> int:
+        assert self._proc is not None and self._proc.stdout is not None
+        deadline = time.monotonic() + self.startup_timeout
+        line = b""
+        while not line.endswith(b"\n"):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"stub upstream not ready after {self.startup_timeout} s")
+            ready, _, _ = select.select([self._proc.stdout], [], [], remaining)
+            if ready:
+                byte = os.read(self._proc.stdout.fileno(), 1)
+                if not byte:
+                    code = self._proc.wait()
+                    raise RuntimeError(f"stub upstream exited with code {code} before ready")
+                line += byte
+        text = line.decode().strip()
+        if not text.startswith(READY_PREFIX):
+            raise RuntimeError(f"unexpected output from stub upstream: {text!r}")
+        return int(text[len(READY_PREFIX) :])
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+    def __enter__(self) -> StubUpstream:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _request(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(
+            self.base_url + path,
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def calls(self) -> dict[str, Any]:
+        """Counters since start/reset: ``{"chat", "embeddings", "embedding_items", "models",
+        "by_model": {model: n}, "delay_ms"}``. Failed and faulty calls are counted too."""
+        result: dict[str, Any] = self._request("GET", "/_stats")
+        return result
+
+    def reset(self) -> None:
+        """Zero the counters and forget the last request (the delay is kept)."""
+        self._request("POST", "/_reset", {})
+
+    def set_delay(self, ms: float) -> None:
+        """Default delay before every chat/embeddings answer (``x-stub-delay-ms`` overrides)."""
+        self._request("POST", "/_delay", {"ms": ms})
+        self.delay_ms = ms
+
+    def last_request(self) -> dict[str, Any] | None:
+        """The last chat/embeddings request as received: ``{"path", "headers", "body"}``."""
+        result: dict[str, Any] | None = self._request("GET", "/_last")
+        return result
+
+
+if __name__ == "__main__":
+    main()
