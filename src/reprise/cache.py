@@ -10,11 +10,12 @@ per request (the next success logs the recovery).
 from __future__ import annotations
 
 import logging
-import orjson
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from reprise.backends.base import Backend
 from reprise.coalesce import SingleFlight

@@ -47,9 +47,9 @@ class GatewayProcess:
     def start(self, timeout: float = 15.0) -> GatewayProcess:
         cmd = [sys.executable, "-m", "reprise.cli.main", "serve", "--config", str(self.config_path),
                "--host", "127.0.0.1", "--port", str(self.port), *self.extra_args]
-        log = open(self.log_path, "ab")  # noqa: SIM115 - kept open by the child
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
+        with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

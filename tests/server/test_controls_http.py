@@ -70,7 +70,7 @@ def test_cache_control_header(client: httpx.Client, upstream: StubUpstream) -> N
     assert post(client, chat(prompt), **{"Cache-Control": "no-cache"}).headers["x-reprise-cache"] == "bypass"
     time.sleep(1.1)
     assert post(client, chat(prompt), **{"Cache-Control": "max-age=1"}).headers["x-reprise-cache"] == "miss"
-    assert upstream.calls()["chat"] == 3
+    assert upstream.calls()["chat"] == 4  # no-store, miss, no-cache, too old for max-age
 
 
 def test_use_cache_false_bypasses(client: httpx.Client, upstream: StubUpstream) -> None:

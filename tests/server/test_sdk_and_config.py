@@ -17,7 +17,12 @@ from tests.support.stub_upstream import StubUpstream
 
 
 def test_openai_sdk_with_extra_body(gateway: GatewayProcess, upstream: StubUpstream) -> None:
-    sdk = openai.OpenAI(base_url=gateway.url + "/v1", api_key=MASTER_KEY)
+    with openai.OpenAI(base_url=gateway.url + "/v1", api_key=MASTER_KEY) as sdk:
+        _exercise_sdk(sdk)
+    assert upstream.calls()["chat"] == 1
+
+
+def _exercise_sdk(sdk: openai.OpenAI) -> None:
     prompt = unique()
     messages = [{"role": "user", "content": prompt}]
     first = sdk.chat.completions.with_raw_response.create(model="gpt-4o", messages=messages)  # type: ignore[arg-type]
@@ -31,7 +36,6 @@ def test_openai_sdk_with_extra_body(gateway: GatewayProcess, upstream: StubUpstr
     assert text == first.parse().choices[0].message.content
     vectors = sdk.embeddings.create(model="text-embedding-3-small", input=[prompt, "x"])
     assert len(vectors.data) == 2
-    assert upstream.calls()["chat"] == 1
 
 
 def test_disk_backend_survives_restart(make_gateway: Callable[..., GatewayProcess], stub: StubUpstream,

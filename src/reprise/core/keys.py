@@ -18,6 +18,7 @@ LiteLLM's equivalent: ``litellm.caching.Cache.get_cache_key``
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -73,7 +74,11 @@ def hash_params(kind: str, params: Mapping[str, Any]) -> str:
     """64 hex chars of sha256 over ``kind`` and the canonical JSON of ``params``."""
     digest = hashlib.sha256(kind.encode())
     digest.update(b"\0")
-    digest.update(orjson.dumps(params, option=_SORT))
+    try:
+        text = orjson.dumps(params, option=_SORT)
+    except TypeError:  # integers beyond 64 bits (possible from library callers)
+        text = json.dumps(params, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    digest.update(text)
     return digest.hexdigest()
 
 

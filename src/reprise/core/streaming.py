@@ -198,7 +198,8 @@ def _choice_events(base: dict[str, Any], choice: dict[str, Any]) -> list[bytes]:
         body.update(extra)
         return _event({**base, "choices": [body]})
 
-    events = [chunk({"role": message.get("role", "assistant"), "content": ""})]
+    first = "" if message.get("content") is not None else None
+    events = [chunk({"role": message.get("role", "assistant"), "content": first})]
     if message.get("content"):
         events.append(chunk({"content": message["content"]}, logprobs=choice.get("logprobs")))
     if message.get("refusal"):

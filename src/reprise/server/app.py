@@ -21,8 +21,16 @@ from reprise.server.chat import handle_chat
 from reprise.server.embeddings import handle_embeddings
 from reprise.server.errors import error_body, render_error
 from reprise.server.gateway import Gateway
-from reprise.server.http import JSON_TYPE, ClientGone, Receive, Scope, Send, header, read_body
-from reprise.server.http import send_bytes
+from reprise.server.http import (
+    JSON_TYPE,
+    ClientGone,
+    Receive,
+    Scope,
+    Send,
+    header,
+    read_body,
+    send_bytes,
+)
 
 log = logging.getLogger("reprise.server")
 

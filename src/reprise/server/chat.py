@@ -8,13 +8,13 @@ arrive while reassembling them, and stores the answer only if the stream complet
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
 
 from reprise.cache import Outcome
 from reprise.core.controls import parse_controls
-from reprise.core.entry import CacheEntry
 from reprise.core.keys import chat_key_hash, storage_key
 from reprise.core.policy import CachePlan
 from reprise.core.request import require_model, validate_chat
@@ -23,8 +23,16 @@ from reprise.errors import UpstreamError
 from reprise.server.errors import error_body
 from reprise.server.gateway import Gateway
 from reprise.server.headers import cache_headers
-from reprise.server.http import JSON_TYPE, SSE_HEADERS, Receive, Scope, Send, header, send_bytes
-from reprise.server.http import watch_disconnect
+from reprise.server.http import (
+    JSON_TYPE,
+    SSE_HEADERS,
+    Receive,
+    Scope,
+    Send,
+    header,
+    send_bytes,
+    watch_disconnect,
+)
 from reprise.server.upstream import Deployment, upstream_body
 
 PATH = "/chat/completions"
@@ -144,15 +152,18 @@ async def _lead_stream(gw: Gateway, receive: Receive, send: Send, body: dict[str
                 events = assembler.feed(piece)
                 if events:
                     await send({"type": "http.response.body", "body": b"".join(events), "more_body": True})
+            await asyncio.sleep(0)  # let the watcher see a disconnect that raced the last event
+            aborted = watcher.done()
         except UpstreamError as exc:
             failure = b"data: " + error_body(str(exc), "upstream_error", None, "stream_broken") + b"\n\n"
             await send({"type": "http.response.body", "body": failure, "more_body": False})
             return None
         finally:
             watcher.cancel()
-    await send({"type": "http.response.body", "body": b"", "more_body": False})
-    if not assembler.complete:
-        return None
+        # after this last send the ASGI server reports the finished cycle as a disconnect
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    if aborted or not assembler.complete:
+        return None  # aborted by the client, or cut / malformed upstream: never stored
     completion = assembler.completion()
     answer = orjson.dumps(completion)
     if plan.store and gw.cache is not None and key is not None:
@@ -160,6 +171,3 @@ async def _lead_stream(gw: Gateway, receive: Receive, send: Send, body: dict[str
         await gw.cache.write(key, entry)
     return Outcome(200, answer)
 
-
-def age_of(entry: CacheEntry | None, now: float) -> int:
-    return int(entry.age(now)) if entry is not None else 0

@@ -12,8 +12,8 @@ from typing import Any
 from reprise.backends.registry import load_backend_class
 from reprise.cache import AsyncCache
 from reprise.config import GatewayConfig
-from reprise.core.policy import BYPASS, CachePlan, CachePolicy, decide
 from reprise.core.controls import CacheControls
+from reprise.core.policy import BYPASS, CachePlan, CachePolicy, decide
 from reprise.errors import AuthError, ConfigError, NotFoundError
 from reprise.server.upstream import PROVIDER_BASES, Deployment, HttpUpstream, MockUpstream
 

@@ -1,0 +1,180 @@
+"""Reading ``config.yaml``: YAML, then ``os.environ/NAME`` references, then validation.
+
+Every problem becomes one :class:`~reprise.errors.ConfigError` that lists all of
+them, one ``dotted.yaml.path: message`` per line; ``ConfigError.path`` is the
+first one's. Messages never quote the offending values, which may be secrets.
+
+An ``os.environ/NAME`` value is replaced by the variable, as LiteLLM does
+(https://docs.litellm.ai/docs/proxy/configs). A variable that is not set is an
+error, except under a key Reprise ignores: a LiteLLM config may name variables,
+such as ``general_settings.database_url``, that only LiteLLM needs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from reprise.config.models import GatewayConfig, describe_cache_type, find_extras
+from reprise.errors import ConfigError
+
+ENV_PREFIX = "os.environ/"
+
+#: (dotted YAML path, message)
+Problem = tuple[str, str]
+
+
+def load_config(path: str | os.PathLike[str]) -> GatewayConfig:
+    """Read, resolve and validate the config file at ``path``."""
+    return parse_config(read_yaml(path))
+
+
+def parse_config(data: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> GatewayConfig:
+    """Resolve and validate an already-parsed config; ``environ`` defaults to ``os.environ``."""
+    config, _ = _parse(data, os.environ if environ is None else environ)
+    return config
+
+
+def check_config(path: str | os.PathLike[str]) -> list[str]:
+    """Human-readable warnings for a valid config (raises ConfigError for an invalid one).
+
+    Meant for ``reprise config check``: keys Reprise ignores (with a hint when one
+    looks like a misspelt key that it reads), unset variables under those keys, and
+    settings that silently do nothing.
+    """
+    config, unset = _parse(read_yaml(path), os.environ)
+    warnings = []
+    for key, owner in find_extras(config):
+        name = key.rpartition(".")[2]
+        close = [field for field in owner.model_fields if _is_typo(name, field)]
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        warnings.append(f"{key}: not used by Reprise (ignored){hint}")
+    warnings += [f"{where}: {message} (the key is ignored)" for where, message in unset]
+    if config.litellm_settings.cache_params is not None and not config.cache_enabled:
+        warnings.append(
+            "litellm_settings.cache: false, so cache_params has no effect; set cache: true"
+        )
+    if not config.model_list:
+        warnings.append("model_list: empty, so every request will be answered 404")
+    return warnings
+
+
+def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The top-level mapping of a YAML file, or a ConfigError saying why not."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {os.fspath(path)}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {os.fspath(path)}: {exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{os.fspath(path)} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        kind = "empty" if data is None else f"a {type(data).__name__}, not a mapping"
+        raise ConfigError(f"{os.fspath(path)} must be a YAML mapping; it is {kind}")
+    return data
+
+
+def resolve_env(value: Any, environ: Mapping[str, str], path: str = "") -> tuple[Any, list[Problem]]:
+    """``value`` with every ``os.environ/NAME`` string replaced by the variable.
+
+    Unset variables are left as written and returned as problems at their paths.
+    """
+    if isinstance(value, dict):
+        resolved: dict[Any, Any] = {}
+        unset: list[Problem] = []
+        for key, item in value.items():
+            resolved[key], found = resolve_env(item, environ, _join(path, key))
+            unset += found
+        return resolved, unset
+    if isinstance(value, list):
+        pairs = [resolve_env(item, environ, f"{path}[{i}]") for i, item in enumerate(value)]
+        return [item for item, _ in pairs], [p for _, found in pairs for p in found]
+    if isinstance(value, str) and value.startswith(ENV_PREFIX):
+        name = value[len(ENV_PREFIX) :]
+        if name and name in environ:
+            return environ[name], []
+        return value, [(path, f"environment variable {name!r} is not set")]
+    return value, []
+
+
+def _parse(data: Mapping[str, Any], environ: Mapping[str, str]) -> tuple[GatewayConfig, list[Problem]]:
+    """The config and the unset variables found under ignored keys."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config must be a mapping, not {type(data).__name__}")
+    resolved, unset = resolve_env(dict(data), environ)
+    try:
+        config = GatewayConfig.model_validate(resolved)
+    except ValidationError as exc:
+        at_unset = {where for where, _ in unset}
+        problems = [p for p in _problems(exc, resolved) if p[0] not in at_unset]
+        raise _config_error(unset + problems) from None
+    ignored = config.ignored_keys
+    used = [p for p in unset if not any(_is_under(p[0], key) for key in ignored)]
+    if used:
+        raise _config_error(used)
+    return config, [p for p in unset if p not in used]
+
+
+def _problems(exc: ValidationError, data: Any) -> list[Problem]:
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        path = _yaml_path(error["loc"], data)
+        if error["type"] == "union_tag_invalid":  # only cache_params is a tagged union
+            ctx = error.get("ctx", {})
+            problems.append((f"{path}.type", describe_cache_type(str(ctx.get("tag")))))
+        else:
+            problems.append((path or "(top level)", error["msg"]))
+    return problems
+
+
+def _yaml_path(loc: tuple[int | str, ...], data: Any) -> str:
+    """Pydantic's ``loc`` as a YAML path, walking ``data`` alongside it.
+
+    A tagged union puts its tag into ``loc`` (``cache_params.local.ttl``); a part
+    that names no key of the input, and is not the last, is such a tag and is dropped.
+    """
+    path, node = "", data
+    for i, part in enumerate(loc):
+        if isinstance(node, list) and isinstance(part, int):
+            path += f"[{part}]"
+            node = node[part] if -len(node) <= part < len(node) else None
+            continue
+        if isinstance(node, dict) and part not in node and i < len(loc) - 1:
+            continue
+        path = _join(path, part)
+        node = node.get(part) if isinstance(node, dict) else None
+    return path
+
+
+def _config_error(problems: list[Problem]) -> ConfigError:
+    (first_path, first_message), rest = problems[0], problems[1:]
+    return ConfigError(first_message + "".join(f"\n{p}: {m}" for p, m in rest), first_path)
+
+
+def _is_typo(word: str, field: str) -> bool:
+    """One edit apart (insert, delete, substitute or swap two neighbours); a word of
+    three letters or more. Looser matching flags real LiteLLM keys (``base_model``)."""
+    if len(word) < 3 or abs(len(word) - len(field)) > 1 or word == field:
+        return False
+    if len(word) == len(field):
+        diff = [i for i, (a, b) in enumerate(zip(word, field, strict=True)) if a != b]
+        swapped = len(diff) == 2 and diff[1] == diff[0] + 1 and word[diff[0]] == field[diff[1]]
+        return len(diff) == 1 or (swapped and word[diff[1]] == field[diff[0]])
+    short, long = sorted((word, field), key=len)
+    return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))
+
+
+def _is_under(path: str, key: str) -> bool:
+    return path == key or path.startswith((f"{key}.", f"{key}["))
+
+
+def _join(path: str, key: object) -> str:
+    return f"{path}.{key}" if path else str(key)

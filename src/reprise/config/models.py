@@ -1,0 +1,268 @@
+"""Pydantic models for LiteLLM's proxy ``config.yaml``: the part of it Reprise reads.
+
+The file format is LiteLLM's (https://docs.litellm.ai/docs/proxy/configs and
+https://docs.litellm.ai/docs/proxy/caching), so one file serves both. Every model
+accepts keys it does not declare (``extra="allow"``): LiteLLM has many settings
+Reprise does not implement, and a config written for LiteLLM must still load.
+Those keys are kept out of the way and listed by :attr:`GatewayConfig.ignored_keys`;
+the keys Reprise does read are validated, with the YAML path in every error.
+
+Validation is pydantic's default (lax) mode on purpose: values that come from
+``os.environ/NAME`` are strings, so ``ttl: os.environ/CACHE_TTL`` must accept "600".
+Strings are never coerced from numbers, lists or mappings.
+
+``cache_params`` is a discriminated union on ``type``: one model per cache type,
+each validating its own parameters. A new backend adds its model to
+:data:`CacheParams`; nothing else changes here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from reprise.backends.registry import PLANNED
+
+#: LiteLLM's call type names for ``cache_params.supported_call_types``.
+CallType = Literal[
+    "completion",
+    "acompletion",
+    "embedding",
+    "aembedding",
+    "atext_completion",
+    "text_completion",
+    "atranscription",
+    "transcription",
+    "arerank",
+    "rerank",
+]
+#: LiteLLM's ``cache_params.mode``: cache every request, or only those that opt in.
+CacheMode = Literal["default_on", "default_off"]
+
+def _default_call_types() -> list[CallType]:
+    return ["acompletion", "completion", "aembedding", "embedding"]
+
+
+_NAMESPACE = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+
+def _check_namespace(value: str | None) -> str | None:
+    if value is not None and not _NAMESPACE.fullmatch(value):
+        raise PydanticCustomError(
+            "namespace", "namespace must be 1-128 characters of A-Z a-z 0-9 . _ -"
+        )
+    return value
+
+
+class Section(BaseModel):
+    """Base of every config model: frozen, accepts undeclared keys, hides them in repr.
+
+    Undeclared keys may hold secrets Reprise never reads (``database_url``, a Redis
+    password), so ``repr`` shows declared fields only; :attr:`extras` has the rest.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    @property
+    def extras(self) -> dict[str, Any]:
+        """The keys of this section that the model does not declare, as given."""
+        return dict(self.model_extra or {})
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        fields = type(self).model_fields
+        for name, value in super().__repr_args__():
+            if name in fields:
+                yield name, value
+
+
+# --- cache_params: one model per ``type`` -------------------------------------------------
+
+
+class BaseCacheParams(Section):
+    """What every cache type shares (LiteLLM's ``cache_params`` common keys)."""
+
+    type: str
+    #: Seconds an entry is served for; None means no expiry.
+    ttl: float | None = Field(default=None, gt=0)
+    namespace: Annotated[str | None, AfterValidator(_check_namespace)] = None
+    mode: CacheMode = "default_on"
+    supported_call_types: list[CallType] = Field(default_factory=_default_call_types)
+
+
+class LocalCacheParams(BaseCacheParams):
+    """``type: local``: an in-process memory cache, bounded by entries and bytes."""
+
+    type: Literal["local"] = "local"
+    max_entries: int = Field(default=10_000, gt=0)
+    max_bytes: int = Field(default=256 * 2**20, gt=0)
+
+
+class DiskCacheParams(BaseCacheParams):
+    """``type: disk``: a cache directory on local disk (LiteLLM's ``disk_cache_dir``)."""
+
+    type: Literal["disk"]
+    disk_cache_dir: str = Field(default=".reprise_cache", min_length=1)
+    max_bytes: int = Field(default=2**30, gt=0)
+
+
+#: The implemented cache types. Adding a backend means adding its model here.
+CacheParams = Annotated[LocalCacheParams | DiskCacheParams, Field(discriminator="type")]
+
+#: type name -> params model, derived from :data:`CacheParams`.
+CACHE_PARAM_MODELS: dict[str, type[BaseCacheParams]] = {
+    get_args(model.model_fields["type"].annotation)[0]: model
+    for model in get_args(get_args(CacheParams)[0])
+}
+
+
+def describe_cache_type(tag: str) -> str:
+    """The error message for a ``cache_params.type`` that has no model."""
+    available = ", ".join(repr(name) for name in sorted(CACHE_PARAM_MODELS))
+    if tag in PLANNED:
+        return (
+            f"cache type {tag!r} is not available in this version of Reprise; "
+            f"available: {available}"
+        )
+    return f"unknown cache type {tag!r}; expected one of: {available}"
+
+
+# --- model_list -----------------------------------------------------------------------------
+
+
+class LiteLLMParams(Section):
+    """``model_list[].litellm_params``: where and how to call the provider."""
+
+    #: ``provider/model`` as LiteLLM spells it, e.g. ``openai/gpt-4o``.
+    model: str = Field(min_length=1)
+    api_base: str | None = None
+    api_key: SecretStr | None = None
+    #: Answer with this text instead of calling the provider (LiteLLM's mock_response).
+    mock_response: str | None = None
+    timeout: float | None = Field(default=None, gt=0)
+    stream_timeout: float | None = Field(default=None, gt=0)
+
+    @property
+    def provider(self) -> str:
+        """The LiteLLM provider prefix of :attr:`model`; ``openai`` when there is none."""
+        prefix, slash, _ = self.model.partition("/")
+        return prefix if slash else "openai"
+
+    @property
+    def upstream_model(self) -> str:
+        """The model name sent to the provider: :attr:`model` without its prefix."""
+        prefix, slash, rest = self.model.partition("/")
+        return rest if slash else prefix
+
+
+class ModelInfo(Section):
+    """``model_list[].model_info``: prices, used to report what the cache saved."""
+
+    input_cost_per_token: float | None = Field(default=None, ge=0)
+    output_cost_per_token: float | None = Field(default=None, ge=0)
+
+
+class ModelDeployment(Section):
+    """One ``model_list`` entry. Several entries may share a ``model_name``
+    (LiteLLM load-balances across them); their list order is their identity."""
+
+    model_name: str = Field(min_length=1)
+    litellm_params: LiteLLMParams
+    model_info: ModelInfo = Field(default_factory=ModelInfo)
+
+
+# --- settings -------------------------------------------------------------------------------
+
+
+class GeneralSettings(Section):
+    """``general_settings``: the proxy's own settings."""
+
+    master_key: SecretStr | None = None
+    max_request_size_mb: float = Field(default=8, gt=0)
+
+
+class LiteLLMSettings(Section):
+    """``litellm_settings``: caching and the default upstream timeout."""
+
+    cache: bool = False
+    request_timeout: float = Field(default=600, gt=0)
+    cache_params: CacheParams | None = None
+
+    @field_validator("cache_params", mode="before")
+    @classmethod
+    def _default_type(cls, value: Any) -> Any:
+        # LiteLLM defaults a missing (or null) ``type`` to "local".
+        if isinstance(value, dict) and value.get("type") is None:
+            return {**value, "type": "local"}
+        return value
+
+
+class GatewayConfig(Section):
+    """A whole ``config.yaml``. Build it with :func:`reprise.config.load_config`."""
+
+    model_list: list[ModelDeployment] = Field(default_factory=list)
+    general_settings: GeneralSettings = Field(default_factory=GeneralSettings)
+    litellm_settings: LiteLLMSettings = Field(default_factory=LiteLLMSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_sections(cls, data: Any) -> Any:
+        # ``general_settings:`` with nothing under it is null in YAML; read it as empty.
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if not (k in cls.model_fields and v is None)}
+        return data
+
+    @property
+    def ignored_keys(self) -> list[str]:
+        """Dotted YAML paths of every key Reprise accepted but does not use."""
+        return [path for path, _ in find_extras(self)]
+
+    @property
+    def cache_enabled(self) -> bool:
+        """Whether ``litellm_settings.cache`` turns caching on."""
+        return self.litellm_settings.cache
+
+    @property
+    def cache_params(self) -> CacheParams | None:
+        """The cache settings; ``cache: true`` alone means local defaults, as in LiteLLM."""
+        params = self.litellm_settings.cache_params
+        if params is None and self.cache_enabled:
+            return LocalCacheParams()
+        return params
+
+    def deployments(self, model_name: str) -> list[ModelDeployment]:
+        """Every deployment serving ``model_name``, in file order."""
+        return [entry for entry in self.model_list if entry.model_name == model_name]
+
+    def model_names(self) -> list[str]:
+        """The distinct model names, in order of first appearance."""
+        return list(dict.fromkeys(entry.model_name for entry in self.model_list))
+
+
+def find_extras(model: BaseModel, path: str = "") -> list[tuple[str, type[BaseModel]]]:
+    """Every undeclared key under ``model`` as (dotted path, model class that holds it)."""
+    found: list[tuple[str, type[BaseModel]]] = []
+    for name in type(model).model_fields:
+        found.extend(_extras_in(getattr(model, name), f"{path}.{name}" if path else name))
+    for key in model.model_extra or {}:
+        found.append((f"{path}.{key}" if path else str(key), type(model)))
+    return found
+
+
+def _extras_in(value: Any, path: str) -> list[tuple[str, type[BaseModel]]]:
+    if isinstance(value, BaseModel):
+        return find_extras(value, path)
+    if isinstance(value, list):
+        return [found for i, item in enumerate(value) for found in _extras_in(item, f"{path}[{i}]")]
+    return []
