@@ -23,7 +23,7 @@ def answer(text: str) -> dict[str, Any]:
 
 def test_public_api_is_pinned() -> None:
     assert sorted(reprise.__all__) == sorted([
-        "AsyncCache", "BackendError", "Cache", "CacheResult", "ConfigError", "RepriseError",
+        "AsyncCache", "BackendError", "Cache", "CachePolicy", "CacheResult", "ConfigError", "RepriseError",
         "RequestError", "UpstreamError", "__version__",
     ])
 

@@ -3,8 +3,8 @@
 Use it as a proxy (``reprise serve --config config.yaml``) or in-process::
 
     from reprise import Cache
-    cache = Cache()                      # in-memory; Cache(backend="disk", directory=...)
-    answer = cache.chat(request, call)   # call(request) -> response dict, made on a miss
+    with Cache() as cache:                    # in-memory; Cache(DiskBackend(directory=...))
+        result = cache.chat(request, call)    # call(request) -> response, made on a miss only
 """
 
 from reprise.errors import (
@@ -21,6 +21,7 @@ __all__ = [
     "AsyncCache",
     "BackendError",
     "Cache",
+    "CachePolicy",
     "CacheResult",
     "ConfigError",
     "RepriseError",
@@ -36,6 +37,10 @@ def __getattr__(name: str) -> object:
         from reprise import cache
 
         return getattr(cache, name)
+    if name == "CachePolicy":
+        from reprise.core.policy import CachePolicy
+
+        return CachePolicy
     if name == "Cache":
         from reprise.sync import Cache
 
