@@ -93,10 +93,10 @@ class RepriseApp:
         except ClientGone:
             return
         except Exception as exc:  # the edge: every failure becomes OpenAI error JSON
-            status, body = render_error(exc)
+            status, payload = render_error(exc)
             if status >= 500:
                 log.error("request %s %s failed: %s", method, path, exc, exc_info=status == 500)
-            await self._send_error(send, status, body)
+            await self._send_error(send, status, payload)
 
     @staticmethod
     async def _send_error(send: Send, status: int, body: bytes) -> None:

@@ -1,0 +1,222 @@
+"""Load generation: a keep-alive latency client and a wrapper around ``wrk``.
+
+Why two tools: throughput needs a load generator that is not itself the
+bottleneck (``wrk``, written in C); latency at concurrency 1 needs exact
+per-request timings with the connection kept open, which a plain
+``http.client`` loop gives with a known, small and constant client overhead
+(the same for every target, so ratios are fair).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+POST_LUA = Path(__file__).with_name("post.lua")
+
+
+class BenchError(RuntimeError):
+    """A target answered something that makes its numbers meaningless."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where to send chat requests for one target, with its auth header."""
+
+    name: str
+    host: str
+    port: int
+    path: str = "/v1/chat/completions"
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}{self.path}"
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Percentiles of one series of requests, in milliseconds."""
+
+    count: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+
+    @classmethod
+    def from_seconds(cls, samples: Sequence[float]) -> Latency:
+        ms = sorted(s * 1000 for s in samples)
+        return cls(len(ms), percentile(ms, 50), percentile(ms, 90), percentile(ms, 99), statistics.fmean(ms))
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile of already sorted values."""
+    if not sorted_values:
+        return float("nan")
+    rank = (len(sorted_values) - 1) * q / 100
+    low = int(rank)
+    high = min(low + 1, len(sorted_values) - 1)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (rank - low)
+
+
+class KeepAliveClient:
+    """One HTTP/1.1 connection reused for every request, reopened if the server drops it."""
+
+    def __init__(self, endpoint: Endpoint, timeout: float = 30.0) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self._conn: http.client.HTTPConnection | None = None
+        self._headers = {"Content-Type": "application/json", **endpoint.headers}
+
+    def post(self, body: bytes) -> tuple[int, bytes]:
+        for attempt in (1, 2):
+            if self._conn is None:
+                self._conn = http.client.HTTPConnection(self.endpoint.host, self.endpoint.port, timeout=self.timeout)
+            try:
+                self._conn.request("POST", self.endpoint.path, body, self._headers)
+                response = self._conn.getresponse()
+                return response.status, response.read()
+            except (http.client.RemoteDisconnected, ConnectionError):
+                self.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> KeepAliveClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def post_ok(client: KeepAliveClient, body: bytes) -> bytes:
+    status, data = client.post(body)
+    if status != 200:
+        raise BenchError(f"{client.endpoint.name}: HTTP {status}: {data[:300]!r}")
+    return data
+
+
+def measure_latency(endpoint: Endpoint, body: bytes, requests: int, warmup: int = 50) -> Latency:
+    """Sequential requests (concurrency 1) of the same ``body`` over one connection."""
+    samples = []
+    with KeepAliveClient(endpoint) as client:
+        for _ in range(warmup):
+            post_ok(client, body)
+        for _ in range(requests):
+            started = time.perf_counter()
+            post_ok(client, body)
+            samples.append(time.perf_counter() - started)
+    return Latency.from_seconds(samples)
+
+
+def measure_interleaved(
+    endpoints: Sequence[Endpoint], make_body: Callable[[int], bytes], requests: int
+) -> dict[str, Latency]:
+    """``requests`` rounds; in each, every endpoint gets the same fresh body in turn.
+
+    Interleaving spreads any drift of the machine (or of the upstream's timer)
+    evenly over the targets, so the difference of their medians is the overhead.
+    """
+    samples: dict[str, list[float]] = {e.name: [] for e in endpoints}
+    clients = [KeepAliveClient(e) for e in endpoints]
+    try:
+        for i in range(requests):
+            body = make_body(i)
+            for client in clients:
+                started = time.perf_counter()
+                post_ok(client, body)
+                samples[client.endpoint.name].append(time.perf_counter() - started)
+    finally:
+        for client in clients:
+            client.close()
+    return {name: Latency.from_seconds(values) for name, values in samples.items()}
+
+
+def answer_text(data: bytes) -> str:
+    """The assistant text of a chat answer, JSON or SSE (to tell a hit from a miss)."""
+    if data.lstrip().startswith(b"data:"):
+        parts = []
+        for line in data.decode().split("\n"):
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            for choice in json.loads(line[len("data: ") :]).get("choices", []):
+                parts.append((choice.get("delta") or {}).get("content") or "")
+        return "".join(parts)
+    body = json.loads(data)
+    return str(body["choices"][0]["message"]["content"])
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    requests_per_s: float
+    requests: int
+    non_2xx: int
+    socket_errors: int
+    p50_ms: float
+    p99_ms: float
+
+
+def run_wrk(
+    endpoint: Endpoint,
+    body: bytes,
+    duration_s: float,
+    connections: int,
+    threads: int,
+) -> WrkResult:
+    """``wrk`` POSTing ``body`` with the endpoint's headers (see ``post.lua``)."""
+    with tempfile.NamedTemporaryFile("wb", suffix=".json", delete=False) as f:
+        f.write(body)
+        body_file = f.name
+    env = {**os.environ, "WRK_BODY_FILE": body_file, "WRK_HEADERS": json.dumps(dict(endpoint.headers))}
+    cmd = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{max(1, round(duration_s))}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(POST_LUA),
+        endpoint.url,
+    ]
+    try:
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True, timeout=duration_s + 60).stdout
+    finally:
+        os.unlink(body_file)
+    return parse_wrk(out)
+
+
+def parse_wrk(output: str) -> WrkResult:
+    """Read wrk's summary, plus the ``WRK_JSON`` line our ``post.lua`` prints in ``done``."""
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    if rps is None:
+        raise BenchError(f"could not parse wrk output:\n{output}")
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    extra: dict[str, float] = {}
+    for line in output.splitlines():
+        if line.startswith("WRK_JSON "):
+            extra = json.loads(line[len("WRK_JSON ") :])
+    return WrkResult(
+        requests_per_s=float(rps.group(1)),
+        requests=int(extra.get("requests", 0)),
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        socket_errors=sum(int(g) for g in socket.groups()) if socket else 0,
+        p50_ms=extra.get("p50_us", float("nan")) / 1000,
+        p99_ms=extra.get("p99_us", float("nan")) / 1000,
+    )
