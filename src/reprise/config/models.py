@@ -190,6 +190,12 @@ class GeneralSettings(Section):
 
     master_key: SecretStr | None = None
     max_request_size_mb: float = Field(default=8, gt=0)
+    #: Reprise: API keys besides the master key, each in a tenant (see config/tenancy.py).
+    virtual_keys: list[VirtualKeyConfig] = Field(default_factory=list)
+    #: Reprise: JSON file of hashed keys created through the admin API (/key/generate).
+    keys_file: str | None = None
+    #: Reprise: namespaces that every tenant may read and write on purpose.
+    shared_namespaces: list[Annotated[str, AfterValidator(_check_namespace)]] = Field(default_factory=list)
 
 
 class LiteLLMSettings(Section):
@@ -266,3 +272,9 @@ def _extras_in(value: Any, path: str) -> list[tuple[str, type[BaseModel]]]:
     if isinstance(value, list):
         return [found for i, item in enumerate(value) for found in _extras_in(item, f"{path}[{i}]")]
     return []
+
+
+from reprise.config.tenancy import VirtualKeyConfig  # noqa: E402  (tenancy builds on Section)
+
+GeneralSettings.model_rebuild()
+GatewayConfig.model_rebuild()

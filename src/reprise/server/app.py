@@ -31,6 +31,7 @@ from reprise.server.http import (
     read_body,
     send_bytes,
 )
+from reprise.server.keys_admin import KEY_PATHS, handle_keys
 
 log = logging.getLogger("reprise.server")
 
@@ -75,12 +76,16 @@ class RepriseApp:
         method: str = scope["method"]
         try:
             if method == "POST" and (path in _CHAT_PATHS or path in _EMBEDDING_PATHS):
-                self.gateway.check_auth(header(scope, b"authorization"))
+                caller = self.gateway.check_auth(header(scope, b"authorization"))
                 body = await self._json_body(scope, receive)
                 if path in _CHAT_PATHS:
-                    await handle_chat(self.gateway, scope, receive, send, body)
+                    await handle_chat(self.gateway, scope, receive, send, body, caller)
                 else:
-                    await handle_embeddings(self.gateway, scope, send, body)
+                    await handle_embeddings(self.gateway, scope, send, body, caller)
+            elif path in KEY_PATHS:
+                self.gateway.require_master(header(scope, b"authorization"))
+                body = await self._json_body(scope, receive) if method == "POST" else {}
+                await handle_keys(self.gateway, method, path, send, body)
             elif method == "GET" and path in _MODEL_PATHS:
                 self.gateway.check_auth(header(scope, b"authorization"))
                 await self._models(send)

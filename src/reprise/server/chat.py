@@ -20,6 +20,7 @@ from reprise.core.policy import CachePlan
 from reprise.core.request import require_model, validate_chat
 from reprise.core.streaming import StreamAssembler, render_sse
 from reprise.errors import UpstreamError
+from reprise.server.auth import OPEN, Principal
 from reprise.server.errors import error_body
 from reprise.server.gateway import Gateway
 from reprise.server.headers import cache_headers
@@ -50,12 +51,13 @@ def entry_meta(body: dict[str, Any], answer: bytes | dict[str, Any]) -> dict[str
     return {"kind": "chat", "model": body.get("model"), "preview": preview[:120], "usage": usage}
 
 
-async def handle_chat(gw: Gateway, scope: Scope, receive: Receive, send: Send, body: dict[str, Any]) -> None:
+async def handle_chat(gw: Gateway, scope: Scope, receive: Receive, send: Send, body: dict[str, Any],
+                      caller: Principal = OPEN) -> None:
     model = require_model(body)
     validate_chat(body)
     deployment = gw.pick(model)
     controls = parse_controls(body.get("cache"), _header_str(scope, b"cache-control"))
-    plan = gw.plan(controls, gw.cache_chat)
+    plan = gw.plan(controls, gw.cache_chat, caller)
     stream = body.get("stream") is True
     key = storage_key(chat_key_hash(body), plan.namespace) if plan.uses_cache else None
     if stream:

@@ -21,6 +21,7 @@ from reprise.core.keys import embedding_item_hash, storage_key
 from reprise.core.policy import CachePlan
 from reprise.core.request import embedding_items, require_model, validate_embeddings
 from reprise.errors import UpstreamError
+from reprise.server.auth import OPEN, Principal
 from reprise.server.gateway import Gateway
 from reprise.server.headers import cache_headers
 from reprise.server.http import JSON_TYPE, Scope, Send, header, send_bytes
@@ -40,14 +41,15 @@ def assemble(model: str, vectors: list[bytes], usage: bytes) -> bytes:
     )
 
 
-async def handle_embeddings(gw: Gateway, scope: Scope, send: Send, body: dict[str, Any]) -> None:
+async def handle_embeddings(gw: Gateway, scope: Scope, send: Send, body: dict[str, Any],
+                            caller: Principal = OPEN) -> None:
     model = require_model(body)
     items, single = embedding_items(body)
     validate_embeddings(body)
     deployment = gw.pick(model)
     raw_cc = header(scope, b"cache-control")
     controls = parse_controls(body.get("cache"), raw_cc.decode("latin-1") if raw_cc else None)
-    plan = gw.plan(controls, gw.cache_embeddings)
+    plan = gw.plan(controls, gw.cache_embeddings, caller)
     cache = gw.cache
     if cache is None or not plan.uses_cache:
         outcome = await gw.upstream(deployment).post(deployment, PATH, upstream_body(body, deployment))

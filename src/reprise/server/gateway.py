@@ -6,15 +6,18 @@ import hmac
 import itertools
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from reprise.backends.registry import load_backend_class
 from reprise.cache import AsyncCache
 from reprise.config import GatewayConfig
+from reprise.config.tenancy import KeyCacheDefaults
 from reprise.core.controls import CacheControls
 from reprise.core.policy import BYPASS, CachePlan, CachePolicy, decide
-from reprise.errors import AuthError, ConfigError, NotFoundError
+from reprise.core.tenancy import partition_namespace
+from reprise.errors import AuthError, ConfigError, NotFoundError, RequestError
+from reprise.server.auth import MASTER, OPEN, KeyStore, Principal, bearer_token
 from reprise.server.upstream import PROVIDER_BASES, Deployment, HttpUpstream, MockUpstream
 
 log = logging.getLogger("reprise.server")
@@ -48,6 +51,21 @@ def resolve_deployments(config: GatewayConfig, default_timeout: float) -> dict[s
     return table
 
 
+class Forbidden(RequestError):
+    status = 403
+    error_type = "permission_error"
+
+
+def with_key_defaults(policy: CachePolicy, defaults: KeyCacheDefaults) -> CachePolicy:
+    """A virtual key's own cache defaults replace the gateway's, field by field."""
+    return replace(
+        policy,
+        mode=defaults.mode or policy.mode,
+        ttl=defaults.ttl if defaults.ttl is not None else policy.ttl,
+        namespace=defaults.namespace if defaults.namespace is not None else policy.namespace,
+    )
+
+
 @dataclass
 class Gateway:
     """The server's state; one per worker process. Created without I/O; ``aclose`` frees it."""
@@ -61,6 +79,8 @@ class Gateway:
     max_body_bytes: int = 8 * 2**20
     cache_chat: bool = False
     cache_embeddings: bool = False
+    keys: KeyStore = field(default_factory=lambda: KeyStore([], None))
+    shared_namespaces: frozenset[str] = frozenset()
     _round_robin: dict[str, Iterator[Deployment]] = field(default_factory=dict)
 
     @classmethod
@@ -88,16 +108,26 @@ class Gateway:
             max_body_bytes=int(config.general_settings.max_request_size_mb * 2**20),
             cache_chat=bool(call_types & CHAT_CALL_TYPES),
             cache_embeddings=bool(call_types & EMBEDDING_CALL_TYPES),
+            keys=KeyStore(config.general_settings.virtual_keys, config.general_settings.keys_file),
+            shared_namespaces=frozenset(config.general_settings.shared_namespaces),
         )
 
-    def check_auth(self, authorization: bytes | None) -> None:
-        """Bearer master key, compared in constant time; no key configured means open."""
-        if self.master_key is None:
-            return
-        if not authorization or not authorization[:7].lower() == b"bearer ":
-            raise AuthError("missing API key: send 'Authorization: Bearer <key>'", code="invalid_api_key")
-        if not hmac.compare_digest(authorization[7:].strip(), self.master_key):
+    def check_auth(self, authorization: bytes | None) -> Principal:
+        """The caller: master key (constant-time compare) or a virtual key; open without keys."""
+        if self.master_key is None and not len(self.keys):
+            return OPEN
+        token = bearer_token(authorization)
+        if self.master_key is not None and hmac.compare_digest(token, self.master_key):
+            return MASTER
+        principal = self.keys.lookup(token)
+        if principal is None:
             raise AuthError("invalid API key", code="invalid_api_key")
+        return principal
+
+    def require_master(self, authorization: bytes | None) -> None:
+        caller = self.check_auth(authorization)
+        if not (caller.is_master or caller is OPEN):
+            raise Forbidden("this route needs the master key")
 
     def pick(self, model: str) -> Deployment:
         """Round-robin over the deployments of a model name (LiteLLM load-balances too)."""
@@ -116,10 +146,18 @@ class Gateway:
     def upstream(self, deployment: Deployment) -> Any:
         return self.mock if deployment.mock_response is not None else self.http
 
-    def plan(self, controls: CacheControls, enabled_for_call: bool) -> CachePlan:
+    def plan(self, controls: CacheControls, enabled_for_call: bool, caller: Principal = OPEN) -> CachePlan:
+        """The cache plan for one request, inside the caller's tenant partition."""
         if self.cache is None or not enabled_for_call:
             return BYPASS
-        return decide(self.cache.policy, controls)
+        policy = self.cache.policy
+        if caller.defaults is not None:
+            policy = with_key_defaults(policy, caller.defaults)
+        plan = decide(policy, controls)
+        if caller.tenant is None or not plan.uses_cache:
+            return plan
+        namespace = partition_namespace(caller.tenant, plan.namespace, self.shared_namespaces)
+        return replace(plan, namespace=namespace)
 
     async def aclose(self) -> None:
         await self.http.aclose()

@@ -1,0 +1,111 @@
+"""Virtual keys and tenants: cache partitions that no request can cross."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.server.conftest import AUTH, GatewayProcess, chat, gateway_config, unique
+from tests.support.stub_upstream import StubUpstream
+
+KEY_A, KEY_A2, KEY_B, KEY_OFF = "sk-team-a-1", "sk-team-a-2", "sk-team-b-1", "sk-team-c-off"
+
+
+def tenant_config(stub_url: str, keys_file: Path) -> dict[str, Any]:
+    config = gateway_config(stub_url)
+    config["general_settings"].update({
+        "virtual_keys": [
+            {"key": KEY_A, "tenant": "team-a"},
+            {"key_sha256": hashlib.sha256(KEY_A2.encode()).hexdigest(), "tenant": "team-a"},
+            {"key": KEY_B, "team_id": "team-b"},
+            {"key": KEY_OFF, "tenant": "team-c", "cache": {"mode": "default_off"}},
+        ],
+        "shared_namespaces": ["public"],
+        "keys_file": str(keys_file),
+    })
+    return config
+
+
+@pytest.fixture()
+def tenants(make_gateway: Callable[..., GatewayProcess], stub: StubUpstream, tmp_path: Path) -> GatewayProcess:
+    gw = make_gateway(tenant_config(stub.url, tmp_path / "keys.json"))
+    stub.reset()
+    return gw
+
+
+def ask(gw: GatewayProcess, key: str, body: dict[str, Any]) -> httpx.Response:
+    return httpx.post(gw.url + "/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"})
+
+
+def test_tenants_never_share_entries(tenants: GatewayProcess, stub: StubUpstream) -> None:
+    body = chat(unique())
+    a = ask(tenants, KEY_A, body)
+    assert a.headers["x-litellm-cache-key"].startswith("team-a/default:")
+    assert ask(tenants, KEY_A2, body).headers["x-reprise-cache"] == "hit"  # same tenant, other key
+    assert ask(tenants, KEY_B, body).headers["x-reprise-cache"] == "miss"
+    assert ask(tenants, "sk-test-master", body).headers["x-reprise-cache"] == "miss"
+    assert stub.calls()["chat"] == 3
+
+
+def test_request_namespace_stays_inside_the_tenant(tenants: GatewayProcess, stub: StubUpstream) -> None:
+    body = chat(unique())
+    ask(tenants, KEY_A, {**body, "cache": {"namespace": "docs"}})
+    for ns in ("docs", "team-a", "team-a.docs", "default"):
+        r = ask(tenants, KEY_B, {**body, "cache": {"namespace": ns}})
+        assert r.headers["x-reprise-cache"] == "miss", ns
+        assert r.headers["x-litellm-cache-key"].startswith("team-b/")
+    bad = ask(tenants, KEY_B, {**body, "cache": {"namespace": "team-a/docs"}})
+    assert bad.status_code == 400
+    assert ask(tenants, KEY_A, {**body, "cache": {"namespace": "docs"}}).headers["x-reprise-cache"] == "hit"
+
+
+def test_shared_namespace_is_shared_on_purpose(tenants: GatewayProcess, stub: StubUpstream) -> None:
+    body = chat(unique(), cache={"namespace": "public"})
+    assert ask(tenants, KEY_A, body).headers["x-litellm-cache-key"].startswith("public:")
+    assert ask(tenants, KEY_B, body).headers["x-reprise-cache"] == "hit"
+    assert stub.calls()["chat"] == 1
+
+
+def test_embeddings_are_partitioned_too(tenants: GatewayProcess, stub: StubUpstream) -> None:
+    body = {"model": "text-embedding-3-small", "input": unique()}
+    for key in (KEY_A, KEY_A2):
+        httpx.post(tenants.url + "/embeddings", json=body, headers={"Authorization": f"Bearer {key}"})
+    r = httpx.post(tenants.url + "/embeddings", json=body, headers={"Authorization": f"Bearer {KEY_B}"})
+    assert r.headers["x-reprise-cache"] == "miss"
+    assert stub.calls()["embeddings"] == 2
+
+
+def test_per_key_default_off(tenants: GatewayProcess, stub: StubUpstream) -> None:
+    body = chat(unique())
+    assert ask(tenants, KEY_OFF, body).headers["x-reprise-cache"] == "bypass"
+    assert ask(tenants, KEY_OFF, body).headers["x-reprise-cache"] == "bypass"
+    opted = {**body, "cache": {"use-cache": True}}
+    ask(tenants, KEY_OFF, opted)
+    assert ask(tenants, KEY_OFF, opted).headers["x-reprise-cache"] == "hit"
+
+
+def test_unknown_and_revoked_keys(tenants: GatewayProcess, tmp_path: Path) -> None:
+    assert ask(tenants, "sk-nobody", chat("x")).status_code == 401
+    created = httpx.post(tenants.url + "/key/generate", json={"tenant": "team-d"}, headers=AUTH)
+    assert created.status_code == 200
+    key = created.json()["key"]
+    assert key not in (tmp_path / "keys.json").read_text()  # stored hashed
+    assert ask(tenants, key, chat(unique())).status_code == 200
+    listed = httpx.get(tenants.url + "/key/list", headers=AUTH).json()["keys"]
+    assert {"team-a", "team-d"} <= {k["tenant"] for k in listed}
+    assert all(KEY_A not in str(k) for k in listed)
+    assert httpx.post(tenants.url + "/key/delete", json={"keys": [key]}, headers=AUTH).json() == {"deleted": 1}
+    assert ask(tenants, key, chat(unique())).status_code == 401
+
+
+def test_key_admin_needs_the_master_key(tenants: GatewayProcess) -> None:
+    r = httpx.post(tenants.url + "/key/generate", json={"tenant": "x"}, headers={"Authorization": f"Bearer {KEY_A}"})
+    assert r.status_code == 403
+    assert httpx.get(tenants.url + "/key/list").status_code == 401
+    r = httpx.post(tenants.url + "/key/delete", json={"keys": [KEY_A]}, headers=AUTH)
+    assert r.status_code == 400  # config keys are revoked by editing the config
