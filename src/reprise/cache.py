@@ -5,19 +5,29 @@ the Python library both sit on it. Every backend call goes through :meth:`read`,
 :meth:`read_many` or :meth:`write`, which turn a :class:`BackendError` into a miss or
 a skipped store (fail open), count it, and log one warning per outage rather than one
 per request (the next success logs the recovery).
+
+Single-flight has two levels. In process, identical misses follow one leader
+(:mod:`reprise.coalesce`). Across processes, when the backend is also a
+:class:`~reprise.backends.base.DistributedLock` (Redis), that leader takes a short
+lock before producing; a leader that finds the lock taken polls the cache for the
+holder's answer, and produces itself if the lock is freed without an answer or
+``lock_timeout`` passes (:meth:`AsyncCache.peer_flight`). So identical misses on
+N instances cost one upstream call where practical, and at worst N.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from reprise.backends.base import Backend
+from reprise.backends.base import Backend, DistributedLock
 from reprise.coalesce import SingleFlight
 from reprise.core.controls import parse_controls
 from reprise.core.entry import CacheEntry, EntryFormatError, decode_entry, encode_entry
@@ -56,6 +66,8 @@ class Outcome:
 
 
 Producer = Callable[[], Awaitable[Outcome]]
+#: A second lookup tried only after an exact miss (the semantic cache); None when it finds nothing.
+Fallback = Callable[[], Awaitable[CacheEntry | None]]
 ChatCall = Callable[[dict[str, Any]], Awaitable[Any]]
 
 
@@ -99,6 +111,10 @@ class AsyncCache:
         self.stats = CacheStats()
         self.flights: SingleFlight[Outcome] = SingleFlight()
         self._failing = False
+        self.lock: DistributedLock | None = None
+        """The backend's cross-process lock, if it has one that is enabled."""
+        if isinstance(backend, DistributedLock) and backend.lock_timeout > 0:
+            self.lock = backend
 
     # -- fail-open backend access -------------------------------------------------
 
@@ -112,7 +128,9 @@ class AsyncCache:
             )
 
     def _recovered(self) -> None:
-        if self._failing:
+        # A backend with a local tier answers from memory while its shared store is
+        # down; ``degraded`` says so, and such a success does not end the outage.
+        if self._failing and not getattr(self.backend, "degraded", False):
             self._failing = False
             log.warning("cache backend %s recovered", self.backend.name)
 
@@ -189,8 +207,12 @@ class AsyncCache:
 
     # -- the whole flow for a request whose answer is one body ----------------------
 
-    async def get_or_produce(self, key: str, plan: CachePlan, produce: Producer) -> Answer:
-        """Serve from cache, or join an identical in-flight request, or produce and store."""
+    async def get_or_produce(self, key: str, plan: CachePlan, produce: Producer,
+                             fallback: Fallback | None = None) -> Answer:
+        """Serve from cache, or join an identical in-flight request, or produce and store.
+
+        ``fallback`` (the semantic lookup) runs only after an exact miss, never on an exact hit.
+        """
         if not plan.uses_cache:
             self.stats.bypasses += 1
             outcome = await produce()
@@ -200,6 +222,11 @@ class AsyncCache:
             if entry is not None:
                 self.stats.hits += 1
                 return Answer(200, entry.body, "hit", entry)
+            if fallback is not None:
+                entry = await fallback()
+                if entry is not None:
+                    self.stats.hits += 1
+                    return Answer(200, entry.body, "hit", entry)
             flight = self.flights.current(key)
             if flight is not None:
                 shared = await self.flights.follow(flight)
@@ -209,7 +236,12 @@ class AsyncCache:
                     return Answer(shared.status, shared.body, "miss")
             self.stats.misses += 1
             with self.flights.lead(key) as leading:
-                outcome = await self.produce_and_store(key, plan, produce)
+                async with self.peer_flight(key, plan) as stored:
+                    if stored is not None:
+                        self.stats.coalesced += 1
+                        outcome = Outcome(200, stored.body)
+                    else:
+                        outcome = await self.produce_and_store(key, plan, produce)
                 leading.resolve(outcome)
             return Answer(outcome.status, outcome.body, "miss")
         self.stats.bypasses += 1
@@ -222,6 +254,57 @@ class AsyncCache:
         if outcome.ok and plan.store:
             await self.write(key, self.make_entry(outcome.body, plan.ttl, outcome.meta))
         return outcome
+
+    # -- single-flight across processes (DistributedLock) ---------------------------
+
+    @asynccontextmanager
+    async def peer_flight(self, key: str, plan: CachePlan) -> AsyncIterator[CacheEntry | None]:
+        """For the in-process leader of a miss: yield an entry another process stored
+        while we waited (serve it), or None (produce and store it, then the lock is freed).
+
+        Without a lock, or for an answer that will not be stored, yields None at once.
+        A failing store never blocks: the fault is counted and the caller produces.
+        """
+        lock = self.lock
+        if lock is None or not plan.store:
+            yield None
+            return
+        held = await self._acquire(lock, key)
+        stored = None
+        if not held:
+            stored, held = await self._await_peer(lock, key, plan.max_age)
+        try:
+            yield stored
+        finally:
+            if held:
+                try:
+                    await lock.release(key)
+                except BackendError as exc:
+                    self._fault(exc, "release")
+
+    async def _acquire(self, lock: DistributedLock, key: str) -> bool:
+        """True if this process may produce: lock won, or the store is failing."""
+        try:
+            return await lock.acquire(key, lock.lock_timeout)
+        except BackendError as exc:
+            self._fault(exc, "lock")
+            return True
+
+    async def _await_peer(
+        self, lock: DistributedLock, key: str, max_age: float | None
+    ) -> tuple[CacheEntry | None, bool]:
+        """Poll for the holder's answer: (entry, False), or (None, held) once we should produce."""
+        deadline = time.monotonic() + lock.lock_timeout
+        delay = 0.01
+        while time.monotonic() < deadline:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.2)
+            entry = await self.read(key, max_age)
+            if entry is not None:
+                return entry, False
+            if await self._acquire(lock, key):  # freed without an answer: our turn
+                return None, True
+        return None, False
 
     # -- the library's entry point ---------------------------------------------------
 

@@ -16,7 +16,14 @@ import pytest
 from reprise.backends.base import Backend, Capabilities
 from reprise.backends.disk import DiskBackend
 from reprise.backends.memory import MemoryBackend
+from reprise.backends.redis import RedisBackend
+from reprise.backends.redis_conn import RedisTarget
+from reprise.backends.tiered import TieredBackend
 from reprise.errors import BackendError
+from tests.support.redis_servers import (
+    RedisCluster,
+    RedisServer,
+)
 
 TTL = 0.2
 
@@ -29,12 +36,36 @@ def _disk(tmp_path: Path) -> Backend:
     return DiskBackend(directory=tmp_path / "disk")
 
 
+def _redis(request: pytest.FixtureRequest) -> Backend:
+    server: RedisServer = request.getfixturevalue("redis_server")
+    server.cli("FLUSHALL")
+    return RedisBackend(RedisTarget(port=server.port))
+
+
+def _redis_cluster(request: pytest.FixtureRequest) -> Backend:
+    cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+    cluster.flush()
+    nodes = tuple(("127.0.0.1", node.port) for node in cluster.nodes)
+    return RedisBackend(RedisTarget(mode="cluster", nodes=nodes))
+
+
+def _redis_tiered(request: pytest.FixtureRequest) -> Backend:
+    return TieredBackend(MemoryBackend(), _redis(request), front_ttl=5)
+
+
 BACKENDS: dict[str, Callable[[Path], Backend]] = {"memory": _memory, "disk": _disk}
+#: Backends on a service: built from the service's session fixture.
+SERVICE_BACKENDS: dict[str, Callable[[pytest.FixtureRequest], Backend]] = {
+    "redis": _redis, "redis-cluster": _redis_cluster, "redis+local": _redis_tiered,
+}
 
 
-@pytest.fixture(params=sorted(BACKENDS))
+@pytest.fixture(params=sorted(BACKENDS) + sorted(SERVICE_BACKENDS))
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    store = BACKENDS[request.param](tmp_path)
+    if request.param in SERVICE_BACKENDS:
+        store = SERVICE_BACKENDS[request.param](request)
+    else:
+        store = BACKENDS[request.param](tmp_path)
     yield store
     await store.aclose()
 

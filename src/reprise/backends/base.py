@@ -65,6 +65,30 @@ class Backend(Protocol):
         ...
 
 
+@runtime_checkable
+class DistributedLock(Protocol):
+    """Optional: a shared backend that can also elect one producer per key across processes.
+
+    The driver's in-process single-flight comes first; only its leader asks here, so
+    identical misses on many gateway instances cost one upstream call where the lock
+    is won, and at worst one per instance (when the lock's holder is slow or dies, or
+    the store is down: then :meth:`acquire` raises and the driver just produces).
+    A wrapper that may or may not have a lock behind it says so with
+    ``lock_timeout <= 0`` (disabled).
+    """
+
+    lock_timeout: float
+    """Seconds a lock lives, and so the longest a process waits for another's answer."""
+
+    async def acquire(self, key: str, ttl: float) -> bool:
+        """Take the lock on ``key`` for ``ttl`` seconds; False if another process holds it."""
+        ...
+
+    async def release(self, key: str) -> None:
+        """Give back a lock this process holds (never another's, even after expiry)."""
+        ...
+
+
 def namespace_of(key: str) -> str | None:
     """The namespace part of a stored key, or None for a plain hash key."""
     head, sep, _ = key.rpartition(":")

@@ -16,11 +16,14 @@ from reprise.errors import ConfigError
 BACKENDS: dict[str, tuple[str, str | None]] = {
     "local": ("reprise.backends.memory:MemoryBackend", None),
     "disk": ("reprise.backends.disk:DiskBackend", None),
+    "redis": ("reprise.backends.redis:RedisBackend", "redis"),
+    "local-semantic": ("reprise.backends.local_semantic:LocalSemanticBackend", "semantic"),
+    "qdrant-semantic": ("reprise.backends.qdrant:QdrantSemanticBackend", "qdrant"),
 }
 
 #: LiteLLM types that Reprise does not provide (yet); named in the error.
 PLANNED: frozenset[str] = frozenset(
-    {"redis", "redis-semantic", "qdrant-semantic", "s3", "gcs", "azure-blob", "local-semantic"}
+    {"redis-semantic", "s3", "gcs", "azure-blob"}
 )
 
 

@@ -87,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--config", required=True)
     cache.add_argument("--namespace", default=None, help="limit ls / flush to a namespace")
     cache.add_argument("--limit", type=int, default=50, help="entries shown by ls")
+    cache.add_argument("--url", default=None, help="a running gateway's base URL: use its admin API")
+    cache.add_argument("--key", default=None, help="master key for --url (default: config or $REPRISE_MASTER_KEY)")
+    cache.add_argument("--yes", action="store_true", help="flush without asking")
+    cache.add_argument("--json", action="store_true", help="machine-readable output")
     cache.set_defaults(func=_cache)
     return parser
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal, get_args
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -28,6 +29,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -117,8 +119,150 @@ class DiskCacheParams(BaseCacheParams):
     max_bytes: int = Field(default=2**30, gt=0)
 
 
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+def check_redis_url(value: str | None) -> str | None:
+    """A ``redis://``, ``rediss://`` or ``unix://`` URL with a valid port, else ValueError.
+
+    Only the form is checked: an unreachable host is an outage (fail open), not a config error.
+    """
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("url must start with redis://, rediss:// or unix://")
+    try:
+        parts.port  # noqa: B018  (raises ValueError on a malformed or out-of-range port)
+    except ValueError:
+        raise ValueError("url has a malformed port") from None
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ValueError("url has no host")
+    if parts.scheme == "unix" and not parts.path:
+        raise ValueError("a unix:// url needs a socket path")
+    return value
+
+
+class RedisNode(Section):
+    """One ``redis_startup_nodes`` entry (LiteLLM's cluster form)."""
+
+    host: str = Field(min_length=1)
+    port: Port
+
+
+class LocalTierParams(Section):
+    """``local_tier``: an in-process copy in front of a shared store (LiteLLM's dual cache)."""
+
+    #: Seconds a local copy is served without asking the shared store: the bound on how
+    #: long another instance's overwrite, delete or flush can go unseen here.
+    ttl: float = Field(default=5.0, gt=0)
+    max_entries: int = Field(default=10_000, gt=0)
+    max_bytes: int = Field(default=64 * 2**20, gt=0)
+
+
+class RedisCacheParams(BaseCacheParams):
+    """``type: redis``: standalone, URL, cluster or sentinel, as LiteLLM names the keys.
+
+    See docs/redis.md. Connection keys left unset fall back to ``REDIS_URL`` or
+    ``REDIS_HOST``/``REDIS_PORT``/``REDIS_PASSWORD`` as LiteLLM reads them.
+    """
+
+    type: Literal["redis"]
+    host: str | None = Field(default=None, min_length=1)
+    port: Port | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    db: int | None = Field(default=None, ge=0)
+    ssl: bool | None = None
+    url: Annotated[str | None, AfterValidator(check_redis_url)] = None
+    redis_startup_nodes: list[RedisNode] | None = Field(default=None, min_length=1)
+    sentinel_nodes: list[tuple[Annotated[str, Field(min_length=1)], Port]] | None = Field(default=None, min_length=1)
+    service_name: str | None = Field(default=None, min_length=1, validate_default=True)
+    sentinel_password: SecretStr | None = None
+    socket_timeout: float = Field(default=0.25, gt=0)
+    socket_connect_timeout: float = Field(default=0.5, gt=0)
+    max_connections: int = Field(default=128, gt=0)
+    #: Seconds a cross-instance producer lock lives (and others wait for its answer); 0: off.
+    lock_timeout: float = Field(default=10.0, ge=0)
+    local_tier: bool | LocalTierParams = False
+    #: LiteLLM's name for the in-memory tier's TTL; setting it turns the local tier on.
+    default_in_memory_ttl: float | None = Field(default=None, gt=0)
+
+    @field_validator("sentinel_nodes")
+    @classmethod
+    def _one_topology(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is not None and info.data.get("redis_startup_nodes"):
+            raise ValueError("set redis_startup_nodes (cluster) or sentinel_nodes (sentinel), not both")
+        return value
+
+    @field_validator("service_name")
+    @classmethod
+    def _sentinel_pair(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None and info.data.get("sentinel_nodes"):
+            raise ValueError("sentinel_nodes needs service_name (the monitored master's name)")
+        if value is not None and not info.data.get("sentinel_nodes"):
+            raise ValueError("service_name is only used with sentinel_nodes")
+        return value
+
+    @property
+    def front_tier(self) -> LocalTierParams | None:
+        """The local tier's settings, or None when it is off."""
+        if isinstance(self.local_tier, LocalTierParams):
+            return self.local_tier
+        if self.local_tier or self.default_in_memory_ttl is not None:
+            ttl = self.default_in_memory_ttl
+            return LocalTierParams() if ttl is None else LocalTierParams(ttl=ttl)
+        return None
+
+
+class SemanticCacheParams(BaseCacheParams):
+    """What the semantic types share (docs/semantic.md): threshold and the verifier."""
+
+    #: Cosine a candidate needs; unset: the embedding model's measured default.
+    similarity_threshold: float | None = Field(default=None, ge=0, le=1)
+    #: Reprise: second model for candidates below 0.85 cosine; "none" turns it off.
+    semantic_cache_verifier_model: str | None = None
+
+
+class LocalSemanticCacheParams(SemanticCacheParams):
+    """``type: local-semantic`` (Reprise): disk answers + an embedded vector index, embedded model."""
+
+    type: Literal["local-semantic"]
+    semantic_cache_dir: str = Field(default=".reprise_semantic", min_length=1)
+    semantic_cache_embedding_model: str | None = None
+    max_bytes: int = Field(default=2**30, gt=0)
+
+
+class QdrantSemanticCacheParams(SemanticCacheParams):
+    """``type: qdrant-semantic`` with LiteLLM's keys; ``qdrant_path`` (Reprise) runs Qdrant embedded."""
+
+    type: Literal["qdrant-semantic"]
+    qdrant_semantic_cache_embedding_model: str | None = None
+    qdrant_api_base: str | None = None
+    qdrant_api_key: SecretStr | None = None
+    qdrant_collection_name: str = Field(default="litellm_semantic_cache", min_length=1)
+    qdrant_quantization_config: Literal["binary", "scalar", "product"] | None = None
+    qdrant_path: str | None = None
+
+
+class RedisSemanticCacheParams(SemanticCacheParams):
+    """``type: redis-semantic`` with LiteLLM's keys (needs Redis with the search module)."""
+
+    type: Literal["redis-semantic"]
+    redis_semantic_cache_embedding_model: str | None = None
+    redis_semantic_cache_index_name: str = Field(default="litellm_semantic_cache_index", min_length=1)
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    password: SecretStr | None = None
+    url: str | None = None
+
+
 #: The implemented cache types. Adding a backend means adding its model here.
-CacheParams = Annotated[LocalCacheParams | DiskCacheParams, Field(discriminator="type")]
+CacheParams = Annotated[
+    LocalCacheParams | DiskCacheParams | RedisCacheParams | LocalSemanticCacheParams
+    | QdrantSemanticCacheParams,
+    Field(discriminator="type"),
+]
 
 #: type name -> params model, derived from :data:`CacheParams`.
 CACHE_PARAM_MODELS: dict[str, type[BaseCacheParams]] = {
@@ -196,6 +340,14 @@ class GeneralSettings(Section):
     keys_file: str | None = None
     #: Reprise: namespaces that every tenant may read and write on purpose.
     shared_namespaces: list[Annotated[str, AfterValidator(_check_namespace)]] = Field(default_factory=list)
+    #: Reprise: the per-request log line as JSON (also env REPRISE_JSON_LOGS=1); see docs/operations.md.
+    json_logs: bool = False
+    #: Reprise: write one ``reprise.access`` line per API request.
+    request_logs: bool = True
+    #: Reprise: put the prompt (last message, 200 chars) in request log lines. Off: prompts may be private.
+    log_prompts: bool = False
+    #: Reprise: ``/metrics`` needs the master key (off: open, as Prometheus scrapers expect).
+    metrics_require_auth: bool = False
 
 
 class LiteLLMSettings(Section):

@@ -129,7 +129,7 @@ def parse_cache_control_header(header: str | None) -> dict[str, Any]:
             out["no_store"] = True
         elif name in ("max-age", "s-maxage"):
             arg = arg.strip().strip('"')
-            if not arg.isdigit():
+            if not (arg.isascii() and arg.isdigit()):  # str.isdigit() is true for '²', which float() refuses
                 raise RequestError(
                     f"Cache-Control {name} must be a whole number of seconds",
                     param="Cache-Control",

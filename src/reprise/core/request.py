@@ -12,6 +12,7 @@ from typing import Any
 from reprise.errors import RequestError
 
 _NUMBER = (int, float)
+MAX_CHOICES = 128  # OpenAI's documented bound for 'n'; more would only make the provider fail
 
 #: field -> (accepted python types, description for the error)
 _CHAT_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
@@ -80,8 +81,8 @@ def validate_chat(body: dict[str, Any]) -> None:
             )
     _check_fields(body, _CHAT_FIELDS)
     n = body.get("n")
-    if n is not None and n < 1:
-        raise RequestError("'n' must be at least 1", param="n")
+    if n is not None and not 1 <= n <= MAX_CHOICES:
+        raise RequestError(f"'n' must be between 1 and {MAX_CHOICES}", param="n")
 
 
 def embedding_items(body: dict[str, Any]) -> tuple[list[Any], bool]:

@@ -7,6 +7,7 @@ escapes to the ASGI server as an exception.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -15,8 +16,11 @@ from typing import Any
 
 import orjson
 
+from reprise import __version__
 from reprise.config import GatewayConfig, load_config
 from reprise.errors import NotFoundError, RequestError
+from reprise.observability.observer import Observer
+from reprise.server.cache_admin import handle_admin, is_admin_path
 from reprise.server.chat import handle_chat
 from reprise.server.embeddings import handle_embeddings
 from reprise.server.errors import error_body, render_error
@@ -32,6 +36,8 @@ from reprise.server.http import (
     send_bytes,
 )
 from reprise.server.keys_admin import KEY_PATHS, handle_keys
+from reprise.server.openapi import openapi_json
+from reprise.server.ui_assets import UiAssets
 
 log = logging.getLogger("reprise.server")
 
@@ -51,13 +57,18 @@ class RepriseApp:
         self.config = config
         self.gateway = Gateway.from_config(config)
         self.started = time.time()
+        self.observer = Observer(config, self.gateway.cache)  # metrics, request log (docs/operations.md)
+        self.ui = UiAssets()
         if config.ignored_keys:
             log.warning("config keys not used by Reprise (ignored): %s", ", ".join(config.ignored_keys))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            await self._http(scope, receive, send)
+            if scope["path"] in _CHAT_PATHS or scope["path"] in _EMBEDDING_PATHS:
+                await self._observed(scope, receive, send)
+            else:
+                await self._http(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
@@ -71,6 +82,13 @@ class RepriseApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    async def _observed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        record = self.observer.begin(scope, send)
+        try:
+            await self._http(scope, receive, record.send)
+        finally:
+            self.observer.end(record)
+
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
@@ -78,6 +96,7 @@ class RepriseApp:
             if method == "POST" and (path in _CHAT_PATHS or path in _EMBEDDING_PATHS):
                 caller = self.gateway.check_auth(header(scope, b"authorization"))
                 body = await self._json_body(scope, receive)
+                self.observer.note_request(scope, body, caller.key_id)
                 if path in _CHAT_PATHS:
                     await handle_chat(self.gateway, scope, receive, send, body, caller)
                 else:
@@ -94,7 +113,7 @@ class RepriseApp:
             elif method == "GET" and path in _READY_PATHS:
                 await self._ready(send)
             else:
-                self._route_error(path, method)
+                await self._operator(scope, receive, send)
         except ClientGone:
             return
         except Exception as exc:  # the edge: every failure becomes OpenAI error JSON
@@ -102,6 +121,15 @@ class RepriseApp:
             if status >= 500:
                 log.error("request %s %s failed: %s", method, path, exc, exc_info=status == 500)
             await self._send_error(send, status, payload)
+
+    async def _operator(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``/cache/*``, ``/metrics`` and the ``/ui`` dashboard (docs/operations.md), or no route."""
+        if scope["path"] == "/openapi.json" and scope["method"] == "GET":  # no auth: describes the API only
+            await send_bytes(send, 200, openapi_json(__version__), [JSON_TYPE])
+            return
+        if not is_admin_path(scope["path"]):
+            self._route_error(scope["path"], scope["method"])
+        await handle_admin(self.gateway, self.observer, self.ui, scope, send, lambda: self._json_body(scope, receive))
 
     @staticmethod
     async def _send_error(send: Send, status: int, body: bytes) -> None:
@@ -112,12 +140,17 @@ class RepriseApp:
 
     async def _json_body(self, scope: Scope, receive: Receive) -> dict[str, Any]:
         raw = await read_body(scope, receive, self.gateway.max_body_bytes)
+        deep = raw.count(b"[") + raw.count(b"{") > _MAX_DEPTH  # a C-speed count; only such bodies are probed
+        if deep:
+            _probe_depth(raw)
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise RequestError(f"the request body is not valid JSON: {exc}") from None
         if not isinstance(body, dict):
             raise RequestError("the request body must be a JSON object")
+        if deep:
+            _check_depth(body)
         return body
 
     @staticmethod
@@ -146,6 +179,30 @@ class RepriseApp:
 
 class MethodNotAllowed(RequestError):
     status = 405
+
+
+#: orjson writes at most 255 levels: a deeper body could be read but neither hashed into a key
+#: nor sent to the provider, so it is refused here (a 400, not a 500). Worse, orjson < 3.9
+#: (allowed by our ``orjson>=3.8``) overflows the C stack reading ~100k levels: one request
+#: would kill the worker. So a body with many brackets is first parsed by the standard
+#: library, whose C scanner raises RecursionError instead (docs/reliability.md).
+_MAX_DEPTH = 255
+
+
+def _probe_depth(raw: bytes) -> None:
+    try:
+        json.loads(raw)
+    except RecursionError:
+        raise RequestError(f"the request body nests deeper than {_MAX_DEPTH} levels") from None
+    except ValueError:  # not JSON: orjson says why, just after
+        pass
+
+
+def _check_depth(body: dict[str, Any]) -> None:
+    try:
+        orjson.dumps(body)
+    except TypeError:
+        raise RequestError(f"the request body nests deeper than {_MAX_DEPTH} levels") from None
 
 
 def create_app(config: GatewayConfig | None = None) -> RepriseApp:

@@ -80,7 +80,8 @@ class KeyStore:
             self._file_mtime = mtime
 
     def _read(self) -> dict[str, dict[str, Any]]:
-        assert self._file is not None
+        if self._file is None:  # no keys_file: no managed keys (``/key/delete`` must not fail)
+            return {}
         try:
             data = json.loads(self._file.read_text())
         except (OSError, ValueError):

@@ -20,6 +20,8 @@ from reprise.core.policy import CachePlan
 from reprise.core.request import require_model, validate_chat
 from reprise.core.streaming import StreamAssembler, render_sse
 from reprise.errors import UpstreamError
+from reprise.observability.observer import note_hit
+from reprise.server import semantic_chat
 from reprise.server.auth import OPEN, Principal
 from reprise.server.errors import error_body
 from reprise.server.gateway import Gateway
@@ -77,9 +79,16 @@ async def handle_chat(gw: Gateway, scope: Scope, receive: Receive, send: Send, b
         outcome = await produce()
         await send_bytes(send, outcome.status, outcome.body, [JSON_TYPE, *cache_headers("bypass", None)])
         return
-    answer = await gw.cache.get_or_produce(key, plan, produce)
+    semantic = semantic_chat.slot(gw, body, plan)
+    answer = await gw.cache.get_or_produce(key, plan, produce, semantic.lookup if semantic else None)
+    if answer.entry is not None:
+        note_hit(scope, answer.entry)
     headers = [JSON_TYPE, *cache_headers(answer.cache_status, key, answer.entry, gw.cache.clock())]
+    if semantic is not None:
+        headers += semantic.headers()
     await send_bytes(send, answer.status, answer.body, headers)
+    if semantic is not None:
+        await semantic.remember(key, answer.status, answer.cache_status)
 
 
 def _header_str(scope: Scope, name: bytes) -> str | None:
@@ -108,14 +117,24 @@ async def _stream(gw: Gateway, scope: Scope, receive: Receive, send: Send, body:
     if cache is None or key is None:
         await _lead_stream(gw, receive, send, body, deployment, plan, None, "bypass")
         return
+    semantic = semantic_chat.slot(gw, body, plan)
     if not plan.read:
         cache.stats.bypasses += 1
-        await _lead_stream(gw, receive, send, body, deployment, plan, key, "bypass")
+        outcome = await _lead_stream(gw, receive, send, body, deployment, plan, key, "bypass")
+        if semantic is not None and outcome is not None:
+            await semantic.remember(key, outcome.status, "bypass")
         return
     entry = await cache.read(key, plan.max_age)
     if entry is not None:
         cache.stats.hits += 1
+        note_hit(scope, entry)
         headers = cache_headers("hit", key, entry, cache.clock())
+        await _send_replay(send, body, 200, entry.body, headers)
+        return
+    if semantic is not None and (entry := await semantic.lookup()) is not None:
+        cache.stats.hits += 1
+        note_hit(scope, entry)
+        headers = [*cache_headers("hit", key, entry, cache.clock()), *semantic.headers()]
         await _send_replay(send, body, 200, entry.body, headers)
         return
     cache.stats.misses += 1
@@ -127,8 +146,17 @@ async def _stream(gw: Gateway, scope: Scope, receive: Receive, send: Send, body:
             await _send_replay(send, body, shared.status, shared.body, cache_headers("miss", key))
             return
     with cache.flights.lead(key) as leading:
-        outcome = await _lead_stream(gw, receive, send, body, deployment, plan, key, "miss")
+        # Across gateway instances: another one may be producing this answer (Redis lock).
+        async with cache.peer_flight(key, plan) as stored:
+            if stored is not None:
+                cache.stats.coalesced += 1
+                leading.resolve(Outcome(200, stored.body))
+                await _send_replay(send, body, 200, stored.body, cache_headers("miss", key))
+                return
+            outcome = await _lead_stream(gw, receive, send, body, deployment, plan, key, "miss")
         leading.resolve(outcome)
+    if semantic is not None and outcome is not None:
+        await semantic.remember(key, outcome.status, "miss")
 
 
 async def _lead_stream(gw: Gateway, receive: Receive, send: Send, body: dict[str, Any],

@@ -7,7 +7,7 @@ import itertools
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reprise.backends.registry import load_backend_class
 from reprise.cache import AsyncCache
@@ -19,6 +19,9 @@ from reprise.core.tenancy import partition_namespace
 from reprise.errors import AuthError, ConfigError, NotFoundError, RequestError
 from reprise.server.auth import MASTER, OPEN, KeyStore, Principal, bearer_token
 from reprise.server.upstream import PROVIDER_BASES, Deployment, HttpUpstream, MockUpstream
+
+if TYPE_CHECKING:  # the semantic layer needs the ``semantic`` extra (NumPy): import it lazily
+    from reprise.semantic.cache import SemanticCache
 
 log = logging.getLogger("reprise.server")
 
@@ -73,6 +76,7 @@ class Gateway:
     config: GatewayConfig
     deployments: dict[str, list[Deployment]]
     cache: AsyncCache | None
+    semantic: SemanticCache | None = None
     http: HttpUpstream = field(default_factory=HttpUpstream)
     mock: MockUpstream = field(default_factory=MockUpstream)
     master_key: bytes | None = None
@@ -88,6 +92,7 @@ class Gateway:
         settings = config.litellm_settings
         deployments = resolve_deployments(config, settings.request_timeout)
         cache = None
+        semantic = None
         call_types: frozenset[str] = frozenset()
         if config.cache_enabled:
             params = config.cache_params
@@ -98,12 +103,17 @@ class Gateway:
                 enabled=True, mode=params.mode, ttl=params.ttl, namespace=params.namespace
             )
             cache = AsyncCache(backend, policy)
+            if hasattr(backend_class, "vector_store"):
+                from reprise.semantic.build import build_semantic
+
+                semantic = build_semantic(params, backend_class, backend)
             call_types = frozenset(params.supported_call_types)
         master = config.general_settings.master_key
         return cls(
             config=config,
             deployments=deployments,
             cache=cache,
+            semantic=semantic,
             master_key=master.get_secret_value().encode() if master else None,
             max_body_bytes=int(config.general_settings.max_request_size_mb * 2**20),
             cache_chat=bool(call_types & CHAT_CALL_TYPES),
@@ -163,3 +173,5 @@ class Gateway:
         await self.http.aclose()
         if self.cache is not None:
             await self.cache.aclose()
+        if self.semantic is not None:
+            await self.semantic.aclose()

@@ -44,25 +44,19 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
             raise RequestError("invalid Content-Length header", param="Content-Length")
         if int(declared) > limit:
             raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-    first = await receive()
-    if first["type"] == "http.disconnect":
-        raise ClientGone
-    body = first.get("body", b"")
-    if not first.get("more_body"):
-        return bytes(body)
-    parts = [body]
-    size = len(body)
+    parts: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientGone
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > limit:
+        if size > limit:  # checked for every message: without Content-Length one may hold the whole body
             raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
         parts.append(chunk)
         if not message.get("more_body"):
-            return b"".join(parts)
+            return bytes(parts[0]) if len(parts) == 1 else b"".join(parts)
 
 
 async def send_bytes(

@@ -12,12 +12,16 @@ from typing import Any
 import orjson
 
 from reprise.config.tenancy import _check_tenant
-from reprise.errors import NotFoundError, RequestError
+from reprise.errors import RequestError
 from reprise.server.auth import digest
 from reprise.server.gateway import Gateway
 from reprise.server.http import JSON_TYPE, Send, send_bytes
 
 KEY_PATHS = frozenset({"/key/generate", "/key/delete", "/key/list"})
+
+
+class WrongMethod(RequestError):
+    status = 405
 
 
 def _tenant(body: dict[str, Any]) -> str:
@@ -50,6 +54,6 @@ async def handle_keys(gw: Gateway, method: str, path: str, send: Send, body: dic
         if not isinstance(hashes, list) or not all(isinstance(h, str) for h in hashes):
             raise RequestError("'key_sha256' must be a list of hex digests", param="key_sha256")
         result = {"deleted": gw.keys.revoke([digest(k) for k in keys] + hashes)}
-    else:
-        raise NotFoundError(f"no route {method} {path}", code="not_found")
+    else:  # every path of KEY_PATHS is handled above, so only the method can be wrong
+        raise WrongMethod(f"method {method} is not allowed on {path}")
     await send_bytes(send, 200, orjson.dumps(result), [JSON_TYPE])

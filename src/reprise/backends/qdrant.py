@@ -1,0 +1,222 @@
+"""``type: qdrant-semantic``: answers and prompt vectors in Qdrant, through ``qdrant-client``.
+
+One client (a Qdrant server at ``qdrant_api_base``, or embedded with ``qdrant_path`` /
+``":memory:"``, qdrant-client's local mode) serves two collections:
+
+* ``{qdrant_collection_name}``: one point per remembered prompt; payload ``scope``
+  (keyword-indexed, the hard filter of every search), ``key`` (the exact key of the
+  answer) and ``prompt``; cosine distance, optional quantization.
+* ``{qdrant_collection_name}_exact``: the exact entries (the answer bytes), one point
+  per key with a 1-dimensional placeholder vector, so a Qdrant deployment needs no
+  other store. Expiry is decided by the core from the entry bytes.
+
+Point ids are uuid5 of the key (and scope), so writes are idempotent. Every SDK or
+transport failure becomes :class:`BackendUnavailable`; the drivers fail open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from qdrant_client import AsyncQdrantClient, models
+
+from reprise.backends.base import Backend, Capabilities, namespace_of
+from reprise.backends.vector import Vector, VectorHit, VectorRecord, VectorStore
+from reprise.errors import BackendUnavailable
+
+_NS = uuid.UUID("6f1c6c52-8a57-4d38-9d5c-2f0b9b1f4a61")
+Quantization = models.ScalarQuantization | models.ProductQuantization | models.BinaryQuantization
+_QUANTIZATION: dict[str, Quantization] = {
+    "binary": models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=True)),
+    "scalar": models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8)),
+    "product": models.ProductQuantization(product=models.ProductQuantizationConfig(
+        compression=models.CompressionRatio.X16)),
+}
+
+
+def point_id(*parts: str) -> str:
+    return str(uuid.uuid5(_NS, "\0".join(parts)))
+
+
+class QdrantConnection:
+    """The shared client, created on first use; collections created if missing."""
+
+    def __init__(self, params: Any) -> None:
+        self.params = params
+        self.collection: str = params.qdrant_collection_name
+        self.exact_collection = f"{self.collection}_exact"
+        self._client: AsyncQdrantClient | None = None
+        self._ready: set[str] = set()
+        self._lock = asyncio.Lock()
+
+    def _make_client(self) -> AsyncQdrantClient:
+        p = self.params
+        if p.qdrant_api_base:
+            key = p.qdrant_api_key.get_secret_value() if p.qdrant_api_key else None
+            return AsyncQdrantClient(url=p.qdrant_api_base, api_key=key, timeout=2, check_compatibility=False)
+        if p.qdrant_path in (None, ":memory:"):
+            return AsyncQdrantClient(location=":memory:")
+        return AsyncQdrantClient(path=p.qdrant_path)
+
+    async def client(self, collection: str, dim: int) -> AsyncQdrantClient:
+        if collection in self._ready and self._client is not None:
+            return self._client
+        async with self._lock:
+            try:
+                if self._client is None:
+                    self._client = self._make_client()
+                if not await self._client.collection_exists(collection):
+                    await self._create(self._client, collection, dim)
+            except Exception as exc:  # the SDK raises many types (httpx, grpc, its own)
+                raise BackendUnavailable(f"qdrant: {exc}") from exc
+            self._ready.add(collection)
+            return self._client
+
+    async def _create(self, client: AsyncQdrantClient, collection: str, dim: int) -> None:
+        quantization: Quantization | None = None
+        if collection == self.collection and self.params.qdrant_quantization_config:
+            quantization = _QUANTIZATION[self.params.qdrant_quantization_config]
+        await client.create_collection(
+            collection,
+            vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
+            quantization_config=quantization,
+        )
+        if self.params.qdrant_api_base:  # a server indexes the filter field; local mode cannot
+            field = "scope" if collection == self.collection else "ns"
+            await client.create_payload_index(collection, field, models.PayloadSchemaType.KEYWORD)
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        self._ready.clear()
+        if client is not None:
+            await client.close()
+
+
+class QdrantExactStore:
+    """The exact :class:`Backend` half: entry bytes as base64 payload."""
+
+    name = "qdrant"
+    capabilities = Capabilities(native_ttl=False, shared=True, persistent=True)
+
+    def __init__(self, connection: QdrantConnection) -> None:
+        self.connection = connection
+
+    async def _client(self) -> AsyncQdrantClient:
+        return await self.connection.client(self.connection.exact_collection, 1)
+
+    async def get(self, key: str) -> bytes | None:
+        return (await self.get_many([key]))[0]
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        client = await self._client()
+        try:
+            points = await client.retrieve(self.connection.exact_collection, [point_id(k) for k in keys])
+        except Exception as exc:
+            raise BackendUnavailable(f"qdrant: {exc}") from exc
+        found = {p.payload["key"]: base64.b64decode(p.payload["value"]) for p in points if p.payload}
+        return [found.get(k) for k in keys]
+
+    async def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        client = await self._client()
+        payload = {"key": key, "ns": namespace_of(key) or "", "value": base64.b64encode(value).decode()}
+        point = models.PointStruct(id=point_id(key), vector=[1.0], payload=payload)
+        try:
+            await client.upsert(self.connection.exact_collection, [point])
+        except Exception as exc:
+            raise BackendUnavailable(f"qdrant: {exc}") from exc
+
+    async def delete(self, key: str) -> bool:
+        existed = await self.get(key) is not None
+        client = await self._client()
+        try:
+            await client.delete(self.connection.exact_collection, models.PointIdsList(points=[point_id(key)]))
+        except Exception as exc:
+            raise BackendUnavailable(f"qdrant: {exc}") from exc
+        return existed
+
+    async def clear(self, namespace: str | None = None) -> int:
+        keys = [key async for key in self.keys(namespace)]
+        for key in keys:
+            await self.delete(key)
+        return len(keys)
+
+    async def keys(self, namespace: str | None = None) -> AsyncIterator[str]:
+        client = await self._client()
+        flt = None
+        if namespace is not None:
+            flt = models.Filter(must=[models.FieldCondition(key="ns", match=models.MatchValue(value=namespace))])
+        offset: Any = None
+        while True:
+            try:
+                points, offset = await client.scroll(self.connection.exact_collection, flt, limit=256,
+                                                     offset=offset, with_payload=["key"])
+            except Exception as exc:
+                raise BackendUnavailable(f"qdrant: {exc}") from exc
+            for p in points:
+                if p.payload:
+                    yield p.payload["key"]
+            if offset is None:
+                return
+
+    async def aclose(self) -> None:
+        await self.connection.aclose()
+
+
+class QdrantVectorStore:
+    """The :class:`VectorStore` half: ``scope`` is a keyword filter on every search."""
+
+    name = "qdrant-vectors"
+
+    def __init__(self, connection: QdrantConnection, dim: int) -> None:
+        self.connection = connection
+        self.dim = dim
+
+    async def search(self, scope: str, vector: Vector, k: int, threshold: float) -> list[VectorHit]:
+        client = await self.connection.client(self.connection.collection, self.dim)
+        flt = models.Filter(must=[models.FieldCondition(key="scope", match=models.MatchValue(value=scope))])
+        try:
+            found = await client.query_points(self.connection.collection, vector.tolist(), query_filter=flt,
+                                              limit=k, score_threshold=threshold, with_payload=True)
+        except Exception as exc:
+            raise BackendUnavailable(f"qdrant: {exc}") from exc
+        return [VectorHit(p.payload["key"], p.payload["prompt"], min(1.0, float(p.score)))
+                for p in found.points if p.payload]
+
+    async def upsert(self, record: VectorRecord) -> None:
+        client = await self.connection.client(self.connection.collection, self.dim)
+        payload = {"scope": record.scope, "key": record.key, "prompt": record.prompt}
+        point = models.PointStruct(id=point_id(record.scope, record.key), vector=record.vector.tolist(),
+                                   payload=payload)
+        try:
+            await client.upsert(self.connection.collection, [point])
+        except Exception as exc:
+            raise BackendUnavailable(f"qdrant: {exc}") from exc
+
+    async def delete(self, scope: str, key: str) -> bool:
+        client = await self.connection.client(self.connection.collection, self.dim)
+        try:
+            await client.delete(self.connection.collection,
+                                models.PointIdsList(points=[point_id(scope, key)]))
+        except Exception as exc:
+            raise BackendUnavailable(f"qdrant: {exc}") from exc
+        return True
+
+    async def aclose(self) -> None:
+        await self.connection.aclose()
+
+
+class QdrantSemanticBackend:
+    """Registry entry: the vector store reuses the exact store's connection (one client)."""
+
+    @classmethod
+    def from_params(cls, params: Any) -> Backend:
+        return QdrantExactStore(QdrantConnection(params))
+
+    @classmethod
+    def vector_store(cls, params: Any, dim: int, backend: Backend) -> VectorStore:
+        connection = backend.connection if isinstance(backend, QdrantExactStore) else QdrantConnection(params)
+        return QdrantVectorStore(connection, dim)

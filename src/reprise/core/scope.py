@@ -1,0 +1,63 @@
+"""Semantic scope: the hard partition inside which prompts are compared by similarity.
+
+Only the final user message is matched by meaning. Everything else that decides the
+answer (model, sampling and format parameters, tools, the system prompt, every earlier
+turn) must be *identical*: it is hashed, exactly like an exact key but with the last
+message removed, and the hash is used as a filter / a separate index, never mixed into
+the embedded text. So "yes, cancel it" after a chat about a streaming plan can never
+be answered from "yes, cancel it" after a chat about a gym membership.
+
+The namespace (and so the tenant partition, which the gateway folds into it) is part
+of the hash. Requests that are not eligible (the last message is not a user message of
+plain text, or several choices are asked for) get no scope and skip semantic caching.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from reprise.core.keys import canonical_params, hash_params
+
+
+@dataclass(frozen=True, slots=True)
+class SemanticQuery:
+    """Where to look (``scope``) and what to compare (``text``, the final user message)."""
+
+    scope: str
+    text: str
+
+
+def final_user_text(message: Any) -> str | None:
+    """The text of a user message: a string, or text parts only (an image makes it None)."""
+    if not isinstance(message, Mapping) or message.get("role") != "user":
+        return None
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list) or not content:
+        return None
+    texts: list[str] = []
+    for part in content:
+        if not isinstance(part, Mapping) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+            return None
+        texts.append(part["text"])
+    return "\n".join(texts)
+
+
+def semantic_query(body: Mapping[str, Any], namespace: str | None) -> SemanticQuery | None:
+    """The scope and final user text of a chat request, or None if it is not eligible."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return None
+    text = final_user_text(messages[-1])
+    if text is None or not text.strip():
+        return None
+    n = body.get("n")
+    if isinstance(n, int) and n > 1:
+        return None
+    params = canonical_params(body)
+    params["messages"] = messages[:-1]
+    params["\0namespace"] = namespace or ""
+    return SemanticQuery(scope=hash_params("chat-semantic", params), text=text)

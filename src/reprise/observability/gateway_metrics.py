@@ -1,0 +1,118 @@
+"""The gateway's metric set: every name ``/metrics`` exports, and how a request moves them.
+
+Names follow Prometheus conventions (``reprise_`` prefix, ``_total`` counters,
+base units: seconds, USD). Request counters carry ``model`` (the client-facing
+name; names not in the config are folded into ``_other`` so a client cannot
+create series at will) and ``namespace`` (of the stored key; empty without one).
+What only the cache driver knows (stores, backend errors, coalesced requests) is
+read from its :class:`~reprise.cache.CacheStats` at scrape time, by ``backend``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from reprise.cache import AsyncCache
+from reprise.observability.metrics import (
+    SIMILARITY_BUCKETS,
+    Collected,
+    Counter,
+    Histogram,
+    Labels,
+    Registry,
+)
+
+if TYPE_CHECKING:
+    from reprise.observability.observer import RequestRecord
+
+_MN = ("model", "namespace")
+
+
+class GatewayMetrics:
+    """The registry and its named metrics; :meth:`record` is the only writer."""
+
+    def __init__(self, cache: AsyncCache | None, started: float) -> None:
+        self.cache = cache
+        r = self.registry = Registry()
+        self.requests = r.add(Counter("reprise_requests_total", "API requests answered (chat and embeddings).", _MN))
+        self.hits = r.add(Counter("reprise_cache_hits_total", "Requests answered by an exact cache hit.", _MN))
+        self.semantic_hits = r.add(Counter(
+            "reprise_cache_semantic_hits_total", "Requests answered by a semantic (similar prompt) hit.", _MN))
+        self.misses = r.add(Counter("reprise_cache_misses_total", "Cacheable requests not found in the cache.", _MN))
+        self.bypasses = r.add(Counter(
+            "reprise_cache_bypasses_total", "Requests that skipped the cache (controls, mode, disabled).", _MN))
+        self.upstream_errors = r.add(Counter(
+            "reprise_upstream_errors_total", "Provider errors: its 4xx/5xx answers, unreachable or timed out.", _MN))
+        self.saved_tokens = r.add(Counter(
+            "reprise_cache_saved_tokens_total", "Tokens served from cache (stored usage), by kind.",
+            ("model", "namespace", "kind")))
+        self.saved_usd = r.add(Counter(
+            "reprise_cache_saved_usd_total", "Estimated provider cost avoided by cache hits, in USD.", _MN))
+        self.saved_seconds = r.add(Counter(
+            "reprise_cache_saved_seconds_total",
+            "Estimated latency avoided: mean upstream latency of the model minus the hit's latency.", ("model",)))
+        self.hit_latency = r.add(Histogram(
+            "reprise_cache_hit_latency_seconds", "Server time of cache hits, request to last byte.", ("model",)))
+        self.upstream_latency = r.add(Histogram(
+            "reprise_upstream_latency_seconds",
+            "Server time of requests answered by the provider (misses and bypasses).", ("model",)))
+        self.similarity = r.add(Histogram(
+            "reprise_semantic_similarity", "Best similarity found by semantic lookups.", (), SIMILARITY_BUCKETS))
+        for name, attr, text in (
+            ("reprise_cache_stores_total", "stores", "Entries written to the cache backend."),
+            ("reprise_cache_backend_errors_total", "backend_errors", "Cache backend failures (served fail-open)."),
+            ("reprise_cache_coalesced_total", "coalesced", "Requests that shared an identical in-flight call."),
+            ("reprise_cache_upstream_calls_total", "upstream_calls", "Provider calls made by cacheable requests."),
+        ):
+            r.add(Collected(name, text, "counter", ("backend",), self._driver_stat(attr)))
+        r.add(Collected("reprise_process_start_time_seconds", "Start time of this process (Unix seconds).",
+                        "gauge", (), lambda: [((), started)]))
+
+    def initialize(self, models: Iterable[str], namespace: str) -> None:
+        """Zero series for the configured models, so dashboards see 0 rather than no data."""
+        for model in models:
+            for counter in (self.requests, self.hits, self.semantic_hits, self.misses, self.bypasses,
+                            self.upstream_errors, self.saved_usd):
+                counter.inc((model, namespace), 0)
+
+    def _driver_stat(self, attr: str) -> Callable[[], Iterable[tuple[Labels, float]]]:
+        def read() -> Iterable[tuple[Labels, float]]:
+            if self.cache is None:
+                return []
+            return [((self.cache.backend.name,), float(getattr(self.cache.stats, attr)))]
+
+        return read
+
+    def record(self, rec: RequestRecord, namespace: str, elapsed: float) -> float:
+        """Count one finished request; return the latency it saved (hits only)."""
+        labels = (rec.model, namespace)
+        self.requests.inc(labels)
+        if rec.similarity is not None:
+            self.similarity.observe((), rec.similarity)
+        outcome = rec.cache
+        if outcome == "hit":
+            (self.hits if rec.similarity is None else self.semantic_hits).inc(labels)
+            model = (rec.model,)
+            self.hit_latency.observe(model, elapsed)
+            if rec.saved_prompt or rec.saved_completion:
+                self.saved_tokens.inc((rec.model, namespace, "prompt"), rec.saved_prompt)
+                self.saved_tokens.inc((rec.model, namespace, "completion"), rec.saved_completion)
+            if rec.saved_usd:
+                self.saved_usd.inc(labels, rec.saved_usd)
+            upstream = self.upstream_latency.values.get(model)
+            if upstream is None:
+                return 0.0
+            calls = sum(upstream[:-1])
+            saved = max(0.0, upstream[-1] / calls - elapsed) if calls else 0.0
+            self.saved_seconds.inc(model, saved)
+            return saved
+        if outcome == "miss" or outcome == "bypass":
+            (self.misses if outcome == "miss" else self.bypasses).inc(labels)
+            if rec.status < 400:
+                self.upstream_latency.observe((rec.model,), elapsed)
+            else:
+                self.upstream_errors.inc(labels)
+        elif rec.status in (502, 504):  # the provider was unreachable or timed out
+            self.upstream_errors.inc(labels)
+        return 0.0

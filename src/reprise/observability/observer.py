@@ -1,0 +1,218 @@
+"""Watches each API request at the server edge: metrics, savings headers, one log line.
+
+The observer wraps the ASGI ``send`` of ``/chat/completions`` and ``/embeddings``
+and reads what the handlers already report in their response headers
+(``x-reprise-cache``: hit, miss or bypass; ``x-litellm-cache-key``), so handlers
+stay free of timing and logging code. Handlers add only what headers cannot say:
+:func:`note_hit` hands over the served entry (its stored ``usage`` prices the hit)
+and, for semantic hits, the similarity. At the response start the observer adds
+``x-request-id`` and, on a hit with known usage, ``x-reprise-saved-tokens`` and
+``x-reprise-saved-usd``; when the request ends it updates the metrics, the
+dashboard's time series and per-key hit counts, and writes the log line.
+
+Everything here is increments and dict lookups on one event loop: no locks, no I/O
+besides the log line.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from reprise.backends.base import namespace_of
+from reprise.cache import AsyncCache
+from reprise.config import GatewayConfig
+from reprise.core.entry import CacheEntry
+from reprise.observability.gateway_metrics import GatewayMetrics
+from reprise.observability.logs import AccessLog, format_line
+from reprise.observability.pricing import resolve_prices
+from reprise.observability.series import HitCounter, TimeSeries
+from reprise.server.http import Message, Scope, Send
+
+RECORD = "reprise.record"
+"""The ASGI scope key under which the request's :class:`RequestRecord` travels."""
+
+_CACHE_STATUS = b"x-reprise-cache"
+_CACHE_KEY = b"x-litellm-cache-key"
+_OTHER_MODEL = "_other"  # label for model names not in the config (bounded cardinality)
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """What the observer learns about one request while it runs."""
+
+    request_id: str
+    started: float
+    route: str
+    send: Send = field(repr=False)
+    model: str = ""
+    caller: str | None = None
+    prompt: str | None = None
+    entry: CacheEntry | None = None
+    similarity: float | None = None
+    status: int = 0
+    cache: str | None = None
+    key: str | None = None
+    saved_prompt: int = 0
+    saved_completion: int = 0
+    saved_usd: float = 0.0
+
+
+def note_hit(scope: Scope, entry: CacheEntry, similarity: float | None = None) -> None:
+    """Tell the observer which entry answered (and, for a semantic hit, how similar it was)."""
+    record: RequestRecord | None = scope.get(RECORD)
+    if record is not None:
+        record.entry = entry
+        record.similarity = similarity
+
+
+def note_similarity(scope: Scope, similarity: float) -> None:
+    """Record the best similarity a semantic lookup found, also when it was not a hit."""
+    record: RequestRecord | None = scope.get(RECORD)
+    if record is not None:
+        record.similarity = similarity
+
+
+def _client_request_id(scope: Scope) -> str | None:
+    """The client's ``x-request-id`` when it is short and printable."""
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            if 0 < len(value) <= 64 and value.isascii() and bytes(value).decode().isprintable():
+                return bytes(value).decode()
+            break
+    return None
+
+
+class Observer:
+    """Per-process observation state: metrics, time series, hit counts, access log."""
+
+    def __init__(self, config: GatewayConfig, cache: AsyncCache | None,
+                 clock: Callable[[], float] = time.time,
+                 timer: Callable[[], float] = time.perf_counter) -> None:
+        settings = config.general_settings
+        env_json = os.environ.get("REPRISE_JSON_LOGS", "").lower() in {"1", "true", "yes", "on"}
+        self.json_logs = settings.json_logs or env_json
+        self.log_prompts = settings.log_prompts
+        self.metrics_require_auth = settings.metrics_require_auth
+        self.prices = resolve_prices(config)
+        self.models = frozenset(config.model_names())
+        params = config.cache_params if config.cache_enabled else None
+        self.semantic_configured = params is not None and params.type.endswith("semantic")
+        self.cache = cache
+        self.clock = clock
+        self.timer = timer
+        self.started = clock()
+        self.metrics = GatewayMetrics(cache, self.started)
+        self.metrics.initialize(sorted(self.models), (cache.policy.namespace or "") if cache else "")
+        self.series = TimeSeries()
+        self.hits = HitCounter()
+        self.log = AccessLog(self.json_logs, settings.request_logs)
+        # Request ids: a random per-process prefix and a counter (unique without a syscall per request).
+        self._id_prefix = os.urandom(8).hex()
+        self._ids = itertools.count(1)
+
+    # -- per request ------------------------------------------------------------------
+
+    def begin(self, scope: Scope, send: Send) -> RequestRecord:
+        """Start watching a request; the returned record's ``send`` must be used to answer."""
+        request_id = _client_request_id(scope) or f"{self._id_prefix}{next(self._ids) & 0xFFFFFFFF:08x}"
+        record = RequestRecord(request_id, self.timer(), scope["path"], send)
+
+        async def observed_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = self._on_start(record, message)
+            await send(message)
+
+        record.send = observed_send
+        scope[RECORD] = record
+        return record
+
+    def note_request(self, scope: Scope, body: dict[str, Any], key_id: str) -> None:
+        """Called once the body is parsed: model and caller (and the prompt if allowed)."""
+        record: RequestRecord | None = scope.get(RECORD)
+        if record is None:
+            return
+        model = body.get("model")
+        record.model = model if isinstance(model, str) and model in self.models else _OTHER_MODEL
+        record.caller = key_id
+        if self.log_prompts:
+            record.prompt = _prompt_text(body)
+
+    def _on_start(self, record: RequestRecord, message: Message) -> list[tuple[bytes, bytes]]:
+        headers = message.get("headers")
+        headers = headers if isinstance(headers, list) else list(headers or ())
+        record.status = message["status"]
+        for name, value in headers:
+            if name == _CACHE_STATUS:
+                record.cache = value.decode()
+            elif name == _CACHE_KEY:
+                record.key = value.decode()
+        headers.append((b"x-request-id", record.request_id.encode()))
+        entry = record.entry
+        if record.cache == "hit" and entry is not None:
+            usage = entry.meta.get("usage")
+            if isinstance(usage, dict):
+                prompt, completion = _tokens(usage)
+                record.saved_prompt, record.saved_completion = prompt, completion
+                price = self.prices.get(record.model)
+                record.saved_usd = price.cost(prompt, completion) if price is not None else 0.0
+                headers.append((b"x-reprise-saved-tokens", str(prompt + completion).encode()))
+                headers.append((b"x-reprise-saved-usd", f"{record.saved_usd:.6f}".encode()))
+        return headers
+
+    def end(self, record: RequestRecord) -> None:
+        """Count the finished request and write its log line."""
+        elapsed = self.timer() - record.started
+        namespace = (namespace_of(record.key) or "") if record.key else ""
+        bucket = self.series.current(self.clock())
+        bucket.requests += 1
+        saved_seconds = self.metrics.record(record, namespace, elapsed)
+        outcome = record.cache
+        if outcome == "hit":
+            if record.similarity is not None:
+                bucket.semantic_hits += 1
+            bucket.hits += 1
+            bucket.saved_tokens += record.saved_prompt + record.saved_completion
+            bucket.saved_usd += record.saved_usd
+            bucket.saved_seconds += saved_seconds
+            if record.key is not None:
+                self.hits.hit(record.key, record.model, self.clock())
+        elif outcome == "miss":
+            bucket.misses += 1
+        elif outcome == "bypass":
+            bucket.bypasses += 1
+        if not self.log.enabled:
+            return
+        self.log.emit(format_line({
+            "request_id": record.request_id,
+            "route": record.route,
+            "model": record.model or None,
+            "caller": record.caller,
+            "status": record.status,
+            "cache": outcome or "none",
+            "key": record.key,
+            "similarity": record.similarity,
+            "latency_ms": round(elapsed * 1000, 3),
+            "saved_usd": round(record.saved_usd, 6) if record.saved_usd else None,
+            "prompt": record.prompt,
+        }, self.json_logs))
+
+
+def _tokens(usage: dict[str, Any]) -> tuple[int, int]:
+    prompt = usage.get("prompt_tokens")
+    completion = usage.get("completion_tokens")
+    return (prompt if isinstance(prompt, int) else 0, completion if isinstance(completion, int) else 0)
+
+
+def _prompt_text(body: dict[str, Any]) -> str | None:
+    """The last chat message's text (or a string embedding input), cut to 200 characters."""
+    messages = body.get("messages")
+    if isinstance(messages, list) and messages and isinstance(messages[-1], dict):
+        content = messages[-1].get("content")
+        return content[:200] if isinstance(content, str) else None
+    text = body.get("input")
+    return text[:200] if isinstance(text, str) else None

@@ -1,0 +1,132 @@
+"""The semantic driver: after an exact miss, find a scoped, guarded, earlier answer.
+
+Storage design: a semantic hit is served from the *exact* store. On every stored
+answer the gateway writes the exact entry as usual and, beside it, a vector record
+(scope, exact key, prompt, embedding) in the vector store. A lookup embeds the final
+user message, searches the request's scope only, judges each candidate
+(:class:`~reprise.semantic.matcher.Matcher`) and reads the candidate's exact entry
+through :meth:`AsyncCache.read`, so ``ttl``, ``s-maxage``, deletion and expiry apply
+to semantic hits exactly as to exact ones; ``no-cache`` skips the lookup (the driver
+only calls it when the plan reads), ``no-store`` skips the vector, and the namespace is
+part of the scope. Nothing here is on the exact-hit path.
+
+Fails open: a vector-store error or an embedding failure is a semantic miss, logged
+once per outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from reprise.backends.vector import Vector, VectorRecord, VectorStore
+from reprise.cache import AsyncCache
+from reprise.core.entry import CacheEntry
+from reprise.core.policy import CachePlan
+from reprise.core.scope import SemanticQuery, semantic_query
+from reprise.errors import BackendError
+from reprise.semantic.matcher import Matcher
+
+log = logging.getLogger("reprise.semantic")
+
+
+@dataclass(frozen=True, slots=True)
+class SemanticMatch:
+    """A semantic hit: the entry served, its exact key, the prompt it answered, the cosine."""
+
+    entry: CacheEntry
+    key: str
+    prompt: str
+    score: float
+
+
+@dataclass(slots=True)
+class SemanticStats:
+    lookups: int = 0
+    hits: int = 0
+    stored: int = 0
+    errors: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class SemanticRequest:
+    """One request's scope and text, and its embedding once computed (reused to store)."""
+
+    query: SemanticQuery
+    vector: Vector | None = None
+    match: SemanticMatch | None = None
+
+
+class SemanticCache:
+    """Scoped similarity lookups over a :class:`VectorStore`, answers from an :class:`AsyncCache`."""
+
+    def __init__(self, matcher: Matcher, store: VectorStore) -> None:
+        self.matcher = matcher
+        self.store = store
+        self.stats = SemanticStats()
+        self._failing = False
+
+    def prepare(self, body: dict[str, Any], plan: CachePlan) -> SemanticRequest | None:
+        """The request's semantic query, or None when it is not eligible (pure, cheap)."""
+        query = semantic_query(body, plan.namespace)
+        return None if query is None else SemanticRequest(query)
+
+    async def lookup(self, request: SemanticRequest, cache: AsyncCache, max_age: float | None) -> CacheEntry | None:
+        """The entry of the first acceptable candidate; records the match on ``request``."""
+        self.stats.lookups += 1
+        settings = self.matcher.settings
+        try:
+            vector = await self._vector(request)
+            hits = await self.store.search(request.query.scope, vector, settings.k, settings.threshold)
+        except (BackendError, ValueError, RuntimeError, OSError) as exc:
+            self._fault(exc, "search")
+            return None
+        self._recovered()
+        for hit in hits:
+            reason = await asyncio.to_thread(self.matcher.judge, hit.prompt, request.query.text, hit.score)
+            if reason is not None:
+                self.stats.rejected[reason] = self.stats.rejected.get(reason, 0) + 1
+                continue
+            entry = await cache.read(hit.key, max_age)
+            if entry is None:
+                continue  # the answer expired, was deleted, or is too old for s-maxage
+            self.stats.hits += 1
+            request.match = SemanticMatch(entry, hit.key, hit.prompt, hit.score)
+            return entry
+        return None
+
+    async def remember(self, request: SemanticRequest, key: str, expires_at: float | None) -> None:
+        """Index the stored answer ``key`` under the request's scope and prompt."""
+        try:
+            vector = await self._vector(request)
+            record = VectorRecord(request.query.scope, key, request.query.text, vector, expires_at)
+            await self.store.upsert(record)
+        except (BackendError, ValueError, RuntimeError, OSError) as exc:
+            self._fault(exc, "upsert")
+            return
+        self._recovered()
+        self.stats.stored += 1
+
+    async def aclose(self) -> None:
+        await self.store.aclose()
+
+    async def _vector(self, request: SemanticRequest) -> Vector:
+        if request.vector is None:
+            rows = await asyncio.to_thread(self.matcher.embed, [request.query.text])
+            request.vector = rows[0]
+        return request.vector
+
+    def _fault(self, exc: Exception, action: str) -> None:
+        self.stats.errors += 1
+        if not self._failing:
+            self._failing = True
+            log.warning("semantic cache %s failed on %s (%s); exact cache only until it recovers",
+                        self.store.name, action, exc)
+
+    def _recovered(self) -> None:
+        if self._failing:
+            self._failing = False
+            log.warning("semantic cache %s recovered", self.store.name)

@@ -1,0 +1,55 @@
+"""The judge of one candidate: threshold, then the guards, then the verifier in the uncertain band.
+
+Synchronous and CPU-bound (the guards embed swapped phrases, the verifier embeds both
+prompts); the driver runs it in a worker thread. The quality benchmark calls the very
+same :meth:`Matcher.judge`, so its figures are the gateway's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from reprise.core.guards import veto
+from reprise.embeddings.base import Embedder, Vectors
+from reprise.semantic.settings import SemanticSettings
+
+
+class Matcher:
+    """Embeds prompts for retrieval and decides whether a candidate may be served."""
+
+    def __init__(self, embedder: Embedder, settings: SemanticSettings, verifier: Embedder | None = None) -> None:
+        self.embedder = embedder
+        self.settings = settings
+        self.verifier = verifier
+
+    @property
+    def model_name(self) -> str:
+        return self.embedder.name
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        return self.embedder.embed(texts)
+
+    def phrase_similarity(self, a: str, b: str) -> float:
+        rows = self.embedder.embed([a, b])
+        return float(rows[0] @ rows[1])
+
+    def verify(self, cached: str, new: str) -> float:
+        """The verifier's cosine for the two prompts (0.0 without a verifier)."""
+        if self.verifier is None:
+            return 0.0
+        rows = self.verifier.embed([cached, new])
+        return float(np.clip(rows[0] @ rows[1], 0.0, 1.0))
+
+    def judge(self, cached: str, new: str, score: float) -> str | None:
+        """None to serve ``cached``'s answer for ``new``; else why not (``threshold``, a guard, ``verifier``)."""
+        settings = self.settings
+        if score < settings.threshold:
+            return "threshold"
+        reason = veto(cached, new, settings.guards, self.phrase_similarity)
+        if reason is not None:
+            return reason
+        if score < settings.verify_below and self.verify(cached, new) < settings.verify_threshold:
+            return "verifier"
+        return None

@@ -1,0 +1,349 @@
+"""The OpenAPI 3.1 description of Reprise's own HTTP API, served at ``GET /openapi.json``.
+
+Why a hand-written dict rather than one generated from models: the server is plain ASGI
+and validates with cheap checks (:mod:`reprise.core.request`, :mod:`reprise.core.controls`),
+so there is no model to generate from. The document below states exactly what those
+checks accept and what the routes answer; ``tests/server/test_openapi.py`` keeps the two
+in step and ``tests/server/test_fuzz_http.py`` fuzzes the gateway from this document.
+
+Request bodies mirror OpenAI's (https://platform.openai.com/docs/api-reference/chat) where
+Reprise reads a field; fields it does not read are passed to the provider unchanged, so
+the bodies allow additional properties. Answers from the provider (2xx or not) are passed
+through, hence the loose success schemas and the ``default`` error responses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from reprise.core.controls import MAX_SECONDS, NAMESPACE_PATTERN
+
+Schema = dict[str, Any]
+
+_REF_ERROR = {"$ref": "#/components/schemas/Error"}
+_SECONDS = {"type": "number", "minimum": 0, "maximum": MAX_SECONDS}
+
+
+def _nullable(properties: dict[str, Schema]) -> dict[str, Schema]:
+    """Optional fields: ``null`` means "not given" (the checks skip it, as OpenAI's API does)."""
+    return {name: {"anyOf": [schema, {"type": "null"}]} for name, schema in properties.items()}
+
+
+def _json(schema: Schema, description: str) -> Schema:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> Schema:
+    return _json(_REF_ERROR, description)
+
+
+_AUTH_ERRORS = {"401": _error("Missing or invalid API key")}
+_BODY_ERRORS = {
+    "400": _error("Malformed JSON or a malformed field; `error.param` names it"),
+    "413": _error("Body larger than `general_settings.max_request_size_mb`"),
+}
+_UPSTREAM_ERRORS = {
+    "404": _error("Unknown model (`model_not_found`, the message lists the models)"),
+    "502": _error("The provider could not be reached or sent a malformed answer"),
+    "504": _error("The provider did not answer within the deployment's timeout"),
+    "default": _error("An error answer of the provider, passed through with its status"),
+}
+_CACHE_HEADERS = {
+    "x-reprise-cache": {"description": "What the cache did", "schema": {"enum": ["hit", "miss", "bypass"]}},
+    "x-litellm-cache-key": {
+        "description": "The stored key, `{namespace}:{sha256}` or the bare sha256",
+        "schema": {"type": "string", "pattern": r"^[A-Za-z0-9._/:-]+$"},
+    },
+    "age": {"description": "Age of the entry in seconds (hits only)", "schema": {"type": "string"}},
+}
+
+CACHE_CONTROLS: Schema = {
+    "type": "object",
+    "description": "Per-request cache controls (LiteLLM's); underscore spellings are accepted too.",
+    "additionalProperties": False,
+    "properties": _nullable(
+        {
+            "ttl": {**_SECONDS, "exclusiveMinimum": 0, "description": "Seconds the stored entry lives"},
+            "s-maxage": {**_SECONDS, "description": "Accept only an entry younger than this"},
+            "no-cache": {"type": "boolean", "description": "Skip the read, store the fresh answer"},
+            "no-store": {"type": "boolean", "description": "Do not store this answer"},
+            "namespace": {"type": "string", "pattern": f"^{NAMESPACE_PATTERN.pattern}$"},
+            "use-cache": {"type": "boolean", "description": "Opt in (mode default_off) or out"},
+        }
+    ),
+}
+
+_NUMBER = {"type": "number"}
+_INT = {"type": "integer"}
+_OBJECT = {"type": "object"}
+
+CHAT_REQUEST: Schema = {
+    "type": "object",
+    "required": ["model", "messages"],
+    "additionalProperties": True,
+    "properties": {
+        "model": {"type": "string", "minLength": 1, "description": "A `model_name` of the config"},
+        "messages": {
+            "type": "array",
+            "minItems": 1,
+            "items": {"type": "object", "required": ["role"], "properties": {"role": {"type": "string"}}},
+        },
+        **_nullable(
+            {
+                "temperature": _NUMBER,
+                "top_p": _NUMBER,
+                "presence_penalty": _NUMBER,
+                "frequency_penalty": _NUMBER,
+                "n": {"type": "integer", "minimum": 1, "maximum": 128},
+                "max_tokens": _INT,
+                "max_completion_tokens": _INT,
+                "seed": _INT,
+                "top_logprobs": _INT,
+                "stream": {"type": "boolean", "description": "Answer as server-sent events"},
+                "logprobs": {"type": "boolean"},
+                "parallel_tool_calls": {"type": "boolean"},
+                "stop": {"type": ["string", "array"]},
+                "tools": {"type": "array"},
+                "tool_choice": {"type": ["string", "object"]},
+                "response_format": _OBJECT,
+                "logit_bias": _OBJECT,
+                "stream_options": _OBJECT,
+                "metadata": _OBJECT,
+                "user": {"type": "string"},
+                "cache": {"$ref": "#/components/schemas/CacheControls"},
+            }
+        ),
+    },
+}
+
+_TOKENS = {"type": "array", "minItems": 1, "items": {"type": "integer"}}
+EMBEDDINGS_REQUEST: Schema = {
+    "type": "object",
+    "required": ["model", "input"],
+    "additionalProperties": True,
+    "properties": {
+        "model": {"type": "string", "minLength": 1},
+        "input": {
+            "anyOf": [
+                {"type": "string"},
+                {"type": "array", "minItems": 1, "items": {"anyOf": [{"type": "string"}, _TOKENS]}},
+                _TOKENS,
+            ]
+        },
+        **_nullable(
+            {
+                "encoding_format": {"enum": ["float", "base64"]},
+                "dimensions": {"type": "integer", "minimum": 1},
+                "cache": {"$ref": "#/components/schemas/CacheControls"},
+            }
+        ),
+    },
+}
+
+ERROR: Schema = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["message", "type"],
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "param": {"type": ["string", "null"]},
+                "code": {"type": ["string", "integer", "null"]},
+            },
+        }
+    },
+}
+
+
+#: one server-sent event: ``data`` is a ``chat.completion.chunk`` as JSON, the last one ``[DONE]``
+_SSE_EVENT: Schema = {"type": "object", "required": ["data"], "properties": {"data": {"type": "string"}}}
+
+
+def _chat_operation() -> Schema:
+    answer = {
+        "description": "A `chat.completion` (JSON), or with `stream: true` its `chat.completion.chunk` events",
+        "headers": _CACHE_HEADERS,
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "text/event-stream": {"schema": _SSE_EVENT},
+        },
+    }
+    return {
+        "post": {
+            "summary": "Chat completion, served from the cache when possible",
+            "security": [{"bearer": []}],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": "#/components/schemas/ChatRequest"},
+                        "example": {"model": "gpt-4o", "messages": [{"role": "user", "content": "hello"}]},
+                    }
+                },
+            },
+            "responses": {"200": answer, **_BODY_ERRORS, **_AUTH_ERRORS, **_UPSTREAM_ERRORS},
+        }
+    }
+
+
+def _embeddings_operation() -> Schema:
+    answer = _json({"type": "object", "required": ["object", "data"]}, "An embeddings `list`, one item per input")
+    answer["headers"] = {
+        **_CACHE_HEADERS,
+        "x-reprise-cache-hits": {
+            "description": "`k/n` input items served from the cache",
+            "schema": {"type": "string"},
+        },
+    }
+    return {
+        "post": {
+            "summary": "Embeddings, each input item cached on its own",
+            "security": [{"bearer": []}],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": "#/components/schemas/EmbeddingsRequest"},
+                        "example": {"model": "text-embedding-3-small", "input": "hello"},
+                    }
+                },
+            },
+            "responses": {"200": answer, **_BODY_ERRORS, **_AUTH_ERRORS, **_UPSTREAM_ERRORS},
+        }
+    }
+
+
+def _models_operation() -> Schema:
+    model = {
+        "type": "object",
+        "required": ["id", "object"],
+        "properties": {"id": {"type": "string"}, "object": {"const": "model"}},
+    }
+    listing = {
+        "type": "object",
+        "required": ["object", "data"],
+        "properties": {"object": {"const": "list"}, "data": {"type": "array", "items": model}},
+    }
+    return {
+        "get": {
+            "summary": "The model names of the config",
+            "security": [{"bearer": []}],
+            "responses": {"200": _json(listing, "The models"), **_AUTH_ERRORS},
+        }
+    }
+
+
+def _health_operation(summary: str, schema: Schema) -> Schema:
+    return {"get": {"summary": summary, "security": [], "responses": {"200": _json(schema, summary)}}}
+
+
+_ADMIN_ERRORS = {**_AUTH_ERRORS, "403": _error("A virtual key, not the master key")}
+
+
+def _key_operations() -> dict[str, Schema]:
+    key_id = {"type": "string", "pattern": "^[0-9a-f]{12}$"}
+    generate_body = {
+        "type": "object",
+        "properties": {
+            "tenant": {"type": "string", "description": "The tenant (partition) of the new key"},
+            "team_id": {"type": "string", "description": "LiteLLM's name for `tenant`"},
+            "cache": {"type": "object", "description": "The key's cache defaults: mode, ttl, namespace"},
+        },
+    }
+    generated = {
+        "type": "object",
+        "required": ["key", "key_id", "tenant"],
+        "properties": {"key": {"type": "string"}, "key_id": key_id, "tenant": {"type": "string"}},
+    }
+    delete_body = {
+        "type": "object",
+        "properties": {
+            "keys": {"type": "array", "items": {"type": "string"}},
+            "key_sha256": {"type": "array", "items": {"type": "string"}},
+        },
+    }
+    row = {
+        "type": "object",
+        "required": ["key_id", "tenant", "source"],
+        "properties": {"key_id": key_id, "tenant": {"type": "string"}, "source": {"enum": ["config", "keys_file"]}},
+    }
+    listing = {"type": "object", "required": ["keys"], "properties": {"keys": {"type": "array", "items": row}}}
+
+    def post(summary: str, body: Schema, answer: Schema) -> Schema:
+        return {
+            "post": {
+                "summary": summary,
+                "security": [{"bearer": []}],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+                "responses": {"200": _json(answer, summary), **_BODY_ERRORS, **_ADMIN_ERRORS},
+            }
+        }
+
+    deleted = {"type": "object", "required": ["deleted"], "properties": {"deleted": {"type": "integer"}}}
+    return {
+        "/key/generate": post("Create a virtual key (returned once, stored hashed)", generate_body, generated),
+        "/key/delete": post("Revoke virtual keys created through the API", delete_body, deleted),
+        "/key/list": {
+            "get": {
+                "summary": "Tenants and key ids, never keys",
+                "security": [{"bearer": []}],
+                "responses": {"200": _json(listing, "The keys"), **_ADMIN_ERRORS},
+            }
+        },
+    }
+
+
+def build_openapi(version: str) -> Schema:
+    """The whole document, as a plain dict."""
+    alive = {"type": "object", "required": ["status"], "properties": {"status": {"const": "alive"}}}
+    ready = {
+        "type": "object",
+        "required": ["status"],
+        "properties": {
+            "status": {"const": "healthy"},
+            "cache": {"type": ["string", "null"]},
+            "cache_backend_failing": {"type": "boolean"},
+        },
+    }
+    paths: dict[str, Schema] = {}
+    for path in ("/chat/completions", "/v1/chat/completions"):
+        paths[path] = _chat_operation()
+    for path in ("/embeddings", "/v1/embeddings"):
+        paths[path] = _embeddings_operation()
+    for path in ("/models", "/v1/models"):
+        paths[path] = _models_operation()
+    for path in ("/health/liveliness", "/health/liveness", "/livez"):
+        paths[path] = _health_operation("Liveness", alive)
+    for path in ("/health/readiness", "/readyz", "/health"):
+        paths[path] = _health_operation("Readiness", ready)
+    paths.update(_key_operations())
+    paths["/openapi.json"] = _health_operation("This document", {"type": "object", "required": ["openapi"]})
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Reprise",
+            "version": version,
+            "description": "A caching gateway for OpenAI-compatible LLM APIs.",
+        },
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "The master key or a virtual key"}
+            },
+            "schemas": {
+                "ChatRequest": CHAT_REQUEST,
+                "EmbeddingsRequest": EMBEDDINGS_REQUEST,
+                "CacheControls": CACHE_CONTROLS,
+                "Error": ERROR,
+            },
+        },
+    }
+
+
+def openapi_json(version: str) -> bytes:
+    return orjson.dumps(build_openapi(version))

