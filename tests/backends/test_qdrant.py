@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("qdrant_client", reason="pip install 'reprise[qdrant]'")
+from tests.support.requires import require
+
+require("qdrant_client", reason="pip install 'reprise[qdrant]'")
 
 from reprise.backends.base import Backend  # noqa: E402
 from reprise.backends.qdrant import QdrantExactStore, QdrantSemanticBackend  # noqa: E402

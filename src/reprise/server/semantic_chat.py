@@ -60,6 +60,12 @@ class SemanticSlot:
         if request is not None:
             await semantic.remember(request, key, expiry_time(cache.clock(), self.plan.ttl))
 
+    @property
+    def similarity(self) -> float | None:
+        """The cosine of the matched entry on a semantic hit (for metrics), else None."""
+        match = None if self.request is None else self.request.match
+        return None if match is None else float(match.score)
+
     def headers(self) -> list[tuple[bytes, bytes]]:
         """The semantic-hit headers, or none."""
         match = None if self.request is None else self.request.match

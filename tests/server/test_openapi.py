@@ -1,0 +1,36 @@
+"""``/openapi.json`` documents exactly the routes the app serves, and is valid enough to fuzz from."""
+
+from __future__ import annotations
+
+import httpx
+import schemathesis
+
+from reprise import __version__
+from reprise.server import app as app_module
+from reprise.server.keys_admin import KEY_PATHS
+from reprise.server.openapi import build_openapi
+from tests.server.conftest import AUTH, GatewayProcess
+
+
+def test_every_served_route_is_documented() -> None:
+    documented = set(build_openapi(__version__)["paths"])
+    served = (app_module._CHAT_PATHS | app_module._EMBEDDING_PATHS | app_module._MODEL_PATHS
+              | app_module._LIVE_PATHS | app_module._READY_PATHS | KEY_PATHS | {"/openapi.json"})
+    assert documented == served
+
+
+def test_every_documented_operation_is_routed(gateway: GatewayProcess) -> None:
+    doc = httpx.get(gateway.url + "/openapi.json").json()
+    assert doc["info"]["version"] == __version__
+    for path, operations in doc["paths"].items():
+        for method in operations:
+            r = httpx.request(method.upper(), gateway.url + path, headers=AUTH, json={})
+            assert r.status_code not in (404, 405), (method, path, r.status_code)
+            assert r.status_code < 500
+
+
+def test_the_document_loads_in_schemathesis(gateway: GatewayProcess) -> None:
+    schema = schemathesis.openapi.from_url(gateway.url + "/openapi.json")
+    operations = list(schema.get_all_operations())
+    assert len(operations) >= 15
+    assert all(type(result).__name__ == "Ok" for result in operations)
