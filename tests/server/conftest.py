@@ -67,6 +67,15 @@ class GatewayProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def access_lines(self, count: int, timeout: float = 5.0) -> list[str]:
+        """The request-log lines, once at least ``count`` are written (the log batches lines up to 50 ms)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = [line for line in self.log.splitlines() if "reprise.access" in line]
+            if len(lines) >= count or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.02)
+
     def stop(self, sig: int = signal.SIGTERM) -> None:
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:

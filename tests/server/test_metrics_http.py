@@ -114,7 +114,7 @@ def test_request_log_lines_hold_ids_but_no_secrets_or_prompts(make_gateway: Call
     r = httpx.post(gw.url + "/chat/completions", json=chat(prompt), headers={**AUTH, "x-request-id": "req-42"})
     assert r.headers["x-request-id"] == "req-42"
     httpx.post(gw.url + "/chat/completions", json=chat(prompt), headers=AUTH)
-    lines = [json.loads(line) for line in gw.log.splitlines() if line.startswith('{"ts"')]
+    lines = [json.loads(line) for line in gw.access_lines(2) if line.startswith('{"ts"')]
     assert [line["cache"] for line in lines] == ["miss", "hit"]
     first = lines[0]
     assert first["request_id"] == "req-42" and first["model"] == "gpt-4o" and first["status"] == 200
@@ -126,5 +126,5 @@ def test_request_log_lines_hold_ids_but_no_secrets_or_prompts(make_gateway: Call
 def test_prompts_are_logged_only_when_turned_on(make_gateway: Callable[..., GatewayProcess]) -> None:
     gw = make_gateway(log_prompts=True)
     httpx.post(gw.url + "/chat/completions", json=chat("visible prompt"), headers=AUTH)
-    (line,) = [line for line in gw.log.splitlines() if "reprise.access" in line]
+    (line,) = gw.access_lines(1)
     assert 'prompt="visible prompt"' in line and "cache=miss" in line and MASTER_KEY not in line

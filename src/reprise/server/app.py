@@ -78,6 +78,7 @@ class RepriseApp:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                self.observer.log.flush()
                 await self.gateway.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
