@@ -29,7 +29,9 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         loop="uvloop" if _has("uvloop") else "asyncio",
         http="httptools" if _has("httptools") else "h11",
-        access_log=False,
+        access_log=False,  # Reprise writes its own request log (observability/logs.py)
+        proxy_headers=False,  # nothing reads the client address; saves a middleware call per request
+        server_header=False,
         log_level=args.log_level,
         lifespan="on",
         timeout_keep_alive=30,
