@@ -78,4 +78,7 @@ class UpstreamError(RepriseError):
 
     def __init__(self, message: str, status: int = 502) -> None:
         self.status = status
+        self.cache_status: str | None = None
+        """``miss`` or ``bypass``: what the cache did before the provider failed (for the header)."""
+        self.cache_key: str | None = None
         super().__init__(message)

@@ -87,6 +87,7 @@ def test_upstream_timeout_is_504_and_not_stored(make_gateway: object, stub: Stub
     r = httpx.post(gw.url + "/chat/completions", json=body, headers=AUTH, timeout=10)
     assert r.status_code == 504
     assert r.json()["error"]["code"] == "timeout"
+    assert r.headers["x-reprise-cache"] == "miss"
     assert time.monotonic() - started < 4
     r = httpx.post(gw.url + "/chat/completions", json=body, headers=AUTH, timeout=10)
     assert r.status_code == 504

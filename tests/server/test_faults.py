@@ -31,7 +31,10 @@ def test_unreachable_upstream_is_a_502_and_nothing_is_cached(make_gateway: Calla
         r = httpx.post(gw.url + "/chat/completions", json={**body, **extra}, headers=AUTH, timeout=10)
         assert r.status_code == 502, r.text
         assert r.json()["error"]["type"] == "upstream_error"
-        assert r.headers.get("x-reprise-cache") != "hit"
+        assert r.headers["x-reprise-cache"] == "miss"  # on every answer, errors too
+        assert r.headers["x-litellm-cache-key"]
+    r = httpx.post(gw.url + "/chat/completions", json={**body, "cache": {"no-cache": True}}, headers=AUTH, timeout=10)
+    assert r.status_code == 502 and r.headers["x-reprise-cache"] == "bypass"
     r = httpx.post(gw.url + "/embeddings", json={"model": "text-embedding-3-small", "input": unique()},
                    headers=AUTH, timeout=10)
     assert r.status_code == 502 and "error" in r.json()

@@ -18,13 +18,14 @@ import orjson
 
 from reprise import __version__
 from reprise.config import GatewayConfig, load_config
-from reprise.errors import NotFoundError, RequestError
+from reprise.errors import NotFoundError, RequestError, UpstreamError
 from reprise.observability.observer import Observer
 from reprise.server.cache_admin import handle_admin, is_admin_path
 from reprise.server.chat import handle_chat
 from reprise.server.embeddings import handle_embeddings
 from reprise.server.errors import error_body, render_error
 from reprise.server.gateway import Gateway
+from reprise.server.headers import cache_headers
 from reprise.server.http import (
     JSON_TYPE,
     ClientGone,
@@ -121,7 +122,7 @@ class RepriseApp:
             status, payload = render_error(exc)
             if status >= 500:
                 log.error("request %s %s failed: %s", method, path, exc, exc_info=status == 500)
-            await self._send_error(send, status, payload)
+            await self._send_error(send, status, payload, _cache_report(exc))
 
     async def _operator(self, scope: Scope, receive: Receive, send: Send) -> None:
         """``/cache/*``, ``/metrics`` and the ``/ui`` dashboard (docs/operations.md), or no route."""
@@ -133,9 +134,9 @@ class RepriseApp:
         await handle_admin(self.gateway, self.observer, self.ui, scope, send, lambda: self._json_body(scope, receive))
 
     @staticmethod
-    async def _send_error(send: Send, status: int, body: bytes) -> None:
+    async def _send_error(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> None:
         try:
-            await send_bytes(send, status, body, [JSON_TYPE])
+            await send_bytes(send, status, body, [JSON_TYPE, *(extra or ())])
         except Exception:  # response already started (mid-stream): nothing more to say
             log.debug("could not send error response", exc_info=True)
 
@@ -218,3 +219,10 @@ def create_app(config: GatewayConfig | None = None) -> RepriseApp:
 
 AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 __all__ = ["RepriseApp", "create_app", "error_body"]
+
+
+def _cache_report(exc: Exception) -> list[tuple[bytes, bytes]]:
+    """A provider failure still says what the cache did (``x-reprise-cache`` is on every answer)."""
+    if isinstance(exc, UpstreamError) and exc.cache_status is not None:
+        return cache_headers(exc.cache_status, exc.cache_key)
+    return []

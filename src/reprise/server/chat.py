@@ -23,7 +23,7 @@ from reprise.errors import UpstreamError
 from reprise.observability.observer import note_hit
 from reprise.server import semantic_chat
 from reprise.server.auth import OPEN, Principal
-from reprise.server.errors import error_body
+from reprise.server.errors import error_body, upstream_failure_reported_as
 from reprise.server.gateway import Gateway
 from reprise.server.headers import cache_headers
 from reprise.server.http import (
@@ -62,9 +62,16 @@ async def handle_chat(gw: Gateway, scope: Scope, receive: Receive, send: Send, b
     plan = gw.plan(controls, gw.cache_chat, caller)
     stream = body.get("stream") is True
     key = storage_key(chat_key_hash(body), plan.namespace) if plan.uses_cache else None
-    if stream:
-        await _stream(gw, scope, receive, send, body, deployment, plan, key)
-        return
+    with upstream_failure_reported_as("miss" if key is not None and plan.read else "bypass", key):
+        if stream:
+            await _stream(gw, scope, receive, send, body, deployment, plan, key)
+        else:
+            await _answer(gw, scope, send, body, deployment, plan, key)
+
+
+async def _answer(gw: Gateway, scope: Scope, send: Send, body: dict[str, Any], deployment: Deployment,
+                  plan: CachePlan, key: str | None) -> None:
+    """A non-streamed request: from the cache, a shared in-flight call, or the provider."""
 
     async def produce() -> Outcome:
         outcome: Outcome = await gw.upstream(deployment).post(

@@ -6,6 +6,9 @@ OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import orjson
 
 from reprise.errors import RepriseError, RequestError, UpstreamError
@@ -27,3 +30,13 @@ def render_error(exc: Exception) -> tuple[int, bytes]:
     if isinstance(exc, RepriseError):
         return 500, error_body(str(exc), "server_error")
     return 500, error_body("internal error", "server_error")
+
+
+@contextmanager
+def upstream_failure_reported_as(cache_status: str, key: str | None) -> Iterator[None]:
+    """Tag a provider failure with what the cache did, so its 502/504 still carries ``x-reprise-cache``."""
+    try:
+        yield
+    except UpstreamError as exc:
+        exc.cache_status, exc.cache_key = cache_status, key
+        raise
