@@ -103,10 +103,11 @@ def client_loop(port: int, worker: int, stop_at: float, tally: Tally) -> None:
 
 def sample(pid: int, port: int) -> dict[str, Any]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    conn.request("GET", "/health/readiness")
-    ready = json.loads(conn.getresponse().read())
+    conn.request("GET", "/metrics")
+    metrics = conn.getresponse().read().decode()
     conn.close()
-    tasks = (ready.get("debug") or {}).get("asyncio_tasks", "n/a")
+    tasks = next((int(float(line.split()[-1])) for line in metrics.splitlines()
+                  if line.startswith("reprise_event_loop_tasks ")), "n/a")
     return {"rss_mb": round(tree_rss_mb(pid), 1), "fds": len(os.listdir(f"/proc/{pid}/fd")), "tasks": tasks}
 
 

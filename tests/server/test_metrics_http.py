@@ -62,6 +62,7 @@ def test_counters_move_with_hits_and_misses_and_money_is_saved(client: httpx.Cli
     assert abs(delta("reprise_cache_saved_usd_total", model="gpt-4o") - expected_usd) < 1e-9
     assert delta("reprise_cache_saved_tokens_total", kind="completion") == usage["completion_tokens"]
     assert delta("reprise_cache_hit_latency_seconds_count", model="gpt-4o") == 1
+    assert 1 <= value(after, "reprise_event_loop_tasks") < 50  # the scrape itself runs in one
     assert delta("reprise_upstream_latency_seconds_count", model="gpt-4o") == 2
     assert value(after, "reprise_cache_hit_latency_seconds_bucket", model="gpt-4o", le="+Inf") >= 1
     assert ("reprise_cache_semantic_hits_total", frozenset({("model", "gpt-4o"), ("namespace", "")})) in after

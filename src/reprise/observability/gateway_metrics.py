@@ -10,6 +10,7 @@ read from its :class:`~reprise.cache.CacheStats` at scrape time, by ``backend``.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
@@ -68,6 +69,8 @@ class GatewayMetrics:
             r.add(Collected(name, text, "counter", ("backend",), self._driver_stat(attr)))
         r.add(Collected("reprise_process_start_time_seconds", "Start time of this process (Unix seconds).",
                         "gauge", (), lambda: [((), started)]))
+        r.add(Collected("reprise_event_loop_tasks", "asyncio tasks alive in this process (a leak shows as growth).",
+                        "gauge", (), lambda: [((), float(len(asyncio.all_tasks())))]))
 
     def initialize(self, models: Iterable[str], namespace: str) -> None:
         """Zero series for the configured models, so dashboards see 0 rather than no data."""
