@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from reprise.backends.base import Backend, DistributedLock
+from reprise.backends.base import Backend, DistributedLock, StartupCheck
 from reprise.coalesce import SingleFlight
 from reprise.core.controls import parse_controls
 from reprise.core.entry import CacheEntry, EntryFormatError, decode_entry, encode_entry
@@ -196,6 +196,18 @@ class AsyncCache:
     async def clear(self, namespace: str | None = None) -> int:
         return await self.backend.clear(namespace)
 
+    async def open(self) -> None:
+        """Run the store's start-up check, if it has one (:class:`StartupCheck`).
+
+        A :class:`~reprise.errors.ConfigError` propagates (the gateway refuses to
+        start); an outage is a fault like any other: one warning, and fail open.
+        """
+        if isinstance(self.backend, StartupCheck):
+            try:
+                await self.backend.check()
+            except BackendError as exc:
+                self._fault(exc, "start-up check")
+
     async def aclose(self) -> None:
         await self.backend.aclose()
 
@@ -218,6 +230,7 @@ class AsyncCache:
             outcome = await produce()
             return Answer(outcome.status, outcome.body, "bypass")
         if plan.read:
+            mark = self.flights.mark()
             entry = await self.read(key, plan.max_age)
             if entry is not None:
                 self.stats.hits += 1
@@ -234,6 +247,9 @@ class AsyncCache:
                     self.stats.coalesced += 1
                     self.stats.misses += 1
                     return Answer(shared.status, shared.body, "miss")
+            if (entry := await self.stored_meanwhile(key, plan, mark)) is not None:
+                self.stats.hits += 1
+                return Answer(200, entry.body, "hit", entry)
             self.stats.misses += 1
             with self.flights.lead(key) as leading:
                 async with self.peer_flight(key, plan) as stored:
@@ -247,6 +263,16 @@ class AsyncCache:
         self.stats.bypasses += 1
         outcome = await self.produce_and_store(key, plan, produce)
         return Answer(outcome.status, outcome.body, "bypass")
+
+    async def stored_meanwhile(self, key: str, plan: CachePlan, mark: int) -> CacheEntry | None:
+        """Re-read ``key`` only if a flight for it ended since ``mark`` (see :mod:`reprise.coalesce`).
+
+        Closes the window where our first read went out before that leader's write landed
+        and came back "absent" after the leader had left: without it, a second upstream call.
+        """
+        if not self.flights.ended_since(key, mark):
+            return None
+        return await self.read(key, plan.max_age)
 
     async def produce_and_store(self, key: str, plan: CachePlan, produce: Producer) -> Outcome:
         self.stats.upstream_calls += 1

@@ -4,13 +4,18 @@ The first request for a key becomes the *leader* and registers a future; request
 for the same key that arrive before it finishes *follow* by awaiting that future
 (shielded, so a follower that disconnects does not cancel the leader). The leader
 stores the answer *before* resolving, so a request arriving afterwards finds it in
-the cache: there is no window in which neither the flight nor the entry exists.
-A leader that fails resolves with ``None`` and its followers call upstream themselves.
+the cache. One window remains with a networked store: a read sent just before the
+leader's write lands answers "absent" only after the leader has left. A request
+notes :meth:`SingleFlight.mark` before its read and asks :meth:`SingleFlight.ended_since`
+before leading; if a flight for its key ended meanwhile, it reads once more instead of
+calling upstream. A leader that fails resolves with ``None`` and its followers call
+upstream themselves.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,8 +37,19 @@ class Flight(Generic[T]):
 class SingleFlight(Generic[T]):
     """In-process registry of in-flight keys (one per event loop / worker)."""
 
-    def __init__(self) -> None:
+    def __init__(self, remembered: int = 4096) -> None:
         self._flights: dict[str, Flight[T]] = {}
+        self._ended: OrderedDict[str, int] = OrderedDict()  # key -> generation its last flight ended in
+        self._generation = 0
+        self._remembered = remembered  # only reads in progress need it: a few ms of ends
+
+    def mark(self) -> int:
+        """A point in time to pass to :meth:`ended_since` (take it before reading the cache)."""
+        return self._generation
+
+    def ended_since(self, key: str, mark: int) -> bool:
+        """Whether a flight for ``key`` ended after ``mark``: its answer may be stored by now."""
+        return self._ended.get(key, -1) > mark
 
     def __len__(self) -> int:
         return len(self._flights)
@@ -52,6 +68,11 @@ class SingleFlight(Generic[T]):
             if self._flights.get(key) is flight:
                 del self._flights[key]
             flight.resolve(None)
+            self._generation += 1
+            self._ended[key] = self._generation
+            self._ended.move_to_end(key)
+            if len(self._ended) > self._remembered:
+                self._ended.popitem(last=False)
 
     @staticmethod
     async def follow(flight: Flight[T]) -> T | None:

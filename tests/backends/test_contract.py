@@ -53,10 +53,38 @@ def _redis_tiered(request: pytest.FixtureRequest) -> Backend:
     return TieredBackend(MemoryBackend(), _redis(request), front_ttl=5)
 
 
+def _s3(request: pytest.FixtureRequest) -> Backend:
+    from reprise.backends.s3 import S3Backend, S3Target
+    from tests.support.object_stores import S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY, MotoS3
+
+    server: MotoS3 = request.getfixturevalue("s3_server")
+    return S3Backend(S3Target(bucket=server.create_bucket(), prefix="cache", endpoint_url=server.endpoint,
+                              region=S3_REGION, access_key_id=S3_ACCESS_KEY, secret_access_key=S3_SECRET_KEY))
+
+
+def _gcs(request: pytest.FixtureRequest) -> Backend:
+    from reprise.backends.gcs import GcsBackend, GcsTarget
+    from tests.support.object_stores import GCS_CONNECTIONS, GcsEmulator
+
+    server: GcsEmulator = request.getfixturevalue("gcs_emulator")
+    return GcsBackend(GcsTarget(bucket=server.create_bucket(), prefix="cache", endpoint=server.endpoint,
+                                max_connections=GCS_CONNECTIONS, connect_timeout=5, read_timeout=10))
+
+
+def _azure_blob(request: pytest.FixtureRequest) -> Backend:
+    from reprise.backends.azure_blob import AzureBlobBackend, AzureBlobTarget
+    from tests.support.object_stores import Azurite
+
+    server: Azurite = request.getfixturevalue("azurite")
+    return AzureBlobBackend(AzureBlobTarget(container=server.create_container(), prefix="cache",
+                                            connection_string=server.connection_string))
+
+
 BACKENDS: dict[str, Callable[[Path], Backend]] = {"memory": _memory, "disk": _disk}
 #: Backends on a service: built from the service's session fixture.
 SERVICE_BACKENDS: dict[str, Callable[[pytest.FixtureRequest], Backend]] = {
     "redis": _redis, "redis-cluster": _redis_cluster, "redis+local": _redis_tiered,
+    "s3": _s3, "gcs": _gcs, "azure-blob": _azure_blob,
 }
 
 

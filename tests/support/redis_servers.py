@@ -86,6 +86,8 @@ def wait_until(check: object, timeout: float, what: str) -> None:
 class RedisServer:
     """One ``redis-server`` (or sentinel) process; ``start`` again after ``kill`` reuses the port."""
 
+    binary = "redis-server"
+
     def __init__(self, workdir: Path, *args: str, port: int | None = None, password: str | None = None,
                  sentinel_conf: str | None = None) -> None:
         self.port = port or free_port()
@@ -107,7 +109,7 @@ class RedisServer:
             conf.write_text(self.sentinel_conf)
             cmd = ["redis-server", str(conf), "--sentinel"]
         else:
-            cmd = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            cmd = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                    "--appendonly", "no", "--dir", str(self.dir), *self.args]
             if self.password:
                 cmd += ["--requirepass", self.password]

@@ -16,7 +16,10 @@ free port. Answers are deterministic from the request but unique per call
 answer from a fresh one.
 
 Fault injection is chosen by the request's ``model`` field, so a gateway config
-can map a model name to a fault (see :data:`FAULT_MODELS`). The control
+can map a model name to a fault (see :data:`FAULT_MODELS`). Embeddings are sha256
+noise (any two inputs unrelated) unless the model name contains ``words``
+(:data:`WORDS_MODEL`): then they are a bag of letter-words (:func:`words_vector`), so
+prompts sharing words are similar and a semantic cache test means something. The control
 endpoints ``GET /_stats``, ``POST /_reset``, ``POST /_delay`` and
 ``GET /_last`` are for tests only.
 
@@ -33,6 +36,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -79,6 +83,9 @@ FAULT_MODELS: dict[str, str] = {
 }
 SLOW_SECONDS = 5.0
 EMBEDDING_DIMENSIONS = 8
+#: A model name containing this gets bag-of-words embeddings (:func:`words_vector`).
+WORDS_MODEL = "words"
+WORDS_DIMENSIONS = 64
 READY_PREFIX = "STUB_UPSTREAM_READY port="
 
 _ERRORS = {
@@ -439,6 +446,22 @@ def embedding_vector(item: str | list[int], dimensions: int = EMBEDDING_DIMENSIO
     return list(struct.unpack(f"<{dimensions}f", struct.pack(f"<{dimensions}f", *raw)))
 
 
+def words_vector(item: str | list[int], dimensions: int = WORDS_DIMENSIONS) -> list[float]:
+    """Unit bag of lower-cased letter-words, each hashed (sha256) to one of ``dimensions`` slots.
+
+    Digits are invisible, so "order 48213" and "order 48231" embed identically: a
+    semantic cache must then rely on its guards, as with a real model that scores them 0.99.
+    Token arrays count each token as a word. Exact in float32, like :func:`embedding_vector`.
+    """
+    words = re.findall(r"[^\W\d_]+", item.lower()) if isinstance(item, str) else [str(t) for t in item]
+    counts = [0.0] * dimensions
+    for word in words:
+        counts[int.from_bytes(hashlib.sha256(word.encode()).digest()[:4], "little") % dimensions] += 1.0
+    norm = sum(c * c for c in counts) ** 0.5 or 1.0
+    raw = [c / norm for c in counts]
+    return list(struct.unpack(f"<{dimensions}f", struct.pack(f"<{dimensions}f", *raw)))
+
+
 def encode_base64(vector: list[float]) -> str:
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
 
@@ -460,11 +483,12 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
         return fault
     if items is None:
         return error_response(400, "'input' must be a string, an array of strings or token arrays")
-    dimensions = int(body.get("dimensions") or EMBEDDING_DIMENSIONS)
+    words = WORDS_MODEL in model
+    dimensions = int(body.get("dimensions") or (WORDS_DIMENSIONS if words else EMBEDDING_DIMENSIONS))
     as_base64 = body.get("encoding_format") == "base64"
     data = []
     for i, item in enumerate(items):
-        vector = embedding_vector(item, dimensions)
+        vector = words_vector(item, dimensions) if words else embedding_vector(item, dimensions)
         data.append(
             {
                 "object": "embedding",

@@ -89,6 +89,22 @@ class DistributedLock(Protocol):
         ...
 
 
+@runtime_checkable
+class StartupCheck(Protocol):
+    """Optional: a store that can tell at start-up whether its settings can ever work.
+
+    The gateway calls :meth:`check` once before serving. A setting that will never
+    work (a missing bucket, rejected credentials) raises
+    :class:`~reprise.errors.ConfigError` naming it, and the gateway refuses to start;
+    an outage raises :class:`~reprise.errors.BackendError`, which the driver counts
+    and warns about once, and the gateway starts and fails open.
+    """
+
+    async def check(self) -> None:
+        """Probe the store once; see the class docstring for what each outcome means."""
+        ...
+
+
 def namespace_of(key: str) -> str | None:
     """The namespace part of a stored key, or None for a plain hash key."""
     head, sep, _ = key.rpartition(":")

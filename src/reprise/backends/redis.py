@@ -63,19 +63,23 @@ class RedisBackend:
     name = "redis"
     capabilities = Capabilities(native_ttl=True, shared=True, persistent=True)
 
-    def __init__(self, target: RedisTarget | None = None, *, lock_timeout: float = 10.0) -> None:
+    def __init__(self, target: RedisTarget | None = None, *, lock_timeout: float = 10.0,
+                 hidden_prefixes: tuple[str, ...] = ()) -> None:
         self.target = target or RedisTarget()
         self.lock_timeout = lock_timeout
+        self.hidden_prefixes = (LOCK_PREFIX, *hidden_prefixes)
+        """Keys that are not entries (locks, redis-semantic's vector documents): left out of keys()."""
         self._client: Any = None
         self._extra_clients: list[Any] = []
         self._closed = False
         self._lock_tokens: dict[str, str] = {}
 
     @classmethod
-    def from_params(cls, params: Any, environ: Mapping[str, str] | None = None) -> Backend:
+    def from_params(cls, params: Any, environ: Mapping[str, str] | None = None, *,
+                    hidden_prefixes: tuple[str, ...] = ()) -> Backend:
         """Build from :class:`~reprise.config.models.RedisCacheParams`, with its local tier if on."""
         target = resolve_target(params, os.environ if environ is None else environ)
-        backend = cls(target, lock_timeout=params.lock_timeout)
+        backend = cls(target, lock_timeout=params.lock_timeout, hidden_prefixes=hidden_prefixes)
         tier = params.front_tier
         if tier is None:
             return backend
@@ -84,6 +88,10 @@ class RedisBackend:
 
         front = MemoryBackend(max_entries=tier.max_entries, max_bytes=tier.max_bytes)
         return TieredBackend(front, backend, front_ttl=tier.ttl)
+
+    def connection(self) -> Any:
+        """The redis-py client (built on first use, no I/O); redis-semantic's vectors share its pool."""
+        return self._client or self._redis()
 
     def _redis(self) -> Any:
         if self._client is None:
@@ -153,7 +161,7 @@ class RedisBackend:
         try:
             async for raw in client.scan_iter(match=match, count=BATCH):
                 key = raw.decode("utf-8", "replace")
-                if not key.startswith(LOCK_PREFIX):
+                if not key.startswith(self.hidden_prefixes):
                     yield key
         except _FAILURES as exc:
             raise _translate(exc) from exc

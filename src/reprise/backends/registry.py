@@ -17,14 +17,16 @@ BACKENDS: dict[str, tuple[str, str | None]] = {
     "local": ("reprise.backends.memory:MemoryBackend", None),
     "disk": ("reprise.backends.disk:DiskBackend", None),
     "redis": ("reprise.backends.redis:RedisBackend", "redis"),
+    "s3": ("reprise.backends.s3:S3Backend", "s3"),
+    "gcs": ("reprise.backends.gcs:GcsBackend", "gcs"),
+    "azure-blob": ("reprise.backends.azure_blob:AzureBlobBackend", "azure"),
     "local-semantic": ("reprise.backends.local_semantic:LocalSemanticBackend", "semantic"),
     "qdrant-semantic": ("reprise.backends.qdrant:QdrantSemanticBackend", "qdrant"),
+    "redis-semantic": ("reprise.backends.redis_vector:RedisSemanticBackend", "redis-semantic"),
 }
 
 #: LiteLLM types that Reprise does not provide (yet); named in the error.
-PLANNED: frozenset[str] = frozenset(
-    {"redis-semantic", "s3", "gcs", "azure-blob"}
-)
+PLANNED: frozenset[str] = frozenset()
 
 
 def load_backend_class(type_name: str) -> Any:

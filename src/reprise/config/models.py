@@ -215,6 +215,64 @@ class RedisCacheParams(BaseCacheParams):
         return None
 
 
+class ObjectStoreCacheParams(BaseCacheParams):
+    """What the object-store types share (docs/object-stores.md): bounded threads and timeouts."""
+
+    #: Reprise: seconds to open a connection to the store, and to wait for an answer.
+    connect_timeout: float = Field(default=1.0, gt=0)
+    read_timeout: float = Field(default=2.0, gt=0)
+    #: Reprise: worker threads, and so concurrent requests and pooled connections.
+    max_connections: int = Field(default=16, gt=0, le=1024)
+
+
+class S3CacheParams(ObjectStoreCacheParams):
+    """``type: s3`` with LiteLLM's ``s3_*`` keys; unset credentials use the AWS credential chain."""
+
+    type: Literal["s3"]
+    s3_bucket_name: str = Field(min_length=1)
+    s3_region_name: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_aws_access_key_id: str | None = None
+    s3_aws_secret_access_key: SecretStr | None = None
+    s3_aws_session_token: SecretStr | None = None
+    #: Key prefix: entries are ``{s3_path}/{namespace}:{hash}`` objects.
+    s3_path: str | None = None
+    s3_api_version: str | None = None
+    s3_use_ssl: bool = True
+    #: False skips TLS verification; a string is a CA bundle path (as boto3 takes it).
+    s3_verify: bool | str | None = None
+    #: botocore ``Config`` arguments, applied over Reprise's timeouts and pool size.
+    s3_config: dict[str, Any] | None = None
+
+
+class GcsCacheParams(ObjectStoreCacheParams):
+    """``type: gcs`` with LiteLLM's ``gcs_*`` keys; ``STORAGE_EMULATOR_HOST`` selects an emulator.
+
+    Without ``gcs_path_service_account`` the application default credentials are used.
+    """
+
+    type: Literal["gcs"]
+    gcs_bucket_name: str = Field(min_length=1)
+    gcs_path_service_account: str | None = Field(default=None, min_length=1)
+    #: Object prefix: entries are ``{gcs_path}/{namespace}:{hash}`` objects.
+    gcs_path: str | None = None
+
+
+class AzureBlobCacheParams(ObjectStoreCacheParams):
+    """``type: azure-blob`` with LiteLLM's keys: a connection string, else DefaultAzureCredential.
+
+    ``azure_connection_string`` (or ``AZURE_STORAGE_CONNECTION_STRING``) wins; otherwise
+    ``azure_account_url`` is reached with azure-identity's ``DefaultAzureCredential``.
+    """
+
+    type: Literal["azure-blob"]
+    azure_blob_container: str = Field(min_length=1)
+    azure_account_url: str | None = Field(default=None, min_length=1)
+    azure_connection_string: SecretStr | None = None
+    #: Reprise: blob prefix, entries are ``{azure_path}/{namespace}:{hash}`` blobs.
+    azure_path: str | None = None
+
+
 class SemanticCacheParams(BaseCacheParams):
     """What the semantic types share (docs/semantic.md): threshold and the verifier."""
 
@@ -245,22 +303,33 @@ class QdrantSemanticCacheParams(SemanticCacheParams):
     qdrant_path: str | None = None
 
 
-class RedisSemanticCacheParams(SemanticCacheParams):
-    """``type: redis-semantic`` with LiteLLM's keys (needs Redis with the search module)."""
+class RedisSemanticCacheParams(SemanticCacheParams, RedisCacheParams):
+    """``type: redis-semantic`` with LiteLLM's keys (needs Redis with the search module).
 
-    type: Literal["redis-semantic"]
+    Every connection key of ``type: redis`` applies (answers go through the same Redis
+    backend); a cluster is refused: the search module's KNN does not span shards.
+    """
+
+    type: Literal["redis-semantic"]  # type: ignore[assignment]
     redis_semantic_cache_embedding_model: str | None = None
-    redis_semantic_cache_index_name: str = Field(default="litellm_semantic_cache_index", min_length=1)
-    host: str | None = None
-    port: int | None = Field(default=None, ge=1, le=65535)
-    password: SecretStr | None = None
-    url: str | None = None
+    redis_semantic_cache_index_name: str = Field(
+        default="litellm_semantic_cache_index", pattern=r"^[A-Za-z0-9._-]{1,128}$"
+    )
+
+    @field_validator("redis_startup_nodes")
+    @classmethod
+    def _no_cluster(cls, value: Any) -> Any:
+        if value is not None:
+            raise ValueError("redis-semantic needs a standalone or sentinel Redis: vector search "
+                             "(FT.SEARCH) does not span cluster shards")
+        return value
 
 
 #: The implemented cache types. Adding a backend means adding its model here.
 CacheParams = Annotated[
     LocalCacheParams | DiskCacheParams | RedisCacheParams | LocalSemanticCacheParams
-    | QdrantSemanticCacheParams,
+    | QdrantSemanticCacheParams | RedisSemanticCacheParams | S3CacheParams | GcsCacheParams
+    | AzureBlobCacheParams,
     Field(discriminator="type"),
 ]
 

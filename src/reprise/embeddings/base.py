@@ -4,7 +4,8 @@ An :class:`Embedder` turns short texts into L2-normalised float32 rows, so a dot
 is the cosine. Embedded models are CPU-bound and fast (a short sentence in a few
 milliseconds), so :meth:`Embedder.embed` is synchronous; the semantic driver calls it
 inline for one prompt and in a worker thread for batches. An embedder backed by a
-remote model (a ``model_list`` entry) implements :class:`AsyncEmbedder` instead.
+remote model (a ``model_list`` entry, called through the gateway and its exact cache)
+implements :class:`AsyncEmbedder` instead; its dimension is known only once it answers.
 
 ``EMBEDDERS`` maps the names accepted in config to ``"module:Class"``, imported lazily
 so ``import reprise`` never loads model weights; a missing package names the extra.
@@ -19,6 +20,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from reprise.core.policy import CachePlan
 from reprise.errors import ConfigError
 
 Vectors = npt.NDArray[np.float32]
@@ -38,11 +40,16 @@ class Embedder(Protocol):
 
 @runtime_checkable
 class AsyncEmbedder(Protocol):
-    """An embedding model behind a network call (a model_list entry through the gateway)."""
+    """An embedding model behind a network call (a model_list entry through the gateway).
+
+    ``plan`` is the cache plan of the request the texts come from: the call is cached
+    (namespace, ttl, no-store) as that caller's own embeddings call would be.
+    """
 
     name: str
 
-    async def embed(self, texts: Sequence[str]) -> Vectors:
+    async def embed(self, texts: Sequence[str], plan: CachePlan) -> Vectors:
+        """(len(texts), dim) float32 rows of unit length; raises ``UpstreamError`` on failure."""
         ...
 
 

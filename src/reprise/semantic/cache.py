@@ -10,6 +10,12 @@ to semantic hits exactly as to exact ones; ``no-cache`` skips the lookup (the dr
 only calls it when the plan reads), ``no-store`` skips the vector, and the namespace is
 part of the scope. Nothing here is on the exact-hit path.
 
+Embedding: an embedded model runs in a worker thread; a ``model_list`` entry
+(:class:`~reprise.embeddings.base.AsyncEmbedder`) is awaited, with the request's cache
+plan so its embeddings call is cached as that caller's own would be. One request
+embeds its prompt at most once (the lookup's vector is reused to store), and a failed
+embedding is not retried within the request.
+
 Fails open: a vector-store error or an embedding failure is a semantic miss, logged
 once per outage.
 """
@@ -26,10 +32,16 @@ from reprise.cache import AsyncCache
 from reprise.core.entry import CacheEntry
 from reprise.core.policy import CachePlan
 from reprise.core.scope import SemanticQuery, semantic_query
-from reprise.errors import BackendError
+from reprise.embeddings.base import AsyncEmbedder
+from reprise.errors import BackendError, UpstreamError
 from reprise.semantic.matcher import Matcher
 
 log = logging.getLogger("reprise.semantic")
+
+#: What a failing vector store or embedding model may raise; each is a semantic miss.
+_FAULTS = (BackendError, UpstreamError, ValueError, RuntimeError, OSError)
+#: The plan of an embedding made outside a request (read and store, no namespace or ttl).
+_READ_WRITE = CachePlan(read=True, store=True, ttl=None, max_age=None, namespace=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,32 +68,38 @@ class SemanticRequest:
     """One request's scope and text, and its embedding once computed (reused to store)."""
 
     query: SemanticQuery
+    plan: CachePlan | None = None
     vector: Vector | None = None
     match: SemanticMatch | None = None
+    embed_failed: bool = False
 
 
 class SemanticCache:
     """Scoped similarity lookups over a :class:`VectorStore`, answers from an :class:`AsyncCache`."""
 
-    def __init__(self, matcher: Matcher, store: VectorStore) -> None:
+    def __init__(self, matcher: Matcher, store: VectorStore, remote: AsyncEmbedder | None = None) -> None:
         self.matcher = matcher
         self.store = store
+        self.remote = remote
+        """The model_list embedding model; None: the matcher's embedded model embeds."""
         self.stats = SemanticStats()
         self._failing = False
 
     def prepare(self, body: dict[str, Any], plan: CachePlan) -> SemanticRequest | None:
         """The request's semantic query, or None when it is not eligible (pure, cheap)."""
         query = semantic_query(body, plan.namespace)
-        return None if query is None else SemanticRequest(query)
+        return None if query is None else SemanticRequest(query, plan)
 
     async def lookup(self, request: SemanticRequest, cache: AsyncCache, max_age: float | None) -> CacheEntry | None:
         """The entry of the first acceptable candidate; records the match on ``request``."""
         self.stats.lookups += 1
         settings = self.matcher.settings
+        vector = await self._vector(request)
+        if vector is None:
+            return None
         try:
-            vector = await self._vector(request)
             hits = await self.store.search(request.query.scope, vector, settings.k, settings.threshold)
-        except (BackendError, ValueError, RuntimeError, OSError) as exc:
+        except _FAULTS as exc:
             self._fault(exc, "search")
             return None
         self._recovered()
@@ -100,11 +118,13 @@ class SemanticCache:
 
     async def remember(self, request: SemanticRequest, key: str, expires_at: float | None) -> None:
         """Index the stored answer ``key`` under the request's scope and prompt."""
+        vector = await self._vector(request)
+        if vector is None:
+            return
         try:
-            vector = await self._vector(request)
             record = VectorRecord(request.query.scope, key, request.query.text, vector, expires_at)
             await self.store.upsert(record)
-        except (BackendError, ValueError, RuntimeError, OSError) as exc:
+        except _FAULTS as exc:
             self._fault(exc, "upsert")
             return
         self._recovered()
@@ -113,10 +133,20 @@ class SemanticCache:
     async def aclose(self) -> None:
         await self.store.aclose()
 
-    async def _vector(self, request: SemanticRequest) -> Vector:
-        if request.vector is None:
-            rows = await asyncio.to_thread(self.matcher.embed, [request.query.text])
+    async def _vector(self, request: SemanticRequest) -> Vector | None:
+        """The prompt's embedding, computed once per request; None (counted, logged) if it failed."""
+        if request.vector is not None or request.embed_failed:
+            return request.vector
+        try:
+            if self.remote is not None:
+                rows = await self.remote.embed([request.query.text], request.plan or _READ_WRITE)
+            else:
+                rows = await asyncio.to_thread(self.matcher.embed, [request.query.text])
             request.vector = rows[0]
+        except _FAULTS as exc:
+            request.embed_failed = True
+            model = self.remote.name if self.remote is not None else self.matcher.model_name
+            self._fault(exc, f"embedding with {model!r}")
         return request.vector
 
     def _fault(self, exc: Exception, action: str) -> None:

@@ -3,6 +3,11 @@
 Synchronous and CPU-bound (the guards embed swapped phrases, the verifier embeds both
 prompts); the driver runs it in a worker thread. The quality benchmark calls the very
 same :meth:`Matcher.judge`, so its figures are the gateway's.
+
+With a ``model_list`` embedding model there is no local ``embedder`` (the driver
+embeds through the gateway): the edit guard then has no phrase model, so a swap of
+content words is vetoed unless the words share a stem (the 0.75 phrase cutoff is
+calibrated on USE's scale and means nothing on an unmeasured model's).
 """
 
 from __future__ import annotations
@@ -19,20 +24,23 @@ from reprise.semantic.settings import SemanticSettings
 class Matcher:
     """Embeds prompts for retrieval and decides whether a candidate may be served."""
 
-    def __init__(self, embedder: Embedder, settings: SemanticSettings, verifier: Embedder | None = None) -> None:
+    def __init__(self, embedder: Embedder | None, settings: SemanticSettings,
+                 verifier: Embedder | None = None) -> None:
         self.embedder = embedder
         self.settings = settings
         self.verifier = verifier
 
     @property
     def model_name(self) -> str:
-        return self.embedder.name
+        return "" if self.embedder is None else self.embedder.name
 
     def embed(self, texts: Sequence[str]) -> Vectors:
+        if self.embedder is None:
+            raise RuntimeError("this matcher has no embedded model; its prompts are embedded remotely")
         return self.embedder.embed(texts)
 
     def phrase_similarity(self, a: str, b: str) -> float:
-        rows = self.embedder.embed([a, b])
+        rows = self.embed([a, b])
         return float(rows[0] @ rows[1])
 
     def verify(self, cached: str, new: str) -> float:
@@ -47,7 +55,8 @@ class Matcher:
         settings = self.settings
         if score < settings.threshold:
             return "threshold"
-        reason = veto(cached, new, settings.guards, self.phrase_similarity)
+        phrases = None if self.embedder is None else self.phrase_similarity
+        reason = veto(cached, new, settings.guards, phrases)
         if reason is not None:
             return reason
         if score < settings.verify_below and self.verify(cached, new) < settings.verify_threshold:

@@ -26,7 +26,8 @@ DEFAULT_VERIFIERS: dict[str, str | None] = {
     "use-multilingual-v3": "multilingual-e5-small",
     "multilingual-e5-small": None,
 }
-#: Threshold for a remote embedding model named from model_list (no measurement possible).
+#: Threshold for a remote embedding model named from model_list (no measurement possible):
+#: high on purpose, since an unmeasured model's cosine scale is unknown (docs/semantic.md).
 REMOTE_THRESHOLD = 0.90
 
 
@@ -46,3 +47,14 @@ def default_settings(model: str, threshold: float | None = None) -> SemanticSett
     base = DEFAULT_THRESHOLDS.get(model, REMOTE_THRESHOLD)
     chosen = base if threshold is None else threshold
     return SemanticSettings(threshold=chosen, verify_below=max(chosen, 0.85))
+
+
+def remote_settings(threshold: float | None, verified: bool) -> SemanticSettings:
+    """Settings for a ``model_list`` embedding model: :data:`REMOTE_THRESHOLD` unless set.
+
+    The verifier band exists only when a verifier is named explicitly (``verified``):
+    its bounds were measured on USE's scale, and without a verifier a band would only
+    raise the effective threshold to 0.85 behind the user's back.
+    """
+    chosen = REMOTE_THRESHOLD if threshold is None else threshold
+    return SemanticSettings(threshold=chosen, verify_below=max(chosen, 0.85) if verified else chosen)

@@ -18,7 +18,7 @@ import orjson
 
 from reprise import __version__
 from reprise.config import GatewayConfig, load_config
-from reprise.errors import NotFoundError, RequestError, UpstreamError
+from reprise.errors import ConfigError, NotFoundError, RequestError, UpstreamError
 from reprise.observability.observer import Observer
 from reprise.server.cache_admin import handle_admin, is_admin_path
 from reprise.server.chat import handle_chat
@@ -77,6 +77,12 @@ class RepriseApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                try:
+                    await self.gateway.open()
+                except ConfigError as exc:  # a setting that can never work: say which, and stop
+                    log.error("cannot start: %s", exc)
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.observer.log.flush()

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from reprise.cache import Outcome
+from reprise.cache import AsyncCache, Outcome
 from reprise.core.controls import parse_controls
 from reprise.core.keys import chat_key_hash, storage_key
 from reprise.core.policy import CachePlan
@@ -131,18 +131,7 @@ async def _stream(gw: Gateway, scope: Scope, receive: Receive, send: Send, body:
         if semantic is not None and outcome is not None:
             await semantic.remember(key, outcome.status, "bypass")
         return
-    entry = await cache.read(key, plan.max_age)
-    if entry is not None:
-        cache.stats.hits += 1
-        note_hit(scope, entry)
-        headers = cache_headers("hit", key, entry, cache.clock())
-        await _send_replay(send, body, 200, entry.body, headers)
-        return
-    if semantic is not None and (entry := await semantic.lookup()) is not None:
-        cache.stats.hits += 1
-        note_hit(scope, entry, semantic.similarity)
-        headers = [*cache_headers("hit", key, entry, cache.clock()), *semantic.headers()]
-        await _send_replay(send, body, 200, entry.body, headers)
+    if await _replay_stored(cache, scope, send, body, key, plan, semantic):
         return
     cache.stats.misses += 1
     flight = cache.flights.current(key)
@@ -164,6 +153,27 @@ async def _stream(gw: Gateway, scope: Scope, receive: Receive, send: Send, body:
         leading.resolve(outcome)
     if semantic is not None and outcome is not None:
         await semantic.remember(key, outcome.status, "miss")
+
+
+async def _replay_stored(cache: AsyncCache, scope: Scope, send: Send, body: dict[str, Any], key: str,
+                         plan: CachePlan, semantic: semantic_chat.SemanticSlot | None) -> bool:
+    """Answer a streamed request from an exact, semantic or just-stored entry; False on a miss."""
+    mark = cache.flights.mark()
+    entry = await cache.read(key, plan.max_age)
+    matched = entry is None and semantic is not None and (entry := await semantic.lookup()) is not None
+    if entry is None:
+        entry = await cache.stored_meanwhile(key, plan, mark)
+    if entry is None:
+        return False
+    cache.stats.hits += 1
+    headers = cache_headers("hit", key, entry, cache.clock())
+    if matched and semantic is not None:
+        note_hit(scope, entry, semantic.similarity)
+        headers += semantic.headers()
+    else:
+        note_hit(scope, entry)
+    await _send_replay(send, body, 200, entry.body, headers)
+    return True
 
 
 async def _lead_stream(gw: Gateway, receive: Receive, send: Send, body: dict[str, Any],

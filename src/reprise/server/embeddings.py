@@ -5,6 +5,11 @@ provider, in one call, and the answer is put back together in the original order
 The stored value of an item is the JSON of its vector (or base64 string), so a hit
 is assembled by concatenating bytes. ``usage`` reports the tokens of the provider
 call actually made (0 when every item was cached).
+
+:func:`embed_texts` is the same path for the gateway's own use (the semantic layer
+embedding a prompt with a ``model_list`` model): same keys, same entries, same
+single-flight, so a prompt embedded once is never sent to the provider again while
+its entry lives, whichever of the two asked first.
 """
 
 from __future__ import annotations
@@ -109,6 +114,28 @@ async def _resolve(gw: Gateway, cache: AsyncCache, deployment: Deployment, body:
     for i, entry in enumerate(entries):
         found.append((entry.body, True) if entry is not None else (fresh_by_index[i], False))
     return (found, usage), 200, None
+
+
+async def embed_texts(gw: Gateway, model: str, texts: list[str], plan: CachePlan) -> list[bytes]:
+    """The JSON vectors of ``texts`` from ``model``, as ``POST /embeddings`` would get them.
+
+    Cached under ``plan`` (its namespace, ttl and ``store``) when the cache covers
+    embeddings. An upstream error status, a network failure or a malformed answer
+    raises :class:`UpstreamError`.
+    """
+    body: dict[str, Any] = {"model": model, "input": texts}
+    deployment = gw.pick(model)
+    cache = gw.cache
+    if cache is None or not gw.cache_embeddings or not plan.uses_cache:
+        outcome = await gw.upstream(deployment).post(deployment, PATH, upstream_body(body, deployment))
+        if not outcome.ok:
+            raise UpstreamError(f"embedding model {model!r} answered HTTP {outcome.status}", outcome.status)
+        return _parse_vectors(outcome.body, len(texts))[0]
+    keys = [storage_key(embedding_item_hash(body, text), plan.namespace) for text in texts]
+    (found, _), status, error = await _resolve(gw, cache, deployment, body, list(texts), keys, plan)
+    if error is not None:
+        raise UpstreamError(f"embedding model {model!r} answered HTTP {status}", status)
+    return [vector for vector, _ in found]
 
 
 def _parse_vectors(raw: bytes, expected: int) -> tuple[list[bytes], bytes]:

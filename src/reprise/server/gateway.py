@@ -21,6 +21,7 @@ from reprise.server.auth import MASTER, OPEN, KeyStore, Principal, bearer_token
 from reprise.server.upstream import PROVIDER_BASES, Deployment, HttpUpstream, MockUpstream
 
 if TYPE_CHECKING:  # the semantic layer needs the ``semantic`` extra (NumPy): import it lazily
+    from reprise.embeddings.base import AsyncEmbedder
     from reprise.semantic.cache import SemanticCache
 
 log = logging.getLogger("reprise.server")
@@ -92,7 +93,7 @@ class Gateway:
         settings = config.litellm_settings
         deployments = resolve_deployments(config, settings.request_timeout)
         cache = None
-        semantic = None
+        vector_params: tuple[Any, Any, Any] | None = None
         call_types: frozenset[str] = frozenset()
         if config.cache_enabled:
             params = config.cache_params
@@ -104,16 +105,13 @@ class Gateway:
             )
             cache = AsyncCache(backend, policy)
             if hasattr(backend_class, "vector_store"):
-                from reprise.semantic.build import build_semantic
-
-                semantic = build_semantic(params, backend_class, backend)
+                vector_params = (params, backend_class, backend)
             call_types = frozenset(params.supported_call_types)
         master = config.general_settings.master_key
-        return cls(
+        gateway = cls(
             config=config,
             deployments=deployments,
             cache=cache,
-            semantic=semantic,
             master_key=master.get_secret_value().encode() if master else None,
             max_body_bytes=int(config.general_settings.max_request_size_mb * 2**20),
             cache_chat=bool(call_types & CHAT_CALL_TYPES),
@@ -121,6 +119,19 @@ class Gateway:
             keys=KeyStore(config.general_settings.virtual_keys, config.general_settings.keys_file),
             shared_namespaces=frozenset(config.general_settings.shared_namespaces),
         )
+        if vector_params is not None:  # after the gateway exists: a model_list embedder calls it
+            from reprise.semantic.build import build_semantic
+
+            gateway.semantic = build_semantic(*vector_params, gateway.model_embedder)
+        return gateway
+
+    def model_embedder(self, name: str) -> AsyncEmbedder | None:
+        """An embedder calling the ``model_list`` entry ``name`` in process, or None if absent."""
+        if name not in self.deployments:
+            return None
+        from reprise.server.model_embedder import GatewayEmbedder
+
+        return GatewayEmbedder(self, name)
 
     def check_auth(self, authorization: bytes | None) -> Principal:
         """The caller: master key (constant-time compare) or a virtual key; open without keys."""
@@ -168,6 +179,11 @@ class Gateway:
             return plan
         namespace = partition_namespace(caller.tenant, plan.namespace, self.shared_namespaces)
         return replace(plan, namespace=namespace)
+
+    async def open(self) -> None:
+        """Start-up I/O: the cache store's check (ConfigError: refuse to start)."""
+        if self.cache is not None:
+            await self.cache.open()
 
     async def aclose(self) -> None:
         await self.http.aclose()
