@@ -36,7 +36,12 @@ from tests.server.test_controls_http import (  # noqa: F401
     test_use_cache_false_bypasses,
 )
 from tests.server.test_redis_topologies import warnings_in
-from tests.server.test_streaming import assemble, stream
+from tests.server.test_streaming import (  # noqa: F401  (back to back: the stream is stored before it ends)
+    assemble,
+    stream,
+    test_stream_and_plain_share_one_entry,
+    test_stream_miss_then_replayed_hit,
+)
 from tests.support.object_stores import GCS_CONNECTIONS, Azurite, EmulatorProcess, GcsEmulator
 from tests.support.redis_servers import wait_until
 from tests.support.stub_upstream import StubUpstream

@@ -192,25 +192,37 @@ async def _lead_stream(gw: Gateway, receive: Receive, send: Send, body: dict[str
             return Outcome(reply.status, reply.error_body)
         await send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *headers]})
         watcher = watch_disconnect(receive)
+        tail = b""  # from [DONE] on: sent once the answer is stored
         try:
             async for piece in reply.chunks:
                 if watcher.done():
                     return None  # client gone: abort, store nothing
                 events = assembler.feed(piece)
-                if events:
+                if events and assembler.done:
+                    tail += b"".join(events)
+                elif events:
                     await send({"type": "http.response.body", "body": b"".join(events), "more_body": True})
             await asyncio.sleep(0)  # let the watcher see a disconnect that raced the last event
             aborted = watcher.done()
         except UpstreamError as exc:
             failure = b"data: " + error_body(str(exc), "upstream_error", None, "stream_broken") + b"\n\n"
-            await send({"type": "http.response.body", "body": failure, "more_body": False})
+            await send({"type": "http.response.body", "body": tail + failure, "more_body": False})
             return None
         finally:
             watcher.cancel()
+        # Store before the stream ends, as a plain answer is stored before it is sent: a client
+        # that repeats the request as soon as it has read [DONE] gets a hit, also on a slow store.
+        outcome = None if aborted else await _store_stream(gw, body, plan, key, assembler)
         # after this last send the ASGI server reports the finished cycle as a disconnect
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-    if aborted or not assembler.complete:
-        return None  # aborted by the client, or cut / malformed upstream: never stored
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
+    return outcome
+
+
+async def _store_stream(gw: Gateway, body: dict[str, Any], plan: CachePlan, key: str | None,
+                        assembler: StreamAssembler) -> Outcome | None:
+    """The completed stream as one answer, stored when the plan says so; None if it did not complete."""
+    if not assembler.complete:
+        return None  # cut or malformed upstream: never stored
     completion = assembler.completion()
     answer = orjson.dumps(completion)
     if plan.store and gw.cache is not None and key is not None:
