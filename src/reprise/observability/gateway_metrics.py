@@ -35,6 +35,7 @@ class GatewayMetrics:
 
     def __init__(self, cache: AsyncCache | None, started: float) -> None:
         self.cache = cache
+        self._upstream_calls: dict[Labels, int] = {}  # the upstream latency histogram's counts, kept at hand
         r = self.registry = Registry()
         self.requests = r.add(Counter("reprise_requests_total", "API requests answered (chat and embeddings).", _MN))
         self.hits = r.add(Counter("reprise_cache_hits_total", "Requests answered by an exact cache hit.", _MN))
@@ -103,17 +104,18 @@ class GatewayMetrics:
                 self.saved_tokens.inc((rec.model, namespace, "completion"), rec.saved_completion)
             if rec.saved_usd:
                 self.saved_usd.inc(labels, rec.saved_usd)
-            upstream = self.upstream_latency.values.get(model)
-            if upstream is None:
+            calls = self._upstream_calls.get(model)
+            if not calls:
                 return 0.0
-            calls = sum(upstream[:-1])
-            saved = max(0.0, upstream[-1] / calls - elapsed) if calls else 0.0
+            saved = max(0.0, self.upstream_latency.values[model][-1] / calls - elapsed)
             self.saved_seconds.inc(model, saved)
             return saved
         if outcome == "miss" or outcome == "bypass":
             (self.misses if outcome == "miss" else self.bypasses).inc(labels)
             if rec.status < 400:
-                self.upstream_latency.observe((rec.model,), elapsed)
+                model = (rec.model,)
+                self.upstream_latency.observe(model, elapsed)
+                self._upstream_calls[model] = self._upstream_calls.get(model, 0) + 1
             else:
                 self.upstream_errors.inc(labels)
         elif rec.status in (502, 504):  # the provider was unreachable or timed out

@@ -16,11 +16,12 @@ besides the log line.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from reprise.backends.base import namespace_of
@@ -39,6 +40,8 @@ RECORD = "reprise.record"
 _CACHE_STATUS = b"x-reprise-cache"
 _CACHE_KEY = b"x-litellm-cache-key"
 _OTHER_MODEL = "_other"  # label for model names not in the config (bounded cardinality)
+SETTLE_DELAY = 0.05
+"""Seconds a finished request may wait to be counted and logged with others."""
 _PLAIN_ROUTES = frozenset({"/chat/completions", "/v1/chat/completions", "/embeddings", "/v1/embeddings"})
 _ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-")
 
@@ -50,7 +53,6 @@ class RequestRecord:
     request_id: str
     started: float
     route: str
-    send: Send = field(repr=False)
     model: str = ""
     caller: str | None = None
     prompt: str | None = None
@@ -62,6 +64,8 @@ class RequestRecord:
     saved_prompt: int = 0
     saved_completion: int = 0
     saved_usd: float = 0.0
+    elapsed: float = 0.0
+    ended: float = 0.0
 
 
 def note_hit(scope: Scope, entry: CacheEntry, similarity: float | None = None) -> None:
@@ -121,22 +125,29 @@ class Observer:
         # Request ids: a random per-process prefix and a counter (unique without a syscall per request).
         self._id_prefix = os.urandom(8).hex()
         self._ids = itertools.count(1)
+        self._savings: dict[tuple[str, int, int], tuple[float, list[tuple[bytes, bytes]]]] = {}
+        self._pending: list[RequestRecord] = []
 
     # -- per request ------------------------------------------------------------------
 
-    def begin(self, scope: Scope, send: Send) -> RequestRecord:
-        """Start watching a request; the returned record's ``send`` must be used to answer."""
+    def begin(self, scope: Scope, send: Send) -> tuple[RequestRecord, Send]:
+        """Start watching a request; answer it through the returned ``send``.
+
+        The record must not refer to that ``send`` (which refers to the record): a reference
+        cycle would keep every request's ASGI cycle, scope and buffers alive until the
+        garbage collector ran, which halved throughput under load (measured: 18k -> 10k req/s).
+        """
         request_id = _client_request_id(scope) or f"{self._id_prefix}{next(self._ids) & 0xFFFFFFFF:08x}"
-        record = RequestRecord(request_id, self.timer(), scope["path"], send)
+        record = RequestRecord(request_id, self.timer(), scope["path"])
+        on_start = self._on_start
 
         async def observed_send(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = self._on_start(record, message)
+                message["headers"] = on_start(record, message)
             await send(message)
 
-        record.send = observed_send
         scope[RECORD] = record
-        return record
+        return record, observed_send
 
     def note_request(self, scope: Scope, body: dict[str, Any], key_id: str) -> None:
         """Called once the body is parsed: model and caller (and the prompt if allowed)."""
@@ -165,17 +176,52 @@ class Observer:
             if isinstance(usage, dict):
                 prompt, completion = _tokens(usage)
                 record.saved_prompt, record.saved_completion = prompt, completion
-                price = self.prices.get(record.model)
-                record.saved_usd = price.cost(prompt, completion) if price is not None else 0.0
-                headers.append((b"x-reprise-saved-tokens", str(prompt + completion).encode()))
-                headers.append((b"x-reprise-saved-usd", f"{record.saved_usd:.6f}".encode()))
+                saving = self._savings.get((record.model, prompt, completion))
+                if saving is None:
+                    saving = self._saving(record.model, prompt, completion)
+                record.saved_usd = saving[0]
+                headers += saving[1]
         return headers
 
+    def _saving(self, model: str, prompt: int, completion: int) -> tuple[float, list[tuple[bytes, bytes]]]:
+        """The money and headers of a hit, memoised: hot entries repeat the same usage."""
+        price = self.prices.get(model)
+        usd = price.cost(prompt, completion) if price is not None else 0.0
+        saving = (usd, [(b"x-reprise-saved-tokens", str(prompt + completion).encode()),
+                        (b"x-reprise-saved-usd", f"{usd:.6f}".encode())])
+        if len(self._savings) >= 4096:
+            self._savings.clear()
+        self._savings[(model, prompt, completion)] = saving
+        return saving
+
     def end(self, record: RequestRecord) -> None:
-        """Count the finished request and write its log line."""
-        elapsed = self.timer() - record.started
+        """Note the finished request; it is counted and logged with others within 50 ms.
+
+        Counting a request one at a time, right after its answer, cost ~20 µs a hit
+        under load (the code is cold by then); a batch of them costs a fraction of it.
+        Every reader of the counts calls :meth:`settle` first, so nothing looks stale.
+        """
+        record.elapsed = self.timer() - record.started
+        record.ended = self.clock()
+        pending = self._pending
+        pending.append(record)
+        if len(pending) == 1:
+            try:
+                asyncio.get_running_loop().call_later(SETTLE_DELAY, self.settle)
+            except RuntimeError:  # no loop: count now
+                self.settle()
+
+    def settle(self) -> None:
+        """Count and log every finished request not yet counted."""
+        pending, self._pending = self._pending, []
+        for record in pending:
+            self._count(record)
+        self.log.flush()
+
+    def _count(self, record: RequestRecord) -> None:
+        elapsed = record.elapsed
         namespace = (namespace_of(record.key) or "") if record.key else ""
-        now = self.clock()
+        now = record.ended
         bucket = self.series.current(now)
         bucket.requests += 1
         saved_seconds = self.metrics.record(record, namespace, elapsed)

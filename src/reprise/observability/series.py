@@ -41,8 +41,10 @@ class TimeSeries:
 
     def current(self, now: float) -> Bucket:
         """The bucket ``now`` falls into, created (and the oldest dropped) as time moves on."""
-        start = int(now // self.bucket_seconds) * self.bucket_seconds
         buckets = self._buckets
+        if buckets and buckets[-1].start <= now < buckets[-1].start + self.bucket_seconds:
+            return buckets[-1]
+        start = int(now // self.bucket_seconds) * self.bucket_seconds
         if buckets and buckets[-1].start == start:
             return buckets[-1]
         bucket = Bucket(start)

@@ -85,15 +85,15 @@ class RepriseApp:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                self.observer.log.flush()
+                self.observer.settle()
                 await self.gateway.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
     async def _observed(self, scope: Scope, receive: Receive, send: Send) -> None:
-        record = self.observer.begin(scope, send)
+        record, observed_send = self.observer.begin(scope, send)
         try:
-            await self._http(scope, receive, record.send)
+            await self._http(scope, receive, observed_send)
         finally:
             self.observer.end(record)
 

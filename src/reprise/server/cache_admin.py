@@ -75,6 +75,7 @@ async def handle_admin(gw: Gateway, observer: Observer, ui: UiAssets, scope: Sco
     """Answer one operator request; a POST body is read (``read_json``) only after auth."""
     method: str = scope["method"]
     path: str = scope["path"]
+    observer.settle()  # count the requests of the last few ms before showing counts
     if is_ui_path(path):
         await ui.serve(send, method, path)
         return
