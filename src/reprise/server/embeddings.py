@@ -27,6 +27,7 @@ from reprise.core.policy import CachePlan
 from reprise.core.request import embedding_items, require_model, validate_embeddings
 from reprise.errors import UpstreamError
 from reprise.server.auth import OPEN, Principal
+from reprise.server.errors import upstream_failure_reported_as
 from reprise.server.gateway import Gateway
 from reprise.server.headers import cache_headers
 from reprise.server.http import JSON_TYPE, Scope, Send, header, send_bytes
@@ -57,11 +58,13 @@ async def handle_embeddings(gw: Gateway, scope: Scope, send: Send, body: dict[st
     plan = gw.plan(controls, gw.cache_embeddings, caller)
     cache = gw.cache
     if cache is None or not plan.uses_cache:
-        outcome = await gw.upstream(deployment).post(deployment, PATH, upstream_body(body, deployment))
+        with upstream_failure_reported_as("bypass", None):
+            outcome = await gw.upstream(deployment).post(deployment, PATH, upstream_body(body, deployment))
         await send_bytes(send, outcome.status, outcome.body, [JSON_TYPE, *cache_headers("bypass", None)])
         return
     keys = [storage_key(embedding_item_hash(body, item), plan.namespace) for item in items]
-    vectors, status, error = await _resolve(gw, cache, deployment, body, items, keys, plan)
+    with upstream_failure_reported_as("miss" if plan.read else "bypass", keys[0] if single else None):
+        vectors, status, error = await _resolve(gw, cache, deployment, body, items, keys, plan)
     if error is not None:
         await send_bytes(send, status, error, [JSON_TYPE, *cache_headers("miss", None)])
         return
