@@ -13,6 +13,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -169,6 +170,12 @@ class WrkResult:
     socket_errors: int
     p50_ms: float
     p99_ms: float
+
+
+def require_wrk() -> None:
+    """Stop before starting anything when ``wrk`` is missing, saying how to get it."""
+    if shutil.which("wrk") is None:
+        raise SystemExit("bench: wrk is not installed (Debian: apt-get install -y wrk)")
 
 
 def run_wrk(

@@ -47,6 +47,7 @@ from bench.load import (
     measure_interleaved,
     measure_latency,
     post_ok,
+    require_wrk,
     run_wrk,
 )
 from bench.procs import ProcessSet, Server, kill_group, tree_rss_mb
@@ -278,6 +279,7 @@ def run_targets(args: argparse.Namespace, workdir: Path, litellm_python: Path | 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    require_wrk()
     load = os.getloadavg()[0]
     signal.signal(signal.SIGTERM, _raise_system_exit)  # so ``finally`` cleans up on kill
     litellm_python: Path | None = None

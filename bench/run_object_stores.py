@@ -36,7 +36,17 @@ import yaml
 from tests.support.stub_upstream import StubUpstream
 
 from bench import targets
-from bench.load import BenchError, KeepAliveClient, Latency, WrkResult, answer_text, measure_latency, post_ok, run_wrk
+from bench.load import (
+    BenchError,
+    KeepAliveClient,
+    Latency,
+    WrkResult,
+    answer_text,
+    measure_latency,
+    post_ok,
+    require_wrk,
+    run_wrk,
+)
 from bench.procs import ProcessSet, free_port, kill_group
 
 PROMPT = "What is the capital of France? Answer in one word."
@@ -211,6 +221,7 @@ def main() -> int:
     parser.add_argument("--latency-requests", type=int, default=1000)
     parser.add_argument("--only", nargs="*", help="store names to measure (the local baseline always runs)")
     args = parser.parse_args()
+    require_wrk()
     chosen = [s for s in STORES if s.name == BASELINE or not args.only or s.name in args.only]
     rows: dict[str, Row] = {}
     with tempfile.TemporaryDirectory(prefix="reprise-bench-objects-") as tmp:

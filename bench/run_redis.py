@@ -30,7 +30,17 @@ if __package__ in (None, ""):
 from tests.support.stub_upstream import StubUpstream
 
 from bench import targets
-from bench.load import BenchError, KeepAliveClient, Latency, WrkResult, answer_text, measure_latency, post_ok, run_wrk
+from bench.load import (
+    BenchError,
+    KeepAliveClient,
+    Latency,
+    WrkResult,
+    answer_text,
+    measure_latency,
+    post_ok,
+    require_wrk,
+    run_wrk,
+)
 from bench.procs import ProcessSet, Server, free_port, kill_group
 
 PROMPT = "What is the capital of France? Answer in one word."
@@ -136,6 +146,7 @@ def main() -> int:
     parser.add_argument("--litellm-python", type=Path, default=targets.DEFAULT_LITELLM_VENV / "bin" / "python")
     parser.add_argument("--skip-litellm", action="store_true")
     args = parser.parse_args()
+    require_wrk()
     rows: dict[str, Row] = {}
     with tempfile.TemporaryDirectory(prefix="reprise-bench-redis-") as tmp:
         workdir = Path(tmp)
