@@ -9,7 +9,7 @@ from urllib.parse import unquote
 import httpx
 import pytest
 
-from tests.server.conftest import AUTH, GatewayProcess, chat, gateway_config, unique
+from tests.server.conftest import AUTH, MASTER_KEY, GatewayProcess, chat, gateway_config, unique
 from tests.support.requires import require
 from tests.support.stub_upstream import StubUpstream
 
@@ -173,3 +173,38 @@ def test_qdrant_down_fails_open(make_gateway: Callable[..., GatewayProcess], stu
         for _ in range(2):
             assert ask(c, "How do I fix a dripping tap?").headers["x-reprise-cache"] == "miss"
     assert upstream.calls()["chat"] == 2
+
+
+def test_semantic_hits_never_cross_tenants(make_gateway: Callable[..., GatewayProcess], stub: StubUpstream,
+                                           upstream: StubUpstream, tmp_path: Path) -> None:
+    """The paraphrase that is a hit inside a tenant is a miss for another tenant and for the
+    master key; a namespace listed in ``shared_namespaces`` is shared on purpose."""
+    config = gateway_config(stub.url, {"type": "local-semantic", "semantic_cache_dir": str(tmp_path / "c")})
+    config["general_settings"].update({
+        "virtual_keys": [{"key": "sk-a-1", "tenant": "team-a"}, {"key": "sk-a-2", "tenant": "team-a"},
+                         {"key": "sk-b-1", "tenant": "team-b"}],
+        "shared_namespaces": ["public"],
+    })
+    gw = make_gateway(config)
+
+    def ask_as(key: str, text: str, **extra: object) -> httpx.Response:
+        r = httpx.post(gw.url + "/chat/completions", json=chat(text, **extra),
+                       headers={"Authorization": f"Bearer {key}"}, timeout=30)
+        assert r.status_code == 200, r.text
+        return r
+
+    def outcome(r: httpx.Response) -> str:
+        return f"{r.headers['x-reprise-cache']}/{r.headers.get('x-reprise-cache-kind', 'exact')}"
+
+    assert outcome(ask_as("sk-a-1", "什么是人工智能？")) == "miss/exact"
+    assert outcome(ask_as("sk-a-2", "AI 是什么？")) == "hit/semantic"  # same tenant, another key
+    assert outcome(ask_as("sk-b-1", "AI 是什么？")) == "miss/exact"  # another tenant
+    assert outcome(ask_as(MASTER_KEY, "AI 是什么？")) == "miss/exact"  # the master key's plain keys
+    for ns in ("team-a", "team-a.default", "docs"):  # a request namespace never reaches team-a's partition
+        assert outcome(ask_as("sk-b-1", "什么是人工智能？", cache={"namespace": ns})) == "miss/exact", ns
+    assert upstream.calls()["chat"] == 6
+
+    assert outcome(ask_as("sk-a-1", "How do I fix a dripping tap?", cache={"namespace": "public"})) == "miss/exact"
+    shared = ask_as("sk-b-1", "okay so how do i fix a dripping tap", cache={"namespace": "public"})
+    assert outcome(shared) == "hit/semantic"
+    assert upstream.calls()["chat"] == 7
