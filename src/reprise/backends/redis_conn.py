@@ -138,12 +138,18 @@ def open_client(target: RedisTarget) -> tuple[Any, list[Any]]:
     from redis.asyncio.cluster import ClusterNode
     from redis.asyncio.sentinel import Sentinel
     from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.retry import Retry
 
+    # One immediate retry, on a fresh connection, for a connection error only: after Redis
+    # restarts, the pool still holds sockets the old server closed, and the first command on
+    # each would otherwise fail (a needless miss and a second outage warning). A refused
+    # connection fails again at once; timeouts are never retried, so the bound stays
+    # ``socket_connect_timeout`` / ``socket_timeout``.
     timeouts: dict[str, Any] = {
         "socket_timeout": target.socket_timeout,
         "socket_connect_timeout": target.socket_connect_timeout,
-        "retry": Retry(NoBackoff(), 0),
+        "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
     }
     auth: dict[str, Any] = {"username": target.username, "password": target.password}
     if target.mode == "cluster":
