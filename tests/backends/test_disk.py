@@ -192,6 +192,27 @@ async def _verify_every_entry(directory: Path) -> int:
         await store.aclose()
 
 
+async def test_first_open_waits_while_another_connection_switches_the_file(tmp_path: Path) -> None:
+    """SQLite refuses the first switch to WAL at once, with no busy wait, while another
+    connection holds the fresh file's write lock: as another worker thread or gateway
+    process does when it opens a new directory at the same moment (a clean-clone CI run
+    failed so). The store must wait for it, not fail."""
+    other = sqlite3.connect(tmp_path / FILENAME, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    store = DiskBackend(directory=tmp_path)
+    try:
+        pending = asyncio.create_task(store.set("k", b"v", None))
+        await asyncio.sleep(0.3)
+        assert not pending.done(), pending.exception()
+        other.execute("COMMIT")
+        other.close()
+        await pending
+        assert await store.get("k") == b"v"
+    finally:
+        other.close()
+        await store.aclose()
+
+
 async def test_kill_9_mid_write_leaves_no_corruption(tmp_path: Path) -> None:
     for _ in range(3):  # each round starts from what the previous kill left
         _kill_mid_write(tmp_path)

@@ -176,7 +176,7 @@ class DiskBackend:
             check_same_thread=False,  # closed by aclose from another thread, never shared
         )
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
+            _enable_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
             with self._lock:
                 if not self._ready:
@@ -342,6 +342,29 @@ class DiskBackend:
         with self._lock:
             self._total += delta
             return self._total
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    """Switch the file to WAL, retrying while another connection switches it.
+
+    WAL mode is stored in the file, so this only changes anything the first time.
+    That first switch needs an exclusive lock, and SQLite refuses it at once with
+    ``database is locked`` (skipping ``busy_timeout``) when another connection is
+    switching the same fresh file: several worker threads, or ``--workers`` N
+    gateways, opening a new directory together. Waiting a moment and asking again
+    finds the switch done by the other connection.
+    """
+    deadline = time.monotonic() + _BUSY_TIMEOUT
+    pause = 0.001
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
 
 
 class _write:
