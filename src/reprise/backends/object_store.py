@@ -109,7 +109,8 @@ def metadata_value(metadata: dict[str, str] | None, name: str) -> str | None:
     value = metadata.get(name)
     if value is not None:
         return value
-    return next((v for k, v in metadata.items() if k.lower() == name), None)
+    wanted = name.lower()
+    return next((v for k, v in metadata.items() if k.lower() == wanted), None)
 
 
 def translate_common(exc: BaseException, backend: str) -> BackendError:
