@@ -1,74 +1,69 @@
-"""The driver: reads the store, asks the core, produces answers, stores them, fails open.
+"""The driver: the one place that owns the cache protocol for every kind of answer.
 
-:class:`AsyncCache` is the one place where cache I/O is awaited. The HTTP server and
-the Python library both sit on it. Every backend call goes through :meth:`read`,
-:meth:`read_many` or :meth:`write`, which turn a :class:`BackendError` into a miss or
-a skipped store (fail open), count it, and log one warning per outage rather than one
-per request (the next success logs the recovery).
+For a single answer (:meth:`AsyncCache.get_or_produce`), a streamed one
+(:meth:`AsyncCache.stream`) and a batch of items such as embeddings
+(:meth:`AsyncCache.get_or_produce_many`) it runs, once, the same steps: read the store
+→ second lookup (semantic, on an exact miss only) → follow an identical in-flight
+production → re-read if one ended meanwhile → lead → cross-process lock → produce →
+store → count. Handlers only translate HTTP: they hand in how to produce and get back
+a hit, a shared outcome, or the lead.
 
-Single-flight has two levels. In process, identical misses follow one leader
-(:mod:`reprise.coalesce`). Across processes, when the backend is also a
-:class:`~reprise.backends.base.DistributedLock` (Redis), that leader takes a short
-lock before producing; a leader that finds the lock taken polls the cache for the
-holder's answer, and produces itself if the lock is freed without an answer or
-``lock_timeout`` passes (:meth:`AsyncCache.peer_flight`). So identical misses on
-N instances cost one upstream call where practical, and at worst N.
+A production runs in its own task and owns its flight (:mod:`reprise.coalesce`): a
+leader whose client hangs up cancels nothing others wait for, and the result, answer
+or failure, is shared with every follower, so N identical concurrent misses cost one
+upstream call per process also when the call fails. Across processes, when the backend
+is also a :class:`~reprise.backends.base.DistributedLock` (Redis), the production
+first takes a short lock (:mod:`reprise.peer_lock`).
+
+Store faults never fail a request (:mod:`reprise.store_access`): a read fault is a
+miss, a write fault a skipped store.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+import hashlib
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import orjson
 
-from reprise.backends.base import Backend, DistributedLock, StartupCheck
-from reprise.coalesce import SingleFlight
+from reprise.backends.base import Backend, DistributedLock
+from reprise.coalesce import Flight, SingleFlight
 from reprise.core.controls import parse_controls
-from reprise.core.entry import CacheEntry, EntryFormatError, decode_entry, encode_entry
+from reprise.core.entry import CacheEntry
 from reprise.core.keys import chat_key_hash, storage_key
-from reprise.core.policy import CachePlan, CachePolicy, decide, expiry_time, is_usable
+from reprise.core.policy import CachePlan, CachePolicy, decide
 from reprise.core.request import require_model, require_object, validate_chat
-from reprise.errors import BackendError
+from reprise.errors import UpstreamError
+from reprise.outcome import BatchOutcome, Outcome, Shared, reraise
+from reprise.peer_lock import PeerLock
+from reprise.store_access import CacheStats, StoreAccess
+from reprise.stream_lead import END, OPEN, StreamLead, StreamSource
 
-log = logging.getLogger("reprise.cache")
+__all__ = ["AsyncCache", "Answer", "BatchAnswer", "CacheResult", "CacheStats", "Outcome", "SecondLookup",
+           "StreamAnswer"]
 
-
-@dataclass(slots=True)
-class CacheStats:
-    """Counters since start; read by the server's stats and tests."""
-
-    hits: int = 0
-    misses: int = 0
-    bypasses: int = 0
-    stores: int = 0
-    coalesced: int = 0
-    backend_errors: int = 0
-    upstream_calls: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """A produced answer: upstream status and body, and whether it may be stored."""
-
-    status: int
-    body: bytes
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
-
-
+T = TypeVar("T")
 Producer = Callable[[], Awaitable[Outcome]]
-#: A second lookup tried only after an exact miss (the semantic cache); None when it finds nothing.
-Fallback = Callable[[], Awaitable[CacheEntry | None]]
+#: Produces the items at the given positions of a batch, in one provider call.
+BatchProducer = Callable[[list[int]], Awaitable[BatchOutcome]]
 ChatCall = Callable[[dict[str, Any]], Awaitable[Any]]
+#: What an item's flight shares: its value, or the batch's failure.
+ItemShared = bytes | Outcome | UpstreamError
+
+
+class SecondLookup(Protocol):
+    """A lookup tried only after an exact miss (the semantic cache), and told of new answers."""
+
+    async def lookup(self) -> CacheEntry | None:
+        """An acceptable earlier answer, or None."""
+        ...
+
+    async def remember(self, key: str) -> None:
+        """Index the answer just stored under ``key`` (before the request's response ends)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +78,7 @@ class CacheResult:
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """What :meth:`AsyncCache.get_or_produce` returns: the body and how it was obtained."""
+    """A single answer and how it was obtained (``entry`` is set on a hit)."""
 
     status: int
     body: bytes
@@ -91,125 +86,42 @@ class Answer:
     entry: CacheEntry | None = None
 
 
-class AsyncCache:
+@dataclass(frozen=True, slots=True)
+class StreamAnswer:
+    """A streamed request's answer: a stored ``entry``, a ``shared`` outcome, or the ``lead``."""
+
+    cache_status: str
+    entry: CacheEntry | None = None
+    shared: Outcome | None = None
+    lead: StreamLead | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchAnswer:
+    """A batch's items in request order, or the provider's ``failure`` (status and body)."""
+
+    cache_status: str
+    values: list[bytes] = field(default_factory=list)
+    from_cache: list[bool] = field(default_factory=list)
+    usage: bytes | None = None
+    failure: Outcome | None = None
+
+    @property
+    def hits(self) -> int:
+        return sum(self.from_cache)
+
+
+class AsyncCache(StoreAccess):
     """Exact cache over one :class:`Backend`; shared by server and library."""
 
-    def __init__(
-        self,
-        backend: Backend | None = None,
-        policy: CachePolicy | None = None,
-        *,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        if backend is None:
-            from reprise.backends.memory import MemoryBackend
-
-            backend = MemoryBackend()
-        self.backend = backend
-        self.policy = policy or CachePolicy()
-        self.clock = clock
-        self.stats = CacheStats()
-        self.flights: SingleFlight[Outcome] = SingleFlight()
-        self._failing = False
-        self.lock: DistributedLock | None = None
-        """The backend's cross-process lock, if it has one that is enabled."""
-        if isinstance(backend, DistributedLock) and backend.lock_timeout > 0:
-            self.lock = backend
-
-    # -- fail-open backend access -------------------------------------------------
-
-    def _fault(self, exc: BackendError, action: str) -> None:
-        self.stats.backend_errors += 1
-        if not self._failing:
-            self._failing = True
-            log.warning(
-                "cache backend %s failed on %s (%s); serving from upstream until it recovers",
-                self.backend.name, action, exc,
-            )
-
-    def _recovered(self) -> None:
-        # A backend with a local tier answers from memory while its shared store is
-        # down; ``degraded`` says so, and such a success does not end the outage.
-        if self._failing and not getattr(self.backend, "degraded", False):
-            self._failing = False
-            log.warning("cache backend %s recovered", self.backend.name)
-
-    def _usable(self, raw: bytes | None, max_age: float | None, now: float) -> CacheEntry | None:
-        if raw is None:
-            return None
-        try:
-            entry = decode_entry(raw)
-        except EntryFormatError:
-            return None
-        return entry if is_usable(entry, now, max_age) else None
-
-    async def read(self, key: str, max_age: float | None = None) -> CacheEntry | None:
-        """The usable entry for ``key``, or None (absent, stale, corrupt, or store down)."""
-        try:
-            raw = await self.backend.get(key)
-        except BackendError as exc:
-            self._fault(exc, "get")
-            return None
-        if self._failing:
-            self._recovered()
-        return self._usable(raw, max_age, self.clock())
-
-    async def read_many(
-        self, keys: Sequence[str], max_age: float | None = None
-    ) -> list[CacheEntry | None]:
-        if not keys:
-            return []
-        try:
-            raws = await self.backend.get_many(keys)
-        except BackendError as exc:
-            self._fault(exc, "get_many")
-            return [None] * len(keys)
-        if self._failing:
-            self._recovered()
-        now = self.clock()
-        return [self._usable(raw, max_age, now) for raw in raws]
-
-    def make_entry(self, body: bytes, ttl: float | None, meta: dict[str, Any]) -> CacheEntry:
-        now = self.clock()
-        return CacheEntry(body=body, created_at=now, expires_at=expiry_time(now, ttl), meta=meta)
-
-    async def write(self, key: str, entry: CacheEntry) -> bool:
-        """Store ``entry``; False (and counted) if the store failed."""
-        ttl = entry.ttl_left(self.clock())
-        try:
-            await self.backend.set(key, encode_entry(entry), ttl)
-        except BackendError as exc:
-            self._fault(exc, "set")
-            return False
-        if self._failing:
-            self._recovered()
-        self.stats.stores += 1
-        return True
-
-    async def write_many(self, items: Sequence[tuple[str, CacheEntry]]) -> None:
-        for key, entry in items:
-            await self.write(key, entry)
-
-    async def delete(self, key: str) -> bool:
-        return await self.backend.delete(key)
-
-    async def clear(self, namespace: str | None = None) -> int:
-        return await self.backend.clear(namespace)
-
-    async def open(self) -> None:
-        """Run the store's start-up check, if it has one (:class:`StartupCheck`).
-
-        A :class:`~reprise.errors.ConfigError` propagates (the gateway refuses to
-        start); an outage is a fault like any other: one warning, and fail open.
-        """
-        if isinstance(self.backend, StartupCheck):
-            try:
-                await self.backend.check()
-            except BackendError as exc:
-                self._fault(exc, "start-up check")
-
-    async def aclose(self) -> None:
-        await self.backend.aclose()
+    def __init__(self, backend: Backend | None = None, policy: CachePolicy | None = None, **kwargs: Any) -> None:
+        super().__init__(backend, policy, **kwargs)
+        self.flights: SingleFlight[Any] = SingleFlight()
+        self.peers: PeerLock | None = None
+        """Cross-process single-flight, when the backend has an enabled lock."""
+        if isinstance(self.backend, DistributedLock) and self.backend.lock_timeout > 0:
+            self.peers = PeerLock(self.backend, self)
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     async def __aenter__(self) -> AsyncCache:
         return self
@@ -217,120 +129,312 @@ class AsyncCache:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    # -- the whole flow for a request whose answer is one body ----------------------
+    def _spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """A production task, kept referenced until done (never cancelled with its request)."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- lookups shared by every kind of answer -----------------------------------------
+
+    async def _lookup(self, key: str, plan: CachePlan, second: SecondLookup | None) -> tuple[CacheEntry | None, int]:
+        """The stored (or semantically matched) entry, and the single-flight mark taken before."""
+        mark = self.flights.mark()
+        entry = await self.read(key, plan.max_age)
+        if entry is None and second is not None:
+            entry = await second.lookup()
+        if entry is not None:
+            self.stats.hits += 1
+        return entry, mark
+
+    async def _await_others(self, key: str, plan: CachePlan, mark: int) -> tuple[CacheEntry | None, Shared | None]:
+        """Follow the flight for ``key`` until one shares a result, or re-read what one stored.
+
+        (None, None) means: nobody produced it for us; lead.
+        """
+        while (flight := self.flights.current(key)) is not None:
+            shared = await self.flights.follow(flight)
+            if shared is not None:
+                self.stats.coalesced += 1
+                return None, shared
+            mark = self.flights.mark()  # that flight left nothing to share: look again, then lead
+            if (entry := await self.read(key, plan.max_age)) is not None:
+                return entry, None
+        if self.flights.ended_since(key, mark):
+            # Our read may have left before that flight's write landed: read again, not upstream.
+            return await self.read(key, plan.max_age), None
+        return None, None
+
+    # -- a single answer -----------------------------------------------------------------
 
     async def get_or_produce(self, key: str, plan: CachePlan, produce: Producer,
-                             fallback: Fallback | None = None) -> Answer:
-        """Serve from cache, or join an identical in-flight request, or produce and store.
+                             second: SecondLookup | None = None) -> Answer:
+        """Serve from cache, or share an identical in-flight production, or produce and store.
 
-        ``fallback`` (the semantic lookup) runs only after an exact miss, never on an exact hit.
+        A provider failure (:class:`UpstreamError`) raises, for the leader and every follower.
         """
         if not plan.uses_cache:
             self.stats.bypasses += 1
+            self.stats.upstream_calls += 1
             outcome = await produce()
             return Answer(outcome.status, outcome.body, "bypass")
-        if plan.read:
-            mark = self.flights.mark()
-            entry = await self.read(key, plan.max_age)
-            if entry is not None:
-                self.stats.hits += 1
-                return Answer(200, entry.body, "hit", entry)
-            if fallback is not None:
-                entry = await fallback()
-                if entry is not None:
-                    self.stats.hits += 1
-                    return Answer(200, entry.body, "hit", entry)
-            flight = self.flights.current(key)
-            if flight is not None:
-                shared = await self.flights.follow(flight)
-                if shared is not None:
-                    self.stats.coalesced += 1
-                    self.stats.misses += 1
-                    return Answer(shared.status, shared.body, "miss")
-            if (entry := await self.stored_meanwhile(key, plan, mark)) is not None:
-                self.stats.hits += 1
-                return Answer(200, entry.body, "hit", entry)
-            self.stats.misses += 1
-            with self.flights.lead(key) as leading:
-                async with self.peer_flight(key, plan) as stored:
-                    if stored is not None:
-                        self.stats.coalesced += 1
-                        outcome = Outcome(200, stored.body)
-                    else:
-                        outcome = await self.produce_and_store(key, plan, produce)
-                leading.resolve(outcome)
-            return Answer(outcome.status, outcome.body, "miss")
-        self.stats.bypasses += 1
-        outcome = await self.produce_and_store(key, plan, produce)
-        return Answer(outcome.status, outcome.body, "bypass")
+        if not plan.read:  # no-cache: a fresh answer, stored for the others
+            self.stats.bypasses += 1
+            return _answer(await self._produce(key, plan, produce, second), "bypass")
+        entry, mark = await self._lookup(key, plan, second)
+        if entry is None:
+            entry, shared = await self._await_others(key, plan, mark)
+            if shared is not None:
+                self.stats.misses += 1
+                return _answer(shared, "miss")
+        if entry is not None:
+            return Answer(200, entry.body, "hit", entry)
+        self.stats.misses += 1
+        flight = self.flights.start(key)
+        task = self._spawn(self._lead(flight, plan, produce, second))
+        return _answer(await asyncio.shield(task), "miss")
 
-    async def stored_meanwhile(self, key: str, plan: CachePlan, mark: int) -> CacheEntry | None:
-        """Re-read ``key`` only if a flight for it ended since ``mark`` (see :mod:`reprise.coalesce`).
+    async def _lead(self, flight: Flight[Any], plan: CachePlan, produce: Producer,
+                    second: SecondLookup | None) -> Shared:
+        shared: Shared | None = None
+        try:
+            shared = await self._with_peers(flight.key, plan, lambda: self._produce(flight.key, plan, produce, second))
+        finally:
+            self.flights.finish(flight, shared)
+        return shared
 
-        Closes the window where our first read went out before that leader's write landed
-        and came back "absent" after the leader had left: without it, a second upstream call.
-        """
-        if not self.flights.ended_since(key, mark):
-            return None
-        return await self.read(key, plan.max_age)
-
-    async def produce_and_store(self, key: str, plan: CachePlan, produce: Producer) -> Outcome:
+    async def _produce(self, key: str, plan: CachePlan, produce: Producer, second: SecondLookup | None) -> Shared:
+        """Call the provider once; store a 2xx answer if the plan says so. Failures are values."""
         self.stats.upstream_calls += 1
-        outcome = await produce()
+        try:
+            outcome = await produce()
+        except UpstreamError as exc:
+            return exc
         if outcome.ok and plan.store:
-            await self.write(key, self.make_entry(outcome.body, plan.ttl, outcome.meta))
+            await self._store(key, plan, outcome.body, outcome.meta, second)
         return outcome
 
-    # -- single-flight across processes (DistributedLock) ---------------------------
+    async def _store(self, key: str, plan: CachePlan, body: bytes, meta: dict[str, Any],
+                     second: SecondLookup | None) -> None:
+        if await self.write(key, self.make_entry(body, plan.ttl, meta)) and second is not None:
+            await second.remember(key)
 
-    @asynccontextmanager
-    async def peer_flight(self, key: str, plan: CachePlan) -> AsyncIterator[CacheEntry | None]:
-        """For the in-process leader of a miss: yield an entry another process stored
-        while we waited (serve it), or None (produce and store it, then the lock is freed).
+    async def _with_peers(self, key: str, plan: CachePlan, produce: Callable[[], Awaitable[Shared]],
+                          on_stored: Callable[[Outcome], None] | None = None) -> Shared:
+        """``produce()``, unless another process holding the lock stores the answer meanwhile."""
+        if self.peers is None or not plan.store:
+            return await produce()
+        async with self.peers.turn(key, lambda: self.read(key, plan.max_age)) as stored:
+            if stored is None:
+                return await produce()
+        self.stats.coalesced += 1
+        outcome = Outcome(200, stored.body)
+        if on_stored is not None:
+            on_stored(outcome)
+        return outcome
 
-        Without a lock, or for an answer that will not be stored, yields None at once.
-        A failing store never blocks: the fault is counted and the caller produces.
+    # -- a streamed answer ---------------------------------------------------------------
+
+    async def stream(self, key: str | None, plan: CachePlan, source: StreamSource,
+                     second: SecondLookup | None = None) -> StreamAnswer:
+        """Like :meth:`get_or_produce` for a streamed answer; the lead's events are forwarded
+        by the caller while the driver reassembles and stores them.
+
+        A complete stream is stored as the equivalent plain answer (the two share an entry).
         """
-        lock = self.lock
-        if lock is None or not plan.store:
-            yield None
-            return
-        held = await self._acquire(lock, key)
-        stored = None
-        if not held:
-            stored, held = await self._await_peer(lock, key, plan.max_age)
+        if key is None or not plan.uses_cache:
+            self.stats.bypasses += 1
+            return StreamAnswer("bypass", lead=self._start_stream(None, None, plan, source, None))
+        if not plan.read:
+            self.stats.bypasses += 1
+            return StreamAnswer("bypass", lead=self._start_stream(key, None, plan, source, second))
+        entry, mark = await self._lookup(key, plan, second)
+        if entry is None:
+            entry, shared = await self._await_others(key, plan, mark)
+            if shared is not None:
+                self.stats.misses += 1
+                if isinstance(shared, UpstreamError):
+                    raise reraise(shared)
+                return StreamAnswer("miss", shared=shared)
+        if entry is not None:
+            return StreamAnswer("hit", entry=entry)
+        self.stats.misses += 1
+        return StreamAnswer("miss", lead=self._start_stream(key, self.flights.start(key), plan, source, second))
+
+    def _start_stream(self, key: str | None, flight: Flight[Any] | None, plan: CachePlan,
+                      source: StreamSource, second: SecondLookup | None) -> StreamLead:
+        lead = StreamLead()
+        task = self._spawn(self._lead_stream(lead, key, flight, plan, source, second))
+
+        def detach() -> None:  # the leader's client left: stop unless others wait for the answer
+            if flight is None or flight.followers == 0:
+                task.cancel()
+
+        lead._detach = detach
+        return lead
+
+    async def _lead_stream(self, lead: StreamLead, key: str | None, flight: Flight[Any] | None,
+                           plan: CachePlan, source: StreamSource, second: SecondLookup | None) -> None:
+        shared: Shared | None = None
         try:
-            yield stored
+            if key is None:
+                shared = await self._pump(lead, None, plan, source, None)
+            else:
+                shared = await self._with_peers(
+                    key, plan, lambda: self._pump(lead, key, plan, source, second), on_stored=lead.put
+                )
         finally:
-            if held:
-                try:
-                    await lock.release(key)
-                except BackendError as exc:
-                    self._fault(exc, "release")
+            if flight is not None:
+                self.flights.finish(flight, shared)
 
-    async def _acquire(self, lock: DistributedLock, key: str) -> bool:
-        """True if this process may produce: lock won, or the store is failing."""
+    async def _pump(self, lead: StreamLead, key: str | None, plan: CachePlan, source: StreamSource,
+                    second: SecondLookup | None) -> Shared:
+        """Forward the provider's stream into ``lead``; store it if it completed. The result is shared."""
+        self.stats.upstream_calls += 1
+        assembler = source.assembler
         try:
-            return await lock.acquire(key, lock.lock_timeout)
-        except BackendError as exc:
-            self._fault(exc, "lock")
-            return True
+            async with source.open() as reply:
+                if reply.status >= 300:
+                    failed = Outcome(reply.status, reply.error_body)
+                    lead.put(failed)
+                    return failed
+                lead.put(OPEN)
+                tail: list[bytes] = []  # from [DONE] on: forwarded once the answer is stored
+                async for piece in reply.chunks:
+                    events = assembler.feed(piece)
+                    if events:
+                        (tail.extend if assembler.done else lambda e: lead.put(b"".join(e)))(events)
+        except UpstreamError as exc:
+            lead.put(exc)
+            return exc
+        if not assembler.complete:
+            lead.put(b"".join(tail))
+            lead.put(END)
+            return UpstreamError("the provider's stream ended before the answer was complete")
+        completion = assembler.completion()
+        body = orjson.dumps(completion)
+        meta = source.describe(completion)
+        # Stored before [DONE] is sent, as a plain answer is stored before it is sent: a client
+        # that repeats the request as soon as it has read [DONE] gets a hit, also on a slow store.
+        if key is not None and plan.store:
+            await self._store(key, plan, body, meta, second)
+        lead.put(b"".join(tail))
+        lead.put(END)
+        return Outcome(200, body, meta)
 
-    async def _await_peer(
-        self, lock: DistributedLock, key: str, max_age: float | None
-    ) -> tuple[CacheEntry | None, bool]:
-        """Poll for the holder's answer: (entry, False), or (None, held) once we should produce."""
-        deadline = time.monotonic() + lock.lock_timeout
-        delay = 0.01
-        while time.monotonic() < deadline:
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.2)
-            entry = await self.read(key, max_age)
-            if entry is not None:
-                return entry, False
-            if await self._acquire(lock, key):  # freed without an answer: our turn
-                return None, True
-        return None, False
+    # -- a batch of items (embeddings) -------------------------------------------------------
+
+    async def get_or_produce_many(self, keys: Sequence[str], plan: CachePlan,
+                                  produce: BatchProducer) -> BatchAnswer:
+        """Each item its own entry and its own flight; only the missing unique items are produced,
+        in one call. A provider status error is the answer's ``failure``; an unreachable provider raises.
+        """
+        if not plan.uses_cache:
+            self.stats.bypasses += 1
+            self.stats.upstream_calls += 1
+            got = await produce(list(range(len(keys))))
+            if not got.ok:
+                return BatchAnswer("bypass", failure=Outcome(got.status, got.body))
+            return BatchAnswer("bypass", list(got.values), [False] * len(keys), got.usage)
+        entries = await self.read_many(keys, plan.max_age) if plan.read else [None] * len(keys)
+        known = {key: entry.body for key, entry in zip(keys, entries, strict=True) if entry is not None}
+        from_cache = [key in known for key in keys]
+        missing = list(dict.fromkeys(key for key in keys if key not in known))
+        self.stats.hits += len(keys) - sum(1 for key in keys if key not in known)
+        word = "miss" if plan.read else "bypass"
+        if plan.read:
+            self.stats.misses += len(missing)
+        else:
+            self.stats.bypasses += 1
+        usage = None
+        if missing:
+            failure, usage = await self._fill(keys, missing, known, plan, produce)
+            if failure is not None:
+                return BatchAnswer(word, failure=failure)
+        return BatchAnswer("hit" if not missing else word, [known[key] for key in keys], from_cache, usage)
+
+    async def _fill(self, keys: Sequence[str], missing: list[str], known: dict[str, bytes], plan: CachePlan,
+                    produce: BatchProducer) -> tuple[Outcome | None, bytes | None]:
+        """Put a value for every ``missing`` key in ``known``: followed, re-read or produced."""
+        usage = None
+        for _ in range(3):  # a flight that ends with nothing to share is tried again, then led
+            waits = {key: flight for key in missing
+                     if plan.read and (flight := self.flights.current(key)) is not None}
+            lead = [key for key in missing if key not in waits]
+            task = None
+            if lead:
+                flights = [self.flights.start(key) for key in lead]
+                first = {key: i for i, key in reversed(list(enumerate(keys)))}
+                positions = [first[key] for key in lead]
+                task = self._spawn(self._lead_batch(flights, positions, plan, produce))
+            results: dict[str, ItemShared | None] = {}
+            for key, flight in waits.items():
+                results[key] = await self.flights.follow(flight)
+                if results[key] is not None:
+                    self.stats.coalesced += 1
+            if task is not None:
+                shared, usage = await asyncio.shield(task)
+                results.update(shared)
+            for result in results.values():
+                if isinstance(result, UpstreamError):
+                    raise reraise(result)
+                if isinstance(result, Outcome):
+                    return result, None
+            known.update((key, value) for key, value in results.items() if isinstance(value, bytes))
+            missing = [key for key in missing if key not in known]
+            if not missing:
+                return None, usage
+        raise UpstreamError("the provider's answer for this batch could not be shared")
+
+    async def _lead_batch(self, flights: list[Flight[Any]], positions: list[int], plan: CachePlan,
+                          produce: BatchProducer) -> tuple[dict[str, ItemShared | None], bytes | None]:
+        keys = [flight.key for flight in flights]
+        shared: dict[str, ItemShared | None] = dict.fromkeys(keys)
+        usage = None
+        try:
+            got = await self._produce_batch(keys, positions, plan, produce)
+            if isinstance(got, BatchOutcome):
+                usage = got.usage
+                shared = dict(zip(keys, got.values, strict=True))
+            else:
+                shared = dict.fromkeys(keys, got)
+        finally:
+            for flight in flights:
+                self.flights.finish(flight, shared.get(flight.key))
+        return shared, usage
+
+    async def _produce_batch(self, keys: list[str], positions: list[int], plan: CachePlan,
+                             produce: BatchProducer) -> BatchOutcome | Shared:
+        """One provider call for ``keys`` (or the values another process stored meanwhile)."""
+        if self.peers is not None and plan.store:
+            lock_key = "batch:" + hashlib.sha256("\n".join(keys).encode()).hexdigest()
+            async with self.peers.turn(lock_key, lambda: self._read_all(keys, plan)) as stored:
+                if stored is not None:
+                    self.stats.coalesced += 1
+                    return stored
+                return await self._call_batch(keys, positions, plan, produce)
+        return await self._call_batch(keys, positions, plan, produce)
+
+    async def _read_all(self, keys: list[str], plan: CachePlan) -> BatchOutcome | None:
+        entries = await self.read_many(keys, plan.max_age)
+        if any(entry is None for entry in entries):
+            return None
+        return BatchOutcome(200, values=tuple(entry.body for entry in entries if entry is not None))
+
+    async def _call_batch(self, keys: list[str], positions: list[int], plan: CachePlan,
+                          produce: BatchProducer) -> BatchOutcome | Shared:
+        self.stats.upstream_calls += 1
+        try:
+            got = await produce(positions)
+        except UpstreamError as exc:
+            return exc
+        if not got.ok:
+            return Outcome(got.status, got.body)
+        if plan.store:
+            for key, value in zip(keys, got.values, strict=True):
+                await self.write(key, self.make_entry(value, plan.ttl, got.meta))
+        return got
 
     # -- the library's entry point ---------------------------------------------------
 
@@ -339,7 +443,8 @@ class AsyncCache:
 
         ``call`` gets the request without its ``cache`` controls and returns the
         response as a dict (or an object with ``model_dump()``, as the OpenAI SDK
-        returns). An exception from ``call`` propagates and nothing is stored.
+        returns). An exception from ``call`` propagates to every caller waiting for
+        that answer, and nothing is stored.
         """
         require_object(request)
         require_model(request)
@@ -347,16 +452,32 @@ class AsyncCache:
         plan = decide(self.policy, parse_controls(request.get("cache")))
         key = storage_key(chat_key_hash(request), plan.namespace)
         upstream_request = {k: v for k, v in request.items() if k != "cache"}
+        failures: list[BaseException] = []
 
         async def produce() -> Outcome:
-            response = await call(upstream_request)
+            try:
+                response = await call(upstream_request)
+            except Exception as exc:  # the caller's own error, shared as a failure, raised as itself
+                failures.append(exc)
+                raise UpstreamError(f"{type(exc).__name__}: {exc}") from exc
             if hasattr(response, "model_dump"):
                 response = response.model_dump(mode="json", exclude_unset=True)
             meta = {"kind": "chat", "model": request.get("model"), "usage": response.get("usage")}
             return Outcome(200, orjson.dumps(response), meta)
 
-        answer = await self.get_or_produce(key, plan, produce)
+        try:
+            answer = await self.get_or_produce(key, plan, produce)
+        except UpstreamError:
+            if failures:
+                raise failures[0] from None
+            raise
         age = answer.entry.age(self.clock()) if answer.entry is not None else 0.0
         return CacheResult(
             orjson.loads(answer.body), answer.cache_status, key if plan.uses_cache else None, age
         )
+
+
+def _answer(shared: Shared, word: str) -> Answer:
+    if isinstance(shared, UpstreamError):
+        raise reraise(shared)
+    return Answer(shared.status, shared.body, word)

@@ -1,11 +1,12 @@
 """Exact cache keys: sha256 over the canonical form of the parameters that decide an answer.
 
-The rule is *exclude what cannot change the answer; include everything else*, so a
-parameter we have never heard of (a new OpenAI option, a vendor extension) can only
-make keys more specific, never make two different questions share an answer.
-
-Excluded (they change transport, bookkeeping or caching, not the model's output):
-see :data:`IGNORED_PARAMS`. Canonical form: top-level ``null`` values dropped (the
+The rule is *what is sent to the provider is hashed, except what cannot change the
+answer*: a parameter we have never heard of (a new OpenAI option, a vendor extension)
+is forwarded and hashed, so it can only make keys more specific, never make two
+different questions share an answer. Fields that steer the gateway or carry credentials
+(:data:`GATEWAY_ONLY_PARAMS`) are neither hashed nor forwarded (:func:`provider_params`),
+so nothing a client sends can reach the provider without being in the key; only the
+framing fields of :data:`UNKEYED_PARAMS` are forwarded unhashed. Canonical form: top-level ``null`` values dropped (the
 API treats them as absent), whole-number floats written as floats for the sampling
 parameters (``temperature: 1`` and ``1.0`` are one key), JSON with sorted keys at
 every depth and no whitespace. The kind of call (``chat``/``embedding``) is part of
@@ -24,31 +25,55 @@ from typing import Any
 
 import orjson
 
-#: Request fields that never change the model's answer and so are not hashed.
-IGNORED_PARAMS: frozenset[str] = frozenset(
+#: Body fields that steer the gateway or carry credentials: never sent to the provider and
+#: never hashed. A client must not be able to choose where or how the provider is called
+#: (``api_base``, keys, headers) nor the gateway's own bookkeeping; LiteLLM's client-side
+#: call options are listed so a LiteLLM SDK user's requests stay clean.
+GATEWAY_ONLY_PARAMS: frozenset[str] = frozenset(
     {
         "cache",  # Reprise/LiteLLM per-request cache controls
-        "stream",  # same answer, different framing: both share one entry
-        "stream_options",  # only asks for a usage chunk
-        "user",  # end-user id for abuse tracking
-        "metadata",  # LiteLLM/OpenAI bookkeeping
-        "store",  # OpenAI: keep for distillation/evals
-        "service_tier",  # latency class, same model output
+        "caching",  # LiteLLM's per-call switch
+        "metadata",  # LiteLLM bookkeeping (tags, trace ids)
+        "mock_response",
+        "api_key",
+        "api_base",
+        "base_url",
+        "api_version",
+        "api_type",
+        "organization",
+        "azure_ad_token",
+        "extra_headers",
+        "extra_body",
+        "extra_query",
         "timeout",
         "request_timeout",
         "stream_timeout",
         "max_retries",
-        "api_key",
-        "api_base",
-        "base_url",
-        "extra_headers",
-        "caching",  # LiteLLM's per-call switch
-        "mock_response",
         "num_retries",
-        "litellm_logging_obj",
+        "fallbacks",
+        "context_window_fallbacks",
+        "tags",
+        "secret_fields",
+        "user_api_key",
         "proxy_server_request",
+        "litellm_logging_obj",
+        "litellm_call_id",
+        "litellm_metadata",
+        "litellm_trace_id",
+        "custom_llm_provider",
+        "input_cost_per_token",
+        "output_cost_per_token",
+        "no-log",
     }
 )
+
+#: Body fields sent to the provider that cannot change the answer, so not hashed: the
+#: framing of one answer (a streamed and a plain request share an entry) and the end-user
+#: id OpenAI uses for abuse monitoring.
+UNKEYED_PARAMS: frozenset[str] = frozenset({"stream", "stream_options", "user"})
+
+#: Everything not hashed into a key. Every other field, known or not, is both forwarded and hashed.
+IGNORED_PARAMS: frozenset[str] = GATEWAY_ONLY_PARAMS | UNKEYED_PARAMS
 
 #: Parameters whose integral values are normalised to float before hashing.
 FLOAT_PARAMS: frozenset[str] = frozenset(
@@ -68,6 +93,11 @@ def canonical_params(body: Mapping[str, Any]) -> dict[str, Any]:
             value = float(value)
         params[name] = value
     return params
+
+
+def provider_params(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What of ``body`` may be sent to the provider: all but :data:`GATEWAY_ONLY_PARAMS`."""
+    return {name: value for name, value in body.items() if name not in GATEWAY_ONLY_PARAMS}
 
 
 def hash_params(kind: str, params: Mapping[str, Any]) -> str:

@@ -18,7 +18,7 @@ from reprise.core.policy import BYPASS, CachePlan, CachePolicy, decide
 from reprise.core.tenancy import partition_namespace
 from reprise.errors import AuthError, ConfigError, NotFoundError, RequestError
 from reprise.server.auth import MASTER, OPEN, KeyStore, Principal, bearer_token
-from reprise.server.upstream import PROVIDER_BASES, Deployment, HttpUpstream, MockUpstream
+from reprise.server.upstream import PROVIDER_BASES, Deployment, HttpUpstream, MockUpstream, Upstream
 
 if TYPE_CHECKING:  # the semantic layer needs the ``semantic`` extra (NumPy): import it lazily
     from reprise.embeddings.base import AsyncEmbedder
@@ -86,6 +86,8 @@ class Gateway:
     cache_embeddings: bool = False
     keys: KeyStore = field(default_factory=lambda: KeyStore([], None))
     shared_namespaces: frozenset[str] = frozenset()
+    forwarder: AsyncCache = field(default_factory=AsyncCache)
+    """The driver of requests that bypass the cache (or when there is none): it only forwards."""
     _round_robin: dict[str, Iterator[Deployment]] = field(default_factory=dict)
 
     @classmethod
@@ -164,7 +166,7 @@ class Gateway:
             rotation = self._round_robin[model] = itertools.cycle(choices)
         return next(rotation)
 
-    def upstream(self, deployment: Deployment) -> Any:
+    def upstream(self, deployment: Deployment) -> Upstream:
         return self.mock if deployment.mock_response is not None else self.http
 
     def plan(self, controls: CacheControls, enabled_for_call: bool, caller: Principal = OPEN) -> CachePlan:

@@ -49,12 +49,11 @@ class SemanticSlot:
         request = self._prepare()
         return None if request is None else await semantic.lookup(request, cache, self.plan.max_age)
 
-    async def remember(self, key: str | None, status: int, cache_status: str) -> None:
-        """Index a freshly produced, stored answer (call after the response is sent)."""
+    async def remember(self, key: str) -> None:
+        """Index the answer the driver just stored under ``key``, before the response ends,
+        so a paraphrase sent right after it can find it (read-your-writes)."""
         semantic, cache = self.gw.semantic, self.gw.cache
-        if semantic is None or cache is None or key is None:
-            return
-        if cache_status == "hit" or not self.plan.store or not 200 <= status < 300:
+        if semantic is None or cache is None:
             return
         request = self._prepare()
         if request is not None:

@@ -1,29 +1,40 @@
 """Calls to the model provider: any OpenAI-compatible HTTP API, or a configured mock.
 
 One pooled aiohttp session per process (connection reuse is most of the miss
-overhead). Network failures and timeouts become :class:`UpstreamError` (502/504);
-an HTTP error from the provider is *returned* as an :class:`Outcome` with its own
-status and body, so the client sees the provider's error and the driver does not
-store it (only 2xx outcomes are stored).
+overhead). Network failures and timeouts become :class:`UpstreamError` (502/504)
+whose message names the model and the failure, never the provider's URL or
+credentials (they reach the log only, with any ``user:password@`` removed); an HTTP
+error from the provider is *returned* as an :class:`Outcome` with its own status and
+body, so the client sees the provider's error and the driver does not store it.
+
+The provider receives :func:`~reprise.core.keys.provider_params` of the request: what
+the key covers, plus framing. For a streamed answer the gateway will store, it asks for
+``stream_options.include_usage`` (to keep the answer's usage); a deployment that refuses
+that option with a 400/422 is asked again once without it, and remembered.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import orjson
 
-from reprise.cache import Outcome
+from reprise.core.keys import provider_params
 from reprise.core.streaming import render_sse
 from reprise.errors import UpstreamError
+from reprise.outcome import Outcome
+from reprise.stream_lead import StreamReply
+
+log = logging.getLogger("reprise.upstream")
 
 #: Default API bases of providers LiteLLM names by prefix; all speak OpenAI's API.
 PROVIDER_BASES: dict[str, str] = {
@@ -38,8 +49,18 @@ PROVIDER_BASES: dict[str, str] = {
     "ollama_chat": "http://localhost:11434/v1",
 }
 
-#: Body fields that are for the gateway, never sent to the provider.
-GATEWAY_ONLY_FIELDS = ("cache", "metadata", "caching", "mock_response", "num_retries")
+
+class Upstream(Protocol):
+    """A way to call a deployment's provider: over HTTP, or answered locally (mock)."""
+
+    async def post(self, deployment: Deployment, path: str, body: dict[str, Any]) -> Outcome:
+        """The provider's whole answer to ``body`` (already in the provider's form)."""
+        ...
+
+    def open_chat_stream(self, deployment: Deployment, path: str, body: dict[str, Any],
+                         record_usage: bool) -> AbstractAsyncContextManager[StreamReply]:
+        """The provider's streamed answer to the client's ``body``."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,18 +77,27 @@ class Deployment:
 
 
 def upstream_body(body: dict[str, Any], deployment: Deployment) -> dict[str, Any]:
-    out = {k: v for k, v in body.items() if k not in GATEWAY_ONLY_FIELDS}
+    """The body sent to ``deployment``: the provider's params, with its own model name."""
+    out = provider_params(body)
     out["model"] = deployment.upstream_model
     return out
 
 
-@dataclass(slots=True)
-class StreamReply:
-    """An opened upstream stream: an error (status, body) or a byte iterator."""
+def _where(url: str) -> str:
+    """``url`` for the log, without credentials."""
+    scheme, sep, rest = url.partition("://")
+    return scheme + sep + rest.rpartition("@")[2] if sep else url.rpartition("@")[2]
 
-    status: int
-    error_body: bytes
-    chunks: AsyncIterator[bytes]
+
+def _unreachable(deployment: Deployment, url: str, exc: BaseException, what: str) -> UpstreamError:
+    log.warning("model %r: %s at %s (%s: %s)", deployment.model_name, what, _where(url),
+                exc.__class__.__name__, str(exc).replace(url, _where(url)))
+    return UpstreamError(f"model {deployment.model_name!r}: {what} ({exc.__class__.__name__})")
+
+
+def _timed_out(deployment: Deployment, seconds: float | None, what: str) -> UpstreamError:
+    limit = f" after {seconds:g}s" if seconds else ""
+    return UpstreamError(f"model {deployment.model_name!r}: the provider timed out{limit} {what}", 504)
 
 
 class HttpUpstream:
@@ -76,6 +106,8 @@ class HttpUpstream:
     def __init__(self, pool_size: int = 512) -> None:
         self._pool_size = pool_size
         self._session: aiohttp.ClientSession | None = None
+        self._refuse_usage: set[Deployment] = set()
+        """Deployments that answered 400/422 to ``stream_options``: not asked for it again."""
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -99,9 +131,30 @@ class HttpUpstream:
             ) as resp:
                 return Outcome(resp.status, await resp.read())
         except TimeoutError as exc:
-            raise UpstreamError(f"upstream {url} timed out after {deployment.timeout}s", 504) from exc
+            raise _timed_out(deployment, deployment.timeout, "before answering") from exc
         except aiohttp.ClientError as exc:
-            raise UpstreamError(f"upstream {url} failed: {exc.__class__.__name__}: {exc}") from exc
+            raise _unreachable(deployment, url, exc, "the provider could not be reached") from exc
+
+    @asynccontextmanager
+    async def open_chat_stream(self, deployment: Deployment, path: str, body: dict[str, Any],
+                               record_usage: bool) -> AsyncIterator[StreamReply]:
+        """Open a streamed chat answer; with ``record_usage``, ask for the usage chunk if allowed."""
+        request = upstream_body(body, deployment)
+        ask = record_usage and deployment not in self._refuse_usage and not _asks_usage(body)
+        if ask:
+            request["stream_options"] = {**(request.get("stream_options") or {}), "include_usage": True}
+        async with self.open_stream(deployment, path, request) as reply:
+            if not (ask and reply.status in (400, 422)):
+                yield reply
+                return
+        del request["stream_options"]  # refused: once more without it, as the client asked
+        if isinstance(body.get("stream_options"), dict):
+            request["stream_options"] = body["stream_options"]
+        async with self.open_stream(deployment, path, request) as reply:
+            if reply.status < 300:
+                self._refuse_usage.add(deployment)
+                log.warning("model %r refuses stream_options.include_usage; not asked again", deployment.model_name)
+            yield reply
 
     @asynccontextmanager
     async def open_stream(
@@ -117,12 +170,16 @@ class HttpUpstream:
             ) as resp:
                 if resp.status >= 300:
                     yield StreamReply(resp.status, await resp.read(), _no_chunks())
+                elif not resp.content_type.startswith("text/event-stream"):
+                    log.warning("model %r answered a stream with %s, not text/event-stream",
+                                deployment.model_name, resp.content_type)
+                    yield StreamReply(502, _not_a_stream(deployment), _no_chunks())
                 else:
-                    yield StreamReply(resp.status, b"", _read_chunks(resp, url))
+                    yield StreamReply(resp.status, b"", _read_chunks(resp, deployment))
         except TimeoutError as exc:
-            raise UpstreamError(f"upstream {url} timed out", 504) from exc
+            raise _timed_out(deployment, deployment.timeout, "before the stream began") from exc
         except aiohttp.ClientError as exc:
-            raise UpstreamError(f"upstream {url} failed: {exc.__class__.__name__}: {exc}") from exc
+            raise _unreachable(deployment, url, exc, "the provider could not be reached") from exc
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -135,14 +192,27 @@ async def _no_chunks() -> AsyncIterator[bytes]:
     yield b""  # pragma: no cover
 
 
-async def _read_chunks(resp: aiohttp.ClientResponse, url: str) -> AsyncIterator[bytes]:
+def _asks_usage(body: dict[str, Any]) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, dict) and "include_usage" in options
+
+
+def _not_a_stream(deployment: Deployment) -> bytes:
+    message = f"model {deployment.model_name!r}: the provider did not answer with an event stream"
+    return orjson.dumps({"error": {"message": message, "type": "upstream_error", "param": None,
+                                   "code": "upstream_error"}})
+
+
+async def _read_chunks(resp: aiohttp.ClientResponse, deployment: Deployment) -> AsyncIterator[bytes]:
     try:
         async for piece in resp.content.iter_any():
             yield piece
     except TimeoutError as exc:
-        raise UpstreamError(f"upstream {url} stream stalled", 504) from exc
+        raise _timed_out(deployment, deployment.stream_timeout, "in the middle of the stream") from exc
     except aiohttp.ClientError as exc:
-        raise UpstreamError(f"upstream {url} stream broke: {exc.__class__.__name__}") from exc
+        raise UpstreamError(
+            f"model {deployment.model_name!r}: the provider's stream broke ({exc.__class__.__name__})"
+        ) from exc
 
 
 class MockUpstream:
@@ -187,12 +257,21 @@ class MockUpstream:
     async def open_stream(
         self, deployment: Deployment, path: str, body: dict[str, Any]
     ) -> AsyncIterator[StreamReply]:
-        sse = render_sse(self.completion(deployment, body), include_usage=True)
+        sse = render_sse(self.completion(deployment, body), include_usage=_asks_usage(body))
 
         async def chunks() -> AsyncIterator[bytes]:
             yield sse
 
         yield StreamReply(200, b"", chunks())
+
+    @asynccontextmanager
+    async def open_chat_stream(self, deployment: Deployment, path: str, body: dict[str, Any],
+                               record_usage: bool) -> AsyncIterator[StreamReply]:
+        request = upstream_body(body, deployment)
+        if record_usage:
+            request["stream_options"] = {**(request.get("stream_options") or {}), "include_usage": True}
+        async with self.open_stream(deployment, path, request) as reply:
+            yield reply
 
     async def aclose(self) -> None:
         return None

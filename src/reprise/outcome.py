@@ -1,0 +1,51 @@
+"""What producing an answer gave: values the driver shares with followers and stores.
+
+A provider's error status is an :class:`Outcome` too (returned, not raised): the client
+sees the provider's own error, followers get the same, and only 2xx outcomes are stored.
+A provider that could not be reached raises :class:`~reprise.errors.UpstreamError`,
+which the driver also shares as a value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from reprise.errors import UpstreamError
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A produced answer: upstream status and body, and the entry metadata if it is stored."""
+
+    status: int
+    body: bytes
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    """A provider's answer for several items: one value per item asked, or its error."""
+
+    status: int
+    body: bytes = b""
+    values: tuple[bytes, ...] = ()
+    usage: bytes | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+#: What a flight shares with its followers.
+Shared = Outcome | UpstreamError
+
+
+def reraise(failure: UpstreamError) -> UpstreamError:
+    """A fresh copy of a shared failure, so each follower raises its own exception."""
+    return UpstreamError(str(failure), failure.status)

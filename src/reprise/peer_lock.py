@@ -1,0 +1,72 @@
+"""Single-flight across processes: one producer per key among gateway instances sharing a store.
+
+Only the in-process leader of a miss asks (:mod:`reprise.coalesce` comes first). It takes
+a short lock on the key in the shared store (:class:`~reprise.backends.base.DistributedLock`,
+Redis); a process that finds the lock taken polls the store for the holder's answer, and
+produces itself if the lock is freed without an answer or ``lock_timeout`` passes. So
+identical misses on N instances cost one upstream call where practical, and at worst N.
+A failing store never blocks: the fault is counted and the caller produces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, TypeVar
+
+from reprise.backends.base import DistributedLock
+from reprise.errors import BackendError
+
+if TYPE_CHECKING:
+    from reprise.store_access import StoreAccess
+
+T = TypeVar("T")
+
+
+class PeerLock:
+    """The lock protocol over one store; faults are reported to its :class:`StoreAccess`."""
+
+    def __init__(self, lock: DistributedLock, access: StoreAccess) -> None:
+        self.lock = lock
+        self.access = access
+
+    @asynccontextmanager
+    async def turn(self, key: str, stored: Callable[[], Awaitable[T | None]]) -> AsyncIterator[T | None]:
+        """Yield what another process stored meanwhile (serve it), or None: produce it now,
+        and the lock is freed when the block ends. ``stored`` reads the answer from the store."""
+        held = await self._acquire(key)
+        found = None
+        if not held:
+            found, held = await self._await_holder(key, stored)
+        try:
+            yield found
+        finally:
+            if held:
+                try:
+                    await self.lock.release(key)
+                except BackendError as exc:
+                    self.access.fault(exc, "release")
+
+    async def _acquire(self, key: str) -> bool:
+        """True if this process may produce: lock won, or the store is failing."""
+        try:
+            return await self.lock.acquire(key, self.lock.lock_timeout)
+        except BackendError as exc:
+            self.access.fault(exc, "lock")
+            return True
+
+    async def _await_holder(self, key: str, stored: Callable[[], Awaitable[T | None]]) -> tuple[T | None, bool]:
+        """Poll for the holder's answer: (answer, False), or (None, held) once we should produce."""
+        deadline = time.monotonic() + self.lock.lock_timeout
+        delay = 0.01
+        while time.monotonic() < deadline:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.2)
+            found = await stored()
+            if found is not None:
+                return found, False
+            if await self._acquire(key):  # freed without an answer: our turn
+                return None, True
+        return None, False

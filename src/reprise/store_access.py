@@ -1,0 +1,144 @@
+"""Fail-open access to a cache store, with the driver's counters.
+
+Every backend call of the driver goes through :class:`StoreAccess`: a
+:class:`~reprise.errors.BackendError` becomes a miss or a skipped store, is counted,
+and is logged once per outage rather than once per request (the next success logs
+the recovery). Entries are decoded and judged fresh here, with the clock passed in.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from reprise.backends.base import Backend, StartupCheck
+from reprise.core.entry import CacheEntry, EntryFormatError, decode_entry, encode_entry
+from reprise.core.policy import CachePolicy, expiry_time, is_usable
+from reprise.errors import BackendError
+
+log = logging.getLogger("reprise.cache")
+
+
+@dataclass(slots=True)
+class CacheStats:
+    """Counters since start, kept by the driver only; read by the server's stats and tests."""
+
+    hits: int = 0
+    misses: int = 0
+    bypasses: int = 0
+    stores: int = 0
+    coalesced: int = 0
+    backend_errors: int = 0
+    upstream_calls: int = 0
+
+
+class StoreAccess:
+    """One :class:`Backend` read and written fail-open; the base of the driver."""
+
+    def __init__(
+        self,
+        backend: Backend | None = None,
+        policy: CachePolicy | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if backend is None:
+            from reprise.backends.memory import MemoryBackend
+
+            backend = MemoryBackend()
+        self.backend = backend
+        self.policy = policy or CachePolicy()
+        self.clock = clock
+        self.stats = CacheStats()
+        self.failing = False
+        """True from a store failure until the next success (an outage is logged once)."""
+
+    def fault(self, exc: BackendError, action: str) -> None:
+        self.stats.backend_errors += 1
+        if not self.failing:
+            self.failing = True
+            log.warning(
+                "cache backend %s failed on %s (%s); serving from upstream until it recovers",
+                self.backend.name, action, exc,
+            )
+
+    def _recovered(self) -> None:
+        # A backend with a local tier answers from memory while its shared store is
+        # down; ``degraded`` says so, and such a success does not end the outage.
+        if self.failing and not getattr(self.backend, "degraded", False):
+            self.failing = False
+            log.warning("cache backend %s recovered", self.backend.name)
+
+    def _usable(self, raw: bytes | None, max_age: float | None, now: float) -> CacheEntry | None:
+        if raw is None:
+            return None
+        try:
+            entry = decode_entry(raw)
+        except EntryFormatError:
+            return None
+        return entry if is_usable(entry, now, max_age) else None
+
+    async def read(self, key: str, max_age: float | None = None) -> CacheEntry | None:
+        """The usable entry for ``key``, or None (absent, stale, corrupt, or store down)."""
+        try:
+            raw = await self.backend.get(key)
+        except BackendError as exc:
+            self.fault(exc, "get")
+            return None
+        if self.failing:
+            self._recovered()
+        return self._usable(raw, max_age, self.clock())
+
+    async def read_many(self, keys: Sequence[str], max_age: float | None = None) -> list[CacheEntry | None]:
+        if not keys:
+            return []
+        try:
+            raws = await self.backend.get_many(keys)
+        except BackendError as exc:
+            self.fault(exc, "get_many")
+            return [None] * len(keys)
+        if self.failing:
+            self._recovered()
+        now = self.clock()
+        return [self._usable(raw, max_age, now) for raw in raws]
+
+    def make_entry(self, body: bytes, ttl: float | None, meta: dict[str, Any]) -> CacheEntry:
+        now = self.clock()
+        return CacheEntry(body=body, created_at=now, expires_at=expiry_time(now, ttl), meta=meta)
+
+    async def write(self, key: str, entry: CacheEntry) -> bool:
+        """Store ``entry``; False (and counted) if the store failed."""
+        ttl = entry.ttl_left(self.clock())
+        try:
+            await self.backend.set(key, encode_entry(entry), ttl)
+        except BackendError as exc:
+            self.fault(exc, "set")
+            return False
+        if self.failing:
+            self._recovered()
+        self.stats.stores += 1
+        return True
+
+    async def delete(self, key: str) -> bool:
+        return await self.backend.delete(key)
+
+    async def clear(self, namespace: str | None = None) -> int:
+        return await self.backend.clear(namespace)
+
+    async def open(self) -> None:
+        """Run the store's start-up check, if it has one (:class:`StartupCheck`).
+
+        A :class:`~reprise.errors.ConfigError` propagates (the gateway refuses to
+        start); an outage is a fault like any other: one warning, and fail open.
+        """
+        if isinstance(self.backend, StartupCheck):
+            try:
+                await self.backend.check()
+            except BackendError as exc:
+                self.fault(exc, "start-up check")
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()

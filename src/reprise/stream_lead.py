@@ -1,0 +1,112 @@
+"""The hand-off between the driver producing a streamed answer and the handler forwarding it.
+
+The driver reads the provider's stream in its own task (so the answer is still stored
+and shared when the leader's client hangs up while others wait for it) and puts what
+the client should see into a :class:`StreamLead`; the handler only iterates it. The
+lead says first how the answer opens (:meth:`StreamLead.opened`), then yields the SSE
+events to send, and says at the end whether the stream broke (:attr:`StreamLead.failure`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+from reprise.core.streaming import StreamAssembler
+from reprise.errors import UpstreamError
+from reprise.outcome import Outcome
+
+
+@dataclass(slots=True)
+class StreamReply:
+    """An opened upstream stream: an error (status, body) or a byte iterator."""
+
+    status: int
+    error_body: bytes
+    chunks: AsyncIterator[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSource:
+    """How to produce one streamed answer: open the provider's stream, reassemble it, describe it.
+
+    ``describe`` turns the reassembled completion into the entry's admin metadata.
+    """
+
+    open: Callable[[], AbstractAsyncContextManager[StreamReply]]
+    assembler: StreamAssembler
+    describe: Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class _Open:
+    """Marker: the provider answered 2xx and its events follow."""
+
+
+class _End:
+    """Marker: no more events."""
+
+
+OPEN = _Open()
+END = _End()
+Item = _Open | _End | bytes | Outcome | UpstreamError
+
+
+@dataclass(eq=False)
+class StreamLead:
+    """What the leading request's handler reads while the driver produces the stream."""
+
+    failure: UpstreamError | None = None
+    """Set when the provider's stream broke after it opened (the client gets an error event)."""
+    gone: bool = False
+    """The client went away (:meth:`detach`): send nothing more."""
+    _queue: asyncio.Queue[Item] = field(default_factory=asyncio.Queue)
+    _detach: Callable[[], None] | None = None
+
+    async def opened(self) -> Outcome | None:
+        """None when the provider's events follow; else the whole answer to send instead.
+
+        The answer instead is the provider's error (non-2xx status and body) or an answer
+        another gateway instance stored while this one waited for its lock. A failure to
+        reach the provider raises :class:`UpstreamError`.
+        """
+        item = await self._queue.get()
+        if self.gone:
+            return None
+        if isinstance(item, UpstreamError):
+            raise item
+        if isinstance(item, Outcome):
+            return item
+        return None
+
+    async def events(self) -> AsyncIterator[bytes]:
+        """The SSE events to forward, in order, until the stream ends (or breaks)."""
+        while not self.gone:
+            item = await self._queue.get()
+            if self.gone:
+                return
+            if isinstance(item, bytes):
+                yield item
+            elif isinstance(item, UpstreamError):
+                self.failure = item
+                return
+            else:
+                return
+
+    def detach(self) -> None:
+        """The client went away: stop producing unless other requests wait for this answer.
+
+        Whatever the handler awaits on this lead returns at once."""
+        if self.gone:
+            return
+        self.gone = True
+        self._queue.put_nowait(END)
+        if self._detach is not None:
+            self._detach()
+
+    # -- the driver's side -------------------------------------------------------------
+
+    def put(self, item: Item) -> None:
+        self._queue.put_nowait(item)
