@@ -1,14 +1,15 @@
-"""Watches each API request at the server edge: metrics, savings headers, one log line.
+"""Counts and logs each API request: metrics, savings headers, one log line.
 
-The observer wraps the ASGI ``send`` of ``/chat/completions`` and ``/embeddings``
-and reads what the handlers already report in their response headers
-(``x-reprise-cache``: hit, miss or bypass; ``x-litellm-cache-key``), so handlers
-stay free of timing and logging code. Handlers add only what headers cannot say:
-:func:`note_hit` hands over the served entry (its stored ``usage`` prices the hit)
-and, for semantic hits, the similarity. At the response start the observer adds
-``x-request-id`` and, on a hit with known usage, ``x-reprise-saved-tokens`` and
-``x-reprise-saved-usd``; when the request ends it updates the metrics, the
-dashboard's time series and per-key hit counts, and writes the log line.
+Told, not guessing: the server's ASGI edge (:mod:`reprise.server.observe`) opens a
+:class:`RequestRecord` per ``/chat/completions`` and ``/embeddings`` request and hands it
+to the handler, which reports once what the cache did (:meth:`RequestRecord.report`: hit,
+miss or bypass, the key, the entry served and, for semantic hits, the similarity) before
+it answers. At the response start the observer adds ``x-request-id`` and, on a hit with
+known usage, ``x-reprise-saved-tokens`` and ``x-reprise-saved-usd``; when the request
+ends it updates the metrics, the dashboard's time series and per-key hit counts, and
+writes the log line. What only the driver knows (stores, coalesced requests, upstream
+calls, backend faults) is the driver's :class:`~reprise.store_access.CacheStats`, read
+at scrape time: each event is counted in one place.
 
 Everything here is increments and dict lookups on one event loop: no locks, no I/O
 besides the log line.
@@ -32,18 +33,11 @@ from reprise.observability.gateway_metrics import GatewayMetrics
 from reprise.observability.logs import AccessLog, format_line, logfmt_value
 from reprise.observability.pricing import resolve_prices
 from reprise.observability.series import HitCounter, TimeSeries
-from reprise.server.http import Message, Scope, Send
 
-RECORD = "reprise.record"
-"""The ASGI scope key under which the request's :class:`RequestRecord` travels."""
-
-_CACHE_STATUS = b"x-reprise-cache"
-_CACHE_KEY = b"x-litellm-cache-key"
 _OTHER_MODEL = "_other"  # label for model names not in the config (bounded cardinality)
 SETTLE_DELAY = 0.05
 """Seconds a finished request may wait to be counted and logged with others."""
 _PLAIN_ROUTES = frozenset({"/chat/completions", "/v1/chat/completions", "/embeddings", "/v1/embeddings"})
-_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-")
 
 
 @dataclass(slots=True)
@@ -67,35 +61,18 @@ class RequestRecord:
     elapsed: float = 0.0
     ended: float = 0.0
 
-
-def note_hit(scope: Scope, entry: CacheEntry, similarity: float | None = None) -> None:
-    """Tell the observer which entry answered (and, for a semantic hit, how similar it was)."""
-    record: RequestRecord | None = scope.get(RECORD)
-    if record is not None:
-        record.entry = entry
-        record.similarity = similarity
-
-
-def note_similarity(scope: Scope, similarity: float) -> None:
-    """Record the best similarity a semantic lookup found, also when it was not a hit."""
-    record: RequestRecord | None = scope.get(RECORD)
-    if record is not None:
-        record.similarity = similarity
+    def report(self, cache: str, key: str | None, entry: CacheEntry | None = None,
+               similarity: float | None = None) -> None:
+        """What the cache did for this request: called once by its handler, before it answers."""
+        self.cache = cache
+        self.key = key
+        self.entry = entry
+        self.similarity = similarity
 
 
-def _client_request_id(scope: Scope) -> str | None:
-    """The client's ``x-request-id`` when it is short and plain (letters, digits, ``._:-``).
-
-    Plain, so it is safe in a header, a logfmt value and a JSON string as it is.
-    """
-    for name, value in scope["headers"]:
-        if name == b"x-request-id":
-            if 0 < len(value) <= 64 and value.isascii():
-                text = bytes(value).decode()
-                if _ID_CHARS.issuperset(text):
-                    return text
-            break
-    return None
+def unobserved() -> RequestRecord:
+    """A record for a request nobody observes (the gateway's own calls): reports go nowhere."""
+    return RequestRecord("", 0.0, "")
 
 
 class Observer:
@@ -130,45 +107,23 @@ class Observer:
 
     # -- per request ------------------------------------------------------------------
 
-    def begin(self, scope: Scope, send: Send) -> tuple[RequestRecord, Send]:
-        """Start watching a request; answer it through the returned ``send``.
+    def begin(self, route: str, request_id: str | None) -> RequestRecord:
+        """Start a request's record; ``request_id`` is the client's (validated), else one is made."""
+        return RequestRecord(request_id or f"{self._id_prefix}{next(self._ids) & 0xFFFFFFFF:08x}",
+                             self.timer(), route)
 
-        The record must not refer to that ``send`` (which refers to the record): a reference
-        cycle would keep every request's ASGI cycle, scope and buffers alive until the
-        garbage collector ran, which halved throughput under load (measured: 18k -> 10k req/s).
-        """
-        request_id = _client_request_id(scope) or f"{self._id_prefix}{next(self._ids) & 0xFFFFFFFF:08x}"
-        record = RequestRecord(request_id, self.timer(), scope["path"])
-        on_start = self._on_start
-
-        async def observed_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = on_start(record, message)
-            await send(message)
-
-        scope[RECORD] = record
-        return record, observed_send
-
-    def note_request(self, scope: Scope, body: dict[str, Any], key_id: str) -> None:
+    def note_request(self, record: RequestRecord, body: dict[str, Any], key_id: str) -> None:
         """Called once the body is parsed: model and caller (and the prompt if allowed)."""
-        record: RequestRecord | None = scope.get(RECORD)
-        if record is None:
-            return
         model = body.get("model")
         record.model = model if isinstance(model, str) and model in self.models else _OTHER_MODEL
         record.caller = key_id
         if self.log_prompts:
             record.prompt = _prompt_text(body)
 
-    def _on_start(self, record: RequestRecord, message: Message) -> list[tuple[bytes, bytes]]:
-        headers = message.get("headers")
-        headers = headers if isinstance(headers, list) else list(headers or ())
-        record.status = message["status"]
-        for name, value in headers:
-            if name == _CACHE_STATUS:
-                record.cache = value.decode()
-            elif name == _CACHE_KEY:
-                record.key = value.decode()
+    def response_headers(self, record: RequestRecord, status: int,
+                         headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """At the response start: note the status, add the request id and a hit's savings."""
+        record.status = status
         headers.append((b"x-request-id", record.request_id.encode()))
         entry = record.entry
         if record.cache == "hit" and entry is not None:

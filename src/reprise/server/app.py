@@ -19,7 +19,7 @@ import orjson
 from reprise import __version__
 from reprise.config import GatewayConfig, load_config
 from reprise.errors import ConfigError, NotFoundError, RequestError, UpstreamError
-from reprise.observability.observer import Observer
+from reprise.observability.observer import Observer, RequestRecord
 from reprise.server.cache_admin import handle_admin, is_admin_path
 from reprise.server.chat import handle_chat
 from reprise.server.embeddings import handle_embeddings
@@ -37,6 +37,7 @@ from reprise.server.http import (
     send_bytes,
 )
 from reprise.server.keys_admin import KEY_PATHS, handle_keys
+from reprise.server.observe import observe
 from reprise.server.openapi import openapi_json
 from reprise.server.ui_assets import UiAssets
 
@@ -91,24 +92,25 @@ class RepriseApp:
                 return
 
     async def _observed(self, scope: Scope, receive: Receive, send: Send) -> None:
-        record, observed_send = self.observer.begin(scope, send)
+        record, observed_send = observe(self.observer, scope, send)
         try:
-            await self._http(scope, receive, observed_send)
+            await self._http(scope, receive, observed_send, record)
         finally:
             self.observer.end(record)
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _http(self, scope: Scope, receive: Receive, send: Send, record: RequestRecord | None = None) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
         try:
             if method == "POST" and (path in _CHAT_PATHS or path in _EMBEDDING_PATHS):
                 caller = self.gateway.check_auth(header(scope, b"authorization"))
                 body = await self._json_body(scope, receive)
-                self.observer.note_request(scope, body, caller.key_id)
+                if record is not None:
+                    self.observer.note_request(record, body, caller.key_id)
                 if path in _CHAT_PATHS:
-                    await handle_chat(self.gateway, scope, receive, send, body, caller)
+                    await handle_chat(self.gateway, scope, receive, send, body, caller, record)
                 else:
-                    await handle_embeddings(self.gateway, scope, send, body, caller)
+                    await handle_embeddings(self.gateway, scope, send, body, caller, record)
             elif path in KEY_PATHS:
                 self.gateway.require_master(header(scope, b"authorization"))
                 body = await self._json_body(scope, receive) if method == "POST" else {}
@@ -126,6 +128,8 @@ class RepriseApp:
             return
         except Exception as exc:  # the edge: every failure becomes OpenAI error JSON
             status, payload = render_error(exc)
+            if record is not None and isinstance(exc, UpstreamError) and exc.cache_status is not None:
+                record.report(exc.cache_status, exc.cache_key)
             if status >= 500:
                 log.error("request %s %s failed: %s", method, path, exc, exc_info=status == 500)
             await self._send_error(send, status, payload, _cache_report(exc))
@@ -180,7 +184,7 @@ class RepriseApp:
         body = {
             "status": "healthy",
             "cache": cache.backend.name if cache else None,
-            "cache_backend_failing": bool(cache and cache.stats.backend_errors and cache._failing),
+            "cache_backend_failing": bool(cache and cache.stats.backend_errors and cache.failing),
         }
         await send_bytes(send, 200, orjson.dumps(body), [JSON_TYPE])
 

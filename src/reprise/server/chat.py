@@ -19,7 +19,7 @@ from reprise.core.policy import CachePlan
 from reprise.core.request import require_model, validate_chat
 from reprise.core.streaming import StreamAssembler, is_chat_completion, render_sse
 from reprise.errors import UpstreamError
-from reprise.observability.observer import note_hit
+from reprise.observability.observer import RequestRecord, unobserved
 from reprise.server import semantic_chat
 from reprise.server.auth import OPEN, Principal
 from reprise.server.errors import error_body, upstream_failure_reported_as
@@ -50,7 +50,8 @@ def entry_meta(body: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
 
 
 async def handle_chat(gw: Gateway, scope: Scope, receive: Receive, send: Send, body: dict[str, Any],
-                      caller: Principal = OPEN) -> None:
+                      caller: Principal = OPEN, record: RequestRecord | None = None) -> None:
+    record = record or unobserved()
     model = require_model(body)
     validate_chat(body)
     deployment = gw.pick(model)
@@ -60,9 +61,9 @@ async def handle_chat(gw: Gateway, scope: Scope, receive: Receive, send: Send, b
     driver = gw.cache or gw.forwarder
     with upstream_failure_reported_as("miss" if key is not None and plan.read else "bypass", key):
         if body.get("stream") is True:
-            await _stream(gw, driver, scope, receive, send, body, deployment, plan, key)
+            await _stream(gw, driver, record, receive, send, body, deployment, plan, key)
         else:
-            await _answer(gw, driver, scope, send, body, deployment, plan, key)
+            await _answer(gw, driver, record, send, body, deployment, plan, key)
 
 
 def _header_str(scope: Scope, name: bytes) -> str | None:
@@ -75,7 +76,7 @@ def _asks_usage(body: dict[str, Any]) -> bool:
     return isinstance(options, dict) and bool(options.get("include_usage"))
 
 
-async def _answer(gw: Gateway, cache: AsyncCache, scope: Scope, send: Send, body: dict[str, Any],
+async def _answer(gw: Gateway, cache: AsyncCache, record: RequestRecord, send: Send, body: dict[str, Any],
                   deployment: Deployment, plan: CachePlan, key: str | None) -> None:
     """A non-streamed request: from the cache, a shared in-flight call, or the provider."""
 
@@ -87,8 +88,7 @@ async def _answer(gw: Gateway, cache: AsyncCache, scope: Scope, send: Send, body
 
     semantic = semantic_chat.slot(gw, body, plan) if key is not None else None
     answer = await cache.get_or_produce(key or "", plan, produce, semantic)
-    if answer.entry is not None:
-        note_hit(scope, answer.entry, semantic.similarity if semantic is not None else None)
+    record.report(answer.cache_status, key, answer.entry, semantic.similarity if semantic is not None else None)
     headers = [JSON_TYPE, *cache_headers(answer.cache_status, key, answer.entry, cache.clock())]
     if semantic is not None:
         headers += semantic.headers()
@@ -107,7 +107,7 @@ def _completion(deployment: Deployment, raw: bytes) -> dict[str, Any]:
     return completion
 
 
-async def _stream(gw: Gateway, cache: AsyncCache, scope: Scope, receive: Receive, send: Send,
+async def _stream(gw: Gateway, cache: AsyncCache, record: RequestRecord, receive: Receive, send: Send,
                   body: dict[str, Any], deployment: Deployment, plan: CachePlan, key: str | None) -> None:
     source = StreamSource(
         open=lambda: gw.upstream(deployment).open_chat_stream(
@@ -119,8 +119,8 @@ async def _stream(gw: Gateway, cache: AsyncCache, scope: Scope, receive: Receive
     semantic = semantic_chat.slot(gw, body, plan) if key is not None else None
     answer = await cache.stream(key, plan, source, semantic)
     headers = cache_headers(answer.cache_status, key, answer.entry, cache.clock())
+    record.report(answer.cache_status, key, answer.entry, semantic.similarity if semantic is not None else None)
     if answer.entry is not None:
-        note_hit(scope, answer.entry, semantic.similarity if semantic is not None else None)
         if semantic is not None:
             headers += semantic.headers()
         await _send_replay(send, body, 200, answer.entry.body, headers)

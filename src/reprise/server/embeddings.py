@@ -26,6 +26,7 @@ from reprise.core.keys import embedding_item_hash, storage_key
 from reprise.core.policy import BYPASS, CachePlan
 from reprise.core.request import embedding_items, require_model, validate_embeddings
 from reprise.errors import UpstreamError
+from reprise.observability.observer import RequestRecord, unobserved
 from reprise.outcome import BatchOutcome
 from reprise.server.auth import OPEN, Principal
 from reprise.server.errors import upstream_failure_reported_as
@@ -49,7 +50,8 @@ def assemble(model: str, vectors: list[bytes], usage: bytes) -> bytes:
 
 
 async def handle_embeddings(gw: Gateway, scope: Scope, send: Send, body: dict[str, Any],
-                            caller: Principal = OPEN) -> None:
+                            caller: Principal = OPEN, record: RequestRecord | None = None) -> None:
+    record = record or unobserved()
     model = require_model(body)
     items, single = embedding_items(body)
     validate_embeddings(body)
@@ -61,6 +63,7 @@ async def handle_embeddings(gw: Gateway, scope: Scope, send: Send, body: dict[st
     shown_key = keys[0] if single and plan.uses_cache else None
     with upstream_failure_reported_as("miss" if plan.read else "bypass", shown_key):
         answer = await _resolve(gw, gw.cache or gw.forwarder, deployment, body, items, keys, plan)
+    record.report(answer.cache_status, shown_key)
     if answer.failure is not None:
         headers = [JSON_TYPE, *cache_headers(answer.cache_status, shown_key)]
         await send_bytes(send, answer.failure.status, answer.failure.body, headers)
