@@ -145,7 +145,7 @@ async def _forward(send: Send, receive: Receive, body: dict[str, Any], answer: S
                    headers: list[tuple[bytes, bytes]]) -> None:
     """Send the provider's events as the driver passes them on; stop at once if the client left."""
     watcher = watch_disconnect(receive)
-    watcher.add_done_callback(lambda task: task.cancelled() or lead.detach())
+    watcher.add_done_callback(lambda task: None if task.cancelled() else lead.detach())
     try:
         instead = await lead.opened()
         if lead.gone:
