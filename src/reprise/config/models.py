@@ -365,6 +365,9 @@ class LiteLLMParams(Section):
     mock_response: str | None = None
     timeout: float | None = Field(default=None, gt=0)
     stream_timeout: float | None = Field(default=None, gt=0)
+    #: LiteLLM's per-deployment concurrency cap; Reprise defaults it to 128 so one busy
+    #: deployment (or one tenant's open streams) cannot take every upstream connection.
+    max_parallel_requests: int | None = Field(default=None, gt=0)
 
     @property
     def provider(self) -> str:
@@ -424,6 +427,9 @@ class LiteLLMSettings(Section):
 
     cache: bool = False
     request_timeout: float = Field(default=600, gt=0)
+    #: Reprise: the longest a request waits for a free connection slot of its deployment
+    #: (``max_parallel_requests``) before it is answered 503 ``upstream_busy``.
+    upstream_queue_timeout: float = Field(default=10.0, gt=0)
     cache_params: CacheParams | None = None
 
     @field_validator("cache_params", mode="before")

@@ -18,7 +18,7 @@ from reprise.core.policy import BYPASS, CachePlan, CachePolicy, decide
 from reprise.core.tenancy import partition_namespace
 from reprise.errors import AuthError, ConfigError, NotFoundError, RequestError
 from reprise.server.auth import MASTER, OPEN, KeyStore, Principal, bearer_token
-from reprise.server.upstream import PROVIDER_BASES, Deployment, HttpUpstream, MockUpstream, Upstream
+from reprise.server.upstream import DEFAULT_MAX_PARALLEL, PROVIDER_BASES, Deployment, HttpUpstream, MockUpstream, Upstream
 
 if TYPE_CHECKING:  # the semantic layer needs the ``semantic`` extra (NumPy): import it lazily
     from reprise.embeddings.base import AsyncEmbedder
@@ -50,6 +50,8 @@ def resolve_deployments(config: GatewayConfig, default_timeout: float) -> dict[s
                 timeout=timeout,
                 stream_timeout=params.stream_timeout or timeout,
                 mock_response=params.mock_response,
+                max_parallel=params.max_parallel_requests or DEFAULT_MAX_PARALLEL,
+                queue_timeout=config.litellm_settings.upstream_queue_timeout,
             )
         )
     return table

@@ -36,6 +36,10 @@ from reprise.stream_lead import StreamReply
 
 log = logging.getLogger("reprise.upstream")
 
+#: Concurrent provider calls per deployment unless ``max_parallel_requests`` says otherwise:
+#: a quarter of the shared connection pool, so no one deployment can take it all.
+DEFAULT_MAX_PARALLEL = 128
+
 #: Default API bases of providers LiteLLM names by prefix; all speak OpenAI's API.
 PROVIDER_BASES: dict[str, str] = {
     "openai": "https://api.openai.com/v1",
@@ -74,6 +78,10 @@ class Deployment:
     timeout: float
     stream_timeout: float
     mock_response: str | None = None
+    max_parallel: int = 128
+    """Provider calls in flight at once for this deployment (streams count until they end)."""
+    queue_timeout: float = 10.0
+    """The longest a call waits for one of those slots before failing as 503 ``upstream_busy``."""
 
 
 def upstream_body(body: dict[str, Any], deployment: Deployment) -> dict[str, Any]:
@@ -108,6 +116,30 @@ class HttpUpstream:
         self._session: aiohttp.ClientSession | None = None
         self._refuse_usage: set[Deployment] = set()
         """Deployments that answered 400/422 to ``stream_options``: not asked for it again."""
+        self._slots: dict[Deployment, asyncio.Semaphore] = {}
+
+    @asynccontextmanager
+    async def _slot(self, deployment: Deployment) -> AsyncIterator[None]:
+        """One of the deployment's ``max_parallel`` call slots, waited for at most ``queue_timeout``.
+
+        Fairness between deployments: one model's (or one tenant's) open streams hold only
+        their own deployment's slots, never the whole pool."""
+        slots = self._slots.get(deployment)
+        if slots is None:
+            slots = self._slots[deployment] = asyncio.Semaphore(deployment.max_parallel)
+        if slots.locked():
+            try:
+                await asyncio.wait_for(slots.acquire(), deployment.queue_timeout)
+            except TimeoutError:
+                raise UpstreamError(
+                    f"model {deployment.model_name!r}: all {deployment.max_parallel} provider connections "
+                    f"stayed busy for {deployment.queue_timeout:g}s; try again", 503) from None
+        else:
+            await slots.acquire()
+        try:
+            yield
+        finally:
+            slots.release()
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -126,7 +158,7 @@ class HttpUpstream:
         url = deployment.api_base.rstrip("/") + path
         timeout = aiohttp.ClientTimeout(total=deployment.timeout)
         try:
-            async with self._client().post(
+            async with self._slot(deployment), self._client().post(
                 url, data=orjson.dumps(body), headers=self._headers(deployment), timeout=timeout
             ) as resp:
                 return Outcome(resp.status, await resp.read())
@@ -165,7 +197,7 @@ class HttpUpstream:
             total=None, sock_connect=deployment.timeout, sock_read=deployment.stream_timeout
         )
         try:
-            async with self._client().post(
+            async with self._slot(deployment), self._client().post(
                 url, data=orjson.dumps(body), headers=self._headers(deployment), timeout=timeout
             ) as resp:
                 if resp.status >= 300:
