@@ -330,13 +330,15 @@ class AsyncCache(StoreAccess):
         """Each item its own entry and its own flight; only the missing unique items are produced,
         in one call. A provider status error is the answer's ``failure``; an unreachable provider raises.
         """
-        if not plan.uses_cache:
+        if not plan.uses_cache:  # still one provider item per distinct input
             self.stats.bypasses += 1
             self.stats.upstream_calls += 1
-            got = await produce(list(range(len(keys))))
+            first = _first_positions(keys)
+            got = await produce(list(first.values()))
             if not got.ok:
                 return BatchAnswer("bypass", failure=Outcome(got.status, got.body))
-            return BatchAnswer("bypass", list(got.values), [False] * len(keys), got.usage)
+            values = dict(zip(first, got.values, strict=True))
+            return BatchAnswer("bypass", [values[key] for key in keys], [False] * len(keys), got.usage)
         entries = await self.read_many(keys, plan.max_age) if plan.read else [None] * len(keys)
         known = {key: entry.body for key, entry in zip(keys, entries, strict=True) if entry is not None}
         from_cache = [key in known for key in keys]
@@ -365,7 +367,7 @@ class AsyncCache(StoreAccess):
             task = None
             if lead:
                 flights = [self.flights.start(key) for key in lead]
-                first = {key: i for i, key in reversed(list(enumerate(keys)))}
+                first = _first_positions(keys)
                 positions = [first[key] for key in lead]
                 task = self._spawn(self._lead_batch(flights, positions, plan, produce))
             results: dict[str, ItemShared | None] = {}
@@ -475,6 +477,14 @@ class AsyncCache(StoreAccess):
         return CacheResult(
             orjson.loads(answer.body), answer.cache_status, key if plan.uses_cache else None, age
         )
+
+
+def _first_positions(keys: Sequence[str]) -> dict[str, int]:
+    """Each distinct key and the position of its first occurrence, in order of appearance."""
+    first: dict[str, int] = {}
+    for i, key in enumerate(keys):
+        first.setdefault(key, i)
+    return first
 
 
 def _answer(shared: Shared, word: str) -> Answer:

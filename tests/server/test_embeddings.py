@@ -57,3 +57,35 @@ def test_bad_embedding_input(client: httpx.Client) -> None:
         r = embed(client, inp)
         assert r.status_code == 400, inp
         assert r.json()["error"]["param"] == param
+
+
+def test_duplicate_inputs_go_upstream_once_and_come_back_in_place(client: httpx.Client,
+                                                                  upstream: StubUpstream) -> None:
+    a, b = unique("a"), unique("b")
+    r = embed(client, [a, b, a, a, b])
+    assert r.status_code == 200
+    data = r.json()["data"]
+    assert [d["index"] for d in data] == [0, 1, 2, 3, 4]
+    assert data[0]["embedding"] == data[2]["embedding"] == data[3]["embedding"] != data[1]["embedding"]
+    assert upstream.calls()["embedding_items"] == 2
+    bypass = embed(client, [a, b, a], cache={"no-cache": True, "no-store": True})
+    assert [d["embedding"] for d in bypass.json()["data"]] == [data[0]["embedding"], data[1]["embedding"],
+                                                                 data[0]["embedding"]]
+
+
+def test_embedding_inputs_are_bounded(client: httpx.Client, upstream: StubUpstream) -> None:
+    many = embed(client, [f"x{i}" for i in range(2049)])
+    assert many.status_code == 400
+    assert many.json()["error"]["code"] == "too_many_inputs" and "2048" in many.json()["error"]["message"]
+    big = embed(client, ["y" * 600_001, "z" * 600_000])
+    assert big.status_code == 400 and big.json()["error"]["code"] == "input_too_large"
+    assert upstream.calls()["embeddings"] == 0
+    assert embed(client, [f"{unique()} {i}" for i in range(2048)]).status_code == 200
+
+
+def test_duplicates_go_upstream_once_also_when_the_cache_is_bypassed(client: httpx.Client,
+                                                                     upstream: StubUpstream) -> None:
+    a = unique("a")
+    r = embed(client, [a, a, a], cache={"no-cache": True, "no-store": True})
+    assert r.status_code == 200 and len({str(d["embedding"]) for d in r.json()["data"]}) == 1
+    assert upstream.calls()["embedding_items"] == 1

@@ -13,6 +13,12 @@ from reprise.errors import RequestError
 
 _NUMBER = (int, float)
 MAX_CHOICES = 128  # OpenAI's documented bound for 'n'; more would only make the provider fail
+#: OpenAI's own bound on the inputs of one embeddings request. It also bounds what one request
+#: can write to the cache (one entry per item), so a batch cannot evict everyone else's entries.
+MAX_EMBEDDING_INPUTS = 2048
+#: The whole input of one embeddings request, in characters (token ids count one each): about
+#: OpenAI's 300,000-token bound per request at four characters a token.
+MAX_EMBEDDING_INPUT_CHARS = 1_200_000
 
 #: field -> (accepted python types, description for the error)
 _CHAT_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
@@ -95,10 +101,15 @@ def embedding_items(body: dict[str, Any]) -> tuple[list[Any], bool]:
     if raw is None:
         raise RequestError("'input' is a required property", param="input")
     if isinstance(raw, str):
+        _check_input_size(len(raw))
         return [raw], True
     if isinstance(raw, list) and raw:
         if all(isinstance(x, int) and not isinstance(x, bool) for x in raw):
+            _check_input_size(len(raw))
             return [raw], True
+        if len(raw) > MAX_EMBEDDING_INPUTS:
+            raise RequestError(f"'input' has {len(raw)} items; at most {MAX_EMBEDDING_INPUTS} are allowed "
+                               "per request", param="input", code="too_many_inputs")
         for i, item in enumerate(raw):
             if isinstance(item, str):
                 continue
@@ -109,10 +120,17 @@ def embedding_items(body: dict[str, Any]) -> tuple[list[Any], bool]:
             raise RequestError(
                 f"'input[{i}]' must be a string or an array of token ids", param=f"input[{i}]"
             )
+        _check_input_size(sum(len(item) for item in raw))
         return list(raw), False
     raise RequestError(
         "'input' must be a non-empty string or a non-empty array", param="input"
     )
+
+
+def _check_input_size(size: int) -> None:
+    if size > MAX_EMBEDDING_INPUT_CHARS:
+        raise RequestError(f"'input' is {size} characters (or tokens) long; at most {MAX_EMBEDDING_INPUT_CHARS} "
+                           "are allowed per request", param="input", code="input_too_large")
 
 
 def validate_embeddings(body: dict[str, Any]) -> None:
