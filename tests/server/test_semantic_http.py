@@ -197,7 +197,9 @@ def test_semantic_hits_never_cross_tenants(make_gateway: Callable[..., GatewayPr
         return f"{r.headers['x-reprise-cache']}/{r.headers.get('x-reprise-cache-kind', 'exact')}"
 
     assert outcome(ask_as("sk-a-1", "什么是人工智能？")) == "miss/exact"
-    assert outcome(ask_as("sk-a-2", "AI 是什么？")) == "hit/semantic"  # same tenant, another key
+    own = ask_as("sk-a-2", "AI 是什么？")
+    assert outcome(own) == "hit/semantic"  # same tenant, another key
+    assert unquote(own.headers["x-reprise-semantic-match-prompt"]) == "什么是人工智能？"  # its own tenant's prompt
     assert outcome(ask_as("sk-b-1", "AI 是什么？")) == "miss/exact"  # another tenant
     assert outcome(ask_as(MASTER_KEY, "AI 是什么？")) == "miss/exact"  # the master key's plain keys
     for ns in ("team-a", "team-a.default", "docs"):  # a request namespace never reaches team-a's partition
@@ -207,4 +209,7 @@ def test_semantic_hits_never_cross_tenants(make_gateway: Callable[..., GatewayPr
     assert outcome(ask_as("sk-a-1", "How do I fix a dripping tap?", cache={"namespace": "public"})) == "miss/exact"
     shared = ask_as("sk-b-1", "okay so how do i fix a dripping tap", cache={"namespace": "public"})
     assert outcome(shared) == "hit/semantic"
+    # team-a's verbatim prompt and key are not shown to team-b (found: they were)
+    assert "x-reprise-semantic-match-prompt" not in shared.headers
+    assert "x-reprise-semantic-match-key" not in shared.headers
     assert upstream.calls()["chat"] == 7

@@ -24,3 +24,13 @@ def partition_namespace(
     if namespace is not None and namespace in shared:
         return namespace
     return f"{tenant}/{namespace or DEFAULT_PARTITION}"
+
+
+def is_private(tenant: str | None, namespace: str | None) -> bool:
+    """Whether every entry under ``namespace`` was written by this caller's own tenant.
+
+    False for a shared namespace used by a tenant: another tenant may have written its
+    entries, so details of them (a matched prompt, its key) must not be shown. The master
+    key (tenant ``None``) is the operator, who may see everything.
+    """
+    return tenant is None or (namespace or "").startswith(f"{tenant}/")

@@ -61,9 +61,9 @@ async def handle_chat(gw: Gateway, scope: Scope, receive: Receive, send: Send, b
     driver = gw.cache or gw.forwarder
     with upstream_failure_reported_as("miss" if key is not None and plan.read else "bypass", key):
         if body.get("stream") is True:
-            await _stream(gw, driver, record, receive, send, body, deployment, plan, key)
+            await _stream(gw, driver, record, receive, send, body, deployment, plan, key, caller)
         else:
-            await _answer(gw, driver, record, send, body, deployment, plan, key)
+            await _answer(gw, driver, record, send, body, deployment, plan, key, caller)
 
 
 def _header_str(scope: Scope, name: bytes) -> str | None:
@@ -77,7 +77,7 @@ def _asks_usage(body: dict[str, Any]) -> bool:
 
 
 async def _answer(gw: Gateway, cache: AsyncCache, record: RequestRecord, send: Send, body: dict[str, Any],
-                  deployment: Deployment, plan: CachePlan, key: str | None) -> None:
+                  deployment: Deployment, plan: CachePlan, key: str | None, caller: Principal) -> None:
     """A non-streamed request: from the cache, a shared in-flight call, or the provider."""
 
     async def produce() -> Outcome:
@@ -86,7 +86,7 @@ async def _answer(gw: Gateway, cache: AsyncCache, record: RequestRecord, send: S
             return outcome
         return Outcome(outcome.status, outcome.body, entry_meta(body, _completion(deployment, outcome.body)))
 
-    semantic = semantic_chat.slot(gw, body, plan) if key is not None else None
+    semantic = semantic_chat.slot(gw, body, plan, caller.tenant) if key is not None else None
     answer = await cache.get_or_produce(key or "", plan, produce, semantic)
     record.report(answer.cache_status, key, answer.entry, semantic.similarity if semantic is not None else None)
     headers = [JSON_TYPE, *cache_headers(answer.cache_status, key, answer.entry, cache.clock())]
@@ -108,7 +108,8 @@ def _completion(deployment: Deployment, raw: bytes) -> dict[str, Any]:
 
 
 async def _stream(gw: Gateway, cache: AsyncCache, record: RequestRecord, receive: Receive, send: Send,
-                  body: dict[str, Any], deployment: Deployment, plan: CachePlan, key: str | None) -> None:
+                  body: dict[str, Any], deployment: Deployment, plan: CachePlan, key: str | None,
+                  caller: Principal) -> None:
     source = StreamSource(
         open=lambda: gw.upstream(deployment).open_chat_stream(
             deployment, PATH, body, record_usage=key is not None and plan.store
@@ -116,7 +117,7 @@ async def _stream(gw: Gateway, cache: AsyncCache, record: RequestRecord, receive
         assembler=StreamAssembler(drop_usage_chunk=not _asks_usage(body)),
         describe=lambda completion: entry_meta(body, completion),
     )
-    semantic = semantic_chat.slot(gw, body, plan) if key is not None else None
+    semantic = semantic_chat.slot(gw, body, plan, caller.tenant) if key is not None else None
     answer = await cache.stream(key, plan, source, semantic)
     headers = cache_headers(answer.cache_status, key, answer.entry, cache.clock())
     record.report(answer.cache_status, key, answer.entry, semantic.similarity if semantic is not None else None)

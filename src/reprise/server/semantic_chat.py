@@ -5,7 +5,9 @@ imports nothing heavy) when the gateway has no semantic layer. Headers on a sema
 hit: ``x-litellm-semantic-similarity`` (LiteLLM's name; the cosine in [0, 1]),
 ``x-reprise-cache-kind: semantic``, and for debugging ``x-reprise-semantic-match-key``
 (the exact key whose answer was served) and ``x-reprise-semantic-match-prompt``
-(the prompt it answered, percent-encoded UTF-8).
+(the prompt it answered, percent-encoded UTF-8). The last two only when the matched entry
+can only have been written by the caller's own tenant (or the caller is the master key):
+in a shared namespace they would disclose another tenant's prompt.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from urllib.parse import quote
 
 from reprise.core.entry import CacheEntry
 from reprise.core.policy import CachePlan, expiry_time
+from reprise.core.tenancy import is_private
 
 if TYPE_CHECKING:
     from reprise.semantic.cache import SemanticRequest
@@ -30,10 +33,10 @@ class SemanticSlot:
     """One request's semantic state. Created only when the gateway has a semantic layer;
     does no work (not even hashing the scope) until an exact miss asks for a lookup."""
 
-    __slots__ = ("gw", "body", "plan", "request")
+    __slots__ = ("gw", "body", "plan", "request", "disclose")
 
-    def __init__(self, gw: Gateway, body: dict[str, Any], plan: CachePlan) -> None:
-        self.gw, self.body, self.plan = gw, body, plan
+    def __init__(self, gw: Gateway, body: dict[str, Any], plan: CachePlan, disclose: bool) -> None:
+        self.gw, self.body, self.plan, self.disclose = gw, body, plan, disclose
         self.request: SemanticRequest | None = None
 
     def _prepare(self) -> SemanticRequest | None:
@@ -70,16 +73,15 @@ class SemanticSlot:
         match = None if self.request is None else self.request.match
         if match is None:
             return []
-        return [
-            (KIND, b"semantic"),
-            (SIMILARITY, f"{match.score:.4f}".encode()),
-            (MATCH_KEY, match.key.encode()),
-            (MATCH_PROMPT, quote(match.prompt[:512], safe=" ").encode("ascii")),
-        ]
+        headers = [(KIND, b"semantic"), (SIMILARITY, f"{match.score:.4f}".encode())]
+        if self.disclose:
+            headers += [(MATCH_KEY, match.key.encode()),
+                        (MATCH_PROMPT, quote(match.prompt[:512], safe=" ").encode("ascii"))]
+        return headers
 
 
-def slot(gw: Gateway, body: dict[str, Any], plan: CachePlan) -> SemanticSlot | None:
+def slot(gw: Gateway, body: dict[str, Any], plan: CachePlan, tenant: str | None) -> SemanticSlot | None:
     """A slot when the gateway caches semantically and this request uses the cache."""
     if gw.semantic is None or not plan.uses_cache:
         return None
-    return SemanticSlot(gw, body, plan)
+    return SemanticSlot(gw, body, plan, is_private(tenant, plan.namespace))
