@@ -14,7 +14,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from reprise.backends.base import Backend
-from reprise.cache import AsyncCache, CacheResult
+from reprise.cache import AsyncCache, CacheResult, CacheStats
 from reprise.core.entry import CacheEntry
 from reprise.core.policy import CachePolicy
 
@@ -32,7 +32,7 @@ class Cache:
         self._closed = False
 
     @property
-    def stats(self) -> Any:
+    def stats(self) -> CacheStats:
         return self._async.stats
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
