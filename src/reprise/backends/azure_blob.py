@@ -30,7 +30,7 @@ import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import aiohttp
 from azure.core import MatchConditions
@@ -50,6 +50,9 @@ from azure.storage.blob.aio import LinearRetry as AsyncLinearRetry
 from reprise.backends.base import Capabilities
 from reprise.backends.object_store import EXPIRES_META, ObjectNames, expiry_meta, is_expired
 from reprise.errors import BackendError, BackendTimeout, BackendUnavailable, ConfigError
+
+if TYPE_CHECKING:
+    from reprise.config.models import AzureBlobCacheParams
 
 EXPIRES = "reprise_expires_at"
 """The blob metadata name holding the deadline (wall-clock seconds since the epoch)."""
@@ -114,6 +117,8 @@ class AzureBlobBackend:
 
     name = "azure-blob"
     capabilities = Capabilities(native_ttl=False, shared=True, persistent=True)
+    vector_store: ClassVar[None] = None
+    """An exact-only type: no vector store (see :class:`~reprise.backends.registry.BackendClass`)."""
 
     def __init__(self, target: AzureBlobTarget) -> None:
         if not target.connection_string and not target.account_url:
@@ -133,8 +138,8 @@ class AzureBlobBackend:
         self._closed = False
 
     @classmethod
-    def from_params(cls, params: Any, environ: Mapping[str, str] | None = None) -> AzureBlobBackend:
-        """Build from :class:`~reprise.config.models.AzureBlobCacheParams` (LiteLLM's ``azure_*`` keys)."""
+    def from_params(cls, params: AzureBlobCacheParams, environ: Mapping[str, str] | None = None) -> Self:
+        """Build from ``type: azure-blob``'s params (LiteLLM's ``azure_*`` keys)."""
         env = os.environ if environ is None else environ
         secret = params.azure_connection_string
         connection_string = secret.get_secret_value() if secret is not None else None

@@ -32,10 +32,13 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, ClassVar, Self, TypeVar
 
 from reprise.backends.base import Capabilities
 from reprise.errors import BackendError, BackendTimeout, BackendUnavailable
+
+if TYPE_CHECKING:
+    from reprise.config.models import DiskCacheParams
 
 T = TypeVar("T")
 
@@ -65,6 +68,8 @@ class DiskBackend:
 
     name = "disk"
     capabilities = Capabilities(native_ttl=True, shared=True, persistent=True)
+    vector_store: ClassVar[None] = None
+    """An exact-only type: no vector store (see :class:`~reprise.backends.registry.BackendClass`)."""
 
     touch_interval: float = 10.0
     """A read refreshes a row's ``accessed_at`` only if it is older than this
@@ -91,13 +96,9 @@ class DiskBackend:
         self._closed = False
 
     @classmethod
-    def from_params(cls, params: object) -> DiskBackend:
-        """Build from a config params model: LiteLLM's ``disk_cache_dir``, ``max_bytes``."""
-        directory = getattr(params, "disk_cache_dir", None) or ".reprise_cache"
-        max_bytes = getattr(params, "max_bytes", None)
-        if max_bytes is None:
-            return cls(directory=directory)
-        return cls(directory=directory, max_bytes=max_bytes)
+    def from_params(cls, params: DiskCacheParams) -> Self:
+        """Build from ``type: disk``'s params: LiteLLM's ``disk_cache_dir``, and ``max_bytes``."""
+        return cls(directory=params.disk_cache_dir, max_bytes=params.max_bytes)
 
     # -- Backend protocol -------------------------------------------------------------
 

@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 from urllib.parse import quote
 
 from google.api_core import exceptions as gexc
@@ -42,6 +42,9 @@ from requests.adapters import HTTPAdapter
 from reprise.backends.base import Capabilities
 from reprise.backends.object_store import BlockingRunner, ObjectNames, expiry_meta, is_expired
 from reprise.errors import BackendError, BackendTimeout, BackendUnavailable, ConfigError
+
+if TYPE_CHECKING:
+    from reprise.config.models import GcsCacheParams
 
 PAGE = 1000
 """Objects per list page (GCS's maximum)."""
@@ -85,6 +88,8 @@ class GcsBackend:
 
     name = "gcs"
     capabilities = Capabilities(native_ttl=False, shared=True, persistent=True)
+    vector_store: ClassVar[None] = None
+    """An exact-only type: no vector store (see :class:`~reprise.backends.registry.BackendClass`)."""
 
     def __init__(self, target: GcsTarget) -> None:
         self.target = target
@@ -95,8 +100,8 @@ class GcsBackend:
         self._client_lock = threading.Lock()
 
     @classmethod
-    def from_params(cls, params: Any, environ: Mapping[str, str] | None = None) -> GcsBackend:
-        """Build from :class:`~reprise.config.models.GcsCacheParams` (LiteLLM's ``gcs_*`` keys)."""
+    def from_params(cls, params: GcsCacheParams, environ: Mapping[str, str] | None = None) -> Self:
+        """Build from ``type: gcs``'s params (LiteLLM's ``gcs_*`` keys)."""
         env = os.environ if environ is None else environ
         return cls(GcsTarget(
             bucket=params.gcs_bucket_name, prefix=params.gcs_path,

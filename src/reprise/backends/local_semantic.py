@@ -9,22 +9,27 @@ beyond ``pip install 'reprise[semantic]'``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
 
 from reprise.backends.base import Backend
 from reprise.backends.disk import DiskBackend
 from reprise.backends.embedded_vector import LocalVectorStore
+from reprise.backends.registry import VectorStoreMaker
 from reprise.backends.vector import VectorStore
+
+if TYPE_CHECKING:
+    from reprise.config.models import LocalSemanticCacheParams
+
+
+def _vector_store(params: LocalSemanticCacheParams, dim: int, backend: Backend) -> VectorStore:
+    return LocalVectorStore(Path(params.semantic_cache_dir) / "vectors", dim)
 
 
 class LocalSemanticBackend:
-    """Factory for the exact store and the vector store of a ``local-semantic`` cache."""
+    """Registry entry: the exact store (a :class:`DiskBackend`) and the embedded vector index."""
+
+    vector_store: ClassVar[VectorStoreMaker[LocalSemanticCacheParams]] = _vector_store
 
     @classmethod
-    def from_params(cls, params: object) -> Backend:
-        directory = Path(getattr(params, "semantic_cache_dir", ".reprise_semantic"))
-        return DiskBackend(directory=directory / "exact", max_bytes=getattr(params, "max_bytes", 2**30))
-
-    @classmethod
-    def vector_store(cls, params: object, dim: int, backend: Backend) -> VectorStore:
-        directory = Path(getattr(params, "semantic_cache_dir", ".reprise_semantic"))
-        return LocalVectorStore(directory / "vectors", dim)
+    def from_params(cls, params: LocalSemanticCacheParams) -> Backend:
+        return DiskBackend(directory=Path(params.semantic_cache_dir) / "exact", max_bytes=params.max_bytes)

@@ -19,8 +19,12 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
+from typing import TYPE_CHECKING, ClassVar, Self
 
 from reprise.backends.base import Capabilities
+
+if TYPE_CHECKING:
+    from reprise.config.models import LocalCacheParams
 
 SWEEP_INTERVAL = 30.0
 """Seconds of the backend's clock between two full sweeps of expired entries."""
@@ -39,6 +43,8 @@ class MemoryBackend:
 
     name = "local"
     capabilities = Capabilities(native_ttl=True, shared=False, persistent=False)
+    vector_store: ClassVar[None] = None
+    """An exact-only type: no vector store (see :class:`~reprise.backends.registry.BackendClass`)."""
 
     def __init__(
         self,
@@ -60,14 +66,9 @@ class MemoryBackend:
         """Entries pushed out by the bounds (not by expiry) since creation."""
 
     @classmethod
-    def from_params(cls, params: object) -> MemoryBackend:
-        """Build from a config params model; reads ``max_entries``/``max_bytes`` if set."""
-        kwargs = {
-            name: value
-            for name in ("max_entries", "max_bytes")
-            if (value := getattr(params, name, None)) is not None
-        }
-        return cls(**kwargs)
+    def from_params(cls, params: LocalCacheParams) -> Self:
+        """Build from ``type: local``'s params: its ``max_entries`` and ``max_bytes`` bounds."""
+        return cls(max_entries=params.max_entries, max_bytes=params.max_bytes)
 
     # -- admin views ------------------------------------------------------------------
 

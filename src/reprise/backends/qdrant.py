@@ -20,13 +20,17 @@ import asyncio
 import base64
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from qdrant_client import AsyncQdrantClient, models
 
 from reprise.backends.base import Backend, Capabilities, namespace_of
+from reprise.backends.registry import VectorStoreMaker
 from reprise.backends.vector import Vector, VectorHit, VectorRecord, VectorStore
 from reprise.errors import BackendUnavailable
+
+if TYPE_CHECKING:
+    from reprise.config.models import QdrantSemanticCacheParams
 
 _NS = uuid.UUID("6f1c6c52-8a57-4d38-9d5c-2f0b9b1f4a61")
 Quantization = models.ScalarQuantization | models.ProductQuantization | models.BinaryQuantization
@@ -209,14 +213,17 @@ class QdrantVectorStore:
         await self.connection.aclose()
 
 
+def _vector_store(params: QdrantSemanticCacheParams, dim: int, backend: Backend) -> VectorStore:
+    """The vectors' collection, through the exact store's client when it is Qdrant's (one client)."""
+    connection = backend.connection if isinstance(backend, QdrantExactStore) else QdrantConnection(params)
+    return QdrantVectorStore(connection, dim)
+
+
 class QdrantSemanticBackend:
     """Registry entry: the vector store reuses the exact store's connection (one client)."""
 
-    @classmethod
-    def from_params(cls, params: Any) -> Backend:
-        return QdrantExactStore(QdrantConnection(params))
+    vector_store: ClassVar[VectorStoreMaker[QdrantSemanticCacheParams]] = _vector_store
 
     @classmethod
-    def vector_store(cls, params: Any, dim: int, backend: Backend) -> VectorStore:
-        connection = backend.connection if isinstance(backend, QdrantExactStore) else QdrantConnection(params)
-        return QdrantVectorStore(connection, dim)
+    def from_params(cls, params: QdrantSemanticCacheParams) -> Backend:
+        return QdrantExactStore(QdrantConnection(params))

@@ -25,7 +25,7 @@ import math
 import os
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeout
@@ -33,6 +33,9 @@ from redis.exceptions import TimeoutError as RedisTimeout
 from reprise.backends.base import Backend, Capabilities
 from reprise.backends.redis_conn import RedisTarget, open_client, resolve_target
 from reprise.errors import BackendError, BackendTimeout, BackendUnavailable
+
+if TYPE_CHECKING:
+    from reprise.config.models import RedisCacheParams
 
 LOCK_PREFIX = "!lock:"
 BATCH = 500
@@ -62,6 +65,8 @@ class RedisBackend:
 
     name = "redis"
     capabilities = Capabilities(native_ttl=True, shared=True, persistent=True)
+    vector_store: ClassVar[None] = None
+    """An exact-only type: no vector store (see :class:`~reprise.backends.registry.BackendClass`)."""
 
     def __init__(self, target: RedisTarget | None = None, *, lock_timeout: float = 10.0,
                  hidden_prefixes: tuple[str, ...] = ()) -> None:
@@ -75,9 +80,13 @@ class RedisBackend:
         self._lock_tokens: dict[str, str] = {}
 
     @classmethod
-    def from_params(cls, params: Any, environ: Mapping[str, str] | None = None, *,
+    def from_params(cls, params: RedisCacheParams, environ: Mapping[str, str] | None = None, *,
                     hidden_prefixes: tuple[str, ...] = ()) -> Backend:
-        """Build from :class:`~reprise.config.models.RedisCacheParams`, with its local tier if on."""
+        """Build from ``type: redis``'s params, with its local tier if on.
+
+        A :class:`Backend` rather than this class: with ``local_tier`` the store is a
+        :class:`~reprise.backends.tiered.TieredBackend` in front of it.
+        """
         target = resolve_target(params, os.environ if environ is None else environ)
         backend = cls(target, lock_timeout=params.lock_timeout, hidden_prefixes=hidden_prefixes)
         tier = params.front_tier

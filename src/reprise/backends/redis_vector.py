@@ -34,7 +34,7 @@ import hashlib
 import os
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from redis.exceptions import ResponseError
@@ -42,8 +42,13 @@ from redis.exceptions import ResponseError
 from reprise.backends.base import Backend, namespace_of
 from reprise.backends.redis import _FAILURES, RedisBackend, _translate
 from reprise.backends.redis_conn import resolve_target
+from reprise.backends.registry import VectorStoreMaker
+from reprise.backends.tiered import TieredBackend
 from reprise.backends.vector import Vector, VectorHit, VectorRecord, VectorStore
 from reprise.errors import BackendError, BackendUnavailable
+
+if TYPE_CHECKING:
+    from reprise.config.models import RedisSemanticCacheParams
 
 _TAG_SPECIAL = re.compile(r"([^A-Za-z0-9_])")
 _PLAIN_TAG = re.compile(r"[A-Za-z0-9_.:-]{1,256}")
@@ -219,23 +224,27 @@ def _redis_backend(backend: Backend) -> RedisBackend | None:
     """The :class:`RedisBackend` itself, or the shared tier behind its local tier."""
     if isinstance(backend, RedisBackend):
         return backend
-    back = getattr(backend, "back", None)
-    return back if isinstance(back, RedisBackend) else None
+    if isinstance(backend, TieredBackend) and isinstance(backend.back, RedisBackend):
+        return backend.back
+    return None
+
+
+def _vector_store(params: RedisSemanticCacheParams, dim: int, backend: Backend) -> VectorStore:
+    """The vector index over the exact store's pool when it is Redis, else over a pool of its own."""
+    index = params.redis_semantic_cache_index_name
+    redis = _redis_backend(backend)
+    if redis is not None:
+        return RedisVectorStore(redis, index, dim)
+    own = RedisBackend(resolve_target(params, os.environ), hidden_prefixes=(f"{index}:",))
+    return RedisVectorStore(own, index, dim, owns_backend=True)
 
 
 class RedisSemanticBackend:
     """Registry entry: the exact half is :class:`RedisBackend`; the vectors share its client."""
 
-    @classmethod
-    def from_params(cls, params: Any) -> Backend:
-        hidden = (f"{params.redis_semantic_cache_index_name}:",)
-        return RedisBackend.from_params(params, hidden_prefixes=hidden)
+    vector_store: ClassVar[VectorStoreMaker[RedisSemanticCacheParams]] = _vector_store
 
     @classmethod
-    def vector_store(cls, params: Any, dim: int, backend: Backend) -> VectorStore:
-        index = params.redis_semantic_cache_index_name
-        redis = _redis_backend(backend)
-        if redis is not None:
-            return RedisVectorStore(redis, index, dim)
-        own = RedisBackend(resolve_target(params, os.environ), hidden_prefixes=(f"{index}:",))
-        return RedisVectorStore(own, index, dim, owns_backend=True)
+    def from_params(cls, params: RedisSemanticCacheParams) -> Backend:
+        hidden = (f"{params.redis_semantic_cache_index_name}:",)
+        return RedisBackend.from_params(params, hidden_prefixes=hidden)

@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import boto3
 from botocore.config import Config
@@ -47,6 +47,11 @@ from botocore.exceptions import (
 from reprise.backends.base import Capabilities
 from reprise.backends.object_store import BlockingRunner, ObjectNames, expiry_meta, is_expired
 from reprise.errors import BackendError, BackendTimeout, BackendUnavailable, ConfigError
+
+if TYPE_CHECKING:
+    from pydantic import SecretStr
+
+    from reprise.config.models import S3CacheParams
 
 PAGE = 1000
 """Objects per ListObjectsV2 page and per DeleteObjects call (S3's maximum for both)."""
@@ -108,6 +113,8 @@ class S3Backend:
 
     name = "s3"
     capabilities = Capabilities(native_ttl=False, shared=True, persistent=True)
+    vector_store: ClassVar[None] = None
+    """An exact-only type: no vector store (see :class:`~reprise.backends.registry.BackendClass`)."""
 
     def __init__(self, target: S3Target) -> None:
         self.target = target
@@ -117,11 +124,11 @@ class S3Backend:
         self._client_lock = threading.Lock()
 
     @classmethod
-    def from_params(cls, params: Any) -> S3Backend:
-        """Build from :class:`~reprise.config.models.S3CacheParams` (LiteLLM's ``s3_*`` keys)."""
+    def from_params(cls, params: S3CacheParams) -> Self:
+        """Build from ``type: s3``'s params (LiteLLM's ``s3_*`` keys)."""
 
-        def secret(value: Any) -> str | None:
-            return None if value is None else str(value.get_secret_value())
+        def secret(value: SecretStr | None) -> str | None:
+            return None if value is None else value.get_secret_value()
 
         target = S3Target(
             bucket=params.s3_bucket_name, prefix=params.s3_path, region=params.s3_region_name,

@@ -281,6 +281,11 @@ class SemanticCacheParams(BaseCacheParams):
     #: Reprise: second model for candidates below 0.85 cosine; "none" turns it off.
     semantic_cache_verifier_model: str | None = None
 
+    @property
+    def embedding_model_setting(self) -> tuple[str, str | None]:
+        """(this type's key naming the embedding model, its value): LiteLLM names the key per type."""
+        raise NotImplementedError
+
 
 class LocalSemanticCacheParams(SemanticCacheParams):
     """``type: local-semantic`` (Reprise): disk answers + an embedded vector index, embedded model."""
@@ -289,6 +294,10 @@ class LocalSemanticCacheParams(SemanticCacheParams):
     semantic_cache_dir: str = Field(default=".reprise_semantic", min_length=1)
     semantic_cache_embedding_model: str | None = None
     max_bytes: int = Field(default=2**30, gt=0)
+
+    @property
+    def embedding_model_setting(self) -> tuple[str, str | None]:
+        return "semantic_cache_embedding_model", self.semantic_cache_embedding_model
 
 
 class QdrantSemanticCacheParams(SemanticCacheParams):
@@ -301,6 +310,10 @@ class QdrantSemanticCacheParams(SemanticCacheParams):
     qdrant_collection_name: str = Field(default="litellm_semantic_cache", min_length=1)
     qdrant_quantization_config: Literal["binary", "scalar", "product"] | None = None
     qdrant_path: str | None = None
+
+    @property
+    def embedding_model_setting(self) -> tuple[str, str | None]:
+        return "qdrant_semantic_cache_embedding_model", self.qdrant_semantic_cache_embedding_model
 
 
 class RedisSemanticCacheParams(SemanticCacheParams, RedisCacheParams):
@@ -315,6 +328,10 @@ class RedisSemanticCacheParams(SemanticCacheParams, RedisCacheParams):
     redis_semantic_cache_index_name: str = Field(
         default="litellm_semantic_cache_index", pattern=r"^[A-Za-z0-9._-]{1,128}$"
     )
+
+    @property
+    def embedding_model_setting(self) -> tuple[str, str | None]:
+        return "redis_semantic_cache_embedding_model", self.redis_semantic_cache_embedding_model
 
     @field_validator("redis_startup_nodes")
     @classmethod

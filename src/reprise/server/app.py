@@ -1,4 +1,4 @@
-"""The ASGI application: routing, auth, body parsing and the error edge.
+"""The ASGI application: dispatch through the route table, body parsing and the error edge.
 
 Plain ASGI (no framework) so a cache hit pays only for what it needs. Every error
 reaching this edge becomes OpenAI's error JSON with a 4xx/5xx status; nothing
@@ -18,42 +18,32 @@ import orjson
 
 from reprise import __version__
 from reprise.config import GatewayConfig, load_config
-from reprise.errors import ConfigError, NotFoundError, RequestError, UpstreamError
+from reprise.errors import ConfigError, RequestError, UpstreamError
 from reprise.observability.observer import Observer, RequestRecord
-from reprise.server.cache_admin import handle_admin, is_admin_path
+from reprise.server.cache_admin import CacheAdmin
 from reprise.server.chat import handle_chat
 from reprise.server.embeddings import handle_embeddings
 from reprise.server.errors import error_body, render_error
 from reprise.server.gateway import Gateway
 from reprise.server.headers import cache_headers
-from reprise.server.http import (
-    JSON_TYPE,
-    ClientGone,
-    Receive,
-    Scope,
-    Send,
-    header,
-    read_body,
-    send_bytes,
-)
-from reprise.server.keys_admin import KEY_PATHS, handle_keys
+from reprise.server.http import JSON_TYPE, ClientGone, Receive, Scope, Send, read_body, send_bytes
+from reprise.server.keys_admin import KeysAdmin
 from reprise.server.observe import observe
 from reprise.server.openapi import openapi_json
+from reprise.server.routes import Access, Call, admit, build_routes, without_body
 from reprise.server.ui_assets import UiAssets
 
 log = logging.getLogger("reprise.server")
 
 CONFIG_ENV = "REPRISE_CONFIG"
 
-_CHAT_PATHS = frozenset({"/chat/completions", "/v1/chat/completions"})
-_EMBEDDING_PATHS = frozenset({"/embeddings", "/v1/embeddings"})
-_MODEL_PATHS = frozenset({"/models", "/v1/models"})
-_LIVE_PATHS = frozenset({"/health/liveliness", "/health/liveness", "/livez"})
-_READY_PATHS = frozenset({"/health/readiness", "/readyz", "/health"})
-
 
 class RepriseApp:
-    """ASGI callable. Handles ``lifespan`` to open and close its gateway."""
+    """ASGI callable. Handles ``lifespan`` to open and close its gateway.
+
+    Requests go through one route table (:mod:`reprise.server.routes`); this class is
+    the handlers the table does not find elsewhere: the API, health, docs and dashboard.
+    """
 
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
@@ -61,13 +51,20 @@ class RepriseApp:
         self.started = time.time()
         self.observer = Observer(config, self.gateway.cache)  # metrics, request log (docs/operations.md)
         self.ui = UiAssets()
+        metrics = Access.MASTER if config.general_settings.metrics_require_auth else Access.PUBLIC
+        self.routes = build_routes(
+            self,
+            CacheAdmin(self.gateway, self.observer, self._json_body),
+            KeysAdmin(self.gateway, self._json_body),
+            metrics=metrics,
+        )
         if config.ignored_keys:
             log.warning("config keys not used by Reprise (ignored): %s", ", ".join(config.ignored_keys))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            if scope["path"] in _CHAT_PATHS or scope["path"] in _EMBEDDING_PATHS:
+            if scope["path"] in self.routes.observed_paths:
                 await self._observed(scope, receive, send)
             else:
                 await self._http(scope, receive, send)
@@ -101,47 +98,64 @@ class RepriseApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send, record: RequestRecord | None = None) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
+        if method == "HEAD":
+            send = without_body(send)
         try:
-            if method == "POST" and (path in _CHAT_PATHS or path in _EMBEDDING_PATHS):
-                caller = self.gateway.check_auth(header(scope, b"authorization"))
-                body = await self._json_body(scope, receive)
-                if record is not None:
-                    self.observer.note_request(record, body, caller.key_id)
-                if path in _CHAT_PATHS:
-                    await handle_chat(self.gateway, scope, receive, send, body, caller, record)
-                else:
-                    await handle_embeddings(self.gateway, scope, send, body, caller, record)
-            elif path in KEY_PATHS:
-                self.gateway.require_master(header(scope, b"authorization"))
-                body = await self._json_body(scope, receive) if method == "POST" else {}
-                await handle_keys(self.gateway, method, path, send, body)
-            elif method == "GET" and path in _MODEL_PATHS:
-                self.gateway.check_auth(header(scope, b"authorization"))
-                await self._models(send)
-            elif method == "GET" and path in _LIVE_PATHS:
-                await send_bytes(send, 200, b'{"status":"alive"}', [JSON_TYPE])
-            elif method == "GET" and path in _READY_PATHS:
-                await self._ready(send)
-            else:
-                await self._operator(scope, receive, send)
+            route = self.routes.resolve(method, path)
+            caller = admit(self.gateway, route.access, scope)
+            await route.handler(Call(scope, receive, send, caller, record))
         except ClientGone:
             return
         except Exception as exc:  # the edge: every failure becomes OpenAI error JSON
-            status, payload = render_error(exc)
+            status, payload, headers = render_error(exc)
             if record is not None and isinstance(exc, UpstreamError) and exc.cache_status is not None:
                 record.report(exc.cache_status, exc.cache_key)
             if status >= 500:
                 log.error("request %s %s failed: %s", method, path, exc, exc_info=status == 500)
-            await self._send_error(send, status, payload, _cache_report(exc))
+            await self._send_error(send, status, payload, [*headers, *_cache_report(exc)])
 
-    async def _operator(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """``/cache/*``, ``/metrics`` and the ``/ui`` dashboard (docs/operations.md), or no route."""
-        if scope["path"] == "/openapi.json" and scope["method"] == "GET":  # no auth: describes the API only
-            await send_bytes(send, 200, openapi_json(__version__), [JSON_TYPE])
-            return
-        if not is_admin_path(scope["path"]):
-            self._route_error(scope["path"], scope["method"])
-        await handle_admin(self.gateway, self.observer, self.ui, scope, send, lambda: self._json_body(scope, receive))
+    # -- handlers (the route table names them) ----------------------------------------
+
+    async def chat(self, call: Call) -> None:
+        scope, receive, send, caller, record = call.scope, call.receive, call.send, call.caller, call.record
+        body = await self._json_body(scope, receive)
+        if record is not None:
+            self.observer.note_request(record, body, caller.key_id)
+        await handle_chat(self.gateway, scope, receive, send, body, caller, record)
+
+    async def embeddings(self, call: Call) -> None:
+        scope, receive, send, caller, record = call.scope, call.receive, call.send, call.caller, call.record
+        body = await self._json_body(scope, receive)
+        if record is not None:
+            self.observer.note_request(record, body, caller.key_id)
+        await handle_embeddings(self.gateway, scope, send, body, caller, record)
+
+    async def models(self, call: Call) -> None:
+        data = [
+            {"id": name, "object": "model", "created": int(self.started), "owned_by": "reprise"}
+            for name in self.gateway.deployments
+        ]
+        await send_bytes(call.send, 200, orjson.dumps({"object": "list", "data": data}), [JSON_TYPE])
+
+    async def liveness(self, call: Call) -> None:
+        await send_bytes(call.send, 200, b'{"status":"alive"}', [JSON_TYPE])
+
+    async def readiness(self, call: Call) -> None:
+        cache = self.gateway.cache
+        body = {
+            "status": "healthy",
+            "cache": cache.backend.name if cache else None,
+            "cache_backend_failing": bool(cache and cache.stats.backend_errors and cache.failing),
+        }
+        await send_bytes(call.send, 200, orjson.dumps(body), [JSON_TYPE])
+
+    async def openapi(self, call: Call) -> None:
+        """``GET /openapi.json``, public: it describes the API, nothing of the deployment."""
+        await send_bytes(call.send, 200, openapi_json(__version__), [JSON_TYPE])
+
+    async def dashboard(self, call: Call) -> None:
+        """``/ui`` and its files (public: its numbers come from the master-key admin API)."""
+        await self.ui.serve(call.send, "GET", call.scope["path"])  # the table admits GET (and HEAD as GET)
 
     @staticmethod
     async def _send_error(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> None:
@@ -164,33 +178,6 @@ class RepriseApp:
         if deep:
             _check_depth(body)
         return body
-
-    @staticmethod
-    def _route_error(path: str, method: str) -> None:
-        known = _CHAT_PATHS | _EMBEDDING_PATHS | _MODEL_PATHS | _LIVE_PATHS | _READY_PATHS
-        if path in known:
-            raise MethodNotAllowed(f"method {method} is not allowed on {path}")
-        raise NotFoundError(f"no route {method} {path}", code="not_found")
-
-    async def _models(self, send: Send) -> None:
-        data = [
-            {"id": name, "object": "model", "created": int(self.started), "owned_by": "reprise"}
-            for name in self.gateway.deployments
-        ]
-        await send_bytes(send, 200, orjson.dumps({"object": "list", "data": data}), [JSON_TYPE])
-
-    async def _ready(self, send: Send) -> None:
-        cache = self.gateway.cache
-        body = {
-            "status": "healthy",
-            "cache": cache.backend.name if cache else None,
-            "cache_backend_failing": bool(cache and cache.stats.backend_errors and cache.failing),
-        }
-        await send_bytes(send, 200, orjson.dumps(body), [JSON_TYPE])
-
-
-class MethodNotAllowed(RequestError):
-    status = 405
 
 
 #: orjson writes at most 255 levels: a deeper body could be read but neither hashed into a key

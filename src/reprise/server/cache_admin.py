@@ -5,42 +5,114 @@ LiteLLM-compatible where LiteLLM has the route (https://docs.litellm.ai/docs/pro
 (here optionally ``{"namespace": "x"}``). Reprise adds ``GET /cache/stats`` (counters,
 savings, ``?series=1`` for the dashboard's time series) and the entry browser
 ``GET /cache/entries?namespace=&limit=&scan=`` / ``GET /cache/entries/{key}``.
-Every ``/cache/*`` route needs the master key; ``/metrics`` only when
-``general_settings.metrics_require_auth`` is set. Hit counts are this process's.
+Who may call each (the master key for ``/cache/*``; ``/metrics`` only with
+``general_settings.metrics_require_auth``) is the route table's business
+(:mod:`reprise.server.routes`), checked before these handlers run. Hit counts are this
+process's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
 
 from reprise.cache import AsyncCache
-from reprise.errors import NotFoundError, RequestError
+from reprise.errors import CacheNotConfigured, NotFoundError, RequestError
 from reprise.observability import inventory
 from reprise.observability.metrics import CONTENT_TYPE
 from reprise.observability.observer import Observer
 from reprise.observability.stats_view import stats_view
 from reprise.server.gateway import Gateway
-from reprise.server.http import JSON_TYPE, Scope, Send, send_bytes
-from reprise.server.ui_assets import UiAssets, is_ui_path
+from reprise.server.http import JSON_TYPE, Scope, send_bytes
+from reprise.server.routes import Call, JsonReader
 
-METRICS_PATH = "/metrics"
-_PREFIX = "/cache/"
-_ENTRY_PREFIX = "/cache/entries/"
+ENTRY_PREFIX = "/cache/entries/"
 _NO_STORE = (b"cache-control", b"no-store")
 
 
-def is_admin_path(path: str) -> bool:
-    """The operator's routes: ``/cache/*``, ``/metrics`` and the ``/ui`` dashboard."""
-    return path.startswith(_PREFIX) or path == METRICS_PATH or is_ui_path(path)
+class CacheAdmin:
+    """The handlers of ``/cache/*`` and ``/metrics``, over the gateway's cache and observer.
+
+    Each handler first settles the observer, so counts include requests of the last few ms.
+    """
+
+    def __init__(self, gateway: Gateway, observer: Observer, read_json: JsonReader) -> None:
+        self.gateway = gateway
+        self.observer = observer
+        self.read_json = read_json
+
+    async def ping(self, call: Call) -> None:
+        self.observer.settle()
+        await _answer(call, await inventory.ping(self._cache().backend))
+
+    async def stats(self, call: Call) -> None:
+        self.observer.settle()
+        query = _query(call.scope)
+        view = await stats_view(self.gateway.cache, self.observer, top=_int(query, "top", 10, 100))
+        if query.get("series") in {"1", "true", "yes"}:
+            span = _int(query, "span", 3600, 86_400)
+            view["series"] = self.observer.series.export(self.observer.clock(), span)
+        await _answer(call, view)
+
+    async def entries(self, call: Call) -> None:
+        self.observer.settle()
+        query = _query(call.scope)
+        backend = self._cache().backend
+        found = await inventory.recent_entries(
+            backend, _namespace(query.get("namespace"), "namespace"), _int(query, "limit", 50, 1000),
+            _int(query, "scan", 2000, 1_000_000), self.observer.hits.get,
+        )
+        await _answer(call, found)
+
+    async def entry(self, call: Call) -> None:
+        """``GET /cache/entries/{key}``: the key is the rest of the path, as stored."""
+        self.observer.settle()
+        key = call.scope["path"][len(ENTRY_PREFIX):]
+        found = await inventory.entry(self._cache().backend, key, self.observer.hits.get) if key else None
+        if found is None:
+            raise NotFoundError(f"no live cache entry with key {key!r}", param="key", code="entry_not_found")
+        await _answer(call, found)
+
+    async def delete(self, call: Call) -> None:
+        self.observer.settle()
+        keys = (await self._body(call)).get("keys")
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise RequestError("'keys' must be a list of cache keys", param="keys")
+        deleted = await inventory.delete_keys(self._cache().backend, keys)
+        for key in keys:
+            self.observer.hits.forget(key)
+        await _answer(call, {"status": "success", "deleted": deleted})
+
+    async def flushall(self, call: Call) -> None:
+        self.observer.settle()
+        namespace = _namespace((await self._body(call)).get("namespace"), "namespace")
+        removed = await inventory.flush(self._cache().backend, namespace)
+        self.observer.hits.clear(namespace)
+        await _answer(call, {"status": "success", "deleted": removed, "namespace": namespace})
+
+    async def metrics(self, call: Call) -> None:
+        """Prometheus text format (docs/operations.md)."""
+        self.observer.settle()
+        await send_bytes(call.send, 200, self.observer.metrics.registry.render(), [(b"content-type", CONTENT_TYPE)])
+
+    def _cache(self) -> AsyncCache:
+        if self.gateway.cache is None:
+            raise CacheNotConfigured()
+        return self.gateway.cache
+
+    async def _body(self, call: Call) -> dict[str, Any]:
+        """LiteLLM's ``POST /cache/flushall`` takes no body; an empty one means ``{}``."""
+        headers = dict(call.scope["headers"])
+        length = headers.get(b"content-length")
+        if length in (None, b"0") and b"transfer-encoding" not in headers:
+            return {}
+        return await self.read_json(call.scope, call.receive)
 
 
-class CacheNotConfigured(RequestError):
-    status = 503
-    error_type = "service_unavailable_error"
+async def _answer(call: Call, result: dict[str, Any]) -> None:
+    await send_bytes(call.send, 200, orjson.dumps(result), [JSON_TYPE, _NO_STORE])
 
 
 def _query(scope: Scope) -> dict[str, str]:
@@ -56,98 +128,9 @@ def _int(query: dict[str, str], name: str, default: int, high: int) -> int:
     return int(raw)
 
 
-def _cache(gw: Gateway) -> AsyncCache:
-    if gw.cache is None:
-        raise CacheNotConfigured("Cache not initialized: set litellm_settings.cache: true", code="cache_disabled")
-    return gw.cache
-
-
 def _namespace(value: Any, param: str) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str):
         raise RequestError(f"'{param}' must be a string", param=param)
     return value
-
-
-async def handle_admin(gw: Gateway, observer: Observer, ui: UiAssets, scope: Scope, send: Send,
-                       read_json: Callable[[], Awaitable[dict[str, Any]]]) -> None:
-    """Answer one operator request; a POST body is read (``read_json``) only after auth."""
-    method: str = scope["method"]
-    path: str = scope["path"]
-    observer.settle()  # count the requests of the last few ms before showing counts
-    if is_ui_path(path):
-        await ui.serve(send, method, path)
-        return
-    if path == METRICS_PATH:
-        if method != "GET":
-            raise NotFoundError(f"no route {method} {path}", code="not_found")
-        if observer.metrics_require_auth:
-            gw.require_master(_authorization(scope))
-        await send_bytes(send, 200, observer.metrics.registry.render(), [(b"content-type", CONTENT_TYPE)])
-        return
-    gw.require_master(_authorization(scope))
-    body = await read_json() if method == "POST" and _has_body(scope) else {}
-    if method == "GET":
-        result = await _get(gw, observer, path, _query(scope))
-    elif method == "POST":
-        result = await _post(gw, observer, path, body)
-    else:
-        raise NotFoundError(f"no route {method} {path}", code="not_found")
-    await send_bytes(send, 200, orjson.dumps(result), [JSON_TYPE, _NO_STORE])
-
-
-def _has_body(scope: Scope) -> bool:
-    """LiteLLM's ``POST /cache/flushall`` takes no body; an empty one means ``{}``."""
-    headers = dict(scope["headers"])
-    length = headers.get(b"content-length")
-    return length not in (None, b"0") or b"transfer-encoding" in headers
-
-
-def _authorization(scope: Scope) -> bytes | None:
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            return bytes(value)
-    return None
-
-
-async def _get(gw: Gateway, observer: Observer, path: str, query: dict[str, str]) -> dict[str, Any]:
-    if path == "/cache/ping":
-        return await inventory.ping(_cache(gw).backend)
-    if path == "/cache/stats":
-        view = await stats_view(gw.cache, observer, top=_int(query, "top", 10, 100))
-        if query.get("series") in {"1", "true", "yes"}:
-            span = _int(query, "span", 3600, 86_400)
-            view["series"] = observer.series.export(observer.clock(), span)
-        return view
-    if path == "/cache/entries":
-        backend = _cache(gw).backend
-        return await inventory.recent_entries(
-            backend, _namespace(query.get("namespace"), "namespace"), _int(query, "limit", 50, 1000),
-            _int(query, "scan", 2000, 1_000_000), observer.hits.get,
-        )
-    if path.startswith(_ENTRY_PREFIX):
-        key = path[len(_ENTRY_PREFIX):]
-        found = await inventory.entry(_cache(gw).backend, key, observer.hits.get) if key else None
-        if found is None:
-            raise NotFoundError(f"no live cache entry with key {key!r}", param="key", code="entry_not_found")
-        return found
-    raise NotFoundError(f"no route GET {path}", code="not_found")
-
-
-async def _post(gw: Gateway, observer: Observer, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    if path == "/cache/delete":
-        keys = body.get("keys")
-        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-            raise RequestError("'keys' must be a list of cache keys", param="keys")
-        deleted = await inventory.delete_keys(_cache(gw).backend, keys)
-        for key in keys:
-            observer.hits.forget(key)
-        return {"status": "success", "deleted": deleted}
-    if path == "/cache/flushall":
-        namespace = _namespace(body.get("namespace"), "namespace")
-        removed = await inventory.flush(_cache(gw).backend, namespace)
-        observer.hits.clear(namespace)
-        return {"status": "success", "deleted": removed, "namespace": namespace}
-    raise NotFoundError(f"no route POST {path}", code="not_found")
-

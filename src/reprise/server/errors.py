@@ -1,17 +1,83 @@
-"""The one table from Reprise's exceptions to OpenAI's error JSON and an HTTP status.
+"""The one table from Reprise's exceptions to an HTTP status and OpenAI's error JSON.
 
 OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``
-(https://platform.openai.com/docs/guides/error-codes).
+(https://platform.openai.com/docs/guides/error-codes). Every failure that reaches the
+server's edge is rendered here, so a status is decided in one place: the most specific
+class of the exception found in :data:`STATUSES` wins.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NamedTuple
 
 import orjson
 
-from reprise.errors import RepriseError, RequestError, UpstreamError
+from reprise.errors import (
+    AuthError,
+    CacheNotConfigured,
+    ConfigError,
+    Forbidden,
+    MethodNotAllowed,
+    NotFoundError,
+    PayloadTooLarge,
+    RepriseError,
+    RequestError,
+    ServerError,
+    ServiceUnavailable,
+    Unsupported,
+    UpstreamError,
+)
+from reprise.observability import inventory
+
+Headers = list[tuple[bytes, bytes]]
+
+
+class Status(NamedTuple):
+    """An HTTP status and the OpenAI ``error.type`` that goes with it."""
+
+    code: int
+    error_type: str
+
+
+#: Exception class -> status; an exception takes the entry of the first of its classes
+#: (its MRO) listed here. ``UpstreamError`` carries its own status (502, 503 busy, 504).
+STATUSES: dict[type[BaseException], Status] = {
+    AuthError: Status(401, "authentication_error"),
+    Forbidden: Status(403, "permission_error"),
+    NotFoundError: Status(404, "not_found_error"),
+    MethodNotAllowed: Status(405, "invalid_request_error"),
+    PayloadTooLarge: Status(413, "invalid_request_error"),
+    RequestError: Status(400, "invalid_request_error"),
+    Unsupported: Status(501, "not_implemented_error"),
+    CacheNotConfigured: Status(503, "service_unavailable_error"),
+    ServiceUnavailable: Status(503, "service_unavailable_error"),
+    ServerError: Status(500, "server_error"),
+    UpstreamError: Status(502, "upstream_error"),
+    ConfigError: Status(500, "server_error"),
+    RepriseError: Status(500, "server_error"),
+    BaseException: Status(500, "server_error"),
+    # Still defined (under RequestError) in observability/inventory.py, which is being
+    # rewritten: they belong under ServerError (errors.Unsupported, errors.ServiceUnavailable).
+    inventory.Unsupported: Status(501, "not_implemented_error"),
+    inventory.StoreUnavailable: Status(503, "service_unavailable_error"),
+}
+
+
+class ErrorResponse(NamedTuple):
+    status: int
+    body: bytes
+    headers: Headers
+
+
+def status_of(kind: type[BaseException]) -> Status:
+    """The table's entry for an exception class (its own, or its nearest listed base's)."""
+    for cls in kind.__mro__:
+        found = STATUSES.get(cls)
+        if found is not None:
+            return found
+    raise AssertionError("unreachable: BaseException is in the table")
 
 
 def error_body(message: str, error_type: str, param: str | None = None, code: str | None = None) -> bytes:
@@ -20,16 +86,24 @@ def error_body(message: str, error_type: str, param: str | None = None, code: st
     )
 
 
-def render_error(exc: Exception) -> tuple[int, bytes]:
-    """Status and body for any exception that reaches the server edge."""
-    if isinstance(exc, RequestError):
-        return exc.status, error_body(exc.message, exc.error_type, exc.param, exc.code)
+def render_error(exc: BaseException) -> ErrorResponse:
+    """Status, body and extra headers for any exception that reaches the server edge.
+
+    A 405 carries ``Allow``. An unexpected exception's text is never shown (it may hold
+    internals); Reprise's own messages are written for the client.
+    """
+    status, error_type = status_of(type(exc))
+    if isinstance(exc, RequestError | ServerError):
+        headers: Headers = []
+        if isinstance(exc, MethodNotAllowed):
+            headers.append((b"allow", ", ".join(exc.allowed).encode()))
+        return ErrorResponse(status, error_body(exc.message, error_type, exc.param, exc.code), headers)
     if isinstance(exc, UpstreamError):
-        kind = "timeout" if exc.status == 504 else "upstream_error"
-        return exc.status, error_body(str(exc), kind, None, kind)
+        kind = "timeout" if exc.status == 504 else error_type
+        return ErrorResponse(exc.status, error_body(str(exc), kind, None, kind), [])
     if isinstance(exc, RepriseError):
-        return 500, error_body(str(exc), "server_error")
-    return 500, error_body("internal error", "server_error")
+        return ErrorResponse(status, error_body(str(exc), error_type), [])
+    return ErrorResponse(status, error_body("internal error", error_type), [])
 
 
 @contextmanager

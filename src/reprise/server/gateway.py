@@ -7,22 +7,31 @@ import itertools
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from reprise.backends.registry import load_backend_class
 from reprise.cache import AsyncCache
 from reprise.config import GatewayConfig
+from reprise.config.models import SemanticCacheParams
 from reprise.config.tenancy import KeyCacheDefaults
 from reprise.core.controls import CacheControls
 from reprise.core.policy import BYPASS, CachePlan, CachePolicy, decide
 from reprise.core.tenancy import partition_namespace
-from reprise.errors import AuthError, ConfigError, NotFoundError, RequestError
+from reprise.errors import AuthError, ConfigError, Forbidden, NotFoundError
 from reprise.server.auth import MASTER, OPEN, KeyStore, Principal, bearer_token
-from reprise.server.upstream import DEFAULT_MAX_PARALLEL, PROVIDER_BASES, Deployment, HttpUpstream, MockUpstream, Upstream
+from reprise.server.upstream import (
+    DEFAULT_MAX_PARALLEL,
+    PROVIDER_BASES,
+    Deployment,
+    HttpUpstream,
+    MockUpstream,
+    Upstream,
+)
 
 if TYPE_CHECKING:  # the semantic layer needs the ``semantic`` extra (NumPy): import it lazily
     from reprise.embeddings.base import AsyncEmbedder
     from reprise.semantic.cache import SemanticCache
+    from reprise.semantic.lazy_store import StoreFactory
 
 log = logging.getLogger("reprise.server")
 
@@ -55,11 +64,6 @@ def resolve_deployments(config: GatewayConfig, default_timeout: float) -> dict[s
             )
         )
     return table
-
-
-class Forbidden(RequestError):
-    status = 403
-    error_type = "permission_error"
 
 
 def with_key_defaults(policy: CachePolicy, defaults: KeyCacheDefaults) -> CachePolicy:
@@ -97,19 +101,21 @@ class Gateway:
         settings = config.litellm_settings
         deployments = resolve_deployments(config, settings.request_timeout)
         cache = None
-        vector_params: tuple[Any, Any, Any] | None = None
+        semantic: tuple[SemanticCacheParams, StoreFactory] | None = None
         call_types: frozenset[str] = frozenset()
-        if config.cache_enabled:
-            params = config.cache_params
-            assert params is not None
+        params = config.cache_params
+        if config.cache_enabled and params is not None:
             backend_class = load_backend_class(params.type)
             backend = backend_class.from_params(params)
             policy = CachePolicy(
                 enabled=True, mode=params.mode, ttl=params.ttl, namespace=params.namespace
             )
             cache = AsyncCache(backend, policy)
-            if hasattr(backend_class, "vector_store"):
-                vector_params = (params, backend_class, backend)
+            make_vectors = backend_class.vector_store  # every registered class declares it; None: exact only
+            if make_vectors is not None:
+                assert isinstance(params, SemanticCacheParams), "pinned by tests/backends/test_registry.py"
+                semantic_params = params
+                semantic = (semantic_params, lambda dim: make_vectors(semantic_params, dim, backend))
             call_types = frozenset(params.supported_call_types)
         master = config.general_settings.master_key
         gateway = cls(
@@ -123,10 +129,10 @@ class Gateway:
             keys=KeyStore(config.general_settings.virtual_keys, config.general_settings.keys_file),
             shared_namespaces=frozenset(config.general_settings.shared_namespaces),
         )
-        if vector_params is not None:  # after the gateway exists: a model_list embedder calls it
+        if semantic is not None:  # after the gateway exists: a model_list embedder calls it
             from reprise.semantic.build import build_semantic
 
-            gateway.semantic = build_semantic(*vector_params, gateway.model_embedder)
+            gateway.semantic = build_semantic(*semantic, gateway.model_embedder)
         return gateway
 
     def model_embedder(self, name: str) -> AsyncEmbedder | None:

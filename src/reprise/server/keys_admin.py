@@ -3,6 +3,7 @@
 Route names follow LiteLLM's (https://docs.litellm.ai/docs/proxy/virtual_keys), with
 ``tenant`` (or LiteLLM's ``team_id``) naming the partition the key belongs to. The
 clear key is returned once, by ``/key/generate``, and never stored or shown again.
+Methods and the master-key check are the route table's (:mod:`reprise.server.routes`).
 """
 
 from __future__ import annotations
@@ -15,13 +16,40 @@ from reprise.config.tenancy import _check_tenant
 from reprise.errors import RequestError
 from reprise.server.auth import digest
 from reprise.server.gateway import Gateway
-from reprise.server.http import JSON_TYPE, Send, send_bytes
+from reprise.server.http import JSON_TYPE, send_bytes
+from reprise.server.routes import Call, JsonReader
 
-KEY_PATHS = frozenset({"/key/generate", "/key/delete", "/key/list"})
 
+class KeysAdmin:
+    """The handlers of ``/key/*`` over the gateway's :class:`~reprise.server.auth.KeyStore`."""
 
-class WrongMethod(RequestError):
-    status = 405
+    def __init__(self, gateway: Gateway, read_json: JsonReader) -> None:
+        self.gateway = gateway
+        self.read_json = read_json
+
+    async def generate_key(self, call: Call) -> None:
+        body = await self.read_json(call.scope, call.receive)
+        cache = body.get("cache")
+        if cache is not None and not isinstance(cache, dict):
+            raise RequestError("'cache' must be an object", param="cache")
+        try:
+            key, key_digest = self.gateway.keys.generate(_tenant(body), cache)
+        except ValueError as exc:  # pydantic validation of the cache defaults
+            raise RequestError(f"invalid cache defaults: {exc}", param="cache") from None
+        await _answer(call, {"key": key, "key_id": key_digest[:12], "tenant": body.get("tenant", body.get("team_id"))})
+
+    async def delete_keys(self, call: Call) -> None:
+        body = await self.read_json(call.scope, call.receive)
+        keys = body.get("keys", [])
+        hashes = body.get("key_sha256", [])
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise RequestError("'keys' must be a list of keys", param="keys")
+        if not isinstance(hashes, list) or not all(isinstance(h, str) for h in hashes):
+            raise RequestError("'key_sha256' must be a list of hex digests", param="key_sha256")
+        await _answer(call, {"deleted": self.gateway.keys.revoke([digest(k) for k in keys] + hashes)})
+
+    async def list_keys(self, call: Call) -> None:
+        await _answer(call, {"keys": self.gateway.keys.describe()})
 
 
 def _tenant(body: dict[str, Any]) -> str:
@@ -34,26 +62,5 @@ def _tenant(body: dict[str, Any]) -> str:
         raise RequestError(str(exc), param="tenant") from None
 
 
-async def handle_keys(gw: Gateway, method: str, path: str, send: Send, body: dict[str, Any]) -> None:
-    if path == "/key/list" and method == "GET":
-        result: dict[str, Any] = {"keys": gw.keys.describe()}
-    elif path == "/key/generate" and method == "POST":
-        cache = body.get("cache")
-        if cache is not None and not isinstance(cache, dict):
-            raise RequestError("'cache' must be an object", param="cache")
-        try:
-            key, key_digest = gw.keys.generate(_tenant(body), cache)
-        except ValueError as exc:  # pydantic validation of the cache defaults
-            raise RequestError(f"invalid cache defaults: {exc}", param="cache") from None
-        result = {"key": key, "key_id": key_digest[:12], "tenant": body.get("tenant", body.get("team_id"))}
-    elif path == "/key/delete" and method == "POST":
-        keys = body.get("keys", [])
-        hashes = body.get("key_sha256", [])
-        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-            raise RequestError("'keys' must be a list of keys", param="keys")
-        if not isinstance(hashes, list) or not all(isinstance(h, str) for h in hashes):
-            raise RequestError("'key_sha256' must be a list of hex digests", param="key_sha256")
-        result = {"deleted": gw.keys.revoke([digest(k) for k in keys] + hashes)}
-    else:  # every path of KEY_PATHS is handled above, so only the method can be wrong
-        raise WrongMethod(f"method {method} is not allowed on {path}")
-    await send_bytes(send, 200, orjson.dumps(result), [JSON_TYPE])
+async def _answer(call: Call, result: dict[str, Any]) -> None:
+    await send_bytes(call.send, 200, orjson.dumps(result), [JSON_TYPE])

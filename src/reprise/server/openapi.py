@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from reprise.core.controls import MAX_SECONDS, NAMESPACE_PATTERN
+from reprise.server.routes import CHAT_PATHS, EMBEDDING_PATHS, LIVENESS_PATHS, MODEL_PATHS, READINESS_PATHS
 
 Schema = dict[str, Any]
 
@@ -311,15 +312,15 @@ def build_openapi(version: str) -> Schema:
         },
     }
     paths: dict[str, Schema] = {}
-    for path in ("/chat/completions", "/v1/chat/completions"):
+    for path in CHAT_PATHS:
         paths[path] = _chat_operation()
-    for path in ("/embeddings", "/v1/embeddings"):
+    for path in EMBEDDING_PATHS:
         paths[path] = _embeddings_operation()
-    for path in ("/models", "/v1/models"):
+    for path in MODEL_PATHS:
         paths[path] = _models_operation()
-    for path in ("/health/liveliness", "/health/liveness", "/livez"):
+    for path in LIVENESS_PATHS:
         paths[path] = _health_operation("Liveness", alive)
-    for path in ("/health/readiness", "/readyz", "/health"):
+    for path in READINESS_PATHS:
         paths[path] = _health_operation("Readiness", ready)
     paths.update(_key_operations())
     paths["/openapi.json"] = _health_operation("This document", {"type": "object", "required": ["openapi"]})
