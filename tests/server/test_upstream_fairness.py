@@ -42,7 +42,7 @@ def test_a_busy_deployment_answers_503_and_others_keep_working(stub: StubUpstrea
             other = c.post("/chat/completions", json=chat(unique(), model="gpt-4o"))
         for t in holders:
             t.join()
-        assert busy.status_code == 503
+        assert busy.status_code == 503 and busy.json()["error"]["code"] == "upstream_busy"
         assert busy.json()["error"]["message"].startswith("model 'slow': all 2 provider connections")
         assert other.status_code == 200
         assert held == [504, 504]

@@ -23,7 +23,7 @@ import orjson
 
 from reprise.backends.base import Backend, namespace_of
 from reprise.core.entry import EntryFormatError, decode_entry
-from reprise.errors import BackendError, RequestError
+from reprise.errors import BackendError, ServiceUnavailable, Unsupported
 
 BATCH = 100
 PROBE_NAMESPACE = "__reprise_ping__"
@@ -34,18 +34,8 @@ Progress = Callable[[int, int | None], None]
 HitCount = Callable[[str], int]
 
 
-class Unsupported(RequestError):
-    """The configured backend cannot do this operation."""
-
-    status = 501
-    error_type = "not_implemented_error"
-
-
-class StoreUnavailable(RequestError):
+class StoreUnavailable(ServiceUnavailable):
     """The cache store failed while serving an admin request."""
-
-    status = 503
-    error_type = "service_unavailable_error"
 
 
 def _no_hits(key: str) -> int:

@@ -29,7 +29,6 @@ from reprise.errors import (
     Unsupported,
     UpstreamError,
 )
-from reprise.observability import inventory
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -58,11 +57,12 @@ STATUSES: dict[type[BaseException], Status] = {
     ConfigError: Status(500, "server_error"),
     RepriseError: Status(500, "server_error"),
     BaseException: Status(500, "server_error"),
-    # Still defined (under RequestError) in observability/inventory.py, which is being
-    # rewritten: they belong under ServerError (errors.Unsupported, errors.ServiceUnavailable).
-    inventory.Unsupported: Status(501, "not_implemented_error"),
-    inventory.StoreUnavailable: Status(503, "service_unavailable_error"),
 }
+
+
+#: ``error.type`` and ``code`` of a provider failure by its status: 504 the provider timed out,
+#: 503 the deployment's connections stayed busy (``max_parallel_requests``), else 502.
+_UPSTREAM_CODES = {504: "timeout", 503: "upstream_busy"}
 
 
 class ErrorResponse(NamedTuple):
@@ -99,7 +99,7 @@ def render_error(exc: BaseException) -> ErrorResponse:
             headers.append((b"allow", ", ".join(exc.allowed).encode()))
         return ErrorResponse(status, error_body(exc.message, error_type, exc.param, exc.code), headers)
     if isinstance(exc, UpstreamError):
-        kind = "timeout" if exc.status == 504 else error_type
+        kind = _UPSTREAM_CODES.get(exc.status, error_type)
         return ErrorResponse(exc.status, error_body(str(exc), kind, None, kind), [])
     if isinstance(exc, RepriseError):
         return ErrorResponse(status, error_body(str(exc), error_type), [])
