@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reprise.backends.base import Backend, StartupCheck
+from reprise.backends.base import Backend, Degradable, StartupCheck
 from reprise.core.entry import CacheEntry, EntryFormatError, decode_entry, encode_entry
 from reprise.core.policy import CachePolicy, expiry_time, is_usable
 from reprise.errors import BackendError
@@ -68,7 +68,7 @@ class StoreAccess:
     def _recovered(self) -> None:
         # A backend with a local tier answers from memory while its shared store is
         # down; ``degraded`` says so, and such a success does not end the outage.
-        if self.failing and not getattr(self.backend, "degraded", False):
+        if self.failing and not (isinstance(self.backend, Degradable) and self.backend.degraded):
             self.failing = False
             log.warning("cache backend %s recovered", self.backend.name)
 

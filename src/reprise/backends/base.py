@@ -105,6 +105,17 @@ class StartupCheck(Protocol):
         ...
 
 
+@runtime_checkable
+class Degradable(Protocol):
+    """Optional: a store with a local tier that answers from memory while its shared part is down.
+
+    ``degraded`` is True while the last call to the shared part failed; a success served
+    from the local tier meanwhile does not end the driver's outage.
+    """
+
+    degraded: bool
+
+
 def namespace_of(key: str) -> str | None:
     """The namespace part of a stored key, or None for a plain hash key."""
     head, sep, _ = key.rpartition(":")
