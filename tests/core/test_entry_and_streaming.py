@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reprise.core.entry import CacheEntry, EntryFormatError, decode_entry, encode_entry
-from reprise.core.streaming import StreamAssembler, render_sse
+from reprise.core.streaming import DONE_EVENT, StreamAssembler, is_chat_completion, render_sse
 
 
 def test_entry_round_trip() -> None:
@@ -129,3 +129,133 @@ def test_render_is_valid_sse_and_round_trips_multiple_choices() -> None:
     assert asm.completion()["choices"] == completion["choices"]
     assert asm.completion()["usage"] == completion["usage"]
     assert b'"usage"' not in render_sse(completion, include_usage=False)
+
+
+def test_reasoning_content_is_kept_and_replayed() -> None:
+    raw = b"".join([
+        chunk({"role": "assistant", "content": "", "reasoning_content": "Think"}),
+        chunk({"reasoning_content": "ing..."}),
+        chunk({"content": "42"}),
+        chunk({}, "stop"),
+        b"data: [DONE]\n\n",
+    ])
+    asm = StreamAssembler()
+    asm.feed(raw)
+    message = asm.completion()["choices"][0]["message"]
+    assert message == {"role": "assistant", "content": "42", "reasoning_content": "Thinking..."}
+    replay = StreamAssembler()
+    replay.feed(render_sse(asm.completion(), include_usage=False))
+    assert replay.completion() == asm.completion()
+
+
+def test_legacy_function_call_is_reassembled_and_replayed() -> None:
+    raw = b"".join([
+        chunk({"role": "assistant", "content": None, "function_call": {"name": "get_weather", "arguments": ""}}),
+        chunk({"function_call": {"arguments": '{"city"'}}),
+        chunk({"function_call": {"arguments": ':"Paris"}'}}),
+        chunk({}, "function_call"),
+        b"data: [DONE]\n\n",
+    ])
+    asm = StreamAssembler()
+    asm.feed(raw)
+    assert asm.complete
+    message = asm.completion()["choices"][0]["message"]
+    assert message == {"role": "assistant", "content": None,
+                       "function_call": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}
+    replay = StreamAssembler()
+    replay.feed(render_sse(asm.completion(), include_usage=True))
+    assert replay.completion()["choices"] == asm.completion()["choices"]
+
+
+def test_unknown_fields_are_kept_at_every_level() -> None:
+    first = {"id": "c1", "object": "chat.completion.chunk", "created": 5, "model": "m", "x_groq": {"id": "req_1"},
+             "choices": [{"index": 0, "delta": {"role": "assistant", "content": "", "novel": "a",
+                                                "tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                                                                "function": {"name": "f", "arguments": "{"},
+                                                                "extra": {"k": [1]}}]},
+                          "finish_reason": None}]}
+    last = {"id": "c1", "object": "chat.completion.chunk", "created": 5, "model": "m", "x_groq": None,
+            "choices": [{"index": 0, "delta": {"novel": "b", "tool_calls": [
+                {"index": 0, "function": {"arguments": "}"}, "extra": {"k": [2]}}]},
+                "finish_reason": "tool_calls", "stop_reason": 7}]}
+    asm = StreamAssembler()
+    asm.feed(b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in (first, last)) + b"data: [DONE]\n\n")
+    assert asm.complete
+    done = asm.completion()
+    assert done["object"] == "chat.completion"
+    assert done["x_groq"] == {"id": "req_1"}  # last non-null wins
+    choice = done["choices"][0]
+    assert choice["stop_reason"] == 7
+    assert choice["message"] == {
+        "role": "assistant", "content": "", "novel": "ab",
+        "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"},
+                        "extra": {"k": [1, 2]}}],
+    }
+    replay = StreamAssembler()
+    replay.feed(render_sse(done, include_usage=False))
+    assert replay.completion() == done
+
+
+def test_crlf_split_between_feeds_comments_and_event_lines_are_forwarded() -> None:
+    raw = (b": ping\r\n\r\nevent: message\r\ndata: " + chunk({"content": "hi"})[6:-2] + b"\r\n\r\ndata:"
+           + chunk({}, "stop")[5:-2] + b"\r\n\r\ndata: [DONE]\r\n\r\n")
+    for cut in range(len(raw) + 1):
+        asm = StreamAssembler()
+        forwarded = b"".join(asm.feed(raw[:cut]) + asm.feed(raw[cut:]))
+        assert forwarded == raw.replace(b"\r\n", b"\n")
+        assert asm.complete
+        assert asm.completion()["choices"][0]["message"]["content"] == "hi"
+
+
+def test_tool_calls_without_index_are_told_apart_by_id() -> None:
+    raw = b"".join([
+        chunk({"role": "assistant", "tool_calls": [{"id": "a", "type": "function",
+                                                    "function": {"name": "f", "arguments": "{"}}]}),
+        chunk({"tool_calls": [{"function": {"arguments": "}"}}]}),
+        chunk({"tool_calls": [{"id": "b", "type": "function", "function": {"name": "g", "arguments": "{}"}}]}),
+        chunk({}, "tool_calls"),
+        b"data: [DONE]\n\n",
+    ])
+    asm = StreamAssembler()
+    asm.feed(raw)
+    calls = asm.completion()["choices"][0]["message"]["tool_calls"]
+    assert [(c["id"], c["function"]["arguments"]) for c in calls] == [("a", "{}"), ("b", "{}")]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"[1, 2]", b'"text"', b'{"choices": "x"}', b'{"choices": [3]}', b'{"choices": [{"index": "0", "delta": {}}]}',
+     b'{"choices": [{"index": 0, "delta": "x"}]}', b'{"choices": [{"index": 0, "delta": {"tool_calls": [1]}}]}',
+     b'{"choices": [{"index": 0, "delta": {"deep": ' + b'{"a": ' * 900 + b"1" + b"}" * 900 + b"}}]}",
+     b'{"choices": [{"index": 0, "delta": {"deep": ' + b'{"a": ' * 200 + b"1" + b"}" * 200 + b"}}]}"],
+)
+def test_odd_chunks_never_raise_and_are_never_complete(payload: bytes) -> None:
+    """Not JSON objects, the wrong shapes, or nested deeper than JSON can be written back (orjson: 254)."""
+    asm = StreamAssembler()
+    forwarded = asm.feed(chunk({"content": "x"}) + b"data: " + payload + b"\n\n" + chunk({}, "stop") + DONE_EVENT)
+    assert len(forwarded) == 4
+    if payload.startswith(b'{"choices": [{"index": 0, "delta": {"deep"') and len(payload) < 2000:
+        assert asm.complete  # merged 32 levels deep, kept whole below, and can still be written
+        assert orjson.loads(orjson.dumps(asm.completion())) == asm.completion()
+        assert orjson.loads(render_sse(asm.completion(), False).split(b"\n\n")[1][6:])
+    else:
+        assert not asm.complete
+
+
+def test_render_follows_openais_usage_format() -> None:
+    completion = {"id": "x", "object": "chat.completion", "created": 1, "model": "m", "service_tier": "default",
+                  "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+                  "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2,
+                            "prompt_tokens_details": {"cached_tokens": 0}}}
+    events = [orjson.loads(e.removeprefix(b"data: ")) for e in render_sse(completion, True).split(b"\n\n")[:-2]]
+    assert all(e["object"] == "chat.completion.chunk" and e["service_tier"] == "default" for e in events)
+    assert all(e["usage"] is None for e in events[:-1])
+    assert events[-1]["choices"] == [] and events[-1]["usage"] == completion["usage"]
+    assert events[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+
+
+def test_is_chat_completion() -> None:
+    assert is_chat_completion({"choices": [{"message": {}}]})
+    others: list[object] = [None, [], {}, {"choices": []}, {"choices": [{}]}, {"choices": [{"message": "x"}]}]
+    for other in others:
+        assert not is_chat_completion(other)

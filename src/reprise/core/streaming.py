@@ -1,10 +1,37 @@
 """Server-sent events for chat completions: reassemble an upstream stream, render a stored one.
 
-A streamed answer is stored only when it *completed normally*: ``data: [DONE]`` was
-seen, every chunk was valid JSON, and every choice carries a ``finish_reason``. It is
-stored as the equivalent non-streamed ``chat.completion`` JSON, so a streamed and a
-non-streamed request for one prompt share one entry; :func:`render_sse` turns it back
-into OpenAI's chunk format (role, content, tool calls, finish, optional usage, DONE).
+Why: a streamed and a non-streamed request for one prompt share one entry, stored as the
+non-streamed ``chat.completion`` JSON. A cache must give back what the provider gave,
+whichever way it was asked and answered, including fields we have never heard of
+(``reasoning_content`` from DeepSeek and vLLM, legacy ``function_call``, ``x_groq``...).
+
+What is promised:
+
+* :class:`StreamAssembler` reads an upstream ``chat.completion.chunk`` stream in time linear
+  in its size, whatever the chunking, forwards its events unchanged (line ends normalised
+  to ``\\n``) and merges it losslessly, per choice ``index``, by OpenAI's rules
+  (https://platform.openai.com/docs/api-reference/chat-streaming):
+
+  - in ``delta``, strings are concatenated in arrival order (``content``, ``refusal``,
+    ``reasoning_content``, unknown ones), lists appended, objects merged recursively by
+    these rules, other values replaced by the last non-null one; ``role``, ``id`` and
+    ``type`` are identifiers, never concatenated (the first non-empty one is kept);
+    ``tool_calls`` merge per their own ``index`` (a call without one continues the last
+    call, or starts a new one when it brings a new ``id``); ``content`` is ``null`` when
+    no content arrived (OpenAI's tool-call-only answers);
+  - a choice's ``logprobs`` merge as a delta does (``content``/``refusal`` lists
+    concatenated); its other fields (``finish_reason``, vLLM's ``stop_reason``, unknown
+    ones) and every top-level field (``usage`` whole) keep their last non-null value.
+
+  It is :attr:`~StreamAssembler.complete` only when ``data: [DONE]`` was seen, every
+  ``data:`` payload was a JSON object, none carried ``error``, and every choice (at least
+  one) has a ``finish_reason``. Objects nested deeper than ``_MAX_DEPTH`` are kept whole;
+  a chunk nested deeper than JSON can be written back (``_MAX_NESTING``) is malformed.
+* :func:`render_sse` is its inverse up to chunk boundaries: ``assemble(render_sse(c, True))
+  == c`` for any chat completion ``c`` with distinct choice indexes, except that a message
+  without ``role`` gets ``"assistant"``, a missing ``content`` or ``usage`` comes back as
+  ``null``, and an ``index`` key inside a plain answer's tool call is replaced by its
+  position (the stream's own addressing). ``tests/core/test_replay_property.py`` checks it.
 """
 
 from __future__ import annotations
@@ -15,53 +42,235 @@ from typing import Any
 import orjson
 
 DONE_EVENT = b"data: [DONE]\n\n"
+_IDENTIFIERS = frozenset({"role", "id", "type"})
+_CHOICE_OWN = frozenset({"index", "delta", "message", "logprobs", "finish_reason"})
+_MAX_DEPTH = 32
+_MAX_NESTING = 254  # orjson writes no deeper: an answer nested deeper could not be stored
+
+
+# -- merged values: parts kept apart until the end, joined once -----------------------------
+
+class _Fields(dict[str, Any]):
+    """An object being merged; its values are raw JSON or the merge types below."""
+
+
+class _Text:
+    __slots__ = ("parts",)
+
+    def __init__(self, first: str) -> None:
+        self.parts = [first]
+
+    @classmethod
+    def grow(cls, held: Any, more: str) -> _Text:
+        """``held`` with ``more`` appended, or a new text if ``held`` is not one."""
+        if not isinstance(held, _Text):
+            return cls(more)
+        held.parts.append(more)
+        return held
+
+
+class _Items:
+    __slots__ = ("items",)
+
+    def __init__(self, first: list[Any]) -> None:
+        self.items = list(first)
+
+    @classmethod
+    def grow(cls, held: Any, more: list[Any]) -> _Items:
+        """``held`` with ``more`` appended, or a new list if ``held`` is not one."""
+        if not isinstance(held, _Items):
+            return cls(more)
+        held.items.extend(more)
+        return held
+
+
+class _Calls:
+    """``tool_calls``: one merged object per call ``index``."""
+
+    __slots__ = ("by_index", "last", "top")
+
+    def __init__(self) -> None:
+        self.by_index: dict[int, _Fields] = {}
+        self.last = 0
+        self.top = -1
+
+    def slot(self, item: dict[str, Any]) -> _Fields:
+        """The call ``item`` continues: by its ``index``, else the last one unless its ``id`` is new."""
+        index = item.get("index")
+        if type(index) is not int:
+            current = self.by_index.get(self.last)
+            fresh = item.get("id") and current is not None and current.get("id") not in (None, "", item["id"])
+            index = self.top + 1 if fresh else self.last
+        self.last, self.top = index, max(self.top, index)
+        return self.by_index.setdefault(index, _Fields())
+
+
+def _merge(held: _Fields, delta: dict[str, Any], depth: int = 0) -> bool:
+    """Merge one delta object into ``held`` by the module's rules; False if it is malformed."""
+    ok = True
+    for key, value in delta.items():
+        current = held.get(key)
+        if type(current) is _Text and type(value) is str:  # the common case, inlined
+            current.parts.append(value)
+        else:
+            ok = _merge_field(held, key, value, depth) and ok
+    return ok
+
+
+def _merge_field(held: _Fields, key: str, value: Any, depth: int) -> bool:
+    current = held.get(key)
+    if value is None:
+        held.setdefault(key, None)
+    elif key in _IDENTIFIERS:
+        if current is None or current == "":
+            held[key] = value
+    elif isinstance(value, str):
+        held[key] = _Text.grow(current, value)
+    elif isinstance(value, list) and key != "tool_calls":
+        held[key] = _Items.grow(current, value)
+    elif isinstance(value, dict) and depth < _MAX_DEPTH:
+        if not isinstance(current, _Fields):
+            current = held[key] = _Fields()
+        return _merge(current, value, depth + 1)
+    elif isinstance(value, list):  # tool_calls
+        if not isinstance(current, _Calls):
+            current = held[key] = _Calls()
+        return _merge_calls(current, value, depth + 1)
+    else:
+        held[key] = value
+    return True
+
+
+def _merge_calls(calls: _Calls, items: list[Any], depth: int) -> bool:
+    ok = True
+    for item in items:
+        if not isinstance(item, dict):
+            ok = False
+            continue
+        ok = _merge(calls.slot(item), {k: v for k, v in item.items() if k != "index"}, depth) and ok
+    return ok
+
+
+def _final(value: Any) -> Any:
+    """The plain JSON value of a merged one."""
+    if isinstance(value, _Text):
+        return "".join(value.parts)
+    if isinstance(value, _Fields):
+        return {key: _final(item) for key, item in value.items()}
+    if isinstance(value, _Items):
+        return value.items
+    if isinstance(value, _Calls):
+        return [_final(value.by_index[i]) for i in sorted(value.by_index)]
+    return value
+
+
+# -- the event stream -----------------------------------------------------------------------
+
+@dataclass(slots=True)
+class _Events:
+    """Splits bytes into whole SSE events in linear time: each byte is scanned and moved once.
+
+    Line ends are normalised to ``\\n`` as bytes arrive (a ``\\r\\n`` split between two
+    feeds included); only the unfinished event's bytes stay in ``buf``.
+    """
+
+    buf: bytearray = field(default_factory=bytearray)
+    skip_lf: bool = False
+
+    def split(self, data: bytes) -> list[bytes]:
+        data = self._normalise(data)
+        buf = self.buf
+        scan = max(len(buf) - 1, 0)  # a blank line may straddle the old and the new bytes
+        buf += data
+        events: list[bytes] = []
+        start = 0
+        with memoryview(buf) as view:
+            while (end := buf.find(b"\n\n", scan)) >= 0:
+                events.append(bytes(view[start : end + 2]))
+                start = scan = end + 2
+        if start:
+            del buf[:start]
+        return events
+
+    def _normalise(self, data: bytes) -> bytes:
+        if self.skip_lf and data[:1] == b"\n":
+            data = data[1:]
+            self.skip_lf = False
+        if not data:
+            return data
+        self.skip_lf = data.endswith(b"\r")
+        if b"\r" in data:
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        return data
+
+
+def _payload(block: bytes) -> bytes | None:
+    """The event's data (its ``data:`` lines joined by newlines); None when it has none."""
+    if block.startswith(b"data: ") and block.find(b"\n") == len(block) - 2:
+        return block[6:-2]  # the common case: one data line
+    lines = [line[5:] for line in block.split(b"\n") if line.startswith(b"data:")]
+    if not lines:
+        return None
+    return b"\n".join(line[1:] if line.startswith(b" ") else line for line in lines)
+
+
+def _too_deep(payload: bytes, chunk: dict[str, Any]) -> bool:
+    """Whether ``chunk`` nests deeper than ``_MAX_NESTING`` (walked only when it might)."""
+    if payload.count(b"{") + payload.count(b"[") <= _MAX_NESTING:
+        return False
+    stack: list[tuple[Any, int]] = [(chunk, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > _MAX_NESTING:
+            return True
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 @dataclass(slots=True)
 class _Choice:
-    role: str = "assistant"
-    content: list[str] = field(default_factory=list)
-    refusal: list[str] = field(default_factory=list)
-    tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
-    logprobs: list[Any] | None = None
-    finish_reason: str | None = None
-    saw_content: bool = False
+    message: _Fields = field(default_factory=_Fields)
+    merged: _Fields = field(default_factory=_Fields)  # holds "logprobs", merged as a delta is
+    fields: dict[str, Any] = field(default_factory=dict)  # finish_reason and the rest: last wins
+
+    def final(self, index: int) -> dict[str, Any]:
+        rest = _final(self.message)
+        message = {"role": rest.pop("role", None) or "assistant", "content": rest.pop("content", None), **rest}
+        out: dict[str, Any] = {"index": index, "message": message}
+        if "logprobs" in self.merged:
+            out["logprobs"] = _final(self.merged["logprobs"])
+        out["finish_reason"] = self.fields.get("finish_reason")
+        out.update((k, v) for k, v in self.fields.items() if k != "finish_reason")
+        return out
 
 
 @dataclass(slots=True)
 class StreamAssembler:
     """Consumes upstream SSE bytes; yields the events to forward and keeps the whole answer.
 
-    ``drop_usage_chunk`` removes the usage-only chunk (``choices: []``) that Reprise
-    asked upstream for on the client's behalf when the client did not ask for it.
+    ``drop_usage_chunk`` withholds the usage-only chunk (``choices: []``) that Reprise
+    asked upstream for on the client's behalf when the client did not ask for it; its
+    usage is still kept in :meth:`completion`.
     """
 
     drop_usage_chunk: bool = False
     done: bool = False
+    """``data: [DONE]`` was seen."""
     malformed: bool = False
-    _buffer: bytes = b""
+    """A ``data:`` payload was not a JSON object of the chunk's shape, or carried ``error``."""
+    _events: _Events = field(default_factory=_Events)
     _top: dict[str, Any] = field(default_factory=dict)
     _choices: dict[int, _Choice] = field(default_factory=dict)
-    _usage: Any = None
 
     def feed(self, data: bytes) -> list[bytes]:
         """Add raw bytes; return the complete events (with their blank line) to forward."""
-        self._buffer += data.replace(b"\r\n", b"\n") if b"\r" in data else data
-        events: list[bytes] = []
-        while True:
-            end = self._buffer.find(b"\n\n")
-            if end < 0:
-                return events
-            block, self._buffer = self._buffer[: end + 2], self._buffer[end + 2 :]
-            if self._take_event(block):
-                events.append(block)
+        return [block for block in self._events.split(data) if self._take_event(block)]
 
     def _take_event(self, block: bytes) -> bool:
         """Absorb one event; return whether to forward it."""
-        payload = b"\n".join(
-            line[5:].lstrip(b" ") for line in block.split(b"\n") if line.startswith(b"data:")
-        )
-        if not payload:
+        payload = _payload(block)
+        if payload is None:
             return True  # comments / keep-alives / event names pass through
         if payload.strip() == b"[DONE]":
             self.done = True
@@ -69,9 +278,8 @@ class StreamAssembler:
         try:
             chunk = orjson.loads(payload)
         except orjson.JSONDecodeError:
-            self.malformed = True
-            return True
-        if not isinstance(chunk, dict):
+            chunk = None
+        if not isinstance(chunk, dict) or _too_deep(payload, chunk):
             self.malformed = True
             return True
         self._absorb(chunk)
@@ -79,132 +287,123 @@ class StreamAssembler:
         return not (usage_only and self.drop_usage_chunk)
 
     def _absorb(self, chunk: dict[str, Any]) -> None:
-        if "error" in chunk:
+        if chunk.get("error") is not None:
             self.malformed = True
-        for name in ("id", "created", "model", "system_fingerprint", "service_tier"):
-            if chunk.get(name) is not None:
-                self._top[name] = chunk[name]
-        if chunk.get("usage") is not None:
-            self._usage = chunk["usage"]
-        for raw in chunk.get("choices") or ():
-            if not isinstance(raw, dict):
-                self.malformed = True
-                continue
-            choice = self._choices.setdefault(int(raw.get("index", 0)), _Choice())
-            _merge_delta(choice, raw.get("delta") or {})
-            if raw.get("finish_reason"):
-                choice.finish_reason = raw["finish_reason"]
-            lp = raw.get("logprobs")
-            if isinstance(lp, dict) and isinstance(lp.get("content"), list):
-                choice.logprobs = (choice.logprobs or []) + lp["content"]
+        top = self._top
+        for key, value in chunk.items():
+            if value is not None or key not in top:
+                top[key] = value
+        choices = top.pop("choices", None)
+        if "object" in top:
+            top["object"] = "chat.completion"
+        if choices is not None and not isinstance(choices, list):
+            self.malformed = True
+            return
+        for raw in choices or ():
+            self._absorb_choice(raw)
+
+    def _absorb_choice(self, raw: Any) -> None:
+        index = raw.get("index", 0) if isinstance(raw, dict) else None
+        if type(index) is not int:  # not a bool either
+            self.malformed = True
+            return
+        choice = self._choices.get(index) or self._choices.setdefault(index, _Choice())
+        fields, ok = choice.fields, True
+        for key, value in raw.items():
+            if key == "delta":
+                ok = (_merge(choice.message, value) if isinstance(value, dict) else value is None) and ok
+            elif key == "logprobs":
+                ok = (value is None and key in choice.merged or _merge(choice.merged, {key: value})) and ok
+            elif key != "index" and (value is not None or key not in fields):
+                fields[key] = value
+        self.malformed = self.malformed or not ok
 
     @property
     def complete(self) -> bool:
+        """The stream ended normally: safe to store (see the module docstring)."""
         return (
             self.done
             and not self.malformed
             and bool(self._choices)
-            and all(c.finish_reason for c in self._choices.values())
+            and all(c.fields.get("finish_reason") for c in self._choices.values())
         )
 
     def completion(self) -> dict[str, Any]:
         """The non-streamed ``chat.completion`` equivalent of what was received."""
-        return {
-            "id": self._top.get("id", ""),
-            "object": "chat.completion",
-            "created": self._top.get("created", 0),
-            "model": self._top.get("model", ""),
-            **{k: self._top[k] for k in ("system_fingerprint", "service_tier") if k in self._top},
-            "choices": [_finish_choice(i, c) for i, c in sorted(self._choices.items())],
-            "usage": self._usage,
-        }
+        out = dict(self._top)
+        usage = out.pop("usage", _ABSENT)
+        out.setdefault("object", "chat.completion")
+        out["choices"] = [choice.final(i) for i, choice in sorted(self._choices.items())]
+        if usage is not _ABSENT:
+            out["usage"] = usage
+        return out
 
 
-def _merge_delta(choice: _Choice, delta: dict[str, Any]) -> None:
-    if delta.get("role"):
-        choice.role = delta["role"]
-    if delta.get("content") is not None:
-        choice.saw_content = True
-        choice.content.append(delta["content"])
-    if delta.get("refusal"):
-        choice.refusal.append(delta["refusal"])
-    for call in delta.get("tool_calls") or ():
-        slot = choice.tool_calls.setdefault(
-            int(call.get("index", 0)), {"id": None, "type": "function", "name": "", "args": []}
-        )
-        slot["id"] = call.get("id") or slot["id"]
-        slot["type"] = call.get("type") or slot["type"]
-        function = call.get("function") or {}
-        slot["name"] += function.get("name") or ""
-        slot["args"].append(function.get("arguments") or "")
+_ABSENT = object()
 
 
-def _finish_choice(index: int, choice: _Choice) -> dict[str, Any]:
-    message: dict[str, Any] = {
-        "role": choice.role,
-        "content": "".join(choice.content) if choice.saw_content else None,
-    }
-    if choice.refusal:
-        message["refusal"] = "".join(choice.refusal)
-    if choice.tool_calls:
-        message["tool_calls"] = [
-            {
-                "id": slot["id"],
-                "type": slot["type"],
-                "function": {"name": slot["name"], "arguments": "".join(slot["args"])},
-            }
-            for _, slot in sorted(choice.tool_calls.items())
-        ]
-    logprobs = {"content": choice.logprobs, "refusal": None} if choice.logprobs else None
-    return {
-        "index": index,
-        "message": message,
-        "logprobs": logprobs,
-        "finish_reason": choice.finish_reason,
-    }
-
-
-def _event(obj: dict[str, Any]) -> bytes:
-    return b"data: " + orjson.dumps(obj) + b"\n\n"
-
+# -- replay ---------------------------------------------------------------------------------
 
 def render_sse(completion: dict[str, Any], include_usage: bool) -> bytes:
-    """OpenAI ``chat.completion.chunk`` events replaying a stored completion, then DONE."""
-    base: dict[str, Any] = {
-        "id": completion.get("id", ""),
-        "object": "chat.completion.chunk",
-        "created": completion.get("created", 0),
-        "model": completion.get("model", ""),
-    }
-    if completion.get("system_fingerprint") is not None:
-        base["system_fingerprint"] = completion["system_fingerprint"]
+    """OpenAI ``chat.completion.chunk`` events replaying a stored completion, then DONE.
+
+    Every top-level field but ``choices`` and ``usage`` is in each chunk. With
+    ``include_usage`` (the client's ``stream_options.include_usage``) each chunk has
+    ``usage: null`` and a last ``choices: []`` chunk carries the stored usage, as OpenAI does.
+    """
+    base = {k: v for k, v in completion.items() if k not in ("choices", "usage")}
+    base["object"] = "chat.completion.chunk"
     if include_usage:
         base["usage"] = None
+    # The top-level fields are the same in every chunk: written once, each chunk ends with its choices.
+    head = b"data: " + orjson.dumps(base)[:-1] + b',"choices":'
     out: list[bytes] = []
-    for choice in completion.get("choices") or ():
-        out.extend(_choice_events(base, choice))
+    for position, choice in enumerate(completion.get("choices") or ()):
+        if isinstance(choice, dict):
+            out.extend(head + orjson.dumps([body]) + b"}\n\n" for body in _choice_chunks(position, choice))
     if include_usage:
-        out.append(_event({**base, "choices": [], "usage": completion.get("usage")}))
+        out.append(b"data: " + orjson.dumps({**base, "choices": [], "usage": completion.get("usage")}) + b"\n\n")
     out.append(DONE_EVENT)
     return b"".join(out)
 
 
-def _choice_events(base: dict[str, Any], choice: dict[str, Any]) -> list[bytes]:
-    index = choice.get("index", 0)
-    message = choice.get("message") or {}
+def _choice_chunks(position: int, choice: dict[str, Any]) -> list[dict[str, Any]]:
+    """A role chunk, a chunk with all the rest of the message, and a finish chunk."""
+    index = choice.get("index", position)
+    message = choice.get("message")
+    message = message if isinstance(message, dict) else {}
+    content = message.get("content")
+    head = {"role": message.get("role") or "assistant", "content": "" if isinstance(content, str) else None}
+    delta = {k: v for k, v in message.items() if k != "role" and not (k == "content" and content in ("", None))}
+    if isinstance(delta.get("tool_calls"), list):
+        delta["tool_calls"] = [_indexed(i, call) for i, call in enumerate(delta["tool_calls"])]
+    extra = {k: v for k, v in choice.items() if k not in _CHOICE_OWN}
+    quiet = {"logprobs": None} if "logprobs" in choice else {}
+    chunks = [{"index": index, "delta": head, **quiet, "finish_reason": None}]
+    if delta or extra or choice.get("logprobs") is not None:
+        logprobs = {"logprobs": choice["logprobs"]} if quiet else {}
+        chunks.append({"index": index, "delta": delta, **extra, **logprobs, "finish_reason": None})
+    chunks.append({"index": index, "delta": {}, **quiet, "finish_reason": choice.get("finish_reason")})
+    return chunks
 
-    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
-        body = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
-        body.update(extra)
-        return _event({**base, "choices": [body]})
 
-    first = "" if message.get("content") is not None else None
-    events = [chunk({"role": message.get("role", "assistant"), "content": first})]
-    if message.get("content"):
-        events.append(chunk({"content": message["content"]}, logprobs=choice.get("logprobs")))
-    if message.get("refusal"):
-        events.append(chunk({"refusal": message["refusal"]}))
-    for i, call in enumerate(message.get("tool_calls") or ()):
-        events.append(chunk({"tool_calls": [{"index": i, **call}]}))
-    events.append(chunk({}, choice.get("finish_reason") or "stop"))
-    return events
+def _indexed(position: int, call: Any) -> Any:
+    if not isinstance(call, dict):
+        return call
+    return {"index": position, **{k: v for k, v in call.items() if k != "index"}}
+
+
+def is_chat_completion(obj: Any) -> bool:
+    """A dict with a non-empty list ``choices`` of dicts that each carry a ``message`` dict.
+
+    The driver stores a 2xx answer only when it is one: anything else is the provider's
+    failure, not an answer to replay.
+    """
+    if not isinstance(obj, dict):
+        return False
+    choices = obj.get("choices")
+    return (
+        isinstance(choices, list)
+        and bool(choices)
+        and all(isinstance(c, dict) and isinstance(c.get("message"), dict) for c in choices)
+    )
