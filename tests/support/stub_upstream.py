@@ -19,9 +19,11 @@ Fault injection is chosen by the request's ``model`` field, so a gateway config
 can map a model name to a fault (see :data:`FAULT_MODELS`). Embeddings are sha256
 noise (any two inputs unrelated) unless the model name contains ``words``
 (:data:`WORDS_MODEL`): then they are a bag of letter-words (:func:`words_vector`), so
-prompts sharing words are similar and a semantic cache test means something. The control
-endpoints ``GET /_stats``, ``POST /_reset``, ``POST /_delay`` and
-``GET /_last`` are for tests only.
+prompts sharing words are similar and a semantic cache test means something. Answer
+shapes other providers use (reasoning deltas, legacy ``function_call``, a refused
+``stream_options``, a non-JSON 200, a stall, a slow stream) are chosen the same way (see
+:data:`MODE_MODELS`). The control endpoints ``GET /_stats``, ``POST /_reset``,
+``POST /_delay``, ``GET /_last`` and ``GET /_requests`` are for tests only.
 
 This file only needs the standard library and aiohttp (orjson and uvloop are
 used when importable), so it runs in any environment that has reprise's
@@ -45,7 +47,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,7 +83,30 @@ FAULT_MODELS: dict[str, str] = {
     "no-done": "streams content, then ends cleanly without finish_reason and without [DONE] "
     "(non-stream: a normal answer)",
 }
+#: Substrings of the request's ``model`` that choose an answer shape (not an error status).
+#: Checked in this order; ``slow-stream`` is not the ``slow`` fault.
+MODE_MODELS: dict[str, str] = {
+    "reasoning": "DeepSeek-style answer: message.reasoning_content (streamed as several deltas before the "
+    "content, with content: null), unknown fields at every level (top-level x_vendor object, choice-level "
+    "stop_reason: 42 on the finishing choice, message/delta x_extra string streamed in pieces), usage with "
+    "completion_tokens_details.reasoning_tokens",
+    "function-call": "legacy function_call answer: content null, function_call get_weather({\"city\": \"Paris\"}), "
+    "finish_reason function_call; streamed as the name in the first delta, then the arguments in pieces",
+    "reject-stream-options": "HTTP 400 (OpenAI error naming stream_options) whenever the body has stream_options; "
+    "otherwise a normal answer (streamed or not)",
+    "invalid-json": "HTTP 200 whose body is not JSON: Content-Type application/json for a plain request, "
+    "text/html (no SSE) for a streamed one; the body is <html>oops</html>",
+    "stall": f"accepts the request and sleeps {30.0:g} s before answering (a gateway timeout fires first)",
+    "slow-stream": "a normal streamed answer with a pause between chunks (0.3 s, or the x-stub-chunk-delay-ms "
+    "header); a plain request is answered at once",
+}
 SLOW_SECONDS = 5.0
+STALL_SECONDS = 30.0
+SLOW_STREAM_CHUNK_DELAY_MS = 300.0
+#: ``GET /_requests`` keeps the last this many chat/embeddings/models requests.
+RECORDED_REQUESTS = 200
+FUNCTION_CALL = {"name": "get_weather", "arguments": '{"city": "Paris"}'}
+INVALID_JSON_BODY = b"<html>oops</html>"
 EMBEDDING_DIMENSIONS = 8
 #: A model name containing this gets bag-of-words embeddings (:func:`words_vector`).
 WORDS_MODEL = "words"
@@ -106,6 +131,7 @@ class StubState:
     models: int = 0
     by_model: Counter[str] = field(default_factory=Counter)
     last: dict[str, Any] | None = None
+    requests: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECORDED_REQUESTS))
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -121,6 +147,15 @@ class StubState:
         self.chat = self.embeddings = self.embedding_items = self.models = 0
         self.by_model.clear()
         self.last = None
+        self.requests.clear()
+
+    def record(self, request: web.Request, body: Any) -> None:
+        """Keep what arrived (path, headers, parsed body or ``None``) for ``/_requests``; a parsed
+        chat or embeddings body also becomes ``/_last``."""
+        seen = _last_request(request, body)
+        self.requests.append(seen)
+        if body is not None and request.path.endswith(("/chat/completions", "/embeddings")):
+            self.last = seen
 
 
 STATE_KEY = web.AppKey("state", StubState)
@@ -133,10 +168,10 @@ def _json_response(obj: Any, status: int = 200, headers: dict[str, str] | None =
     return web.Response(body=_dumps(obj), status=status, content_type="application/json", headers=headers)
 
 
-def error_response(status: int, message: str | None = None) -> web.Response:
+def error_response(status: int, message: str | None = None, param: str | None = None) -> web.Response:
     """An error shaped like OpenAI's: ``{"error": {message, type, param, code}}``."""
     default_message, kind, code = _ERRORS.get(status, _ERRORS[400])
-    body = {"error": {"message": message or default_message, "type": kind, "param": None, "code": code}}
+    body = {"error": {"message": message or default_message, "type": kind, "param": param, "code": code}}
     headers = {"Retry-After": "1"} if status == 429 else None
     return _json_response(body, status, headers)
 
@@ -154,9 +189,9 @@ def _words(text: str) -> int:
     return len(text.split())
 
 
-def _last_request(request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
+def _last_request(request: web.Request, body: Any) -> dict[str, Any]:
     headers = {str(k): v for k, v in request.headers.items()}
-    return {"path": request.path, "headers": headers, "body": body}
+    return {"path": request.path, "query": request.query_string, "headers": headers, "body": body}
 
 
 async def _read_json(request: web.Request) -> dict[str, Any] | web.Response:
@@ -178,7 +213,9 @@ async def _apply_delay_and_faults(request: web.Request, state: StubState, model:
             delay_ms = float(header)
         except ValueError:
             return error_response(400, "x-stub-delay-ms must be a number")
-    delay = SLOW_SECONDS if "slow" in model else delay_ms / 1000
+    delay = SLOW_SECONDS if "slow" in model and "slow-stream" not in model else delay_ms / 1000
+    if "stall" in model:
+        delay = STALL_SECONDS
     if delay > 0:
         await asyncio.sleep(delay)
     for status in (500, 429, 400):
@@ -261,6 +298,10 @@ def _tool_name(body: dict[str, Any], tools: list[Any]) -> str:
 
 
 def chat_completion_json(answer: ChatAnswer) -> dict[str, Any]:
+    if "function-call" in answer.model:
+        return _function_call_json(answer)
+    if "reasoning" in answer.model:
+        return _reasoning_json(answer)
     choices = []
     for i, content in enumerate(answer.contents):
         message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
@@ -295,18 +336,13 @@ def chat_chunks(answer: ChatAnswer, include_usage: bool, finish: bool = True) ->
     a last chunk with ``choices: []`` and the usage (``usage: null`` before it).
     """
 
+    if "function-call" in answer.model:
+        return _function_call_chunks(answer, include_usage, finish)
+    if "reasoning" in answer.model:
+        return _reasoning_chunks(answer, include_usage, finish)
+
     def chunk(index: int, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
-        c: dict[str, Any] = {
-            "id": answer.id,
-            "object": "chat.completion.chunk",
-            "created": answer.created,
-            "model": answer.model,
-            "system_fingerprint": "fp_stub",
-            "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
-        }
-        if include_usage:
-            c["usage"] = None
-        return c
+        return _chunk(answer, include_usage, index, delta, finish_reason)
 
     chunks = []
     for i, content in enumerate(answer.contents):
@@ -328,11 +364,174 @@ def chat_chunks(answer: ChatAnswer, include_usage: bool, finish: bool = True) ->
         if finish:
             chunks.append(chunk(i, {}, answer.finish_reason))
     if include_usage and finish:
-        last = chunk(0, {})
-        last["choices"] = []
-        last["usage"] = answer.usage()
-        chunks.append(last)
+        chunks.append(_usage_chunk(answer, answer.usage()))
     return chunks
+
+
+def _chunk(answer: ChatAnswer, include_usage: bool, index: int, delta: dict[str, Any],
+           finish_reason: str | None = None, **extra: Any) -> dict[str, Any]:
+    """One ``chat.completion.chunk`` with one choice; ``extra`` goes on the choice."""
+    c: dict[str, Any] = {
+        "id": answer.id,
+        "object": "chat.completion.chunk",
+        "created": answer.created,
+        "model": answer.model,
+        "system_fingerprint": "fp_stub",
+        "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason, **extra}],
+    }
+    if include_usage:
+        c["usage"] = None
+    return c
+
+
+def _usage_chunk(answer: ChatAnswer, usage: dict[str, Any]) -> dict[str, Any]:
+    last = _chunk(answer, True, 0, {})
+    last["choices"] = []
+    last["usage"] = usage
+    return last
+
+
+# --------------------------------------------------------------------------- answer shapes (MODE_MODELS)
+
+#: Unknown top-level field of every ``reasoning`` answer and chunk (a vendor extension).
+X_VENDOR = {"region": "stub-1", "flags": [1, 2, 3]}
+#: Unknown message-level string of every ``reasoning`` answer, streamed in pieces.
+X_EXTRA = "vendor note about this answer"
+#: Unknown choice-level field on the finishing ``reasoning`` choice (vLLM's stop_reason shape).
+STOP_REASON = 42
+
+
+def reasoning_text(answer: ChatAnswer, index: int) -> str:
+    """The ``reasoning_content`` of choice ``index``: a few words, unique per call."""
+    return f"The user wants an echo. Call {answer.call} choice {index}: repeat their words."
+
+
+def _reasoning_usage(answer: ChatAnswer) -> dict[str, Any]:
+    usage: dict[str, Any] = answer.usage()
+    reasoning = sum(_words(reasoning_text(answer, i)) for i in range(len(answer.contents)))
+    usage["completion_tokens"] += reasoning
+    usage["total_tokens"] += reasoning
+    usage["completion_tokens_details"] = {"reasoning_tokens": reasoning}
+    return usage
+
+
+def _reasoning_json(answer: ChatAnswer) -> dict[str, Any]:
+    choices = [
+        {
+            "index": i,
+            "message": {
+                "role": "assistant",
+                "content": content,
+                "reasoning_content": reasoning_text(answer, i),
+                "x_extra": X_EXTRA,
+            },
+            "logprobs": None,
+            "finish_reason": "stop",
+            "stop_reason": STOP_REASON,
+        }
+        for i, content in enumerate(answer.contents)
+    ]
+    return {
+        "id": answer.id,
+        "object": "chat.completion",
+        "created": answer.created,
+        "model": answer.model,
+        "system_fingerprint": "fp_stub",
+        "x_vendor": X_VENDOR,
+        "choices": choices,
+        "usage": _reasoning_usage(answer),
+    }
+
+
+def _reasoning_chunks(answer: ChatAnswer, include_usage: bool, finish: bool) -> list[dict[str, Any]]:
+    """DeepSeek's shape: reasoning deltas (``content: null``) first, then content deltas
+    (``reasoning_content: null``); ``x_extra`` rides on the first content deltas in pieces;
+    ``stop_reason`` is null until the finishing chunk; ``x_vendor`` is on every chunk."""
+
+    def chunk(index: int, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+        stop = STOP_REASON if finish_reason else None
+        return {**_chunk(answer, include_usage, index, delta, finish_reason, stop_reason=stop), "x_vendor": X_VENDOR}
+
+    chunks = []
+    for i, content in enumerate(answer.contents):
+        chunks.append(chunk(i, {"role": "assistant", "content": None, "reasoning_content": ""}))
+        for piece in _split_words(reasoning_text(answer, i)):
+            chunks.append(chunk(i, {"content": None, "reasoning_content": piece}))
+        words = _split_words(content)
+        extras = _split_words(X_EXTRA)
+        if len(extras) > len(words) > 0:  # the rest rides on the last content delta
+            extras[len(words) - 1 :] = ["".join(extras[len(words) - 1 :])]
+        for n, piece in enumerate(words):
+            delta: dict[str, Any] = {"content": piece, "reasoning_content": None}
+            if n < len(extras):
+                delta["x_extra"] = extras[n]
+            chunks.append(chunk(i, delta))
+        if finish:
+            chunks.append(chunk(i, {}, "stop"))
+    if include_usage and finish:
+        chunks.append({**_usage_chunk(answer, _reasoning_usage(answer)), "x_vendor": X_VENDOR})
+    return chunks
+
+
+def _function_call_usage(answer: ChatAnswer) -> dict[str, int]:
+    completion = _words(FUNCTION_CALL["arguments"]) * len(answer.contents)
+    return {
+        "prompt_tokens": answer.prompt_tokens,
+        "completion_tokens": completion,
+        "total_tokens": answer.prompt_tokens + completion,
+    }
+
+
+def _function_call_json(answer: ChatAnswer) -> dict[str, Any]:
+    choices = [
+        {
+            "index": i,
+            "message": {"role": "assistant", "content": None, "function_call": dict(FUNCTION_CALL)},
+            "logprobs": None,
+            "finish_reason": "function_call",
+        }
+        for i in range(len(answer.contents))
+    ]
+    return {
+        "id": answer.id,
+        "object": "chat.completion",
+        "created": answer.created,
+        "model": answer.model,
+        "system_fingerprint": "fp_stub",
+        "choices": choices,
+        "usage": _function_call_usage(answer),
+    }
+
+
+def _function_call_chunks(answer: ChatAnswer, include_usage: bool, finish: bool) -> list[dict[str, Any]]:
+    """The legacy ``functions`` stream: the name first (empty arguments), then argument pieces."""
+    chunks = []
+    for i in range(len(answer.contents)):
+        head = {"role": "assistant", "content": None, "function_call": {"name": FUNCTION_CALL["name"], "arguments": ""}}
+        chunks.append(_chunk(answer, include_usage, i, head))
+        for piece in _split_arguments(FUNCTION_CALL["arguments"], size=5):
+            chunks.append(_chunk(answer, include_usage, i, {"function_call": {"arguments": piece}}))
+        if finish:
+            chunks.append(_chunk(answer, include_usage, i, {}, "function_call"))
+    if include_usage and finish:
+        chunks.append(_usage_chunk(answer, _function_call_usage(answer)))
+    return chunks
+
+
+def _invalid_json(stream: bool) -> web.Response:
+    """A 200 that is not what was asked for: an HTML page, as a misconfigured proxy sends."""
+    return web.Response(body=INVALID_JSON_BODY, content_type="text/html" if stream else "application/json")
+
+
+def _chunk_delay(request: web.Request, model: str) -> float | web.Response:
+    """Seconds to wait between streamed chunks: only for ``slow-stream`` models."""
+    if "slow-stream" not in model:
+        return 0.0
+    header = request.headers.get("x-stub-chunk-delay-ms")
+    try:
+        return (SLOW_STREAM_CHUNK_DELAY_MS if header is None else float(header)) / 1000
+    except ValueError:
+        return error_response(400, "x-stub-chunk-delay-ms must be a number")
 
 
 def _split_words(text: str) -> list[str]:
@@ -351,6 +550,9 @@ def _sse(obj: Any) -> bytes:
 
 async def _stream_answer(request: web.Request, answer: ChatAnswer, include_usage: bool) -> web.StreamResponse:
     model = answer.model
+    delay = _chunk_delay(request, model)
+    if isinstance(delay, web.Response):
+        return delay
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"})
     await resp.prepare(request)
     if "cut-stream" in model:
@@ -364,7 +566,9 @@ async def _stream_answer(request: web.Request, answer: ChatAnswer, include_usage
         await resp.write_eof()
         return resp
     no_done = "no-done" in model
-    for c in chat_chunks(answer, include_usage, finish=not no_done):
+    for i, c in enumerate(chat_chunks(answer, include_usage, finish=not no_done)):
+        if i and delay:
+            await asyncio.sleep(delay)
         await resp.write(_sse(c))
     if not no_done:
         await resp.write(b"data: [DONE]\n\n")
@@ -398,15 +602,20 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     call = state.chat
     body = await _read_json(request)
     if isinstance(body, web.Response):
+        state.record(request, None)
         return body
     model = str(body.get("model", ""))
     state.by_model[model] += 1
-    state.last = _last_request(request, body)
+    state.record(request, body)
     fault = await _apply_delay_and_faults(request, state, model)
     if fault is not None:
         return fault
+    if "reject-stream-options" in model and "stream_options" in body:
+        return error_response(400, "Unrecognized request argument supplied: stream_options", "stream_options")
     if not isinstance(body.get("messages"), list) or not body["messages"]:
         return error_response(400, "'messages' must be a non-empty array")
+    if "invalid-json" in model:
+        return _invalid_json(bool(body.get("stream")))
     answer = make_chat_answer(body, call)
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -471,10 +680,11 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
     state.embeddings += 1
     body = await _read_json(request)
     if isinstance(body, web.Response):
+        state.record(request, None)
         return body
     model = str(body.get("model", ""))
     state.by_model[model] += 1
-    state.last = _last_request(request, body)
+    state.record(request, body)
     items = embedding_items(body.get("input"))
     if items is not None:
         state.embedding_items += len(items)
@@ -483,6 +693,8 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
         return fault
     if items is None:
         return error_response(400, "'input' must be a string, an array of strings or token arrays")
+    if "invalid-json" in model:
+        return _invalid_json(stream=False)
     words = WORDS_MODEL in model
     dimensions = int(body.get("dimensions") or (WORDS_DIMENSIONS if words else EMBEDDING_DIMENSIONS))
     as_base64 = body.get("encoding_format") == "base64"
@@ -512,7 +724,8 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
 
 async def list_models(request: web.Request) -> web.Response:
     request.app[STATE_KEY].models += 1
-    names = ["stub-model", "stub-embedding", *(f"stub-{name}" for name in FAULT_MODELS)]
+    request.app[STATE_KEY].record(request, None)
+    names = ["stub-model", "stub-embedding", *(f"stub-{name}" for name in (*FAULT_MODELS, *MODE_MODELS))]
     data = [{"id": n, "object": "model", "created": 0, "owned_by": "stub"} for n in names]
     return _json_response({"object": "list", "data": data})
 
@@ -538,6 +751,11 @@ async def get_last(request: web.Request) -> web.Response:
     return _json_response(request.app[STATE_KEY].last)
 
 
+async def get_requests(request: web.Request) -> web.Response:
+    """The last :data:`RECORDED_REQUESTS` requests, oldest first: ``[{"path", "query", "headers", "body"}]``."""
+    return _json_response(list(request.app[STATE_KEY].requests))
+
+
 def make_app(delay_ms: float = 0.0) -> web.Application:
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app[STATE_KEY] = StubState(delay_ms=delay_ms)
@@ -549,6 +767,7 @@ def make_app(delay_ms: float = 0.0) -> web.Application:
     app.router.add_post("/_reset", post_reset)
     app.router.add_post("/_delay", post_delay)
     app.router.add_get("/_last", get_last)
+    app.router.add_get("/_requests", get_requests)
     return app
 
 
@@ -742,6 +961,21 @@ class StubUpstream:
         """The last chat/embeddings request as received: ``{"path", "headers", "body"}``."""
         result: dict[str, Any] | None = self._request("GET", "/_last")
         return result
+
+    def requests(self, model: str | None = None, path: str | None = None) -> list[dict[str, Any]]:
+        """Requests received since start/reset (the last 200), oldest first, as
+        ``{"path", "query", "headers", "body"}`` (``body`` is ``None`` when not a JSON object);
+        only those whose body's ``model`` is ``model`` / whose path ends with ``path``, if given."""
+        seen: list[dict[str, Any]] = self._request("GET", "/_requests")
+        return [
+            r for r in seen
+            if (model is None or (r["body"] or {}).get("model") == model)
+            and (path is None or r["path"].endswith(path))
+        ]
+
+    def calls_for(self, model: str) -> int:
+        """How many chat/embeddings calls named ``model`` (``by_model``; streamed and failed ones too)."""
+        return int(self.calls()["by_model"].get(model, 0))
 
 
 if __name__ == "__main__":

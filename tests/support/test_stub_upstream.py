@@ -15,7 +15,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.stub_upstream import StubUpstream, embedding_vector
+from tests.support.stub_upstream import (
+    FUNCTION_CALL,
+    RECORDED_REQUESTS,
+    STOP_REASON,
+    X_EXTRA,
+    X_VENDOR,
+    StubUpstream,
+    embedding_vector,
+)
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +181,9 @@ def test_reset_last_request_and_models(client: httpx.Client, stub: StubUpstream)
     assert last is not None
     assert last["body"] == chat_body() and last["headers"]["Authorization"] == "Bearer sk-x"
     assert client.get("/models").json()["object"] == "list"
+    assert stub.requests()
     stub.reset()
+    assert stub.requests() == [] and stub.last_request() is None
     assert stub.calls() == {
         "chat": 0,
         "embeddings": 0,
@@ -202,3 +212,138 @@ def test_openai_sdk_understands_it(stub: StubUpstream) -> None:
         assert chunks[-1].usage is not None
         vectors = sdk.embeddings.create(model="e", input=["a", "b"])  # the SDK asks for base64
         assert [round(x, 5) for x in vectors.data[0].embedding] == [round(x, 5) for x in embedding_vector("a")]
+
+
+# --------------------------------------------------------------------------- answer shapes (MODE_MODELS)
+
+
+def stream_chunks(client: httpx.Client, body: dict[str, Any], **kwargs: Any) -> list[dict[str, Any]]:
+    response = client.post("/chat/completions", json={**body, "stream": True}, **kwargs)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+    events = sse_events(response)
+    assert events[-1] == "[DONE]"
+    return [json.loads(e) for e in events[:-1]]
+
+
+def test_reasoning_plain_answer_has_unknown_fields_at_every_level(client: httpx.Client) -> None:
+    answer = client.post("/chat/completions", json=chat_body(model="ds-reasoning")).json()
+    assert answer["x_vendor"] == X_VENDOR
+    choice = answer["choices"][0]
+    assert choice["stop_reason"] == STOP_REASON and choice["finish_reason"] == "stop"
+    message = choice["message"]
+    assert message["content"] == "echo: hello world #1"
+    assert message["reasoning_content"].startswith("The user wants an echo. Call 1 ")
+    assert message["x_extra"] == X_EXTRA
+    details = answer["usage"]["completion_tokens_details"]
+    assert details["reasoning_tokens"] == len(message["reasoning_content"].split())
+    assert answer["usage"]["total_tokens"] == answer["usage"]["prompt_tokens"] + answer["usage"]["completion_tokens"]
+
+
+def test_reasoning_stream_sends_reasoning_deltas_first_deepseek_style(client: httpx.Client) -> None:
+    body = chat_body(model="ds-reasoning", stream_options={"include_usage": True})
+    chunks = stream_chunks(client, body)
+    deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+    reasoning = [i for i, d in enumerate(deltas) if d.get("reasoning_content")]
+    content = [i for i, d in enumerate(deltas) if d.get("content")]
+    assert len(reasoning) >= 3 and len(content) >= 3 and max(reasoning) < min(content)
+    assert "".join(deltas[i]["reasoning_content"] for i in reasoning).startswith("The user wants an echo. Call 1 ")
+    assert "".join(d.get("content") or "" for d in deltas) == "echo: hello world #1"
+    pieces = [d["x_extra"] for d in deltas if "x_extra" in d]
+    assert len(pieces) > 1 and "".join(pieces) == X_EXTRA
+    assert all(c["x_vendor"] == X_VENDOR for c in chunks)
+    finishing = [c["choices"][0] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
+    assert [(f["finish_reason"], f["stop_reason"]) for f in finishing] == [("stop", STOP_REASON)]
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens_details"]["reasoning_tokens"] > 0
+    assert all(c["choices"] for c in stream_chunks(client, chat_body(model="ds-reasoning")))  # no usage unasked
+
+
+def test_function_call_plain_and_streamed(client: httpx.Client) -> None:
+    plain = client.post("/chat/completions", json=chat_body(model="fn-function-call")).json()
+    assert plain["choices"][0]["message"] == {"role": "assistant", "content": None, "function_call": FUNCTION_CALL}
+    assert plain["choices"][0]["finish_reason"] == "function_call"
+    assert json.loads(FUNCTION_CALL["arguments"]) == {"city": "Paris"}
+
+    deltas = [c["choices"][0]["delta"] for c in stream_chunks(client, chat_body(model="fn-function-call"))]
+    assert deltas[0]["function_call"] == {"name": "get_weather", "arguments": ""}
+    pieces = [d["function_call"]["arguments"] for d in deltas[1:] if "function_call" in d]
+    assert len(pieces) > 2 and "".join(pieces) == FUNCTION_CALL["arguments"]
+    assert all("name" not in d.get("function_call", {}) for d in deltas[1:])
+    assert deltas[-1] == {}
+
+
+def test_reject_stream_options_refuses_only_that_field(client: httpx.Client, stub: StubUpstream) -> None:
+    model = "x-reject-stream-options"
+    refused = client.post("/chat/completions", json=chat_body(model=model, stream=True,
+                                                             stream_options={"include_usage": True}))
+    assert refused.status_code == 400
+    assert "stream_options" in refused.json()["error"]["message"]
+    assert stream_chunks(client, chat_body(model=model))[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert client.post("/chat/completions", json=chat_body(model=model)).status_code == 200
+    assert stub.calls_for(model) == 3
+
+
+def test_invalid_json_is_a_200_that_is_not_json(client: httpx.Client, stub: StubUpstream) -> None:
+    plain = client.post("/chat/completions", json=chat_body(model="invalid-json"))
+    assert plain.status_code == 200 and plain.headers["content-type"].startswith("application/json")
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(plain.text)
+    streamed = client.post("/chat/completions", json=chat_body(model="invalid-json", stream=True))
+    assert streamed.status_code == 200 and streamed.headers["content-type"].startswith("text/html")
+    assert streamed.text == "<html>oops</html>"
+    embedded = client.post("/embeddings", json={"model": "invalid-json", "input": "a"})
+    assert embedded.status_code == 200 and embedded.text == "<html>oops</html>"
+    assert stub.calls_for("invalid-json") == 3
+
+
+def test_stall_holds_the_request_and_counts_it(client: httpx.Client, stub: StubUpstream) -> None:
+    with pytest.raises(httpx.ReadTimeout):
+        client.post("/chat/completions", json=chat_body(model="stall"), timeout=0.3)
+    with pytest.raises(httpx.ReadTimeout):
+        client.post("/embeddings", json={"model": "emb-stall", "input": "a"}, timeout=0.3)
+    assert stub.calls()["by_model"] == {"stall": 1, "emb-stall": 1}
+
+
+def test_slow_stream_pauses_between_chunks_only(client: httpx.Client) -> None:
+    body = chat_body("one two three", model="slow-stream")
+    assert client.post("/chat/completions", json=body, timeout=4).status_code == 200  # not the 5 s "slow" fault
+    started = time.perf_counter()
+    chunks = stream_chunks(client, body, headers={"x-stub-chunk-delay-ms": "50"})
+    assert time.perf_counter() - started >= 0.05 * (len(chunks) - 1)  # a lower bound: never flaky
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == "echo: one two three #2"
+    with client.stream("POST", "/chat/completions", json={**body, "stream": True}) as response:
+        first = next(response.iter_lines())  # a client may hang up after the first chunk
+    assert first.startswith("data: {")
+
+
+def test_requests_are_recorded_with_streamed_and_embedding_calls_counted(
+    client: httpx.Client, stub: StubUpstream
+) -> None:
+    client.post("/chat/completions", json=chat_body(model="a"), headers={"x-trace": "1"})
+    client.post("/chat/completions", json=chat_body(model="a", stream=True))
+    client.post("/embeddings", json={"model": "e", "input": ["x", "y"]})
+    client.post("/chat/completions", content=b"not json")
+    seen = stub.requests()
+    assert [r["path"] for r in seen] == ["/v1/chat/completions", "/v1/chat/completions", "/v1/embeddings",
+                                         "/v1/chat/completions"]
+    assert seen[0]["headers"]["x-trace"] == "1" and seen[1]["body"]["stream"] is True
+    assert seen[2]["body"] == {"model": "e", "input": ["x", "y"]} and seen[3]["body"] is None
+    assert [r["body"]["model"] for r in stub.requests(model="a")] == ["a", "a"]
+    assert len(stub.requests(path="/embeddings")) == 1
+    assert stub.calls()["by_model"] == {"a": 2, "e": 1}
+    for i in range(RECORDED_REQUESTS + 5):
+        client.post("/embeddings", json={"model": "e", "input": str(i)})
+    seen = stub.requests()
+    assert len(seen) == RECORDED_REQUESTS and seen[-1]["body"]["input"] == str(RECORDED_REQUESTS + 4)
+
+
+def test_openai_sdk_reads_reasoning_and_function_call(stub: StubUpstream) -> None:
+    import openai
+    with openai.OpenAI(base_url=stub.url, api_key="sk-x") as sdk:
+        chunks = list(sdk.chat.completions.create(model="ds-reasoning", stream=True,
+                                                  messages=[{"role": "user", "content": "hi"}]))
+        thought = "".join((c.choices[0].delta.model_extra or {}).get("reasoning_content") or "" for c in chunks)
+        assert thought.startswith("The user wants an echo.")
+        assert chunks[0].model_extra == {"x_vendor": X_VENDOR}
+        reply = sdk.chat.completions.create(model="fn-function-call", messages=[{"role": "user", "content": "hi"}])
+        call = reply.choices[0].message.function_call
+        assert call is not None and (call.name, call.arguments) == (FUNCTION_CALL["name"], FUNCTION_CALL["arguments"])
