@@ -91,19 +91,25 @@ class GatewayMetrics:
     def record(self, rec: RequestRecord, namespace: str, elapsed: float) -> float:
         """Count one finished request; return the latency it saved (hits only)."""
         labels = (rec.model, namespace)
-        self.requests.inc(labels)
+        values = self.requests.values  # Counter.inc, inline: this runs for every request
+        values[labels] = values.get(labels, 0.0) + 1.0
         if rec.similarity is not None:
             self.similarity.observe((), rec.similarity)
         outcome = rec.cache
         if outcome == "hit":
-            (self.hits if rec.similarity is None else self.semantic_hits).inc(labels)
+            values = (self.hits if rec.similarity is None else self.semantic_hits).values
+            values[labels] = values.get(labels, 0.0) + 1.0
             model = (rec.model,)
             self.hit_latency.observe(model, elapsed)
             if rec.saved_prompt or rec.saved_completion:
-                self.saved_tokens.inc((rec.model, namespace, "prompt"), rec.saved_prompt)
-                self.saved_tokens.inc((rec.model, namespace, "completion"), rec.saved_completion)
+                values = self.saved_tokens.values
+                kind = (rec.model, namespace, "prompt")
+                values[kind] = values.get(kind, 0.0) + rec.saved_prompt
+                kind = (rec.model, namespace, "completion")
+                values[kind] = values.get(kind, 0.0) + rec.saved_completion
             if rec.saved_usd:
-                self.saved_usd.inc(labels, rec.saved_usd)
+                values = self.saved_usd.values
+                values[labels] = values.get(labels, 0.0) + rec.saved_usd
             calls = self._upstream_calls.get(model)
             if not calls:
                 return 0.0

@@ -47,8 +47,8 @@ class AccessLog:
         self._stamp_second = -1
         self._stamp = ""
 
-    def _prefix(self) -> str:
-        now = time.time()
+    def prefix(self, now: float) -> str:
+        """The ``logging`` layout's start of a text line written at ``now`` (Unix seconds)."""
         second = int(now)
         if second != self._stamp_second:
             self._stamp_second = second
@@ -56,8 +56,9 @@ class AccessLog:
         return f"{self._stamp},{int((now - second) * 1000):03d} INFO {ACCESS_LOGGER}: "
 
     def emit(self, line: str) -> None:
+        """Queue one line (a text line gets the ``logging`` layout's prefix for now)."""
         if not self.json_lines:
-            line = self._prefix() + line
+            line = self.prefix(time.time()) + line
         pending = self._pending
         pending.append(line)
         if len(pending) == 1:
@@ -67,6 +68,11 @@ class AccessLog:
                 self.flush()
         elif len(pending) >= FLUSH_LINES:
             self.flush()  # the timer set by the first line finds nothing left, or the next batch
+
+    def write(self, lines: list[str]) -> None:
+        """Write complete lines now, after any queued ones (the observer's batch)."""
+        self._pending.extend(lines)
+        self.flush()
 
     def flush(self) -> None:
         if not self._pending:

@@ -25,14 +25,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from reprise.backends.base import namespace_of
 from reprise.cache import AsyncCache
 from reprise.config import GatewayConfig
 from reprise.core.entry import CacheEntry
 from reprise.observability.gateway_metrics import GatewayMetrics
 from reprise.observability.logs import AccessLog, format_line, logfmt_value
 from reprise.observability.pricing import resolve_prices
-from reprise.observability.series import HitCounter, TimeSeries
+from reprise.observability.series import Bucket, HitCounter, TimeSeries
 
 _OTHER_MODEL = "_other"  # label for model names not in the config (bounded cardinality)
 SETTLE_DELAY = 0.05
@@ -104,6 +103,9 @@ class Observer:
         self._ids = itertools.count(1)
         self._savings: dict[tuple[str, int, int], tuple[float, list[tuple[bytes, bytes]]]] = {}
         self._pending: list[RequestRecord] = []
+        self._bucket_seconds = self.series.bucket_seconds
+        self._bucket = Bucket(-(1 << 62))  # none yet: the first request asks the series
+        """The time-series bucket counted into last; the series is asked again only when time moves on."""
 
     # -- per request ------------------------------------------------------------------
 
@@ -169,15 +171,22 @@ class Observer:
     def settle(self) -> None:
         """Count and log every finished request not yet counted."""
         pending, self._pending = self._pending, []
-        for record in pending:
-            self._count(record)
+        if pending:
+            count = self._count
+            lines = [count(record) for record in pending]
+            if self.log.enabled:
+                self.log.write(lines)  # type: ignore[arg-type]  # every line is a str when enabled
         self.log.flush()
 
-    def _count(self, record: RequestRecord) -> None:
+    def _count(self, record: RequestRecord) -> str | None:
+        """Count one finished request; its log line (None when the log is off)."""
         elapsed = record.elapsed
-        namespace = (namespace_of(record.key) or "") if record.key else ""
+        key = record.key
+        namespace = key.rpartition(":")[0] if key else ""  # namespace_of(key) or ""
         now = record.ended
-        bucket = self.series.current(now)
+        bucket = self._bucket
+        if not bucket.start <= now < bucket.start + self._bucket_seconds:
+            bucket = self._bucket = self.series.current(now)
         bucket.requests += 1
         saved_seconds = self.metrics.record(record, namespace, elapsed)
         outcome = record.cache
@@ -188,20 +197,19 @@ class Observer:
             bucket.saved_tokens += record.saved_prompt + record.saved_completion
             bucket.saved_usd += record.saved_usd
             bucket.saved_seconds += saved_seconds
-            if record.key is not None:
-                self.hits.hit(record.key, record.model, now)
+            if key is not None:
+                self.hits.hit(key, record.model, now)
         elif outcome == "miss":
             bucket.misses += 1
         elif outcome == "bypass":
             bucket.bypasses += 1
-        if self.log.enabled:
-            self._log_line(record, outcome, elapsed)
+        return self._log_line(record, outcome, elapsed) if self.log.enabled else None
 
-    def _log_line(self, record: RequestRecord, outcome: str | None, elapsed: float) -> None:
+    def _log_line(self, record: RequestRecord, outcome: str | None, elapsed: float) -> str:
         latency_ms = round(elapsed * 1000, 3)
         saved_usd = round(record.saved_usd, 6) if record.saved_usd else None
         if self.json_logs or record.prompt is not None or record.route not in _PLAIN_ROUTES:
-            self.log.emit(format_line({
+            line = format_line({
                 "request_id": record.request_id,
                 "route": record.route,
                 "model": record.model or None,
@@ -213,24 +221,18 @@ class Observer:
                 "latency_ms": latency_ms,
                 "saved_usd": saved_usd,
                 "prompt": record.prompt,
-            }, self.json_logs))
-            return
-        # The common text line, built directly (format_line's generic path costs ~8 µs a hit).
+            }, self.json_logs)
+            return line if self.json_logs else self.log.prefix(record.ended) + line
+        # The common text line, built in one piece (format_line's generic path costs ~8 µs a hit).
         # Request ids and keys are safe by construction: hex, or validated characters.
-        line = f"request_id={record.request_id} route={record.route}"
-        if record.model:
-            line += f" model={logfmt_value(record.model)}"
-        if record.caller is not None:
-            line += f" caller={logfmt_value(record.caller)}"
-        line += f" status={record.status} cache={outcome or 'none'}"
-        if record.key is not None:
-            line += f" key={record.key}"
-        if record.similarity is not None:
-            line += f" similarity={record.similarity}"
-        line += f" latency_ms={latency_ms}"
-        if saved_usd is not None:
-            line += f" saved_usd={saved_usd}"
-        self.log.emit(line)
+        model = f" model={logfmt_value(record.model)}" if record.model else ""
+        caller = f" caller={logfmt_value(record.caller)}" if record.caller is not None else ""
+        key = f" key={record.key}" if record.key is not None else ""
+        similarity = f" similarity={record.similarity}" if record.similarity is not None else ""
+        saved = f" saved_usd={saved_usd}" if saved_usd is not None else ""
+        return (f"{self.log.prefix(record.ended)}request_id={record.request_id} route={record.route}{model}{caller}"
+                f" status={record.status} cache={outcome or 'none'}{key}{similarity}"
+                f" latency_ms={latency_ms}{saved}")
 
 
 def _tokens(usage: dict[str, Any]) -> tuple[int, int]:

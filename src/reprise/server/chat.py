@@ -22,7 +22,7 @@ from reprise.errors import UpstreamError
 from reprise.observability.observer import RequestRecord, unobserved
 from reprise.server import semantic_chat
 from reprise.server.auth import OPEN, Principal
-from reprise.server.errors import error_body, upstream_failure_reported_as
+from reprise.server.errors import error_body
 from reprise.server.gateway import Gateway
 from reprise.server.headers import cache_headers
 from reprise.server.http import (
@@ -59,11 +59,14 @@ async def handle_chat(gw: Gateway, scope: Scope, receive: Receive, send: Send, b
     plan = gw.plan(controls, gw.cache_chat, caller)  # BYPASS when the gateway has no cache
     key = storage_key(chat_key_hash(body), plan.namespace) if plan.uses_cache else None
     driver = gw.cache or gw.forwarder
-    with upstream_failure_reported_as("miss" if key is not None and plan.read else "bypass", key):
+    try:  # upstream_failure_reported_as, inline: its context manager cost ~1.5 µs a hit
         if body.get("stream") is True:
             await _stream(gw, driver, record, receive, send, body, deployment, plan, key, caller)
         else:
             await _answer(gw, driver, record, send, body, deployment, plan, key, caller)
+    except UpstreamError as exc:
+        exc.cache_status, exc.cache_key = ("miss" if key is not None and plan.read else "bypass"), key
+        raise
 
 
 def _header_str(scope: Scope, name: bytes) -> str | None:
