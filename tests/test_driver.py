@@ -178,3 +178,18 @@ async def test_a_stream_whose_leader_leaves_is_finished_for_its_followers() -> N
     assert {orjson.loads(s.shared.body)["choices"][0]["message"]["content"] for s in shared if s.shared} == {"hello"}
     assert all(s.shared is not None for s in shared)
     assert (await cache.stream("k", PLAN, stream.source())).cache_status == "hit"
+
+
+async def test_an_unexpected_failure_of_a_stream_reaches_its_leader_instead_of_hanging() -> None:
+    @asynccontextmanager
+    async def broken() -> AsyncIterator[StreamReply]:
+        raise ValueError("a bug")
+        yield  # pragma: no cover
+
+    cache = AsyncCache()
+    answer = await cache.stream("k", PLAN, StreamSource(open=broken, assembler=StreamAssembler(),
+                                                        describe=lambda c: {}))
+    assert answer.lead is not None
+    with pytest.raises(ValueError, match="a bug"):
+        await asyncio.wait_for(answer.lead.opened(), 5)
+    assert cache.flights.current("k") is None

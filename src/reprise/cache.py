@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -44,6 +45,8 @@ from reprise.stream_lead import END, OPEN, StreamLead, StreamSource
 
 __all__ = ["AsyncCache", "Answer", "BatchAnswer", "CacheResult", "CacheStats", "Outcome", "SecondLookup",
            "StreamAnswer"]
+
+log = logging.getLogger("reprise.cache")
 
 T = TypeVar("T")
 Producer = Callable[[], Awaitable[Outcome]]
@@ -284,6 +287,9 @@ class AsyncCache(StoreAccess):
                 shared = await self._with_peers(
                     key, plan, lambda: self._pump(lead, key, plan, source, second), on_stored=lead.put
                 )
+        except Exception as exc:  # nobody awaits this task: the leader's handler must still be told
+            log.exception("producing a streamed answer failed")
+            lead.put(exc)
         finally:
             if flight is not None:
                 self.flights.finish(flight, shared)

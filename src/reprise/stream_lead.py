@@ -51,7 +51,7 @@ class _End:
 
 OPEN = _Open()
 END = _End()
-Item = _Open | _End | bytes | Outcome | UpstreamError
+Item = _Open | _End | bytes | Outcome | Exception
 
 
 @dataclass(eq=False)
@@ -70,12 +70,13 @@ class StreamLead:
 
         The answer instead is the provider's error (non-2xx status and body) or an answer
         another gateway instance stored while this one waited for its lock. A failure to
-        reach the provider raises :class:`UpstreamError`.
+        reach the provider raises :class:`UpstreamError`; an unexpected failure of the
+        gateway raises as it is (the server's edge answers 500).
         """
         item = await self._queue.get()
         if self.gone:
             return None
-        if isinstance(item, UpstreamError):
+        if isinstance(item, Exception):
             raise item
         if isinstance(item, Outcome):
             return item
@@ -89,8 +90,8 @@ class StreamLead:
                 return
             if isinstance(item, bytes):
                 yield item
-            elif isinstance(item, UpstreamError):
-                self.failure = item
+            elif isinstance(item, Exception):
+                self.failure = item if isinstance(item, UpstreamError) else UpstreamError("internal error", 500)
                 return
             else:
                 return

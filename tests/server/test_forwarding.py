@@ -176,3 +176,29 @@ def test_non_json_embeddings_answer_is_a_502(client: httpx.Client, upstream: Stu
         assert r.status_code == 502, r.text
         assert "error" in r.json()
         assert upstream.calls_for("invalid-json") == call
+
+
+def test_credentials_in_api_base_are_sent_as_basic_auth_never_in_the_url(
+        make_gateway: Callable[..., GatewayProcess], stub: StubUpstream, upstream: StubUpstream) -> None:
+    """``http://user:pass@host`` as an api_base without api_key: the provider gets HTTP Basic auth
+    (found: with an api_key too, aiohttp refused the URL and streamed requests hung)."""
+    port = stub.url.rsplit(":", 1)[1].split("/")[0]
+    config = {
+        "model_list": [
+            {"model_name": "basic", "litellm_params": {"model": "openai/gpt-4o",
+                                                       "api_base": f"http://us%40er:p%3Ass@127.0.0.1:{port}"}},
+            {"model_name": "both", "litellm_params": {"model": "openai/gpt-4o", "api_key": "sk-upstream",
+                                                      "api_base": f"http://user:pass@127.0.0.1:{port}"}},
+        ],
+        "general_settings": {"master_key": "sk-test-master"},
+        "litellm_settings": {"cache": True, "cache_params": {"type": "local"}},
+    }
+    gw = make_gateway(config)
+    for model, auth in (("basic", "Basic dXNAZXI6cDpzcw=="), ("both", "Bearer sk-upstream")):
+        text = unique(model)
+        plain = httpx.post(gw.url + "/chat/completions", json=chat(text, model=model), headers=AUTH, timeout=10)
+        assert plain.status_code == 200, plain.text
+        streamed, _ = stream(gw.url, chat(unique(model), model=model))
+        assert streamed.status_code == 200
+        sent = received(stub, text)
+        assert sent and {r["headers"].get("Authorization") for r in sent} == {auth}

@@ -26,6 +26,7 @@ from reprise.server.upstream import (
     HttpUpstream,
     MockUpstream,
     Upstream,
+    split_credentials,
 )
 
 if TYPE_CHECKING:  # the semantic layer needs the ``semantic`` extra (NumPy): import it lazily
@@ -50,12 +51,18 @@ def resolve_deployments(config: GatewayConfig, default_timeout: float) -> dict[s
                 f"model_list[{i}].litellm_params.api_base",
             )
         timeout = params.timeout or default_timeout
+        api_base, basic_auth = split_credentials(api_base or "")
+        api_key = params.api_key.get_secret_value() if params.api_key else None
+        if basic_auth and api_key:
+            log.warning("model_list[%d] (%s): api_base carries credentials and api_key is set; "
+                        "the api_key is sent, the URL's credentials are not", i, entry.model_name)
         table.setdefault(entry.model_name, []).append(
             Deployment(
                 model_name=entry.model_name,
                 upstream_model=params.upstream_model,
-                api_base=api_base or "",
-                api_key=params.api_key.get_secret_value() if params.api_key else None,
+                api_base=api_base,
+                api_key=api_key,
+                basic_auth=basic_auth,
                 timeout=timeout,
                 stream_timeout=params.stream_timeout or timeout,
                 mock_response=params.mock_response,

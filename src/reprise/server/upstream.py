@@ -16,6 +16,7 @@ that option with a 400/422 is asked again once without it, and remembered.
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import logging
 import time
@@ -24,6 +25,7 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aiohttp
 import orjson
@@ -78,6 +80,8 @@ class Deployment:
     timeout: float
     stream_timeout: float
     mock_response: str | None = None
+    basic_auth: str | None = None
+    """``user:password`` from the api_base's URL, sent as HTTP Basic auth when there is no api_key."""
     max_parallel: int = 128
     """Provider calls in flight at once for this deployment (streams count until they end)."""
     queue_timeout: float = 10.0
@@ -89,6 +93,19 @@ def upstream_body(body: dict[str, Any], deployment: Deployment) -> dict[str, Any
     out = provider_params(body)
     out["model"] = deployment.upstream_model
     return out
+
+
+def split_credentials(url: str) -> tuple[str, str | None]:
+    """``url`` without its ``user:password@`` part, and that part (percent-decoded), if any.
+
+    The credentials are then sent as a header, never as part of a URL that could be
+    logged or shown (and aiohttp refuses a URL with credentials beside an Authorization header).
+    """
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    userinfo, _, host = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=host)), unquote(userinfo)
 
 
 def _where(url: str) -> str:
@@ -152,6 +169,8 @@ class HttpUpstream:
         headers = {"Content-Type": "application/json"}
         if deployment.api_key:
             headers["Authorization"] = f"Bearer {deployment.api_key}"
+        elif deployment.basic_auth:
+            headers["Authorization"] = "Basic " + base64.b64encode(deployment.basic_auth.encode()).decode()
         return headers
 
     async def post(self, deployment: Deployment, path: str, body: dict[str, Any]) -> Outcome:
