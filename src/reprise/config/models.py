@@ -415,10 +415,38 @@ class ModelDeployment(Section):
     model_info: ModelInfo = Field(default_factory=ModelInfo)
 
 
+# --- connection limits (general_settings) ---------------------------------------------------
+
+
+class ConnectionSettings(Section):
+    """The ``general_settings`` keys that bound what one client connection can hold.
+
+    Enforced by the server's HTTP protocol (:mod:`reprise.server.protocol`) before any
+    request reaches the app, so they hold for anonymous clients too. Limits apply per
+    process: with ``--workers N`` each worker has its own ``max_connections``.
+    """
+
+    #: Reprise: the largest request head (request line and header fields), in bytes; larger → 431.
+    max_header_bytes: int = Field(default=65536, ge=1024)
+    #: Reprise: the most header fields in one request; more → 431.
+    max_headers: int = Field(default=100, ge=1)
+    #: Reprise: seconds to receive a whole request head, from connect (or from its first byte
+    #: on a kept-alive connection); late → 408 and close.
+    request_head_timeout: float = Field(default=10.0, gt=0)
+    #: Reprise: seconds to receive a whole request body once its head is in; late → 408 and close.
+    request_body_timeout: float = Field(default=60.0, gt=0)
+    #: Reprise: seconds an idle kept-alive connection stays open between requests.
+    keep_alive_timeout: float = Field(default=30.0, gt=0)
+    #: Reprise: open client connections per process. At the cap a new connection first closes
+    #: the longest-idle one (idle, or still sending its head); if every one is busy it is
+    #: answered 503 ``too_many_connections``. Unset: half the open-file limit (``ulimit -n``).
+    max_connections: int | None = Field(default=None, ge=1)
+
+
 # --- settings -------------------------------------------------------------------------------
 
 
-class GeneralSettings(Section):
+class GeneralSettings(ConnectionSettings):
     """``general_settings``: the proxy's own settings."""
 
     master_key: SecretStr | None = None
