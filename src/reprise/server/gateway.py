@@ -102,6 +102,7 @@ class Gateway:
     forwarder: AsyncCache = field(default_factory=AsyncCache)
     """The driver of requests that bypass the cache (or when there is none): it only forwards."""
     _round_robin: dict[str, Iterator[Deployment]] = field(default_factory=dict)
+    _plans: dict[tuple[CacheControls, str | None], CachePlan] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> Gateway:
@@ -185,9 +186,25 @@ class Gateway:
         return self.mock if deployment.mock_response is not None else self.http
 
     def plan(self, controls: CacheControls, enabled_for_call: bool, caller: Principal = OPEN) -> CachePlan:
-        """The cache plan for one request, inside the caller's tenant partition."""
+        """The cache plan for one request, inside the caller's tenant partition.
+
+        Pure in its arguments, so the plans of the few (controls, tenant) pairs a gateway
+        sees over and over are remembered (a bounded memo, cleared when full); a key with
+        its own cache defaults is decided afresh."""
         if self.cache is None or not enabled_for_call:
             return BYPASS
+        if caller.defaults is not None:
+            return self._decide(controls, caller)
+        memo = (controls, caller.tenant)
+        plan = self._plans.get(memo)
+        if plan is None:
+            if len(self._plans) >= 1024:
+                self._plans.clear()
+            plan = self._plans[memo] = self._decide(controls, caller)
+        return plan
+
+    def _decide(self, controls: CacheControls, caller: Principal) -> CachePlan:
+        assert self.cache is not None
         policy = self.cache.policy
         if caller.defaults is not None:
             policy = with_key_defaults(policy, caller.defaults)
