@@ -15,12 +15,14 @@ from collections.abc import Sequence
 
 from reprise.config import load_config
 from reprise.errors import ConfigError
+from reprise.server import key_store
 
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     config = load_config(args.config)  # fail fast, before any worker starts
+    key_store.prepare(config.general_settings.keys_file)  # create or convert it once; refuse a broken one
     from reprise.server.app import CONFIG_ENV, RepriseApp
 
     os.environ[CONFIG_ENV] = os.path.abspath(args.config)
@@ -50,9 +52,13 @@ def _has(module: str) -> bool:
 
 
 def _config_check(args: argparse.Namespace) -> int:
+    """The same validation as ``serve`` (a blank secret, a broken key store: exit 2), without side effects."""
     config = load_config(args.config)
     for key in config.ignored_keys:
         print(f"warning: {key} is not used by Reprise (ignored)")
+    store = key_store.inspect(config.general_settings.keys_file)
+    if store is not None:
+        print(f"ok: {store}")
     models = ", ".join(config.model_names()) or "none"
     cache = config.cache_params.type if config.cache_enabled and config.cache_params else "off"
     print(f"ok: {len(config.model_list)} deployments ({models}); cache: {cache}")

@@ -8,6 +8,12 @@ An ``os.environ/NAME`` value is replaced by the variable, as LiteLLM does
 (https://docs.litellm.ai/docs/proxy/configs). A variable that is not set is an
 error, except under a key Reprise ignores: a LiteLLM config may name variables,
 such as ``general_settings.database_url``, that only LiteLLM needs.
+
+A secret (every ``SecretStr`` setting: ``master_key``, a virtual key's ``key``, a
+provider's ``api_key``, a store's password...) that is empty or only whitespace is an
+error, whether written ``""`` or read from a variable that is set but empty: an empty
+``master_key`` would otherwise turn authentication off, and an empty provider key can
+never work. A setting that needs no secret is left out instead.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from reprise.config.models import GatewayConfig, describe_cache_type, find_extras
 from reprise.errors import ConfigError
@@ -118,9 +124,49 @@ def _parse(data: Mapping[str, Any], environ: Mapping[str, str]) -> tuple[Gateway
         raise _config_error(unset + problems) from None
     ignored = config.ignored_keys
     used = [p for p in unset if not any(_is_under(p[0], key) for key in ignored)]
-    if used:
-        raise _config_error(used)
+    blank = [(path, _blank_message(path, data)) for path in find_blank_secrets(config, resolved)]
+    if used or blank:
+        raise _config_error(used + blank)
     return config, [p for p in unset if p not in used]
+
+
+def find_blank_secrets(model: BaseModel, data: Any, loc: tuple[int | str, ...] = ()) -> list[str]:
+    """The YAML paths of every secret in ``model`` that is empty or only whitespace."""
+    found = []
+    for name in type(model).model_fields:
+        found += _blank_in(getattr(model, name), data, (*loc, name))
+    return found
+
+
+def _blank_in(value: Any, data: Any, loc: tuple[int | str, ...]) -> list[str]:
+    if isinstance(value, SecretStr):
+        return [_yaml_path(loc, data)] if not value.get_secret_value().strip() else []
+    if isinstance(value, BaseModel):
+        return find_blank_secrets(value, data, loc)
+    if isinstance(value, list):
+        return [path for i, item in enumerate(value) for path in _blank_in(item, data, (*loc, i))]
+    return []
+
+
+def _blank_message(path: str, data: Mapping[str, Any]) -> str:
+    written = _value_at(data, path)
+    source = f"environment variable {written[len(ENV_PREFIX):]!r}" if _is_env_ref(written) else "the value"
+    return f"{source} is empty or only whitespace; a secret cannot be blank (remove the setting if none is needed)"
+
+
+def _value_at(data: Any, path: str) -> Any:
+    node = data
+    for part in path.replace("[", ".[").split("."):
+        if part.startswith("[") and isinstance(node, list):
+            index = int(part[1:-1])
+            node = node[index] if index < len(node) else None
+        else:
+            node = node.get(part) if isinstance(node, Mapping) else None
+    return node
+
+
+def _is_env_ref(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(ENV_PREFIX)
 
 
 def _problems(exc: ValidationError, data: Any) -> list[Problem]:

@@ -449,11 +449,13 @@ class ConnectionSettings(Section):
 class GeneralSettings(ConnectionSettings):
     """``general_settings``: the proxy's own settings."""
 
+    #: Blank (or an ``os.environ/NAME`` set but blank) is a config error, as for every secret (loader.py).
     master_key: SecretStr | None = None
     max_request_size_mb: float = Field(default=8, gt=0)
     #: Reprise: API keys besides the master key, each in a tenant (see config/tenancy.py).
     virtual_keys: list[VirtualKeyConfig] = Field(default_factory=list)
-    #: Reprise: JSON file of hashed keys created through the admin API (/key/generate).
+    #: Reprise: the SQLite store (0600) of hashed keys created through the admin API (/key/generate),
+    #: shared by every worker; an older JSON keys file is converted at start (server/key_store.py).
     keys_file: str | None = None
     #: Reprise: namespaces that every tenant may read and write on purpose.
     shared_namespaces: list[Annotated[str, AfterValidator(_check_namespace)]] = Field(default_factory=list)

@@ -1,10 +1,11 @@
 """Config models for virtual API keys and tenants (``general_settings.virtual_keys``).
 
 LiteLLM keeps virtual keys in a database and groups them in *teams*; Reprise keeps
-them in the config file (and in a hashed ``keys_file`` written by the admin API),
+them in the config file (and in ``keys_file``, a SQLite store of hashed keys written by
+the admin API, :mod:`reprise.server.key_store`),
 each key belonging to one *tenant* (``team_id`` is accepted as an alias). A key may
 be written in clear (typically ``os.environ/NAME``) or as its sha256; either way only
-the hash is kept in memory after loading.
+the hash is kept in memory after loading. A blank ``key`` is a config error (loader.py).
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ class KeysAdmin:
         if cache is not None and not isinstance(cache, dict):
             raise RequestError("'cache' must be an object", param="cache")
         try:
-            key, key_digest = self.gateway.keys.generate(_tenant(body), cache)
+            key, key_digest = await self.gateway.keys.generate(_tenant(body), cache)
         except ValueError as exc:  # pydantic validation of the cache defaults
             raise RequestError(f"invalid cache defaults: {exc}", param="cache") from None
         await _answer(call, {"key": key, "key_id": key_digest[:12], "tenant": body.get("tenant", body.get("team_id"))})
@@ -46,10 +46,10 @@ class KeysAdmin:
             raise RequestError("'keys' must be a list of keys", param="keys")
         if not isinstance(hashes, list) or not all(isinstance(h, str) for h in hashes):
             raise RequestError("'key_sha256' must be a list of hex digests", param="key_sha256")
-        await _answer(call, {"deleted": self.gateway.keys.revoke([digest(k) for k in keys] + hashes)})
+        await _answer(call, {"deleted": await self.gateway.keys.revoke([digest(k) for k in keys] + hashes)})
 
     async def list_keys(self, call: Call) -> None:
-        await _answer(call, {"keys": self.gateway.keys.describe()})
+        await _answer(call, {"keys": await self.gateway.keys.describe()})
 
 
 def _tenant(body: dict[str, Any]) -> str:

@@ -1,0 +1,140 @@
+"""An empty secret stops the gateway instead of switching authentication off.
+
+Found: ``master_key: os.environ/MK`` with ``MK=`` (set, but empty) served everyone without a
+key, admin routes included, and ``reprise config check`` said ok. Every secret of the config
+(``SecretStr`` settings) is held to the same rule, by the validation ``serve`` and
+``config check`` share.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from reprise.config import parse_config
+from reprise.errors import ConfigError
+from tests.server.conftest import free_port
+
+BASE: dict[str, Any] = {
+    "model_list": [{"model_name": "demo", "litellm_params": {"model": "openai/demo", "mock_response": "hi"}}],
+    "general_settings": {"master_key": "sk-master"},
+}
+
+
+def config_error(data: dict[str, Any], environ: dict[str, str] | None = None) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, environ or {})
+    return info.value
+
+
+def with_general(**settings: Any) -> dict[str, Any]:
+    data = copy.deepcopy(BASE)
+    data["general_settings"].update(settings)
+    return data
+
+
+@pytest.mark.parametrize("value", ["", " ", "\t\n"])
+def test_blank_master_key_is_a_config_error(value: str) -> None:
+    error = config_error(with_general(master_key=value))
+    assert error.path == "general_settings.master_key"
+    assert "empty" in str(error)
+
+
+@pytest.mark.parametrize("value", ["", "   "])
+def test_master_key_from_an_empty_variable_names_the_variable(value: str) -> None:
+    error = config_error(with_general(master_key="os.environ/MK"), {"MK": value})
+    assert error.path == "general_settings.master_key"
+    assert "'MK'" in str(error)
+
+
+def test_blank_virtual_key_is_a_config_error() -> None:
+    keys = [{"key": "sk-fine", "tenant": "a"}, {"key": "os.environ/TEAM_B", "tenant": "b"}]
+    error = config_error(with_general(virtual_keys=keys), {"TEAM_B": ""})
+    assert error.path == "general_settings.virtual_keys[1].key"
+
+
+def test_blank_provider_key_is_a_config_error() -> None:
+    """An empty provider key can never work; a provider that needs none is configured without ``api_key``."""
+    data = copy.deepcopy(BASE)
+    data["model_list"][0]["litellm_params"]["api_key"] = "os.environ/OPENAI_API_KEY"
+    error = config_error(data, {"OPENAI_API_KEY": ""})
+    assert error.path == "model_list[0].litellm_params.api_key"
+    assert "'OPENAI_API_KEY'" in str(error)
+
+
+def test_blank_store_password_is_a_config_error() -> None:
+    data = copy.deepcopy(BASE)
+    data["litellm_settings"] = {"cache": True, "cache_params": {"type": "redis", "password": " "}}
+    assert config_error(data).path == "litellm_settings.cache_params.password"
+
+
+def test_every_blank_secret_is_listed_without_its_value() -> None:
+    data = with_general(master_key="os.environ/MK", virtual_keys=[{"key": " \t ", "tenant": "a"}])
+    error = config_error(data, {"MK": "  "})
+    lines = str(error).splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("general_settings.master_key:")
+    assert lines[1].startswith("general_settings.virtual_keys[0].key:")
+    assert " \t " not in str(error)
+
+
+def test_set_secrets_and_absent_ones_are_fine() -> None:
+    config = parse_config(with_general(master_key="os.environ/MK"), {"MK": "sk-x"})
+    assert config.general_settings.master_key is not None
+    data = copy.deepcopy(BASE)
+    del data["general_settings"]["master_key"]
+    assert parse_config(data, {}).general_settings.master_key is None
+
+
+# --- through the command line ---------------------------------------------------------------
+
+
+def run_reprise(args: list[str], env: dict[str, str] | None = None, timeout: float = 30) -> tuple[int, str]:
+    """Run ``reprise`` to its end: (exit status, output). A server still running at ``timeout`` fails the test."""
+    proc = subprocess.Popen([sys.executable, "-m", "reprise.cli.main", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                            env={**os.environ, **(env or {})})
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        pytest.fail(f"reprise {args[0]} was still running after {timeout}s:\n{out.decode(errors='replace')}")
+    return proc.returncode, out.decode(errors="replace")
+
+
+def write_config(tmp_path: Path, data: dict[str, Any]) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_serve_refuses_to_start_with_an_empty_master_key(tmp_path: Path, value: str) -> None:
+    path = write_config(tmp_path, with_general(master_key="os.environ/REPRISE_TEST_MK"))
+    port = free_port()
+    status, output = run_reprise(["serve", "--config", str(path), "--host", "127.0.0.1", "--port", str(port),
+                                  "--workers", "2"], env={"REPRISE_TEST_MK": value}, timeout=20)
+    assert status == 2, output
+    assert "general_settings.master_key" in output and "REPRISE_TEST_MK" in output
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1)
+
+
+def test_config_check_fails_on_an_empty_master_key(tmp_path: Path) -> None:
+    path = write_config(tmp_path, with_general(master_key="os.environ/REPRISE_TEST_MK"))
+    status, output = run_reprise(["config", "check", "--config", str(path)], env={"REPRISE_TEST_MK": ""})
+    assert status == 2, output
+    assert "general_settings.master_key" in output
+    assert "ok:" not in output
+    status, output = run_reprise(["config", "check", "--config", str(path)], env={"REPRISE_TEST_MK": "sk-set"})
+    assert status == 0, output
