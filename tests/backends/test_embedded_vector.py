@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from reprise.backends import embedded_vector
 from reprise.backends.embedded_vector import LocalVectorStore
 from reprise.backends.vector import VectorHit, VectorRecord, VectorStore
 from reprise.errors import BackendError
@@ -53,16 +55,16 @@ async def test_persisted_across_reopen_and_compacted(tmp_path: Path) -> None:
     store = LocalVectorStore(tmp_path, dim=4)
     for i in range(100):
         await store.upsert(VectorRecord("s", f"k{i}", f"p{i}", unit(1, i)))
+    size = (tmp_path / "vectors.log").stat().st_size
     for i in range(90):
         await store.delete("s", f"k{i}")
     await store.upsert(VectorRecord("t", "a", "prompt é 中", unit(0, 1)))
     await store.aclose()
-    size = (tmp_path / "vectors.log").stat().st_size
+    assert (tmp_path / "vectors.log").stat().st_size < size / 2  # dead records were dropped as they piled up
     again = LocalVectorStore(tmp_path, dim=4)
     assert len(again) == 11
     hits = await again.search("t", unit(0, 1), k=1, threshold=0.9)
     assert hits[0].prompt == "prompt é 中"
-    assert (tmp_path / "vectors.log").stat().st_size < size  # dead records were dropped
     await again.aclose()
 
 
@@ -179,7 +181,7 @@ async def test_delete_and_replace_in_a_large_scope(tmp_path: Path) -> None:
     assert [h.key for h in await store.search("s", rows[2], k=4, threshold=0.7)] == ["k2"]  # expired skipped
     await store.aclose()
     again = LocalVectorStore(tmp_path, dim=DIM, coded_from=CODED_FROM)
-    assert len(again) == len(rows) + 1 - 1
+    assert len(again) == len(rows) - 1  # k0 deleted, "late" expired: neither replayed
     assert await again.search("s", rows[0], k=4, threshold=0.7) == []
     assert [h.prompt for h in await again.search("s", fresh, k=4, threshold=0.7)] == ["replaced"]
     await again.aclose()
@@ -215,3 +217,153 @@ async def test_torn_tail_of_a_large_scope_is_cut_and_later_writes_survive(tmp_pa
     assert [h.key for h in await third.search("s", -rows[0], k=1, threshold=0.9)] == ["after"]
     assert [h.key for h in await third.search("s", rows[7], k=1, threshold=0.9)] == ["k7"]
     await third.aclose()
+
+
+# -- bounds: expiry sweeps, eviction, compaction ----------------------------------------
+
+
+class Clock:
+    """The index's clock, moved by hand (``time.time`` and ``time.monotonic`` of its module)."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr(embedded_vector, "time", fake)
+    return fake
+
+
+async def test_expired_scopes_leave_memory_and_log(tmp_path: Path, clock: Clock) -> None:
+    """6,000 one-request scopes with a TTL (the soak's hostile load), then nothing of them."""
+    dim, n = 4, 6_000
+    store = LocalVectorStore(tmp_path, dim=dim)
+    vectors = random_rows(n, seed=9)[:, :dim].copy()
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    for i in range(n):
+        await store.upsert(VectorRecord(f"scope{i}", f"k{i}", f"tiny {i}", vectors[i], clock.now + 60))
+    await store.upsert(VectorRecord("kept", "k", "no ttl", unit(1), None))
+    full = store.stats()
+    assert (full.vectors, full.scopes) == (n + 1, n + 1)
+    assert full.allocated == (n + 1) * (4 * dim + 8 + 8)  # a new scope has room for one row, no more
+    assert full.bytes > full.allocated and full.expired == 0
+    log_full = (tmp_path / "vectors.log").stat().st_size
+    assert [h.key for h in await store.search("scope7", vectors[7], k=1, threshold=0.9)] == ["k7"]
+
+    clock.now += 61
+    assert await store.search("scope7", vectors[7], k=1, threshold=0.9) == []
+    calls = 0
+    while store.stats().scopes > 2 and calls < 100:  # later traffic sweeps them, a bounded batch a call
+        calls += 1
+        await store.upsert(VectorRecord("later", f"l{calls}", "p", unit(0, 1), None))
+    assert calls <= n // 256 + 1
+    after = store.stats()
+    assert (after.vectors, after.scopes, after.expired) == (1 + calls, 2, n)
+    assert after.allocated < 4 * (4 * dim + 16) * (1 + calls) and after.bytes < full.bytes / 100
+    assert (tmp_path / "vectors.log").stat().st_size < log_full / 20  # compacted: expired records gone
+    await store.aclose()
+    again = LocalVectorStore(tmp_path, dim=dim)
+    assert (len(again), again.stats().scopes) == (1 + calls, 2)
+    assert await again.search("scope7", vectors[7], k=1, threshold=0.0) == []
+    await again.aclose()
+
+
+async def test_expired_rows_are_swept_from_a_large_scope_which_shrinks(tmp_path: Path, clock: Clock) -> None:
+    rows = random_rows(3_000, seed=10)
+    store = LocalVectorStore(tmp_path, dim=DIM, coded_from=CODED_FROM)
+    for i, row in enumerate(rows):  # all but every 30th row expire
+        await store.upsert(VectorRecord("s", f"k{i}", f"p{i}", row, None if i % 30 == 0 else clock.now + 10))
+    assert coded(store, "s")
+    grown = store.stats().allocated
+    clock.now += 11
+    assert await store.search("s", rows[0], k=1, threshold=0.9)  # this search sweeps the scope
+    stats = store.stats()
+    assert (stats.vectors, stats.expired) == (100, 2_900)
+    assert stats.allocated <= grown / 8  # the matrix, expiries and codes were reallocated smaller
+    for i in (0, 30, 1_500, 2_970):  # the kept rows, moved and recoded, are found exactly
+        hits = await store.search("s", near(rows[i], 0.8, seed=i), k=2, threshold=0.7)
+        assert [h.key for h in hits] == [f"k{i}"] and abs(hits[0].score - 0.8) < 1e-5
+    assert await store.search("s", rows[1], k=1, threshold=0.9) == []
+    await store.aclose()
+
+
+async def test_per_scope_and_total_bounds_evict_the_oldest(
+    tmp_path: Path, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger=embedded_vector.__name__)
+    store = LocalVectorStore(tmp_path, dim=4, max_vectors=100, max_vectors_per_scope=30)
+    for i in range(40):
+        await store.upsert(VectorRecord("a", f"a{i}", "p", unit(1, i / 40)))
+    assert len(store) == 30 and store.stats().evicted == 10
+    found = {h.key for h in await store.search("a", unit(1, 0.5), k=100, threshold=0.0)}
+    assert found == {f"a{i}" for i in range(10, 40)}  # first in, first out
+    for i in range(200):  # 200 one-row scopes: the total bound evicts the oldest, across scopes
+        await store.upsert(VectorRecord(f"b{i}", f"b{i}", "p", unit(0, 1)))
+    stats = store.stats()
+    assert stats.vectors <= 100 and stats.evicted == 240 - stats.vectors
+    assert await store.search("a", unit(1, 0.5), k=1, threshold=0.0) == []  # scope "a" was oldest
+    assert stats.scopes == stats.vectors  # emptied scopes were dropped
+    assert await store.search("b199", unit(0, 1), k=1, threshold=0.9)
+    assert not await store.search(f"b{239 - stats.vectors - 40}", unit(0, 1), k=1, threshold=0.0)
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "max_vectors_per_scope=30" in warnings[0]  # one line per burst
+    clock.now += 61  # a quiet minute ends the burst
+    for i in range(300):
+        await store.upsert(VectorRecord(f"c{i}", f"c{i}", "p", unit(0, 0, 1)))
+    assert len(caplog.records) == 2 and "max_vectors=100" in caplog.records[1].getMessage()
+    await store.aclose()
+    smaller = LocalVectorStore(tmp_path, dim=4, max_vectors=50)  # a lowered bound applies at start
+    assert len(smaller) == 50
+    assert await smaller.search("c299", unit(0, 0, 1), k=1, threshold=0.9)
+    assert not await smaller.search("c249", unit(0, 0, 1), k=1, threshold=0.0)
+    await smaller.aclose()
+
+
+async def test_expired_rows_go_before_live_ones_and_bytes_are_bounded(tmp_path: Path, clock: Clock) -> None:
+    store = LocalVectorStore(tmp_path, dim=4, max_vectors=10)
+    start = clock.now
+    await store.upsert(VectorRecord("e0", "e0", "p", unit(1), start + 2))
+    await store.upsert(VectorRecord("e1", "e1", "p", unit(1), start + 3))
+    for i in range(8):
+        await store.upsert(VectorRecord(f"s{i}", f"s{i}", "p", unit(1)))
+    clock.now = start + 2.5  # the periodic sweep takes e0
+    await store.upsert(VectorRecord("x", "x", "p", unit(1)))
+    clock.now = start + 3.2  # e1 has expired, the next periodic sweep is not due: the full index takes it
+    await store.upsert(VectorRecord("y", "y", "p", unit(1)))
+    stats = store.stats()
+    assert (stats.vectors, stats.expired, stats.evicted) == (10, 2, 0)  # no live row evicted while one had expired
+    await store.upsert(VectorRecord("z", "z", "p", unit(1)))  # nothing expired: the oldest write goes
+    assert (store.stats().evicted, len(store)) == (1, 10)
+    assert not await store.search("s0", unit(1), k=1, threshold=0.0)
+    assert await store.search("s1", unit(1), k=1, threshold=0.0)
+    await store.aclose()
+
+    long = LocalVectorStore(tmp_path / "long", dim=4, max_bytes=200_000)
+    for i in range(100):  # 10 KB prompts: the byte bound binds long before the row bound
+        await long.upsert(VectorRecord("s", f"k{i}", "x" * 10_000, unit(1)))
+    stats = long.stats()
+    assert stats.bytes <= 200_000 and 10 < stats.vectors < 20 and stats.evicted == 100 - stats.vectors
+    assert await long.search("s", unit(1), k=1, threshold=0.9)
+    await long.aclose()
+
+
+async def test_bounds_come_from_the_local_semantic_params(tmp_path: Path) -> None:
+    from reprise.backends.local_semantic import LocalSemanticBackend
+    from reprise.config.models import LocalSemanticCacheParams
+
+    params = LocalSemanticCacheParams(type="local-semantic", semantic_cache_dir=str(tmp_path),
+                                      max_vectors=7, max_vectors_per_scope=3, max_index_bytes=10**6)
+    store = LocalSemanticBackend.vector_store(params, 4, LocalSemanticBackend.from_params(params))
+    assert isinstance(store, LocalVectorStore)
+    assert (store.max_vectors, store.max_vectors_per_scope, store.max_bytes) == (7, 3, 10**6)
+    defaults = LocalSemanticCacheParams(type="local-semantic")
+    assert (defaults.max_vectors, defaults.max_vectors_per_scope, defaults.max_index_bytes) == (
+        embedded_vector.MAX_VECTORS, embedded_vector.MAX_VECTORS_PER_SCOPE, embedded_vector.MAX_BYTES)

@@ -22,7 +22,10 @@ if TYPE_CHECKING:
 
 
 def _vector_store(params: LocalSemanticCacheParams, dim: int, backend: Backend) -> VectorStore:
-    return LocalVectorStore(Path(params.semantic_cache_dir) / "vectors", dim)
+    return LocalVectorStore(
+        Path(params.semantic_cache_dir) / "vectors", dim, max_vectors=params.max_vectors,
+        max_vectors_per_scope=params.max_vectors_per_scope, max_bytes=params.max_index_bytes,
+    )
 
 
 class LocalSemanticBackend:

@@ -90,11 +90,20 @@ class SignCodes:
         self.codes[: len(vectors)] = planes.encode(vectors)
         self._packed: list[numkong.PackedMatrix | None] = [None] * -(-capacity // CHUNK)
 
-    def grow(self, capacity: int) -> None:
-        grown = np.zeros((capacity, BITS // 8), dtype=np.uint8)
-        grown[: len(self.codes)] = self.codes
-        self.codes = grown
-        self._packed.extend([None] * (-(-capacity // CHUNK) - len(self._packed)))
+    def resize(self, capacity: int) -> None:
+        """Room for ``capacity`` rows; the first ``min(capacity, old capacity)`` codes are kept."""
+        resized = np.zeros((capacity, BITS // 8), dtype=np.uint8)
+        kept = min(capacity, len(self.codes))
+        resized[:kept] = self.codes[:kept]
+        self.codes = resized
+        chunks = -(-capacity // CHUNK)
+        self._packed = self._packed[:chunks] + [None] * (chunks - len(self._packed))
+        self._packed[-1] = None  # packed from the old array, maybe with a different row count
+
+    def keep(self, rows: Rows) -> None:
+        """Keep only ``rows``, in this order, as the first rows (a bulk removal)."""
+        self.codes[: len(rows)] = self.codes[rows]
+        self._packed = [None] * len(self._packed)
 
     def set(self, row: int, vector: npt.NDArray[np.float32]) -> None:
         self.codes[row] = self.planes.encode_one(vector)

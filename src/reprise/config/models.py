@@ -294,6 +294,12 @@ class LocalSemanticCacheParams(SemanticCacheParams):
     semantic_cache_dir: str = Field(default=".reprise_semantic", min_length=1)
     semantic_cache_embedding_model: str | None = None
     max_bytes: int = Field(default=2**30, gt=0)
+    #: Reprise: bounds of the embedded vector index (docs/semantic.md, "Bounds of the embedded
+    #: index"); past one, expired vectors go first, then the oldest. ~2.4 KB a vector at 512
+    #: dimensions: 250,000 is ~0.6 GB, and ``max_index_bytes`` caps long prompts or wide embeddings.
+    max_vectors: int = Field(default=250_000, gt=0)
+    max_vectors_per_scope: int = Field(default=100_000, gt=0)
+    max_index_bytes: int = Field(default=768 * 2**20, gt=0)
 
     @property
     def embedding_model_setting(self) -> tuple[str, str | None]:
