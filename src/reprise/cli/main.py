@@ -24,19 +24,27 @@ def _serve(args: argparse.Namespace) -> int:
     config = load_config(args.config)  # fail fast, before any worker starts
     key_store.prepare(config.general_settings.keys_file)  # create or convert it once; refuse a broken one
     from reprise.server.app import CONFIG_ENV, RepriseApp
+    from reprise.server.protocol import ConnectionLimits, protocol_class
 
     os.environ[CONFIG_ENV] = os.path.abspath(args.config)
+    limits = ConnectionLimits.from_settings(config.general_settings)  # resolved once, for every worker
     options = dict(
         host=args.host,
         port=args.port,
         loop="uvloop" if _has("uvloop") else "asyncio",
-        http="httptools" if _has("httptools") else "h11",
+        http=protocol_class(limits),  # httptools with bounded heads, deadlines and a connection cap
+        ws="none",  # no route speaks WebSocket; an upgrade must not escape those bounds
         access_log=False,  # Reprise writes its own request log (observability/logs.py)
         proxy_headers=False,  # nothing reads the client address; saves a middleware call per request
         server_header=False,
         log_level=args.log_level,
         lifespan="on",
-        timeout_keep_alive=30,
+        timeout_keep_alive=config.general_settings.keep_alive_timeout,
+    )
+    logging.getLogger("reprise").info(
+        "connection limits per process: %d connections, head %d bytes / %d fields in %g s, body in %g s",
+        limits.max_connections, limits.max_header_bytes, limits.max_headers, limits.head_timeout,
+        limits.body_timeout,
     )
     if args.workers > 1:
         uvicorn.run("reprise.server.app:create_app", factory=True, workers=args.workers, **options)
