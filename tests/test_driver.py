@@ -193,3 +193,14 @@ async def test_an_unexpected_failure_of_a_stream_reaches_its_leader_instead_of_h
     with pytest.raises(ValueError, match="a bug"):
         await asyncio.wait_for(answer.lead.opened(), 5)
     assert cache.flights.current("k") is None
+
+
+async def test_a_stream_has_left_its_flight_when_its_client_sees_the_end() -> None:
+    """Found in CI (Redis): a request sent right after a stream ended joined the finishing
+    production and shared its failure instead of calling the provider again."""
+    cache, stream = AsyncCache(), Stream(gap=0)
+    answer = await cache.stream("k", PLAN, stream.source())
+    assert answer.lead is not None and await answer.lead.opened() is None
+    async for _ in answer.lead.events():
+        pass
+    assert cache.flights.current("k") is None

@@ -289,10 +289,13 @@ class AsyncCache(StoreAccess):
                 )
         except Exception as exc:  # nobody awaits this task: the leader's handler must still be told
             log.exception("producing a streamed answer failed")
-            lead.put(exc)
+            lead.finish_with(exc)
         finally:
+            # The flight ends before the leader's client sees the end of its stream, so a request
+            # it sends right after never joins this finished production (it leads anew or hits).
             if flight is not None:
                 self.flights.finish(flight, shared)
+            lead.release_end()
 
     async def _pump(self, lead: StreamLead, key: str | None, plan: CachePlan, source: StreamSource,
                     second: SecondLookup | None) -> Shared:
@@ -303,7 +306,7 @@ class AsyncCache(StoreAccess):
             async with source.open() as reply:
                 if reply.status >= 300:
                     failed = Outcome(reply.status, reply.error_body)
-                    lead.put(failed)
+                    lead.finish_with(failed)
                     return failed
                 lead.put(OPEN)
                 tail: list[bytes] = []  # from [DONE] on: forwarded once the answer is stored
@@ -312,11 +315,10 @@ class AsyncCache(StoreAccess):
                     if events:
                         (tail.extend if assembler.done else lambda e: lead.put(b"".join(e)))(events)
         except UpstreamError as exc:
-            lead.put(exc)
+            lead.finish_with(exc)
             return exc
         if not assembler.complete:
-            lead.put(b"".join(tail))
-            lead.put(END)
+            lead.finish_with(b"".join(tail))
             return UpstreamError("the provider's stream ended before the answer was complete")
         completion = assembler.completion()
         body = orjson.dumps(completion)
@@ -325,8 +327,7 @@ class AsyncCache(StoreAccess):
         # that repeats the request as soon as it has read [DONE] gets a hit, also on a slow store.
         if key is not None and plan.store:
             await self._store(key, plan, body, meta, second)
-        lead.put(b"".join(tail))
-        lead.put(END)
+        lead.finish_with(b"".join(tail))
         return Outcome(200, body, meta)
 
     # -- a batch of items (embeddings) -------------------------------------------------------

@@ -64,6 +64,7 @@ class StreamLead:
     """The client went away (:meth:`detach`): send nothing more."""
     _queue: asyncio.Queue[Item] = field(default_factory=asyncio.Queue)
     _detach: Callable[[], None] | None = None
+    _ending: list[Item] = field(default_factory=list)
 
     async def opened(self) -> Outcome | None:
         """None when the provider's events follow; else the whole answer to send instead.
@@ -111,3 +112,14 @@ class StreamLead:
 
     def put(self, item: Item) -> None:
         self._queue.put_nowait(item)
+
+    def finish_with(self, last: bytes | Outcome | Exception) -> None:
+        """Hold the stream's last events (or the answer instead of it, or its failure) until
+        :meth:`release_end`."""
+        self._ending = [last, END] if isinstance(last, bytes) else [last]
+
+    def release_end(self) -> None:
+        """Send what :meth:`finish_with` held (the driver calls it once its flight has ended)."""
+        for item in self._ending:
+            self._queue.put_nowait(item)
+        self._ending = []
