@@ -41,7 +41,7 @@ from reprise.errors import UpstreamError
 from reprise.outcome import BatchOutcome, Outcome, Shared, reraise
 from reprise.peer_lock import PeerLock
 from reprise.store_access import CacheStats, StoreAccess
-from reprise.stream_lead import END, OPEN, StreamLead, StreamSource
+from reprise.stream_lead import OPEN, StreamLead, StreamSource
 
 __all__ = ["AsyncCache", "Answer", "BatchAnswer", "CacheResult", "CacheStats", "Outcome", "SecondLookup",
            "StreamAnswer"]
