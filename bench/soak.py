@@ -103,7 +103,7 @@ def client_loop(port: int, worker: int, stop_at: float, tally: Tally) -> None:
 
 def sample(pid: int, port: int) -> dict[str, Any]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    conn.request("GET", "/metrics")
+    conn.request("GET", "/metrics", headers=HEADERS)  # /metrics needs the master key by default
     metrics = conn.getresponse().read().decode()
     conn.close()
     tasks = next((int(float(line.split()[-1])) for line in metrics.splitlines()

@@ -14,7 +14,7 @@ _SAMPLE = re.compile(r'^([a-z_]+)(?:\{(.*)\})? (\S+)$')
 
 
 def scrape(url: str, headers: dict[str, str] | None = None) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    r = httpx.get(url + "/metrics", headers=headers or {})
+    r = httpx.get(url + "/metrics", headers=headers or AUTH)
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
     samples = {}
@@ -102,8 +102,9 @@ def test_unknown_models_do_not_create_series(client: httpx.Client, gateway: Gate
     assert "_other" in names
 
 
-def test_metrics_can_require_the_master_key(make_gateway: Callable[..., GatewayProcess]) -> None:
-    gw = make_gateway(metrics_require_auth=True)
+def test_metrics_need_the_master_key_by_default(make_gateway: Callable[..., GatewayProcess]) -> None:
+    """Found: /metrics was open by default and named tenants and namespaces to anyone."""
+    gw = make_gateway()
     assert httpx.get(gw.url + "/metrics").status_code == 401
     assert httpx.get(gw.url + "/metrics", headers={"Authorization": "Bearer nope"}).status_code == 401
     assert value(scrape(gw.url, AUTH), "reprise_requests_total") == 0
@@ -129,3 +130,19 @@ def test_prompts_are_logged_only_when_turned_on(make_gateway: Callable[..., Gate
     httpx.post(gw.url + "/chat/completions", json=chat("visible prompt"), headers=AUTH)
     (line,) = gw.access_lines(1)
     assert 'prompt="visible prompt"' in line and "cache=miss" in line and MASTER_KEY not in line
+
+
+def test_client_namespaces_cannot_blow_up_the_series(make_gateway: Callable[..., GatewayProcess]) -> None:
+    """Found: every namespace a client sent became a label (90k namespaces: /metrics 32 MB).
+    Now only configured namespaces are named; the rest count as ``_other``."""
+    gw = make_gateway(metrics_namespaces=["docs"])
+    with httpx.Client(base_url=gw.url, headers=AUTH, timeout=10) as c:
+        for i in range(10_000):
+            r = c.post("/chat/completions", json=chat("hi", model="mock", cache={"namespace": f"ns{i}"}))
+            assert r.status_code == 200
+        c.post("/chat/completions", json=chat("hi", model="mock", cache={"namespace": "docs"}))
+    samples = scrape(gw.url)
+    namespaces = {dict(labels).get("namespace") for (_, labels) in samples} - {None}
+    assert namespaces <= {"", "_other", "docs"}
+    assert value(samples, "reprise_requests_total", model="mock", namespace="_other") == 10_000
+    assert len(samples) < 200

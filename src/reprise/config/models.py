@@ -471,8 +471,12 @@ class GeneralSettings(ConnectionSettings):
     request_logs: bool = True
     #: Reprise: put the prompt (last message, 200 chars) in request log lines. Off: prompts may be private.
     log_prompts: bool = False
-    #: Reprise: ``/metrics`` needs the master key (off: open, as Prometheus scrapers expect).
-    metrics_require_auth: bool = False
+    #: Reprise: ``/metrics`` needs the master key (the default: its labels name tenants and
+    #: namespaces); ``false`` opens it to anyone who can reach the port.
+    metrics_require_auth: bool = True
+    #: Reprise: namespaces that get their own ``namespace`` label in ``/metrics``; any other one
+    #: a client sends is counted as ``_other`` (the cache's own and the shared ones are named).
+    metrics_namespaces: list[Annotated[str, AfterValidator(_check_namespace)]] = Field(default_factory=list)
 
 
 class LiteLLMSettings(Section):

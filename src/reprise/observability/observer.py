@@ -28,12 +28,14 @@ from typing import Any
 from reprise.cache import AsyncCache
 from reprise.config import GatewayConfig
 from reprise.core.entry import CacheEntry
+from reprise.core.tenancy import DEFAULT_PARTITION
 from reprise.observability.gateway_metrics import GatewayMetrics
 from reprise.observability.logs import AccessLog, format_line, logfmt_value
 from reprise.observability.pricing import resolve_prices
 from reprise.observability.series import Bucket, HitCounter, TimeSeries
 
 _OTHER_MODEL = "_other"  # label for model names not in the config (bounded cardinality)
+OTHER_NAMESPACE = "_other"  # label for namespaces not named in the config (bounded cardinality)
 SETTLE_DELAY = 0.05
 """Seconds a finished request may wait to be counted and logged with others."""
 _PLAIN_ROUTES = frozenset({"/chat/completions", "/v1/chat/completions", "/embeddings", "/v1/embeddings"})
@@ -85,6 +87,11 @@ class Observer:
         self.json_logs = settings.json_logs or env_json
         self.log_prompts = settings.log_prompts
         self.metrics_require_auth = settings.metrics_require_auth
+        policy_namespace = config.cache_params.namespace if config.cache_params is not None else None
+        named = [*settings.metrics_namespaces, *settings.shared_namespaces]
+        self.named_namespaces = frozenset([*named, policy_namespace] if policy_namespace else named)
+        """Namespaces with their own metric label; the rest are ``_other`` (bounded series)."""
+        self._namespace_labels: dict[str, str] = {}
         self.prices = resolve_prices(config)
         self.models = frozenset(config.model_names())
         params = config.cache_params if config.cache_enabled else None
@@ -182,7 +189,7 @@ class Observer:
         """Count one finished request; its log line (None when the log is off)."""
         elapsed = record.elapsed
         key = record.key
-        namespace = key.rpartition(":")[0] if key else ""  # namespace_of(key) or ""
+        namespace = self._namespace_label(key.rpartition(":")[0]) if key else ""
         now = record.ended
         bucket = self._bucket
         if not bucket.start <= now < bucket.start + self._bucket_seconds:
@@ -204,6 +211,22 @@ class Observer:
         elif outcome == "bypass":
             bucket.bypasses += 1
         return self._log_line(record, outcome, elapsed) if self.log.enabled else None
+
+    def _namespace_label(self, namespace: str) -> str:
+        """The metric label of a stored key's namespace, from a bounded set whatever clients send:
+        a named namespace as it is, a tenant's partition as ``tenant/namespace`` (tenants come
+        from the key store, which only the master key changes) with an unnamed namespace as
+        ``tenant/_other``, any other namespace ``_other``."""
+        label = self._namespace_labels.get(namespace)
+        if label is None:
+            label = namespace
+            if namespace and namespace not in self.named_namespaces:
+                tenant, slash, inner = namespace.partition("/")
+                named = inner in self.named_namespaces or inner == DEFAULT_PARTITION
+                label = f"{tenant}/{inner if named else OTHER_NAMESPACE}" if slash else OTHER_NAMESPACE
+            if len(self._namespace_labels) < 4096:
+                self._namespace_labels[namespace] = label
+        return label
 
     def _log_line(self, record: RequestRecord, outcome: str | None, elapsed: float) -> str:
         latency_ms = round(elapsed * 1000, 3)
