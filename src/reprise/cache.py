@@ -49,6 +49,8 @@ __all__ = ["AsyncCache", "Answer", "BatchAnswer", "CacheResult", "CacheStats", "
 log = logging.getLogger("reprise.cache")
 
 T = TypeVar("T")
+S = TypeVar("S")
+P = TypeVar("P")
 Producer = Callable[[], Awaitable[Outcome]]
 #: Produces the items at the given positions of a batch, in one provider call.
 BatchProducer = Callable[[list[int]], Awaitable[BatchOutcome]]
@@ -202,7 +204,9 @@ class AsyncCache(StoreAccess):
                     second: SecondLookup | None) -> Shared:
         shared: Shared | None = None
         try:
-            shared = await self._with_peers(flight.key, plan, lambda: self._produce(flight.key, plan, produce, second))
+            key = flight.key
+            shared = await self._with_peers(key, plan, lambda: self._stored_outcome(key, plan),
+                                            lambda: self._produce(key, plan, produce, second))
         finally:
             self.flights.finish(flight, shared)
         return shared
@@ -223,19 +227,21 @@ class AsyncCache(StoreAccess):
         if await self.write(key, self.make_entry(body, plan.ttl, meta)) and second is not None:
             await second.remember(key)
 
-    async def _with_peers(self, key: str, plan: CachePlan, produce: Callable[[], Awaitable[Shared]],
-                          on_stored: Callable[[Outcome], None] | None = None) -> Shared:
-        """``produce()``, unless another process holding the lock stores the answer meanwhile."""
+    async def _with_peers(self, lock_key: str, plan: CachePlan, stored: Callable[[], Awaitable[S | None]],
+                          produce: Callable[[], Awaitable[P]]) -> S | P:
+        """``produce()``, unless another process holding the lock on ``lock_key`` stores the
+        answer meanwhile: then what ``stored()`` reads of it."""
         if self.peers is None or not plan.store:
             return await produce()
-        async with self.peers.turn(key, lambda: self.read(key, plan.max_age)) as stored:
-            if stored is None:
+        async with self.peers.turn(lock_key, stored) as found:
+            if found is None:
                 return await produce()
         self.stats.coalesced += 1
-        outcome = Outcome(200, stored.body)
-        if on_stored is not None:
-            on_stored(outcome)
-        return outcome
+        return found
+
+    async def _stored_outcome(self, key: str, plan: CachePlan) -> Outcome | None:
+        entry = await self.read(key, plan.max_age)
+        return None if entry is None else Outcome(200, entry.body)
 
     # -- a streamed answer ---------------------------------------------------------------
 
@@ -284,9 +290,14 @@ class AsyncCache(StoreAccess):
             if key is None:
                 shared = await self._pump(lead, None, plan, source, None)
             else:
-                shared = await self._with_peers(
-                    key, plan, lambda: self._pump(lead, key, plan, source, second), on_stored=lead.put
-                )
+                async def stored_by_peer() -> Outcome | None:  # the lead replays it
+                    outcome = await self._stored_outcome(key, plan)
+                    if outcome is not None:
+                        lead.put(outcome)
+                    return outcome
+
+                shared = await self._with_peers(key, plan, stored_by_peer,
+                                                lambda: self._pump(lead, key, plan, source, second))
         except Exception as exc:  # nobody awaits this task: the leader's handler must still be told
             log.exception("producing a streamed answer failed")
             lead.finish_with(exc)
@@ -312,8 +323,10 @@ class AsyncCache(StoreAccess):
                 tail: list[bytes] = []  # from [DONE] on: forwarded once the answer is stored
                 async for piece in reply.chunks:
                     events = assembler.feed(piece)
-                    if events:
-                        (tail.extend if assembler.done else lambda e: lead.put(b"".join(e)))(events)
+                    if events and assembler.done:
+                        tail.extend(events)
+                    elif events:
+                        lead.put(b"".join(events))
         except UpstreamError as exc:
             lead.finish_with(exc)
             return exc
@@ -350,7 +363,7 @@ class AsyncCache(StoreAccess):
         known = {key: entry.body for key, entry in zip(keys, entries, strict=True) if entry is not None}
         from_cache = [key in known for key in keys]
         missing = list(dict.fromkeys(key for key in keys if key not in known))
-        self.stats.hits += len(keys) - sum(1 for key in keys if key not in known)
+        self.stats.hits += sum(from_cache)
         word = "miss" if plan.read else "bypass"
         if plan.read:
             self.stats.misses += len(missing)
@@ -367,6 +380,7 @@ class AsyncCache(StoreAccess):
                     produce: BatchProducer) -> tuple[Outcome | None, bytes | None]:
         """Put a value for every ``missing`` key in ``known``: followed, re-read or produced."""
         usage = None
+        first = _first_positions(keys)
         for _ in range(3):  # a flight that ends with nothing to share is tried again, then led
             waits = {key: flight for key in missing
                      if plan.read and (flight := self.flights.current(key)) is not None}
@@ -374,7 +388,6 @@ class AsyncCache(StoreAccess):
             task = None
             if lead:
                 flights = [self.flights.start(key) for key in lead]
-                first = _first_positions(keys)
                 positions = [first[key] for key in lead]
                 task = self._spawn(self._lead_batch(flights, positions, plan, produce))
             results: dict[str, ItemShared | None] = {}
@@ -416,14 +429,9 @@ class AsyncCache(StoreAccess):
     async def _produce_batch(self, keys: list[str], positions: list[int], plan: CachePlan,
                              produce: BatchProducer) -> BatchOutcome | Shared:
         """One provider call for ``keys`` (or the values another process stored meanwhile)."""
-        if self.peers is not None and plan.store:
-            lock_key = "batch:" + hashlib.sha256("\n".join(keys).encode()).hexdigest()
-            async with self.peers.turn(lock_key, lambda: self._read_all(keys, plan)) as stored:
-                if stored is not None:
-                    self.stats.coalesced += 1
-                    return stored
-                return await self._call_batch(keys, positions, plan, produce)
-        return await self._call_batch(keys, positions, plan, produce)
+        lock_key = "batch:" + hashlib.sha256("\n".join(keys).encode()).hexdigest()
+        return await self._with_peers(lock_key, plan, lambda: self._read_all(keys, plan),
+                                      lambda: self._call_batch(keys, positions, plan, produce))
 
     async def _read_all(self, keys: list[str], plan: CachePlan) -> BatchOutcome | None:
         entries = await self.read_many(keys, plan.max_age)

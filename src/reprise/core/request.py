@@ -58,6 +58,12 @@ def _check_fields(body: dict[str, Any], fields: dict[str, tuple[tuple[type, ...]
             raise RequestError(f"'{name}' must be {description}", param=name)
 
 
+def asks_usage(body: dict[str, Any]) -> bool:
+    """Whether a streamed request asks for the usage chunk (``stream_options.include_usage``)."""
+    options = body.get("stream_options")
+    return isinstance(options, dict) and bool(options.get("include_usage"))
+
+
 def require_object(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise RequestError("the request body must be a JSON object")

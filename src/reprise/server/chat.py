@@ -16,7 +16,7 @@ from reprise.cache import AsyncCache, Outcome, StreamAnswer
 from reprise.core.controls import parse_controls
 from reprise.core.keys import chat_key_hash, storage_key
 from reprise.core.policy import CachePlan
-from reprise.core.request import require_model, validate_chat
+from reprise.core.request import asks_usage, require_model, validate_chat
 from reprise.core.streaming import StreamAssembler, is_chat_completion, render_sse
 from reprise.errors import UpstreamError
 from reprise.observability.observer import RequestRecord, unobserved
@@ -31,7 +31,7 @@ from reprise.server.http import (
     Receive,
     Scope,
     Send,
-    header,
+    header_text,
     send_bytes,
     watch_disconnect,
 )
@@ -55,7 +55,7 @@ async def handle_chat(gw: Gateway, scope: Scope, receive: Receive, send: Send, b
     model = require_model(body)
     validate_chat(body)
     deployment = gw.pick(model)
-    controls = parse_controls(body.get("cache"), _header_str(scope, b"cache-control"))
+    controls = parse_controls(body.get("cache"), header_text(scope, b"cache-control"))
     plan = gw.plan(controls, gw.cache_chat, caller)  # BYPASS when the gateway has no cache
     key = storage_key(chat_key_hash(body), plan.namespace) if plan.uses_cache else None
     driver = gw.cache or gw.forwarder
@@ -67,16 +67,6 @@ async def handle_chat(gw: Gateway, scope: Scope, receive: Receive, send: Send, b
     except UpstreamError as exc:
         exc.cache_status, exc.cache_key = ("miss" if key is not None and plan.read else "bypass"), key
         raise
-
-
-def _header_str(scope: Scope, name: bytes) -> str | None:
-    raw = header(scope, name)
-    return raw.decode("latin-1") if raw is not None else None
-
-
-def _asks_usage(body: dict[str, Any]) -> bool:
-    options = body.get("stream_options")
-    return isinstance(options, dict) and bool(options.get("include_usage"))
 
 
 async def _answer(gw: Gateway, cache: AsyncCache, record: RequestRecord, send: Send, body: dict[str, Any],
@@ -117,7 +107,7 @@ async def _stream(gw: Gateway, cache: AsyncCache, record: RequestRecord, receive
         open=lambda: gw.upstream(deployment).open_chat_stream(
             deployment, PATH, body, record_usage=key is not None and plan.store
         ),
-        assembler=StreamAssembler(drop_usage_chunk=not _asks_usage(body)),
+        assembler=StreamAssembler(drop_usage_chunk=not asks_usage(body)),
         describe=lambda completion: entry_meta(body, completion),
     )
     semantic = semantic_chat.slot(gw, body, plan, caller.tenant) if key is not None else None
@@ -141,7 +131,7 @@ async def _send_replay(send: Send, body: dict[str, Any], status: int, answer: by
     if status >= 300:
         await send_bytes(send, status, answer, [JSON_TYPE, *headers])
         return
-    sse = render_sse(orjson.loads(answer), _asks_usage(body))
+    sse = render_sse(orjson.loads(answer), asks_usage(body))
     await send_bytes(send, 200, sse, [*SSE_HEADERS, *headers])
 
 

@@ -32,7 +32,7 @@ from reprise.server.auth import OPEN, Principal
 from reprise.server.errors import upstream_failure_reported_as
 from reprise.server.gateway import Gateway
 from reprise.server.headers import cache_headers
-from reprise.server.http import JSON_TYPE, Scope, Send, header, send_bytes
+from reprise.server.http import JSON_TYPE, Scope, Send, header_text, send_bytes
 from reprise.server.upstream import Deployment, upstream_body
 
 PATH = "/embeddings"
@@ -56,19 +56,17 @@ async def handle_embeddings(gw: Gateway, scope: Scope, send: Send, body: dict[st
     items, single = embedding_items(body)
     validate_embeddings(body)
     deployment = gw.pick(model)
-    raw_cc = header(scope, b"cache-control")
-    controls = parse_controls(body.get("cache"), raw_cc.decode("latin-1") if raw_cc else None)
+    controls = parse_controls(body.get("cache"), header_text(scope, b"cache-control"))
     plan = gw.plan(controls, gw.cache_embeddings, caller)
     keys = [storage_key(embedding_item_hash(body, item), plan.namespace) for item in items]
     shown_key = keys[0] if single and plan.uses_cache else None
     with upstream_failure_reported_as("miss" if plan.read else "bypass", shown_key):
         answer = await _resolve(gw, gw.cache or gw.forwarder, deployment, body, items, keys, plan)
     record.report(answer.cache_status, shown_key)
+    headers = [JSON_TYPE, *cache_headers(answer.cache_status, shown_key)]
     if answer.failure is not None:
-        headers = [JSON_TYPE, *cache_headers(answer.cache_status, shown_key)]
         await send_bytes(send, answer.failure.status, answer.failure.body, headers)
         return
-    headers = [JSON_TYPE, *cache_headers(answer.cache_status, shown_key)]
     if plan.uses_cache:
         headers.append((b"x-reprise-cache-hits", f"{answer.hits}/{len(items)}".encode()))
     await send_bytes(send, 200, assemble(model, answer.values, answer.usage or _NO_USAGE), headers)

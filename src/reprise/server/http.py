@@ -36,6 +36,12 @@ def header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
+def header_text(scope: Scope, name: bytes) -> str | None:
+    """A request header as text (latin-1, as HTTP/1.1 defines header bytes), or None."""
+    raw = header(scope, name)
+    return raw.decode("latin-1") if raw is not None else None
+
+
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     """The whole request body; 413 as soon as it is known to exceed ``limit`` bytes."""
     declared = header(scope, b"content-length")

@@ -31,6 +31,7 @@ import aiohttp
 import orjson
 
 from reprise.core.keys import provider_params
+from reprise.core.request import asks_usage
 from reprise.core.streaming import render_sse
 from reprise.errors import UpstreamError
 from reprise.outcome import Outcome
@@ -191,7 +192,7 @@ class HttpUpstream:
                                record_usage: bool) -> AsyncIterator[StreamReply]:
         """Open a streamed chat answer; with ``record_usage``, ask for the usage chunk if allowed."""
         request = upstream_body(body, deployment)
-        ask = record_usage and deployment not in self._refuse_usage and not _asks_usage(body)
+        ask = record_usage and deployment not in self._refuse_usage and not _sets_include_usage(body)
         if ask:
             request["stream_options"] = {**(request.get("stream_options") or {}), "include_usage": True}
         async with self.open_stream(deployment, path, request) as reply:
@@ -243,7 +244,8 @@ async def _no_chunks() -> AsyncIterator[bytes]:
     yield b""  # pragma: no cover
 
 
-def _asks_usage(body: dict[str, Any]) -> bool:
+def _sets_include_usage(body: dict[str, Any]) -> bool:
+    """The client chose ``include_usage`` itself (true or false): its choice is forwarded as it is."""
     options = body.get("stream_options")
     return isinstance(options, dict) and "include_usage" in options
 
@@ -308,7 +310,7 @@ class MockUpstream:
     async def open_stream(
         self, deployment: Deployment, path: str, body: dict[str, Any]
     ) -> AsyncIterator[StreamReply]:
-        sse = render_sse(self.completion(deployment, body), include_usage=_asks_usage(body))
+        sse = render_sse(self.completion(deployment, body), include_usage=asks_usage(body))
 
         async def chunks() -> AsyncIterator[bytes]:
             yield sse
@@ -319,7 +321,7 @@ class MockUpstream:
     async def open_chat_stream(self, deployment: Deployment, path: str, body: dict[str, Any],
                                record_usage: bool) -> AsyncIterator[StreamReply]:
         request = upstream_body(body, deployment)
-        if record_usage:
+        if record_usage and not _sets_include_usage(body):  # as HttpUpstream: the client's choice stands
             request["stream_options"] = {**(request.get("stream_options") or {}), "include_usage": True}
         async with self.open_stream(deployment, path, request) as reply:
             yield reply
