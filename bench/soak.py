@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.procs import ProcessSet, free_port, tree_rss_mb, wait_ready  # noqa: E402
 
-MASTER = "sk-soak"
+MASTER = "sk-soak-master-key-0"
 HEADERS = {"Authorization": f"Bearer {MASTER}", "Content-Type": "application/json"}
 
 

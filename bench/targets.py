@@ -21,7 +21,7 @@ from bench.load import Endpoint
 from bench.procs import ProcessSet, Server, free_port, wait_ready
 
 REPO = Path(__file__).resolve().parent.parent
-MASTER_KEY = "sk-bench"
+MASTER_KEY = "sk-bench-master-key"
 MODEL = "bench-model"
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
 # Reprise serves with these; the baseline must be served the same way to be a fair ceiling.

@@ -22,7 +22,7 @@ import yaml
 
 from tests.support.stub_upstream import StubUpstream
 
-MASTER_KEY = "sk-test-master"
+MASTER_KEY = "sk-test-master-key"
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
 
 

@@ -20,7 +20,7 @@ from reprise.config.loader import parse_config
 from reprise.server.app import RepriseApp
 from tests.server.conftest import free_port
 
-MASTER = "sk-fuzz-master"
+MASTER = "sk-fuzz-master-key-0"
 PATHS = ["/chat/completions", "/v1/chat/completions", "/embeddings", "/v1/embeddings", "/models",
          "/v1/models", "/health", "/readyz", "/livez", "/key/generate", "/key/delete", "/key/list",
          "/openapi.json", "/nowhere", "/chat/completions/", "//chat/completions"]

@@ -23,7 +23,7 @@ ADMIN_ROUTES = [
 
 @pytest.mark.parametrize(("method", "path"), ADMIN_ROUTES)
 def test_every_admin_route_needs_the_master_key(gateway: GatewayProcess, method: str, path: str) -> None:
-    for headers in ({}, {"Authorization": "Bearer sk-wrong"}, {"Authorization": "sk-test-master"}):
+    for headers in ({}, {"Authorization": "Bearer sk-wrong"}, {"Authorization": "sk-test-master-key"}):
         r = httpx.request(method, gateway.url + path, headers=headers, json={"keys": ["x"]})
         assert r.status_code == 401, (headers, r.text)
         assert r.json()["error"]["type"] == "authentication_error"

@@ -56,7 +56,7 @@ def test_bookkeeping_params_and_json_layout_share_an_entry(client: httpx.Client,
 
 
 def test_auth_is_required(gateway: GatewayProcess) -> None:
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "sk-test-master"}):
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "sk-test-master-key"}):
         r = httpx.post(gateway.url + "/chat/completions", json=chat("x"), headers=headers)
         assert r.status_code == 401
         assert r.json()["error"]["type"] == "authentication_error"

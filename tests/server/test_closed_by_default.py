@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from tests.server.conftest import free_port
 
 BASE: dict[str, Any] = {
     "model_list": [{"model_name": "demo", "litellm_params": {"model": "openai/demo", "mock_response": "hi"}}],
-    "general_settings": {"master_key": "sk-master"},
+    "general_settings": {"master_key": "sk-master-key-for-tests"},
 }
 
 
@@ -136,5 +137,71 @@ def test_config_check_fails_on_an_empty_master_key(tmp_path: Path) -> None:
     assert status == 2, output
     assert "general_settings.master_key" in output
     assert "ok:" not in output
-    status, output = run_reprise(["config", "check", "--config", str(path)], env={"REPRISE_TEST_MK": "sk-set"})
+    status, output = run_reprise(["config", "check", "--config", str(path)],
+                                 env={"REPRISE_TEST_MK": "sk-set-but-long-enough"})
     assert status == 0, output
+
+
+# --- no master key, or a short one (issue 12 item 2) ----------------------------------------------
+# Found: a config without ``master_key`` (and an empty or broken keys file) served everyone,
+# admin routes included; ``sk-1234`` from LiteLLM's docs was accepted as a master key.
+
+
+def without_master(**settings: Any) -> dict[str, Any]:
+    data = with_general(**settings)
+    del data["general_settings"]["master_key"]
+    return data
+
+
+@pytest.mark.parametrize("command", ["serve", "check"])
+@pytest.mark.parametrize("case", ["missing", "short"])
+def test_serve_and_check_refuse_an_unset_or_short_master_key(tmp_path: Path, command: str, case: str) -> None:
+    data = without_master() if case == "missing" else with_general(master_key="sk-1234")
+    path = write_config(tmp_path, data)
+    port = free_port()
+    args = (["serve", "--config", str(path), "--host", "127.0.0.1", "--port", str(port)] if command == "serve"
+            else ["config", "check", "--config", str(path)])
+    status, output = run_reprise(args, timeout=20)
+    assert status == 2, output
+    assert "general_settings.master_key" in output
+    assert ("allow_unauthenticated" in output) if case == "missing" else ("at least 16 characters" in output)
+    assert "sk-1234" not in output  # the message never quotes a secret
+    assert "ok:" not in output
+
+
+def test_serving_open_needs_allow_unauthenticated_and_warns(tmp_path: Path) -> None:
+    path = write_config(tmp_path, without_master(allow_unauthenticated=True))
+    status, output = run_reprise(["config", "check", "--config", str(path)])
+    assert status == 0, output
+    assert "allow_unauthenticated" in output  # the same warning serve logs
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "reprise.cli.main", "serve", "--config", str(path),
+                             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        body = {"model": "demo", "messages": [{"role": "user", "content": "hi"}]}
+        for _ in range(200):
+            try:
+                reply = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body, timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        else:
+            pytest.fail("the gateway did not start")
+        assert reply.status_code == 200, reply.text
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, _ = proc.communicate(timeout=10)
+    assert "allow_unauthenticated: true and no master key" in out.decode(errors="replace")
+
+
+def test_a_gateway_without_keys_is_closed_unless_allowed() -> None:
+    """The library's own ``Gateway`` (no serve-time check) lets nobody in without a key or the setting."""
+    from reprise.errors import AuthError
+    from reprise.server.gateway import Gateway
+
+    closed = Gateway.from_config(parse_config(without_master(), {}))
+    with pytest.raises(AuthError):
+        closed.check_auth(None)
+    opened = Gateway.from_config(parse_config(without_master(allow_unauthenticated=True), {}))
+    assert opened.check_auth(None).key_id == "none"

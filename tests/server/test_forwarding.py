@@ -190,7 +190,7 @@ def test_credentials_in_api_base_are_sent_as_basic_auth_never_in_the_url(
             {"model_name": "both", "litellm_params": {"model": "openai/gpt-4o", "api_key": "sk-upstream",
                                                       "api_base": f"http://user:pass@127.0.0.1:{port}"}},
         ],
-        "general_settings": {"master_key": "sk-test-master"},
+        "general_settings": {"master_key": "sk-test-master-key"},
         "litellm_settings": {"cache": True, "cache_params": {"type": "local"}},
     }
     gw = make_gateway(config)

@@ -21,7 +21,7 @@ from tests.support.stub_upstream import StubUpstream
 
 DEADLINE = 1.0  # request_head_timeout / request_body_timeout / keep_alive_timeout of the "tight" gateway
 CAP = 8  # max_connections of the "capped" gateway
-KEY_LINE = b"Authorization: Bearer sk-test-master\r\n"
+KEY_LINE = b"Authorization: Bearer sk-test-master-key\r\n"
 
 
 @pytest.fixture(scope="module")

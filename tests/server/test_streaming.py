@@ -103,7 +103,7 @@ def test_client_abort_mid_stream_is_not_stored(gateway: GatewayProcess, client: 
     body = chat(unique())
     payload = orjson.dumps({**body, "stream": True})
     request = (
-        f"POST /chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-test-master\r\n"
+        f"POST /chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-test-master-key\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
     ).encode() + payload
     upstream.set_delay(600)

@@ -48,7 +48,7 @@ def test_tenants_never_share_entries(tenants: GatewayProcess, stub: StubUpstream
     assert a.headers["x-litellm-cache-key"].startswith("team-a/default:")
     assert ask(tenants, KEY_A2, body).headers["x-reprise-cache"] == "hit"  # same tenant, other key
     assert ask(tenants, KEY_B, body).headers["x-reprise-cache"] == "miss"
-    assert ask(tenants, "sk-test-master", body).headers["x-reprise-cache"] == "miss"
+    assert ask(tenants, "sk-test-master-key", body).headers["x-reprise-cache"] == "miss"
     assert stub.calls()["chat"] == 3
 
 

@@ -457,6 +457,9 @@ class GeneralSettings(ConnectionSettings):
 
     #: Blank (or an ``os.environ/NAME`` set but blank) is a config error, as for every secret (loader.py).
     master_key: SecretStr | None = None
+    #: Reprise: serve without a master key on purpose (config/serving.py); otherwise a missing
+    #: ``master_key`` stops start-up.
+    allow_unauthenticated: bool = False
     max_request_size_mb: float = Field(default=8, gt=0)
     #: Reprise: API keys besides the master key, each in a tenant (see config/tenancy.py).
     virtual_keys: list[VirtualKeyConfig] = Field(default_factory=list)

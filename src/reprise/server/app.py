@@ -7,7 +7,6 @@ escapes to the ASGI server as an exception.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -18,8 +17,10 @@ import orjson
 
 from reprise import __version__
 from reprise.config import GatewayConfig, load_config
-from reprise.errors import ConfigError, RequestError, UpstreamError
+from reprise.config.serving import check_serving
+from reprise.errors import ConfigError, UpstreamError
 from reprise.observability.observer import Observer, RequestRecord
+from reprise.server.body_parser import BodyParser
 from reprise.server.cache_admin import CacheAdmin
 from reprise.server.chat import handle_chat
 from reprise.server.embeddings import handle_embeddings
@@ -46,11 +47,13 @@ class RepriseApp:
     """
 
     def __init__(self, config: GatewayConfig) -> None:
+        check_serving(config)  # closed by default: the same check as `reprise config check`
         self.config = config
         self.gateway = Gateway.from_config(config)
         self.started = time.time()
         self.observer = Observer(config, self.gateway.cache)  # metrics, request log (docs/operations.md)
         self.ui = UiAssets()
+        self.bodies = BodyParser()
         metrics = Access.MASTER if config.general_settings.metrics_require_auth else Access.PUBLIC
         self.routes = build_routes(
             self,
@@ -84,6 +87,7 @@ class RepriseApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.observer.settle()
+                self.bodies.close()
                 await self.gateway.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -165,43 +169,7 @@ class RepriseApp:
             log.debug("could not send error response", exc_info=True)
 
     async def _json_body(self, scope: Scope, receive: Receive) -> dict[str, Any]:
-        raw = await read_body(scope, receive, self.gateway.max_body_bytes)
-        deep = raw.count(b"[") + raw.count(b"{") > _MAX_DEPTH  # a C-speed count; only such bodies are probed
-        if deep:
-            _probe_depth(raw)
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise RequestError(f"the request body is not valid JSON: {exc}") from None
-        if not isinstance(body, dict):
-            raise RequestError("the request body must be a JSON object")
-        if deep:
-            _check_depth(body)
-        return body
-
-
-#: orjson writes at most 255 levels: a deeper body could be read but neither hashed into a key
-#: nor sent to the provider, so it is refused here (a 400, not a 500). Worse, orjson < 3.9
-#: (allowed by our ``orjson>=3.8``) overflows the C stack reading ~100k levels: one request
-#: would kill the worker. So a body with many brackets is first parsed by the standard
-#: library, whose C scanner raises RecursionError instead (docs/reliability.md).
-_MAX_DEPTH = 255
-
-
-def _probe_depth(raw: bytes) -> None:
-    try:
-        json.loads(raw)
-    except RecursionError:
-        raise RequestError(f"the request body nests deeper than {_MAX_DEPTH} levels") from None
-    except ValueError:  # not JSON: orjson says why, just after
-        pass
-
-
-def _check_depth(body: dict[str, Any]) -> None:
-    try:
-        orjson.dumps(body)
-    except TypeError:
-        raise RequestError(f"the request body nests deeper than {_MAX_DEPTH} levels") from None
+        return await self.bodies.parse(await read_body(scope, receive, self.gateway.max_body_bytes))
 
 
 def create_app(config: GatewayConfig | None = None) -> RepriseApp:

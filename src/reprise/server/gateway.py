@@ -94,6 +94,8 @@ class Gateway:
     http: HttpUpstream = field(default_factory=HttpUpstream)
     mock: MockUpstream = field(default_factory=MockUpstream)
     master_key: bytes | None = None
+    allow_open: bool = False
+    """``allow_unauthenticated``: with no master key and no other key, anyone is let in. Else closed."""
     max_body_bytes: int = 8 * 2**20
     cache_chat: bool = False
     cache_embeddings: bool = False
@@ -131,6 +133,7 @@ class Gateway:
             deployments=deployments,
             cache=cache,
             master_key=master.get_secret_value().encode() if master else None,
+            allow_open=config.general_settings.allow_unauthenticated,
             max_body_bytes=int(config.general_settings.max_request_size_mb * 2**20),
             cache_chat=bool(call_types & CHAT_CALL_TYPES),
             cache_embeddings=bool(call_types & EMBEDDING_CALL_TYPES),
@@ -152,8 +155,8 @@ class Gateway:
         return GatewayEmbedder(self, name)
 
     def check_auth(self, authorization: bytes | None) -> Principal:
-        """The caller: master key (constant-time compare) or a virtual key; open without keys."""
-        if self.master_key is None and not len(self.keys):
+        """The caller: master key (constant-time compare) or a virtual key; open only when allowed and keyless."""
+        if self.master_key is None and self.allow_open and not len(self.keys):
             return OPEN
         token = bearer_token(authorization)
         if self.master_key is not None and hmac.compare_digest(token, self.master_key):

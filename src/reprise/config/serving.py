@@ -1,0 +1,53 @@
+"""What a config needs before it may serve: closed by default.
+
+Parsing (:mod:`reprise.config.loader`) accepts any well-formed file, so a library user
+can build a config for anything; this is the stricter check for the one use that opens
+a port. ``reprise serve``, every worker's app and ``reprise config check`` call
+:func:`check_serving`, so the check and the server can never disagree.
+
+A gateway without a master key answers anyone: its cache, its upstream credits, its
+admin routes. That must be said on purpose (``general_settings.allow_unauthenticated:
+true``), never reached by leaving a line out. A master key shorter than
+:data:`MIN_MASTER_KEY_LENGTH` is refused as well: such keys (LiteLLM's docs use
+``sk-1234``) are copied from examples and guessed in a few tries.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from reprise.config.models import GatewayConfig
+from reprise.errors import ConfigError
+
+log = logging.getLogger("reprise.config")
+
+MIN_MASTER_KEY_LENGTH = 16
+"""Characters. ``/key/generate`` makes 46-character keys; 16 random ones are far out of guessing reach."""
+
+MASTER_KEY = "general_settings.master_key"
+ALLOW_OPEN = "general_settings.allow_unauthenticated"
+
+
+def check_serving(config: GatewayConfig) -> None:
+    """ConfigError naming the setting if ``config`` must not serve; a warning if it serves open."""
+    settings = config.general_settings
+    master = settings.master_key
+    if master is None:
+        if not settings.allow_unauthenticated:
+            raise ConfigError(
+                "not set: without it anyone who can reach the port may use the gateway and its admin "
+                f"routes. Set a master key of at least {MIN_MASTER_KEY_LENGTH} characters "
+                f"(e.g. master_key: os.environ/REPRISE_MASTER_KEY), or set {ALLOW_OPEN}: true "
+                "to serve without one on purpose",
+                MASTER_KEY,
+            )
+        if not settings.virtual_keys and not settings.keys_file:
+            log.warning("%s: true and no master key: anyone who can reach the port may use the gateway, "
+                        "its admin routes included", ALLOW_OPEN)
+        return
+    if len(master.get_secret_value().strip()) < MIN_MASTER_KEY_LENGTH:
+        raise ConfigError(
+            f"too short: use at least {MIN_MASTER_KEY_LENGTH} characters (a random one, e.g. "
+            "`python -c 'import secrets; print(\"sk-\" + secrets.token_urlsafe(24))'`)",
+            MASTER_KEY,
+        )

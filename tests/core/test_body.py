@@ -1,0 +1,63 @@
+"""One JSON parse per body, bounded nesting without a second parse (issue 12 item 6).
+
+Found: an 8 MB body of brackets was parsed twice on the event loop (the standard library's
+parser to probe its depth, then orjson) and blocked it for 4.3 s.
+"""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+from reprise.core.body import MAX_DEPTH, parse_json_object
+from reprise.errors import RequestError
+
+
+def nested(depth: int) -> bytes:
+    return b'{"model":"m","x":' + b"[" * depth + b"]" * depth + b"}"
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH - 1, 10])
+def test_nesting_up_to_the_bound_is_read(depth: int) -> None:
+    assert parse_json_object(nested(depth))["model"] == "m"
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 1_000, 1_025, 4_000_000])
+def test_deeper_nesting_is_a_400_naming_the_bound(depth: int) -> None:
+    with pytest.raises(RequestError, match=f"deeper than {MAX_DEPTH} levels"):
+        parse_json_object(nested(depth))
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    (b"[1, 2]", "must be a JSON object"),
+    (b'"text"', "must be a JSON object"),
+    (b'{"a": ', "not valid JSON"),
+    (b"\xff\xfe", "not valid JSON"),
+])
+def test_other_bodies_are_400s(raw: bytes, message: str) -> None:
+    with pytest.raises(RequestError, match=message):
+        parse_json_object(raw)
+
+
+def test_brackets_inside_strings_are_not_nesting() -> None:
+    text = "[" * 10_000 + "{" * 10_000
+    body = b'{"messages":[{"role":"user","content":"' + text.encode() + b'"}]}'
+    assert parse_json_object(body)["messages"][0]["content"] == text
+
+
+@pytest.mark.parametrize("raw", [b'{"x":[' + b"[]," * 100_000 + b"[]]}", b'{"x":' + b"[" * 2_000 + b"}"])
+def test_the_garbage_collector_is_on_again_after_a_large_body(raw: bytes) -> None:
+    assert gc.isenabled()
+    try:
+        parse_json_object(raw)
+    except RequestError:
+        pass
+    assert gc.isenabled()
+
+
+def test_containers_are_counted_outside_strings() -> None:
+    from reprise.core.body import count_containers
+
+    assert count_containers(b'{"a":[[],{}],"b":"[[[{{{"}') == 4
+    assert count_containers(b'{"a":') == -1
