@@ -88,37 +88,45 @@ def holder(first: bytes, count: int, reopen: bool) -> Attack:
 
     def attack(port: int, stop: threading.Event, seen: Counter[str]) -> None:
         socks: list[socket.socket] = []
-
-        def open_one() -> None:
-            try:
-                s = socket.create_connection(("127.0.0.1", port), timeout=5)
-                s.setblocking(False)
-                if first:
-                    s.send(first)
-                socks.append(s)
-            except OSError as exc:
-                seen[type(exc).__name__] += 1
-
         for _ in range(count):
-            open_one()
+            _open(port, first, socks, seen)
         while not stop.is_set():
             time.sleep(0.2)
-            for s in list(socks):
-                try:
-                    data = s.recv(4096)
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    data = b""
-                seen[data.split(b" ", 2)[1].decode() if data.startswith(b"HTTP/") else "closed"] += 1
+            for s in _answered(socks, seen):
                 socks.remove(s)
                 s.close()
                 if reopen and not stop.is_set():
-                    open_one()
+                    _open(port, first, socks, seen)
         for s in socks:
             s.close()
 
     return attack
+
+
+def _open(port: int, first: bytes, socks: list[socket.socket], seen: Counter[str]) -> None:
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.setblocking(False)
+        if first:
+            s.send(first)
+        socks.append(s)
+    except OSError as exc:
+        seen[type(exc).__name__] += 1
+
+
+def _answered(socks: list[socket.socket], seen: Counter[str]) -> list[socket.socket]:
+    """The connections the gateway answered or closed, counting what it said."""
+    done = []
+    for s in socks:
+        try:
+            data = s.recv(4096)
+        except BlockingIOError:
+            continue
+        except OSError:
+            data = b""
+        seen[data.split(b" ", 2)[1].decode() if data.startswith(b"HTTP/") else "closed"] += 1
+        done.append(s)
+    return done
 
 
 def senders(make_request: Callable[[], bytes], clients: int) -> Attack:

@@ -243,3 +243,18 @@ def test_workers_get_the_same_limits(stub: StubUpstream, tmp_path_factory: pytes
         assert_served(gw)
     finally:
         gw.stop()
+
+
+def test_refusals_are_counted_in_metrics(tight: GatewayProcess) -> None:
+    """Was: 431s and 408s were answered by the protocol and seen nowhere but by the client."""
+    def refused() -> float:
+        text = httpx.get(tight.url + "/metrics", headers=AUTH, timeout=10).text
+        series = 'reprise_connections_refused_total{code="request_header_fields_too_large"}'
+        line = next((ln for ln in text.splitlines() if ln.startswith(series)), None)
+        return float(line.split()[-1]) if line else 0.0
+
+    before = refused()
+    for _ in range(3):
+        with connect(tight, b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n") as sock:
+            assert_refused(read_until_closed(sock), 431, "request_header_fields_too_large")
+    assert refused() == before + 3

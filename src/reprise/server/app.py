@@ -19,6 +19,7 @@ from reprise import __version__
 from reprise.config import GatewayConfig, load_config
 from reprise.config.serving import check_serving
 from reprise.errors import ConfigError, UpstreamError
+from reprise.observability.metrics import Collected
 from reprise.observability.observer import Observer, RequestRecord
 from reprise.server.body_parser import BodyParser
 from reprise.server.cache_admin import CacheAdmin
@@ -31,6 +32,7 @@ from reprise.server.http import JSON_TYPE, ClientGone, Receive, Scope, Send, rea
 from reprise.server.keys_admin import KeysAdmin
 from reprise.server.observe import observe
 from reprise.server.openapi import openapi_json
+from reprise.server.protocol import REFUSED
 from reprise.server.routes import Access, Call, admit, build_routes, without_body
 from reprise.server.ui_assets import UiAssets
 
@@ -52,6 +54,9 @@ class RepriseApp:
         self.gateway = Gateway.from_config(config)
         self.started = time.time()
         self.observer = Observer(config, self.gateway.cache)  # metrics, request log (docs/operations.md)
+        self.observer.metrics.registry.add(Collected(
+            "reprise_connections_refused_total", "Requests refused by the HTTP protocol's bounds, by error code.",
+            "counter", ("code",), lambda: [((code,), float(n)) for code, n in sorted(REFUSED.items())]))
         self.ui = UiAssets()
         self.bodies = BodyParser()
         metrics = Access.MASTER if config.general_settings.metrics_require_auth else Access.PUBLIC

@@ -28,6 +28,7 @@ Built on uvicorn's internals (checked against uvicorn 0.55 and httptools 0.9):
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import resource
 from dataclasses import dataclass
@@ -112,6 +113,10 @@ def protocol_class(limits: ConnectionLimits) -> type[asyncio.Protocol]:
     """What to pass as uvicorn's ``http=``: picklable, so ``--workers N`` get it too."""
     factory = functools.partial(BoundedHttpToolsProtocol, limits=limits, table=ConnectionTable())
     return cast("type[asyncio.Protocol]", factory)
+
+
+REFUSED: collections.Counter[str] = collections.Counter()
+"""Refusals by code in this process (``/metrics``: ``reprise_connections_refused_total``); a few fixed codes."""
 
 
 class Refusal(Exception):
@@ -309,6 +314,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _refuse(self, refusal: Refusal) -> None:
         """Answer ``refusal`` unless another answer is under way, then close gently."""
+        REFUSED[refusal.code] += 1
         self._refused = True
         self._cancel_deadline()
         self._unset_keepalive_if_required()
