@@ -41,6 +41,7 @@ from uvicorn.server import ServerState
 
 from reprise.config.models import ConnectionSettings
 from reprise.server.errors import error_body
+from reprise.server.one_write import OneWriteCycle
 
 #: Where the parser is in the current request.
 _IDLE: Final = 0  # between requests (or none yet); a request may be with the app
@@ -270,6 +271,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self.table.idle.pop(self, None)  # busy until its answer is sent
         HttpToolsProtocol.on_headers_complete(self)
+        # The cycle uvicorn just made answers with one write (one_write.py). Its task has not
+        # run yet, so it only ever sees the subclass; the class adds no state to the instance.
+        self.cycle.__class__ = OneWriteCycle
 
     def on_message_complete(self) -> None:
         self._phase = _IDLE
