@@ -407,3 +407,32 @@ def is_chat_completion(obj: Any) -> bool:
         and bool(choices)
         and all(isinstance(c, dict) and isinstance(c.get("message"), dict) for c in choices)
     )
+
+
+class ReplayMemo:
+    """The SSE replay of a stored answer, made once: a streamed hit then sends bytes ready to go.
+
+    Keyed by the stored JSON bytes (whose hash Python keeps on the bytes object, so a hit on
+    an in-memory entry pays no hashing) and the client's usage choice; bounded in bytes.
+    """
+
+    MAX_BYTES = 32 * 2**20
+
+    def __init__(self) -> None:
+        self._sse: dict[tuple[bytes, bool], bytes] = {}
+        self._bytes = 0
+
+    def render(self, answer: bytes, include_usage: bool) -> bytes:
+        """``render_sse`` of the JSON ``answer``, from the memo when it was made before."""
+        key = (answer, include_usage)
+        sse = self._sse.get(key)
+        if sse is None:
+            sse = render_sse(orjson.loads(answer), include_usage)
+            size = len(answer) + len(sse)
+            if size <= self.MAX_BYTES // 16:
+                if self._bytes + size > self.MAX_BYTES:  # full: start again
+                    self._sse.clear()
+                    self._bytes = 0
+                self._sse[key] = sse
+                self._bytes += size
+        return sse

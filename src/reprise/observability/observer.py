@@ -23,7 +23,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from reprise.cache import AsyncCache
 from reprise.config import GatewayConfig
@@ -39,6 +39,13 @@ OTHER_NAMESPACE = "_other"  # label for namespaces not named in the config (boun
 SETTLE_DELAY = 0.05
 """Seconds a finished request may wait to be counted and logged with others."""
 _PLAIN_ROUTES = frozenset({"/chat/completions", "/v1/chat/completions", "/embeddings", "/v1/embeddings"})
+
+
+class HasBody(Protocol):
+    """A request whose parsed body is at hand on demand (server.chat.ChatRequest)."""
+
+    @property
+    def body(self) -> dict[str, Any]: ...
 
 
 @dataclass(slots=True)
@@ -128,6 +135,13 @@ class Observer:
         record.caller = key_id
         if self.log_prompts:
             record.prompt = _prompt_text(body)
+
+    def note_model(self, record: RequestRecord, model: str, key_id: str, request: HasBody) -> None:
+        """:meth:`note_request` for a body known by its facts: parsed only if prompts are logged."""
+        record.model = model if model in self.models else _OTHER_MODEL
+        record.caller = key_id
+        if self.log_prompts:
+            record.prompt = _prompt_text(request.body)
 
     def response_headers(self, record: RequestRecord, status: int,
                          headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

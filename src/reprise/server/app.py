@@ -18,12 +18,13 @@ import orjson
 from reprise import __version__
 from reprise.config import GatewayConfig, load_config
 from reprise.config.serving import check_serving
+from reprise.core.chat_request import ChatFactsMemo, chat_facts
 from reprise.errors import ConfigError, UpstreamError
 from reprise.observability.metrics import Collected
 from reprise.observability.observer import Observer, RequestRecord
 from reprise.server.body_parser import BodyParser
 from reprise.server.cache_admin import CacheAdmin
-from reprise.server.chat import handle_chat
+from reprise.server.chat import ChatRequest, handle_chat
 from reprise.server.embeddings import handle_embeddings
 from reprise.server.errors import error_body, render_error
 from reprise.server.gateway import Gateway
@@ -59,6 +60,7 @@ class RepriseApp:
             "counter", ("code",), lambda: [((code,), float(n)) for code, n in sorted(REFUSED.items())]))
         self.ui = UiAssets()
         self.bodies = BodyParser()
+        self.chat_facts = ChatFactsMemo()  # a repeated body is not parsed, checked and hashed again
         metrics = Access.MASTER if config.general_settings.metrics_require_auth else Access.PUBLIC
         self.routes = build_routes(
             self,
@@ -127,10 +129,20 @@ class RepriseApp:
 
     async def chat(self, call: Call) -> None:
         scope, receive, send, caller, record = call.scope, call.receive, call.send, call.caller, call.record
-        body = await self._json_body(scope, receive)
-        if record is not None:
-            self.observer.note_request(record, body, caller.key_id)
-        await handle_chat(self.gateway, scope, receive, send, body, caller, record)
+        raw = await read_body(scope, receive, self.gateway.max_body_bytes)
+        facts = self.chat_facts.get(raw)
+        if facts is None:
+            body = await self.bodies.parse(raw)
+            if record is not None:  # noted before validation: a 400 is logged with its model
+                self.observer.note_request(record, body, caller.key_id)
+            facts = chat_facts(body)
+            self.chat_facts.put(raw, facts)
+            request = ChatRequest(raw, facts, body)
+        else:
+            request = ChatRequest(raw, facts)
+            if record is not None:
+                self.observer.note_model(record, facts.model, caller.key_id, request)
+        await handle_chat(self.gateway, scope, receive, send, request, caller, record)
 
     async def embeddings(self, call: Call) -> None:
         scope, receive, send, caller, record = call.scope, call.receive, call.send, call.caller, call.record

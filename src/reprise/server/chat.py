@@ -13,11 +13,11 @@ from typing import Any
 import orjson
 
 from reprise.cache import AsyncCache, Outcome, StreamAnswer
-from reprise.core.controls import parse_controls
-from reprise.core.keys import chat_key_hash, storage_key
+from reprise.core.body import parse_json_object
+from reprise.core.chat_request import ChatFacts, controls_of
+from reprise.core.keys import storage_key
 from reprise.core.policy import CachePlan
-from reprise.core.request import asks_usage, require_model, validate_chat
-from reprise.core.streaming import StreamAssembler, is_chat_completion, render_sse
+from reprise.core.streaming import ReplayMemo, StreamAssembler, is_chat_completion
 from reprise.errors import UpstreamError
 from reprise.observability.observer import RequestRecord, unobserved
 from reprise.server import semantic_chat
@@ -39,6 +39,8 @@ from reprise.server.upstream import Deployment, upstream_body
 from reprise.stream_lead import StreamLead, StreamSource
 
 PATH = "/chat/completions"
+_REPLAYS = ReplayMemo()
+"""Per process: the SSE forms of stored answers are the same for every gateway in it."""
 
 
 def entry_meta(body: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
@@ -49,37 +51,52 @@ def entry_meta(body: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
     return {"kind": "chat", "model": body.get("model"), "preview": preview[:120], "usage": answer.get("usage")}
 
 
-async def handle_chat(gw: Gateway, scope: Scope, receive: Receive, send: Send, body: dict[str, Any],
+class ChatRequest:
+    """A chat request: its bytes, their facts, and the body, parsed again only if a miss needs it."""
+
+    __slots__ = ("raw", "facts", "_body")
+
+    def __init__(self, raw: bytes, facts: ChatFacts, body: dict[str, Any] | None = None) -> None:
+        self.raw, self.facts, self._body = raw, facts, body
+
+    @property
+    def body(self) -> dict[str, Any]:
+        if self._body is None:  # facts came from the memo: the bytes were parsed (and valid) before
+            self._body = parse_json_object(self.raw)
+        return self._body
+
+
+async def handle_chat(gw: Gateway, scope: Scope, receive: Receive, send: Send, request: ChatRequest,
                       caller: Principal = OPEN, record: RequestRecord | None = None) -> None:
     record = record or unobserved()
-    model = require_model(body)
-    validate_chat(body)
-    deployment = gw.pick(model)
-    controls = parse_controls(body.get("cache"), header_text(scope, b"cache-control"))
+    facts = request.facts
+    deployment = gw.pick(facts.model)
+    controls = controls_of(facts, header_text(scope, b"cache-control"))
     plan = gw.plan(controls, gw.cache_chat, caller)  # BYPASS when the gateway has no cache
-    key = storage_key(chat_key_hash(body), plan.namespace) if plan.uses_cache else None
+    key = storage_key(facts.key_hash, plan.namespace) if plan.uses_cache else None
     driver = gw.cache or gw.forwarder
     try:  # upstream_failure_reported_as, inline: its context manager cost ~1.5 µs a hit
-        if body.get("stream") is True:
-            await _stream(gw, driver, record, receive, send, body, deployment, plan, key, caller)
+        if facts.stream:
+            await _stream(gw, driver, record, receive, send, request, deployment, plan, key, caller)
         else:
-            await _answer(gw, driver, record, send, body, deployment, plan, key, caller)
+            await _answer(gw, driver, record, send, request, deployment, plan, key, caller)
     except UpstreamError as exc:
         exc.cache_status, exc.cache_key = ("miss" if key is not None and plan.read else "bypass"), key
         raise
 
 
-async def _answer(gw: Gateway, cache: AsyncCache, record: RequestRecord, send: Send, body: dict[str, Any],
+async def _answer(gw: Gateway, cache: AsyncCache, record: RequestRecord, send: Send, request: ChatRequest,
                   deployment: Deployment, plan: CachePlan, key: str | None, caller: Principal) -> None:
     """A non-streamed request: from the cache, a shared in-flight call, or the provider."""
 
     async def produce() -> Outcome:
+        body = request.body
         outcome = await gw.upstream(deployment).post(deployment, PATH, upstream_body(body, deployment))
         if not outcome.ok:
             return outcome
         return Outcome(outcome.status, outcome.body, entry_meta(body, _completion(deployment, outcome.body)))
 
-    semantic = semantic_chat.slot(gw, body, plan, caller.tenant) if key is not None else None
+    semantic = semantic_chat.slot(gw, request.body, plan, caller.tenant) if key is not None and gw.semantic else None
     answer = await cache.get_or_produce(key or "", plan, produce, semantic)
     record.report(answer.cache_status, key, answer.entry, semantic.similarity if semantic is not None else None)
     headers = [JSON_TYPE, *cache_headers(answer.cache_status, key, answer.entry, cache.clock())]
@@ -101,41 +118,42 @@ def _completion(deployment: Deployment, raw: bytes) -> dict[str, Any]:
 
 
 async def _stream(gw: Gateway, cache: AsyncCache, record: RequestRecord, receive: Receive, send: Send,
-                  body: dict[str, Any], deployment: Deployment, plan: CachePlan, key: str | None,
+                  request: ChatRequest, deployment: Deployment, plan: CachePlan, key: str | None,
                   caller: Principal) -> None:
+    usage = request.facts.asks_usage
     source = StreamSource(
         open=lambda: gw.upstream(deployment).open_chat_stream(
-            deployment, PATH, body, record_usage=key is not None and plan.store
+            deployment, PATH, request.body, record_usage=key is not None and plan.store
         ),
-        assembler=StreamAssembler(drop_usage_chunk=not asks_usage(body)),
-        describe=lambda completion: entry_meta(body, completion),
+        assembler=StreamAssembler(drop_usage_chunk=not usage),
+        describe=lambda completion: entry_meta(request.body, completion),
     )
-    semantic = semantic_chat.slot(gw, body, plan, caller.tenant) if key is not None else None
+    semantic = semantic_chat.slot(gw, request.body, plan, caller.tenant) if key is not None and gw.semantic else None
     answer = await cache.stream(key, plan, source, semantic)
     headers = cache_headers(answer.cache_status, key, answer.entry, cache.clock())
     record.report(answer.cache_status, key, answer.entry, semantic.similarity if semantic is not None else None)
     if answer.entry is not None:
         if semantic is not None:
             headers += semantic.headers()
-        await _send_replay(send, body, 200, answer.entry.body, headers)
+        await _send_replay(send, usage, 200, answer.entry.body, headers)
     elif answer.shared is not None:
-        await _send_replay(send, body, answer.shared.status, answer.shared.body, headers)
+        await _send_replay(send, usage, answer.shared.status, answer.shared.body, headers)
     else:
         assert answer.lead is not None
-        await _forward(send, receive, body, answer, answer.lead, headers)
+        await _forward(send, receive, usage, answer, answer.lead, headers)
 
 
-async def _send_replay(send: Send, body: dict[str, Any], status: int, answer: bytes,
+async def _send_replay(send: Send, usage: bool, status: int, answer: bytes,
                        headers: list[tuple[bytes, bytes]]) -> None:
     """Send a stored (or shared) non-streamed answer in the client's streaming format."""
     if status >= 300:
         await send_bytes(send, status, answer, [JSON_TYPE, *headers])
         return
-    sse = render_sse(orjson.loads(answer), asks_usage(body))
+    sse = _REPLAYS.render(answer, usage)
     await send_bytes(send, 200, sse, [*SSE_HEADERS, *headers])
 
 
-async def _forward(send: Send, receive: Receive, body: dict[str, Any], answer: StreamAnswer, lead: StreamLead,
+async def _forward(send: Send, receive: Receive, usage: bool, answer: StreamAnswer, lead: StreamLead,
                    headers: list[tuple[bytes, bytes]]) -> None:
     """Send the provider's events as the driver passes them on; stop at once if the client left."""
     watcher = watch_disconnect(receive)
@@ -145,7 +163,7 @@ async def _forward(send: Send, receive: Receive, body: dict[str, Any], answer: S
         if lead.gone:
             return
         if instead is not None:  # the provider's error, or an answer another instance stored
-            await _send_replay(send, body, instead.status, instead.body, headers)
+            await _send_replay(send, usage, instead.status, instead.body, headers)
             return
         await send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *headers]})
         async for events in lead.events():
