@@ -27,6 +27,9 @@ class RecordingTransport(asyncio.Transport):
     def write(self, data: Any) -> None:
         self.writes.append(bytes(data))
 
+    def writelines(self, parts: Any) -> None:  # one write of several buffers (uvloop: one writev)
+        self.writes.append(b"".join(parts))
+
     def close(self) -> None:
         self.closed = True
 
@@ -55,6 +58,14 @@ async def test_a_sized_answer_is_one_write() -> None:
     assert transport.writes == [b"HTTP/1.1 200 OK\r\ndate: today\r\ncontent-type: application/json\r\n"
                                 b"content-length: 2\r\n\r\n{}"]
     assert c.response_complete and done == [1] and not transport.closed
+
+
+async def test_a_large_answer_is_one_write_too() -> None:
+    c, transport, _ = cycle()
+    body = b"x" * 100_000
+    await c.send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"100000")]})
+    await c.send({"type": "http.response.body", "body": body})
+    assert len(transport.writes) == 1 and transport.writes[0].endswith(b"\r\n\r\n" + body)
 
 
 async def test_a_sized_answer_in_parts_and_a_closing_connection() -> None:

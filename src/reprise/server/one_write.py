@@ -24,6 +24,9 @@ from uvicorn.protocols.http.httptools_impl import (
     RequestResponseCycle,
 )
 
+_COPY_LIMIT = 16 * 1024
+"""Bodies larger than this are not copied behind their head: the two go out in one ``writev``."""
+
 
 class OneWriteCycle(RequestResponseCycle):
     """uvicorn's cycle, with the head of a sized answer sent in the body's write."""
@@ -86,7 +89,10 @@ class OneWriteCycle(RequestResponseCycle):
         if len(body) > self.expected_content_length:
             raise RuntimeError("Response content longer than Content-Length")
         self.expected_content_length -= len(body)
-        self.transport.write(head + body)
+        if len(body) > _COPY_LIMIT:
+            self.transport.writelines((head, body))  # uvloop: one writev, the body not copied
+        else:
+            self.transport.write(head + body)
         if not more:
             if self.expected_content_length != 0:
                 raise RuntimeError("Response content shorter than Content-Length")
