@@ -6,7 +6,8 @@ For each scenario a fresh gateway starts at ``ulimit -n 1024`` (so ``max_connect
 front of the stub provider (tests/support/stub_upstream.py). A normal client makes one cache-hit
 request every 50 ms on a new connection (what a client arriving during the attack sees): first
 for 2 s without an attack (the baseline, same run), then for ``--hold`` seconds under attack.
-The attacker, like a real one, reopens every connection the gateway closes. Printed: a Markdown
+The attacker, like a real one, reopens every connection the gateway closes; where it has a
+key, it is a tenant's (the normal client is another tenant). Printed: a Markdown
 row per scenario (normal client before → during, the attacker's answers, the gateway's RSS).
 These are the README's "Hostile load" figures.
 """
@@ -27,10 +28,13 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.server.conftest import MASTER_KEY, GatewayProcess, gateway_config  # noqa: E402
+from tests.server.conftest import GatewayProcess, gateway_config  # noqa: E402
 from tests.support.stub_upstream import StubUpstream  # noqa: E402
 
-KEY = b"Authorization: Bearer " + MASTER_KEY.encode() + b"\r\n"
+ATTACKER_KEY, CLIENT_KEY = "sk-hostile-attacker-key", "sk-hostile-normal-client"
+KEY = b"Authorization: Bearer " + ATTACKER_KEY.encode() + b"\r\n"
+"""The attacker's "valid key": a tenant's key, as any customer of the gateway holds one."""
+TENANTS = [{"key": ATTACKER_KEY, "tenant": "attacker"}, {"key": CLIENT_KEY, "tenant": "normal"}]
 
 
 def rss_mb(pid: int) -> float:
@@ -59,7 +63,8 @@ class Normal(threading.Thread):
     def __init__(self, port: int) -> None:
         super().__init__(daemon=True)
         body = json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": "hostile-load hit"}]})
-        self.request = (b"POST /chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + KEY
+        self.request = (b"POST /chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        + b"Authorization: Bearer " + CLIENT_KEY.encode() + b"\r\n"
                         + b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body.encode())
         self.port, self.stop, self.results = port, threading.Event(), list[tuple[Any, float]]()
 
@@ -193,7 +198,7 @@ def run(name: str, hold: float) -> str:
     with StubUpstream() as stub, tempfile.TemporaryDirectory() as tmp:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))  # the gateway runs at ulimit -n 1024
         try:
-            gateway = GatewayProcess(gateway_config(stub.url, **general), Path(tmp),
+            gateway = GatewayProcess(gateway_config(stub.url, virtual_keys=TENANTS, **general), Path(tmp),
                                      ["--log-level", "error"]).start()
         finally:
             resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -78,6 +78,10 @@ class MethodNotAllowed(RequestError):
         super().__init__(message)
 
 
+class TooManyRequests(RequestError):
+    """A key already has its ``max_parallel_requests`` requests in progress; ``retry-after: 1``."""
+
+
 class PayloadTooLarge(RequestError):
     """A request body over ``general_settings.max_request_size_mb``."""
 

@@ -258,3 +258,47 @@ def test_refusals_are_counted_in_metrics(tight: GatewayProcess) -> None:
         with connect(tight, b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n") as sock:
             assert_refused(read_until_closed(sock), 431, "request_header_fields_too_large")
     assert refused() == before + 3
+
+
+# -- per-key limits ---------------------------------------------------------------------------
+# Was: one key holder could fill every connection of the process with slow bodies (600 partial
+# bodies with a valid key: 6 of 154 normal requests served, README "Hostile load").
+
+KEY_A, KEY_B, KEY_ONE = "sk-tenant-a-key-0001", "sk-tenant-b-key-0002", "sk-tenant-c-key-0003"
+
+
+@pytest.fixture(scope="module")
+def per_key(stub: StubUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    config = gateway_config(stub.url, max_parallel_requests_per_key=3, request_body_timeout=60,
+                            virtual_keys=[{"key": KEY_A, "tenant": "a"}, {"key": KEY_B, "tenant": "b"},
+                                          {"key": KEY_ONE, "tenant": "c", "max_parallel_requests": 1}])
+    gw = GatewayProcess(config, tmp_path_factory.mktemp("per-key")).start()
+    yield gw
+    gw.stop()
+
+
+def as_key(gw: GatewayProcess, key: str) -> httpx.Response:
+    return httpx.post(gw.url + "/chat/completions", json=chat(unique()), timeout=30,
+                      headers={"Authorization": f"Bearer {key}"})
+
+
+@pytest.mark.parametrize(("key", "limit"), [(KEY_A, 3), (KEY_ONE, 1)])
+def test_a_key_at_its_limit_gets_429_and_others_are_served(per_key: GatewayProcess, key: str, limit: int) -> None:
+    head = (b"POST /chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + b"Authorization: Bearer " + key.encode() + b"\r\nContent-Length: 1000\r\n\r\n{")
+    with ExitStack() as stack:
+        holders = [stack.enter_context(connect(per_key, head)) for _ in range(limit)]
+        time.sleep(0.3)  # the gateway has admitted them and waits for their bodies
+        refused = as_key(per_key, key)
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["error"]["code"] == "too_many_parallel_requests"
+        assert refused.headers["retry-after"] == "1"
+        assert as_key(per_key, KEY_B).status_code == 200  # another tenant's key
+        assert httpx.post(per_key.url + "/chat/completions", json=chat(unique()), headers=AUTH,
+                          timeout=30).status_code == 200  # the master key has no such limit
+        for sock in holders:
+            sock.close()
+    deadline = time.monotonic() + 10
+    while (status := as_key(per_key, key).status_code) == 429 and time.monotonic() < deadline:
+        time.sleep(0.1)  # the gateway notices the closed connections and frees their slots
+    assert status == 200

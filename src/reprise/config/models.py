@@ -463,6 +463,10 @@ class GeneralSettings(ConnectionSettings):
     max_request_size_mb: float = Field(default=8, gt=0)
     #: Reprise: API keys besides the master key, each in a tenant (see config/tenancy.py).
     virtual_keys: list[VirtualKeyConfig] = Field(default_factory=list)
+    #: Reprise: requests one virtual key may have in progress at once (a key's own
+    #: ``max_parallel_requests`` wins); beyond it 429 ``too_many_parallel_requests``, before the
+    #: body is read. The master key has no such limit.
+    max_parallel_requests_per_key: int = Field(default=128, ge=1)
     #: Reprise: the SQLite store (0600) of hashed keys created through the admin API (/key/generate),
     #: shared by every worker; an older JSON keys file is converted at start (server/key_store.py).
     keys_file: str | None = None

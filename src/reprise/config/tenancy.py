@@ -53,6 +53,9 @@ class VirtualKeyConfig(Section):
     key_sha256: Annotated[str | None, AfterValidator(_check_sha256)] = None
     tenant: Tenant = Field(validation_alias=AliasChoices("tenant", "team_id"))
     cache: KeyCacheDefaults | None = None
+    #: Requests this key may have in progress at once (LiteLLM's key setting of the same name);
+    #: unset: ``general_settings.max_parallel_requests_per_key``.
+    max_parallel_requests: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _one_secret(self) -> VirtualKeyConfig:

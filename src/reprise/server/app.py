@@ -19,7 +19,7 @@ from reprise import __version__
 from reprise.config import GatewayConfig, load_config
 from reprise.config.serving import check_serving
 from reprise.core.chat_request import ChatFactsMemo, chat_facts
-from reprise.errors import ConfigError, UpstreamError
+from reprise.errors import ConfigError, TooManyRequests, UpstreamError
 from reprise.observability.metrics import Collected
 from reprise.observability.observer import Observer, RequestRecord
 from reprise.server.body_parser import BodyParser
@@ -60,6 +60,7 @@ class RepriseApp:
             "counter", ("code",), lambda: [((code,), float(n)) for code, n in sorted(REFUSED.items())]))
         self.ui = UiAssets()
         self.bodies = BodyParser()
+        self._in_flight: dict[str, int] = {}  # requests in progress by key id (tenants' keys only)
         self.chat_facts = ChatFactsMemo()  # a repeated body is not parsed, checked and hashed again
         metrics = Access.MASTER if config.general_settings.metrics_require_auth else Access.PUBLIC
         self.routes = build_routes(
@@ -114,7 +115,10 @@ class RepriseApp:
         try:
             route = self.routes.resolve(method, path)
             caller = admit(self.gateway, route.access, scope)
-            await route.handler(Call(scope, receive, send, caller, record))
+            if caller.max_parallel is None:
+                await route.handler(Call(scope, receive, send, caller, record))
+            else:
+                await self._within_key_limit(route.handler, Call(scope, receive, send, caller, record))
         except ClientGone:
             return
         except Exception as exc:  # the edge: every failure becomes OpenAI error JSON
@@ -124,6 +128,28 @@ class RepriseApp:
             if status >= 500:
                 log.error("request %s %s failed: %s", method, path, exc, exc_info=status == 500)
             await self._send_error(send, status, payload, [*headers, *_cache_report(exc)])
+
+    async def _within_key_limit(self, handler: Callable[[Call], Awaitable[None]], call: Call) -> None:
+        """Run ``handler`` if the caller's key has a request slot free; 429 (before the body is read) if not.
+
+        Bounds what one key holds: without it a key could keep every connection of the
+        process busy with slow bodies or streams (README, "Hostile load").
+        """
+        key, limit, in_flight = call.caller.key_id, call.caller.max_parallel, self._in_flight
+        assert limit is not None
+        held = in_flight.get(key, 0)
+        if held >= limit:
+            raise TooManyRequests(f"this key already has {limit} requests in progress; retry when one ends",
+                                  code="too_many_parallel_requests")
+        in_flight[key] = held + 1
+        try:
+            await handler(call)
+        finally:
+            left = in_flight[key] - 1
+            if left:
+                in_flight[key] = left
+            else:
+                del in_flight[key]
 
     # -- handlers (the route table names them) ----------------------------------------
 

@@ -54,6 +54,8 @@ class Principal:
     is_master: bool
     key_id: str  # first 12 hex of the key's sha256, safe to log
     defaults: KeyCacheDefaults | None = None
+    max_parallel: int | None = None
+    """Requests this key may have in progress at once; None: no limit (the master key, an open gateway)."""
 
 
 MASTER = Principal(tenant=None, is_master=True, key_id="master")
@@ -75,8 +77,13 @@ class KeyStore:
     :meth:`describe` are the admin API's and do their I/O in worker threads.
     """
 
-    def __init__(self, configured: list[VirtualKeyConfig], keys_file: str | None) -> None:
-        self._configured = {vk.digest: _principal(vk.digest, vk.tenant, vk.cache) for vk in configured}
+    def __init__(self, configured: list[VirtualKeyConfig], keys_file: str | None,
+                 max_parallel: int | None = None) -> None:
+        self._max_parallel = max_parallel
+        self._configured = {
+            vk.digest: _principal(vk.digest, vk.tenant, vk.cache, vk.max_parallel_requests or max_parallel)
+            for vk in configured
+        }
         self._file = KeyFile(keys_file) if keys_file else None
         self._managed: dict[str, Principal] = {}
         """Replaced, never changed in place: the event loop reads it while the watcher works."""
@@ -217,7 +224,7 @@ class KeyStore:
             except ValueError:  # edited by hand: that key does not work (closed), the others do
                 log.error("%s: key %s has an invalid tenant or cache; it is refused", SETTING, row.digest[:12])
                 continue
-            table[row.digest] = _principal(row.digest, row.tenant, defaults)
+            table[row.digest] = _principal(row.digest, row.tenant, defaults, self._max_parallel)
         self._managed = table
 
     @property
@@ -244,8 +251,10 @@ def _unavailable(reason: str) -> ServiceUnavailable:
     return ServiceUnavailable(f"the key store cannot be used: {reason}", code="key_store_unavailable")
 
 
-def _principal(key_digest: str, tenant: str, defaults: KeyCacheDefaults | None) -> Principal:
-    return Principal(tenant=tenant, is_master=False, key_id=key_digest[:12], defaults=defaults)
+def _principal(key_digest: str, tenant: str, defaults: KeyCacheDefaults | None,
+               max_parallel: int | None) -> Principal:
+    return Principal(tenant=tenant, is_master=False, key_id=key_digest[:12], defaults=defaults,
+                     max_parallel=max_parallel)
 
 
 def bearer_token(authorization: bytes | None) -> bytes:

@@ -26,6 +26,7 @@ from reprise.errors import (
     RequestError,
     ServerError,
     ServiceUnavailable,
+    TooManyRequests,
     Unsupported,
     UpstreamError,
 )
@@ -48,6 +49,7 @@ STATUSES: dict[type[BaseException], Status] = {
     NotFoundError: Status(404, "not_found_error"),
     MethodNotAllowed: Status(405, "invalid_request_error"),
     PayloadTooLarge: Status(413, "invalid_request_error"),
+    TooManyRequests: Status(429, "rate_limit_error"),
     RequestError: Status(400, "invalid_request_error"),
     Unsupported: Status(501, "not_implemented_error"),
     CacheNotConfigured: Status(503, "service_unavailable_error"),
@@ -97,6 +99,8 @@ def render_error(exc: BaseException) -> ErrorResponse:
         headers: Headers = []
         if isinstance(exc, MethodNotAllowed):
             headers.append((b"allow", ", ".join(exc.allowed).encode()))
+        elif isinstance(exc, TooManyRequests):
+            headers.append((b"retry-after", b"1"))
         return ErrorResponse(status, error_body(exc.message, error_type, exc.param, exc.code), headers)
     if isinstance(exc, UpstreamError):
         kind = _UPSTREAM_CODES.get(exc.status, error_type)

@@ -137,7 +137,8 @@ class Gateway:
             max_body_bytes=int(config.general_settings.max_request_size_mb * 2**20),
             cache_chat=bool(call_types & CHAT_CALL_TYPES),
             cache_embeddings=bool(call_types & EMBEDDING_CALL_TYPES),
-            keys=KeyStore(config.general_settings.virtual_keys, config.general_settings.keys_file),
+            keys=KeyStore(config.general_settings.virtual_keys, config.general_settings.keys_file,
+                          config.general_settings.max_parallel_requests_per_key),
             shared_namespaces=frozenset(config.general_settings.shared_namespaces),
         )
         if semantic is not None:  # after the gateway exists: a model_list embedder calls it
