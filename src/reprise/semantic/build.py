@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from reprise.embeddings.base import DEFAULT_EMBEDDER, EMBEDDERS, AsyncEmbedder, Embedder, load_embedder
 from reprise.errors import ConfigError
 from reprise.semantic.cache import SemanticCache
+from reprise.semantic.calibration import shipped_curve
 from reprise.semantic.lazy_store import LazyVectorStore, StoreFactory
 from reprise.semantic.matcher import Matcher
 from reprise.semantic.settings import DEFAULT_VERIFIERS, default_settings, remote_settings
@@ -54,7 +55,7 @@ def build_semantic(params: SemanticCacheParams, make_store: StoreFactory,
     remote = model_list(model) if field is not None and model_list is not None else None
     threshold = params.similarity_threshold
     if remote is not None:
-        verifier = _verifier(params, None)
+        verifier = configured_verifier(params, None)
         if threshold is None:
             log.warning("%s: model_list entry %r embeds; similarity_threshold unset, using %.2f "
                         "(not measured for this model; measure and set it)", field, model,
@@ -69,12 +70,22 @@ def build_semantic(params: SemanticCacheParams, make_store: StoreFactory,
             f"litellm_settings.cache_params.{field}",
         )
     embedder = load_embedder(model)
-    settings = default_settings(model, threshold)
-    matcher = Matcher(embedder, settings, _verifier(params, DEFAULT_VERIFIERS.get(model)))
+    settings = default_settings(model, threshold if threshold is not None else budget_threshold(model, params))
+    matcher = Matcher(embedder, settings, configured_verifier(params, DEFAULT_VERIFIERS.get(model)))
     return SemanticCache(matcher, make_store(embedder.dim))
 
 
-def _verifier(params: SemanticCacheParams, default: str | None) -> Embedder | None:
+def budget_threshold(model: str, params: SemanticCacheParams) -> float | None:
+    """The threshold meeting ``semantic_max_wrong_rate`` on ``model``'s shipped curve (None: no curve).
+
+    Only consulted when ``similarity_threshold`` is unset: an explicit threshold wins, as
+    in LiteLLM, whose key it is.
+    """
+    curve = shipped_curve(model)
+    return None if curve is None else curve.threshold_for(params.semantic_max_wrong_rate)
+
+
+def configured_verifier(params: SemanticCacheParams, default: str | None) -> Embedder | None:
     """The verifier model: named in params, else ``default``; "none" or not installed: None."""
     name = params.semantic_cache_verifier_model or default
     if not name or name == "none":

@@ -29,6 +29,8 @@ DEFAULT_VERIFIERS: dict[str, str | None] = {
 #: Threshold for a remote embedding model named from model_list (no measurement possible):
 #: high on purpose, since an unmeasured model's cosine scale is unknown (docs/semantic.md).
 REMOTE_THRESHOLD = 0.90
+#: Top of the uncertain band: a candidate below this cosine needs the verifier's agreement.
+VERIFY_BELOW = 0.85
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +48,7 @@ def default_settings(model: str, threshold: float | None = None) -> SemanticSett
     """Shipped settings for an embedded model; an explicit ``threshold`` replaces the default."""
     base = DEFAULT_THRESHOLDS.get(model, REMOTE_THRESHOLD)
     chosen = base if threshold is None else threshold
-    return SemanticSettings(threshold=chosen, verify_below=max(chosen, 0.85))
+    return SemanticSettings(threshold=chosen, verify_below=max(chosen, VERIFY_BELOW))
 
 
 def remote_settings(threshold: float | None, verified: bool) -> SemanticSettings:
@@ -57,4 +59,4 @@ def remote_settings(threshold: float | None, verified: bool) -> SemanticSettings
     raise the effective threshold to 0.85 behind the user's back.
     """
     chosen = REMOTE_THRESHOLD if threshold is None else threshold
-    return SemanticSettings(threshold=chosen, verify_below=max(chosen, 0.85) if verified else chosen)
+    return SemanticSettings(threshold=chosen, verify_below=max(chosen, VERIFY_BELOW) if verified else chosen)
