@@ -12,9 +12,10 @@ Sets (each ``{"a", "b", "same"}`` pairs; see docs/semantic.md for sources and li
 * ``ours-zh``: our 16 Chinese pairs (``bench/data/semantic_zh_pairs.jsonl``).
 
 Judges compared (all through :meth:`reprise.semantic.matcher.Matcher.judge`):
-``plain`` cosine only; ``guards`` + false-hit guards; ``shipped`` guards + e5 verifier
-below 0.85 (the judge before issue 13); ``two-model`` USE cosine and e5 cosine both above
-their thresholds (no word lists), the e5 cut-off tuned like the threshold.
+``plain`` cosine only (the default since issue 13); ``guards`` + false-hit guards;
+``guards+verifier`` + e5 verifier below 0.85 (the default before issue 13); ``two-model``
+USE cosine and e5 cosine both above their thresholds (no word lists), the e5 cut-off
+tuned like the threshold.
 
 Settings: one pair per scope, and a full index (every ``a`` of every set, ~4,500 prompts,
 in one scope, then every ``b`` asked through top-k). Leave-one-dataset-out: for each set,
@@ -34,7 +35,6 @@ from pathlib import Path
 
 import numpy as np
 
-from reprise.core.guards import GuardConfig
 from reprise.core.scope import semantic_query
 from reprise.embeddings.base import load_embedder
 from reprise.semantic.calibration import Curve, curve_from_decisions
@@ -48,7 +48,6 @@ PAWSX = HERE.parent.parent / "shared" / "data" / "pawsx-zh-dev.jsonl"
 CURVES = HERE.parent / "src" / "reprise" / "semantic" / "curves"
 THRESHOLDS = [round(0.50 + 0.01 * i, 2) for i in range(50)] + [0.995, 0.999, 1.0]
 E5_CUTS = [0.88, 0.90, 0.91, 0.92, 0.93, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99]
-NO_GUARDS = GuardConfig(numbers=False, polarity=False, slots=False, entities=False, direction=False, edit=False)
 MODEL, VERIFIER = "use-multilingual-v3", "multilingual-e5-small"
 Decisions = list[tuple[bool, float, bool]]
 
@@ -74,11 +73,10 @@ class Judges:
     def __init__(self) -> None:
         self.use = MemoEmbedder(load_embedder(MODEL))
         self.e5 = MemoEmbedder(load_embedder(VERIFIER))
-        base = default_settings(MODEL, 0.0)
         self.settings = {
-            "plain": replace(base, guards=NO_GUARDS, verify_below=0.0),
-            "guards": replace(base, verify_below=0.0),
-            "shipped": replace(base, verify_below=0.85),
+            "plain": default_settings(MODEL, 0.0),
+            "guards": default_settings(MODEL, 0.0, guards=True),
+            "guards+verifier": default_settings(MODEL, 0.0, guards=True, verified=True),
         }
 
     def matcher(self, judge: str, threshold: float) -> Matcher:
@@ -121,7 +119,7 @@ def cell(outcome: Outcome, name: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--budget", type=float, default=0.02, help="wrong-answer budget to tune for")
-    parser.add_argument("--write-curves", action="store_true", help="write the shipped calibration curve")
+    parser.add_argument("--write-curves", action="store_true", help="write the shipped calibration curves")
     parser.add_argument("--skip-full-index", action="store_true")
     parser.add_argument("--embeddings", type=Path, help="an .npz cache of embeddings, read and written "
                         "(a rerun then takes seconds)")
@@ -141,6 +139,21 @@ def main(argv: list[str] | None = None) -> int:
     stored = [p.a for pairs in sets.values() for p in pairs]
     print(f"# semantic quality suite: {', '.join(f'{k} {len(v)}' for k, v in sets.items())} pairs; "
           f"budget {args.budget:.0%}; full index {len(set(stored))} prompts in one scope\n")
+    leave_one_out(judges, sets, decisions, e5, stored, args)
+    equal_wrong(judges, sets, decisions, e5, args.budget)
+    seed(judges)
+    multi_turn(judges)
+    if args.embeddings:
+        judges.use.save(args.embeddings.with_suffix(".use.npz"))
+        judges.e5.save(args.embeddings.with_suffix(".e5.npz"))
+    if args.write_curves:
+        write_curves(decisions, e5, tuple(sets))
+    print(f"\n(elapsed {time.perf_counter() - started:.0f} s)")
+    return 0
+
+
+def leave_one_out(judges: Judges, sets: dict[str, list[LabelledPair]], decisions: dict[str, dict[str, Decisions]],
+                  e5: dict[str, list[float]], stored: list[str], args: argparse.Namespace) -> None:
     print("## Leave-one-dataset-out: threshold tuned on the other sets, figures on this set\n")
     print("| set (reported on) | judge | tuned on | threshold | dups served | non-dups wrong "
           "| full index: dups served | full index: wrong per 100 hits |")
@@ -153,12 +166,12 @@ def main(argv: list[str] | None = None) -> int:
                 tuning_e5 = [v for n, vs in e5.items() if n != name for v in vs]
                 t, cut, _ = tune_two_model(plain, tuning_e5, args.budget)
                 ds = [(s, c, v >= cut) for (s, c, _), v in zip(decisions["plain"][name], e5[name], strict=True)]
-                label = f"{t:.2f} / e5 {cut:.2f}"
+                label = f"{t:.3g} / e5 {cut:.2f}"
                 matcher = Matcher(judges.use, replace(judges.settings["plain"], threshold=t, verify_below=1.01,
                                                       verify_threshold=cut), judges.e5)
             else:
                 t = tune(pooled(decisions[judge], name), args.budget)
-                ds, label, matcher = decisions[judge][name], f"{t:.2f}", judges.matcher(judge, t)
+                ds, label, matcher = decisions[judge][name], f"{t:.3g}", judges.matcher(judge, t)
             one = per_scope(ds, t)
             full = "-", "-"
             if not args.skip_full_index:
@@ -166,40 +179,31 @@ def main(argv: list[str] | None = None) -> int:
                 full = cell(outcome, "served"), cell(outcome, "per_hit")
             print(f"| {name} | {judge} | {others} | {label} | {cell(one, 'served')} | {cell(one, 'wrong')} "
                   f"| {full[0]} | {full[1]} |")
-    print(f"\n## Equal wrong rate: duplicates served at the lowest threshold with wrong <= {args.budget:.0%} "
+
+
+def equal_wrong(judges: Judges, sets: dict[str, list[LabelledPair]], decisions: dict[str, dict[str, Decisions]],
+                e5: dict[str, list[float]], budget: float) -> None:
+    print(f"\n## Equal wrong rate: duplicates served at the lowest threshold with wrong <= {budget:.0%} "
           "on the set itself (how far each judge's curve reaches; not a tuned result)\n")
-    curves: dict[str, dict[str, Curve]] = {}
-    print("| set | plain | guards | shipped | two-model (best e5 cut) |")
-    print("|---|---|---|---|---|")
+    print("| set | " + " | ".join(judges.settings) + " | two-model (best e5 cut) |")
+    print("|---" * (len(judges.settings) + 2) + "|")
     for name in sets:
         row = []
         for judge in judges.settings:
-            t = tune(decisions[judge][name], args.budget)
-            curves.setdefault(judge, {})[name] = curve_from_decisions(MODEL, decisions[judge][name], THRESHOLDS)
-            row.append(f"{per_scope(decisions[judge][name], t).rate('served')[0]:.1%} (t {t:.2f})")
-        t, cut, served = tune_two_model(decisions["plain"][name], e5[name], args.budget)
-        row.append(f"{served:.1%} (t {t:.2f}, e5 {cut:.2f})")
+            t = tune(decisions[judge][name], budget)
+            row.append(f"{per_scope(decisions[judge][name], t).rate('served')[0]:.1%} (t {t:.3g})")
+        t, cut, served = tune_two_model(decisions["plain"][name], e5[name], budget)
+        row.append(f"{served:.1%} (t {t:.3g}, e5 {cut:.2f})")
         print(f"| {name} | " + " | ".join(row) + " |")
-    print("\n## Wrong rate (non-duplicates served) by threshold, one pair per scope\n")
-    print("| threshold | " + " | ".join(f"{n} {j}" for n in sets for j in ("plain", "shipped")) + " |")
-    print("|---" * (1 + 2 * len(sets)) + "|")
-    for t in (0.70, 0.80, 0.85, 0.90, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995):
-        cells = []
-        for n in sets:
-            for j in ("plain", "shipped"):
-                point = curves[j][n].at(t)
-                cells.append("-" if point is None else f"{point.served:.0%} / {point.wrong:.1%}")
+    print("\n## Served / wrong by threshold, one pair per scope\n")
+    shown = ("plain", "guards+verifier")
+    print("| threshold | " + " | ".join(f"{n} {j}" for n in sets for j in shown) + " |")
+    print("|---" * (1 + len(shown) * len(sets)) + "|")
+    for t in (0.70, 0.80, 0.85, 0.90, 0.95, 0.98, 0.99, 0.995, 0.999):
+        outcomes = [per_scope(decisions[j][n], t) for n in sets for j in shown]
+        cells = [f"{o.rate('served')[0]:.0%} / {o.rate('wrong')[0]:.1%}" for o in outcomes]
         print(f"| {t} | " + " | ".join(cells) + " |")
     print("(cells: duplicates served / non-duplicates wrong)")
-    seed(judges)
-    multi_turn(judges)
-    if args.embeddings:
-        judges.use.save(args.embeddings.with_suffix(".use.npz"))
-        judges.e5.save(args.embeddings.with_suffix(".e5.npz"))
-    if args.write_curves:
-        write_curves(decisions, tuple(sets))
-    print(f"\n(elapsed {time.perf_counter() - started:.0f} s)")
-    return 0
 
 
 def seed(judges: Judges) -> None:
@@ -230,14 +234,20 @@ def multi_turn(judges: Judges) -> None:
           f"{wrong()} answered wrongly")
 
 
-def write_curves(decisions: dict[str, dict[str, Decisions]], sets: tuple[str, ...]) -> None:
+def write_curves(decisions: dict[str, dict[str, Decisions]], e5: dict[str, list[float]],
+                 sets: tuple[str, ...]) -> None:
+    """The default (plain) judge's curve per embedded model, all sets pooled, for the budget setting."""
     CURVES.mkdir(parents=True, exist_ok=True)
-    pooled_all = [d for ds in decisions["plain"].values() for d in ds]
-    curve: Curve = curve_from_decisions(MODEL, pooled_all, THRESHOLDS, sets)
-    (CURVES / f"{MODEL}.json").write_text(curve.to_json())
-    print(f"\nwrote {CURVES / (MODEL + '.json')} (plain judge, sets {', '.join(sets)}); "
-          f"threshold at 1% / 2% / 5%: {curve.threshold_for(0.01):.2f} / {curve.threshold_for(0.02):.2f} / "
-          f"{curve.threshold_for(0.05):.2f}")
+    use = [d for ds in decisions["plain"].values() for d in ds]
+    labels = [same for ds in decisions["plain"].values() for same, _, _ in ds]
+    e5_plain = [(same, min(1.0, max(0.0, v)), True) for same, v in
+                zip(labels, (v for vs in e5.values() for v in vs), strict=True)]
+    for model, pooled_all in ((MODEL, use), (VERIFIER, e5_plain)):
+        curve: Curve = curve_from_decisions(model, pooled_all, THRESHOLDS, sets)
+        (CURVES / f"{model}.json").write_text(curve.to_json())
+        print(f"\nwrote {CURVES / (model + '.json')} (plain judge, sets {', '.join(sets)}); threshold at "
+              f"1% / 2% / 5% wrong: {curve.threshold_for(0.01):.3g} / {curve.threshold_for(0.02):.3g} / "
+              f"{curve.threshold_for(0.05):.3g}")
 
 
 if __name__ == "__main__":

@@ -127,7 +127,8 @@ async def vector_search(directory: str, n: int, dim: int) -> None:
 
 async def run(entries: int, large: int) -> None:
     embedder = load_embedder("use-multilingual-v3")
-    matcher = Matcher(embedder, default_settings(embedder.name), load_embedder("multilingual-e5-small"))
+    settings = default_settings(embedder.name, 0.70, guards=True, verified=True)  # the opt-in judge, band incl.
+    matcher = Matcher(embedder, settings, load_embedder("multilingual-e5-small"))
     embed_times = []
     for text in PROMPTS * 25:
         start = time.perf_counter()

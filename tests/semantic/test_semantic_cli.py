@@ -23,6 +23,7 @@ litellm_settings:
     type: local-semantic            # embedded
     semantic_cache_dir: {dir}
     semantic_cache_verifier_model: none
+    semantic_cache_guards: true
     ttl: 600
 """
 PAIRS = [

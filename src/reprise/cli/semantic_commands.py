@@ -79,19 +79,16 @@ def _semantic_params(path: str) -> SemanticCacheParams:
 def _matcher(params: SemanticCacheParams) -> Matcher:
     """The gateway's judge for ``params`` (build_semantic's choices), embeddings memoised."""
     from reprise.embeddings.base import EMBEDDERS, load_embedder
-    from reprise.semantic.build import budget_threshold, configured_verifier, embedding_model_setting
+    from reprise.semantic.build import configured_verifier, embedded_settings, embedding_model_setting
     from reprise.semantic.evaluate import MemoEmbedder
     from reprise.semantic.matcher import Matcher
-    from reprise.semantic.settings import DEFAULT_VERIFIERS, default_settings
+    from reprise.semantic.settings import DEFAULT_VERIFIERS
 
     field, model = embedding_model_setting(params)
     if model not in EMBEDDERS:
         raise ConfigError(f"{model!r} is not an embedded model; eval runs embedded models only",
                           f"litellm_settings.cache_params.{field}")
-    threshold = params.similarity_threshold
-    if threshold is None:
-        threshold = budget_threshold(model, params)
-    settings = default_settings(model, threshold)
+    settings = embedded_settings(model, params)
     verifier = configured_verifier(params, DEFAULT_VERIFIERS.get(model))
     embedder = MemoEmbedder(load_embedder(model))
     return Matcher(embedder, settings, None if verifier is None else MemoEmbedder(verifier))

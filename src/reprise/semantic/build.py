@@ -26,7 +26,7 @@ from reprise.semantic.cache import SemanticCache
 from reprise.semantic.calibration import shipped_curve
 from reprise.semantic.lazy_store import LazyVectorStore, StoreFactory
 from reprise.semantic.matcher import Matcher
-from reprise.semantic.settings import DEFAULT_VERIFIERS, default_settings, remote_settings
+from reprise.semantic.settings import DEFAULT_VERIFIERS, SemanticSettings, default_settings, remote_settings
 
 if TYPE_CHECKING:
     from reprise.config.models import SemanticCacheParams
@@ -61,7 +61,8 @@ def build_semantic(params: SemanticCacheParams, make_store: StoreFactory,
                         "(not measured for this model; measure and set it)", field, model,
                         remote_settings(None, False).threshold)
         store = LazyVectorStore(make_store, f"{params.type} vectors")
-        matcher = Matcher(None, remote_settings(threshold, verifier is not None), verifier)
+        settings = remote_settings(threshold, verifier is not None, params.semantic_cache_guards)
+        matcher = Matcher(None, settings, verifier)
         return SemanticCache(matcher, store, remote)
     if model not in EMBEDDERS:
         raise ConfigError(
@@ -70,9 +71,19 @@ def build_semantic(params: SemanticCacheParams, make_store: StoreFactory,
             f"litellm_settings.cache_params.{field}",
         )
     embedder = load_embedder(model)
-    settings = default_settings(model, threshold if threshold is not None else budget_threshold(model, params))
-    matcher = Matcher(embedder, settings, configured_verifier(params, DEFAULT_VERIFIERS.get(model)))
+    verifier = configured_verifier(params, DEFAULT_VERIFIERS.get(model))
+    matcher = Matcher(embedder, embedded_settings(model, params), verifier)
     return SemanticCache(matcher, make_store(embedder.dim))
+
+
+def embedded_settings(model: str, params: SemanticCacheParams) -> SemanticSettings:
+    """How an embedded model's candidates are judged under ``params`` (the gateway's and
+    ``reprise semantic eval``'s one source): explicit threshold, else the budget's."""
+    threshold = params.similarity_threshold
+    if threshold is None:
+        threshold = budget_threshold(model, params)
+    verified = (params.semantic_cache_verifier_model or DEFAULT_VERIFIERS.get(model) or "none") != "none"
+    return default_settings(model, threshold, guards=params.semantic_cache_guards, verified=verified)
 
 
 def budget_threshold(model: str, params: SemanticCacheParams) -> float | None:
