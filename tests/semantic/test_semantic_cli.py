@@ -91,3 +91,12 @@ def test_eval_refuses_a_non_semantic_config(tmp_path: Path) -> None:
     pairs.write_text(json.dumps(PAIRS[0]) + "\n")
     run = semantic("eval", "--config", str(config), "--pairs", str(pairs))
     assert run.returncode == 2 and "not a semantic cache type" in run.stderr
+
+
+def test_calibrate_refuses_to_rewrite_a_flow_style_mapping(tmp_path: Path) -> None:
+    config, pairs = setup(tmp_path)
+    text = f"litellm_settings:\n  cache: true\n  cache_params: {{type: local-semantic, semantic_cache_dir: {tmp_path}}}\n"
+    config.write_text(text)
+    run = semantic("calibrate", "--config", str(config), "--pairs", str(pairs))
+    assert run.returncode == 2 and "add similarity_threshold by hand" in run.stderr
+    assert config.read_text() == text
