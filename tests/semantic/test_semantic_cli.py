@@ -95,7 +95,8 @@ def test_eval_refuses_a_non_semantic_config(tmp_path: Path) -> None:
 
 def test_calibrate_refuses_to_rewrite_a_flow_style_mapping(tmp_path: Path) -> None:
     config, pairs = setup(tmp_path)
-    text = f"litellm_settings:\n  cache: true\n  cache_params: {{type: local-semantic, semantic_cache_dir: {tmp_path}}}\n"
+    text = ("litellm_settings:\n  cache: true\n"
+            f"  cache_params: {{type: local-semantic, semantic_cache_dir: {tmp_path}}}\n")
     config.write_text(text)
     run = semantic("calibrate", "--config", str(config), "--pairs", str(pairs))
     assert run.returncode == 2 and "add similarity_threshold by hand" in run.stderr
