@@ -15,7 +15,9 @@ Judges compared (all through :meth:`reprise.semantic.matcher.Matcher.judge`):
 ``plain`` cosine only (the default since issue 13); ``guards`` + false-hit guards;
 ``guards+verifier`` + e5 verifier below 0.85 (the default before issue 13); ``two-model``
 USE cosine and e5 cosine both above their thresholds (no word lists), the e5 cut-off
-tuned like the threshold.
+tuned like the threshold; ``learned``: a logistic regression over both embedders'
+cosines, length ratio and character overlap, trained on the other sets (LODO only, per
+scope only; not in the gateway).
 
 Settings: one pair per scope, and a full index (every ``a`` of every set, ~4,500 prompts,
 in one scope, then every ``b`` asked through top-k). Leave-one-dataset-out: for each set,
@@ -111,6 +113,41 @@ def tune_two_model(plain: Decisions, e5: list[float], budget: float) -> tuple[fl
     return best
 
 
+def features(pairs: list[LabelledPair], plain: Decisions, e5: list[float]) -> np.ndarray:
+    """Per pair: both embedders' cosines, their product, length ratio, character Jaccard."""
+    rows = []
+    for p, (_, c, _), v in zip(pairs, plain, e5, strict=True):
+        a, b = set(p.a.lower()), set(p.b.lower())
+        ratio = min(len(p.a), len(p.b)) / max(1, len(p.a), len(p.b))
+        rows.append([c, v, c * v, ratio, len(a & b) / max(1, len(a | b))])
+    return np.array(rows, dtype=np.float64)
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, steps: int = 3000,
+                 l2: float = 1e-3) -> Callable[[np.ndarray], np.ndarray]:
+    """A plain L2 logistic regression (gradient descent on standardised features)."""
+    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-9
+    z = np.hstack([np.ones((len(x), 1)), (x - mean) / std])
+    w = np.zeros(z.shape[1])
+    for _ in range(steps):
+        p = 1 / (1 + np.exp(-z @ w))
+        w -= 0.5 * (z.T @ (p - y) / len(y) + l2 * w)
+    return lambda q: 1 / (1 + np.exp(-np.hstack([np.ones((len(q), 1)), (q - mean) / std]) @ w))
+
+
+def learned_row(sets: dict[str, list[LabelledPair]], decisions: dict[str, dict[str, Decisions]],
+                e5: dict[str, list[float]], name: str, budget: float) -> tuple[float, Outcome]:
+    """Item 3's 'small learned pair classifier', tuned on the other sets: (score cut, outcome on ``name``)."""
+    feats = {n: features(sets[n], decisions["plain"][n], e5[n]) for n in sets}
+    labels = {n: np.array([p.same for p in sets[n]], dtype=np.float64) for n in sets}
+    others = [n for n in sets if n != name]
+    model = fit_logistic(np.vstack([feats[n] for n in others]), np.concatenate([labels[n] for n in others]))
+    tuning = [(bool(y), float(sc), True) for n in others for y, sc in zip(labels[n], model(feats[n]), strict=True)]
+    cut = curve_from_decisions("learned", tuning, [round(0.01 * i, 2) for i in range(101)]).threshold_for(budget)
+    held = [(p.same, float(sc), True) for p, sc in zip(sets[name], model(feats[name]), strict=True)]
+    return cut, per_scope(held, cut)
+
+
 def cell(outcome: Outcome, name: str) -> str:
     rate, low, high = outcome.rate(name)
     return f"{rate:.1%} [{low:.1%}-{high:.1%}]"
@@ -179,6 +216,9 @@ def leave_one_out(judges: Judges, sets: dict[str, list[LabelledPair]], decisions
                 full = cell(outcome, "served"), cell(outcome, "per_hit")
             print(f"| {name} | {judge} | {others} | {label} | {cell(one, 'served')} | {cell(one, 'wrong')} "
                   f"| {full[0]} | {full[1]} |")
+        cut, one = learned_row(sets, decisions, e5, name, args.budget)
+        print(f"| {name} | learned (logistic, both embedders) | {others} | p >= {cut:.2f} | {cell(one, 'served')} "
+              f"| {cell(one, 'wrong')} | - | - |")
 
 
 def equal_wrong(judges: Judges, sets: dict[str, list[LabelledPair]], decisions: dict[str, dict[str, Decisions]],
