@@ -81,3 +81,14 @@ def test_read_pairs_names_the_bad_line(tmp_path: Path) -> None:
         read_pairs(path)
     path.write_text('{"a": "x", "b": "y", "same": false}\n')
     assert read_pairs(path) == [LabelledPair("x", "y", False)]
+
+
+def test_an_explicit_threshold_over_the_budget_is_named_at_start_up() -> None:
+    from reprise.semantic.build import warn_if_over_budget
+
+    loose = LocalSemanticCacheParams(type="local-semantic", similarity_threshold=0.7)
+    text = warn_if_over_budget("use-multilingual-v3", loose)
+    assert text is not None and "similarity_threshold 0.7" in text and "semantic_max_wrong_rate 2%" in text
+    strict = LocalSemanticCacheParams(type="local-semantic", similarity_threshold=0.999)
+    assert warn_if_over_budget("use-multilingual-v3", strict) is None
+    assert warn_if_over_budget("use-multilingual-v3", LocalSemanticCacheParams(type="local-semantic")) is None

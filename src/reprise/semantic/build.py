@@ -73,7 +73,28 @@ def build_semantic(params: SemanticCacheParams, make_store: StoreFactory,
     embedder = load_embedder(model)
     verifier = configured_verifier(params, DEFAULT_VERIFIERS.get(model))
     matcher = Matcher(embedder, embedded_settings(model, params), verifier)
+    warn_if_over_budget(model, params)
     return SemanticCache(matcher, make_store(embedder.dim))
+
+
+def warn_if_over_budget(model: str, params: SemanticCacheParams) -> str | None:
+    """Warn (and return the text) when an explicit threshold measured more wrong answers than the budget.
+
+    An explicit ``similarity_threshold`` wins over ``semantic_max_wrong_rate``; a LiteLLM
+    config often sets 0.7-0.8, which with the default judge (no guards since issue 13)
+    answered 59-77% of fow-cache's traps wrongly. Said once at start-up, from the curve.
+    """
+    curve = shipped_curve(model)
+    threshold = params.similarity_threshold
+    point = None if curve is None or threshold is None else curve.at(threshold)
+    if point is None or point.wrong <= params.semantic_max_wrong_rate:
+        return None
+    text = (f"similarity_threshold {threshold} on {model}: {point.wrong:.0%} of the calibration sets' "
+            f"non-duplicate pairs were answered wrongly at that threshold by cosine alone, over "
+            f"semantic_max_wrong_rate {params.semantic_max_wrong_rate:.0%} (the guards, if on, lower it; "
+            f"measure yours: reprise semantic eval)")
+    log.warning("%s", text)
+    return text
 
 
 def embedded_settings(model: str, params: SemanticCacheParams) -> SemanticSettings:
