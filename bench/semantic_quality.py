@@ -1,167 +1,295 @@
-"""Semantic cache quality: how many should-hit pairs are served, how many traps answered wrongly.
+"""Semantic cache quality across independent labelled sets, tuned on some, reported on others.
 
-    python bench/semantic_quality.py [--models use-multilingual-v3,multilingual-e5-small]
+    python bench/semantic_quality.py [--budget 0.02] [--write-curves] [--out FILE.md]
 
-Data: ``fow-cache`` (PyPI, CC-BY-4.0 data): 600 labelled question pairs and 240 multi-turn
-conversation pairs, plus our Chinese pairs in ``bench/data/semantic_zh_pairs.jsonl``.
-Pairs are split in two halves by a hash of their id: thresholds are chosen on the
-*tune* half and every headline figure is reported on the *held-out* half. Ambiguous
-pairs count as traps (fow-cache's strict default). A pair is a hit when
-cosine >= threshold and no guard vetoes it (reprise.core.guards), exactly as the
-gateway decides; conversations must also share a scope (reprise.core.scope).
+Sets (each ``{"a", "b", "same"}`` pairs; see docs/semantic.md for sources and licences):
+
+* ``fow-en``: fow-cache 0.1.0 (PyPI, CC-BY-4.0), 600 English question pairs (paraphrases and
+  near repeats; negation, entity, number/date and scope traps). The false-hit guards were
+  written by reading its failures: it is *tuned-on* data for the guards whatever the split.
+* ``pawsx-zh``: PAWS-X Chinese dev split, 2,000 pairs, adversarial word-order/role swaps,
+  read from ``../shared/data/pawsx-zh-dev.jsonl`` (not copied into the repo).
+* ``ours-zh``: our 16 Chinese pairs (``bench/data/semantic_zh_pairs.jsonl``).
+
+Judges compared (all through :meth:`reprise.semantic.matcher.Matcher.judge`):
+``plain`` cosine only (the default since issue 13); ``guards`` + false-hit guards;
+``guards+verifier`` + e5 verifier below 0.85 (the default before issue 13); ``two-model``
+USE cosine and e5 cosine both above their thresholds (no word lists), the e5 cut-off
+tuned like the threshold; ``learned``: a logistic regression over both embedders'
+cosines, length ratio and character overlap, trained on the other sets (LODO only, per
+scope only; not in the gateway).
+
+Settings: one pair per scope, and a full index (every ``a`` of every set, ~4,500 prompts,
+in one scope, then every ``b`` asked through top-k). Leave-one-dataset-out: for each set,
+each judge's threshold is the lowest whose wrong rate on the *other* sets pooled is within
+the budget; the set's figures at that threshold are its result. Intervals: Wilson, 95%.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from reprise.core.guards import GuardConfig
 from reprise.core.scope import semantic_query
-from reprise.embeddings.base import EMBEDDERS, load_embedder
+from reprise.embeddings.base import load_embedder
+from reprise.semantic.calibration import Curve, curve_from_decisions
+from reprise.semantic.evaluate import LabelledPair, MemoEmbedder, Outcome, full_index, pair_decisions, per_scope
 from reprise.semantic.matcher import Matcher
-from reprise.semantic.settings import DEFAULT_THRESHOLDS, DEFAULT_VERIFIERS, default_settings
+from reprise.semantic.settings import default_settings
 
-ZH = Path(__file__).parent / "data" / "semantic_zh_pairs.jsonl"
-SWEEP = (0.60, 0.65, 0.70, 0.75, 0.80, 0.85, 0.90, 0.95)
-
-
-def load_pairs() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    from fow_cache.data import load_conversations, load_questions
-
-    questions = load_questions() + [json.loads(line) for line in ZH.read_text().splitlines() if line.strip()]
-    return questions, load_conversations()
-
-
-def is_trap(pair: dict[str, Any]) -> bool:
-    return not pair["same_answer"] or bool(pair.get("ambiguous"))
+HERE = Path(__file__).resolve().parent
+ZH = HERE / "data" / "semantic_zh_pairs.jsonl"
+PAWSX = HERE.parent.parent / "shared" / "data" / "pawsx-zh-dev.jsonl"
+CURVES = HERE.parent / "src" / "reprise" / "semantic" / "curves"
+THRESHOLDS = [round(0.50 + 0.01 * i, 2) for i in range(50)] + [0.995, 0.999, 1.0]
+E5_CUTS = [0.88, 0.90, 0.91, 0.92, 0.93, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99]
+MODEL, VERIFIER = "use-multilingual-v3", "multilingual-e5-small"
+Decisions = list[tuple[bool, float, bool]]
 
 
-def held_out(pair: dict[str, Any]) -> bool:
-    return hashlib.sha256(pair["id"].encode()).digest()[0] % 2 == 1
+def load_sets() -> dict[str, list[LabelledPair]]:
+    from fow_cache.data import load_questions
+
+    fow = [LabelledPair(p["a"], p["b"], bool(p["same_answer"]) and not p.get("ambiguous"))
+           for p in load_questions()]
+    ours = [json.loads(line) for line in ZH.read_text().splitlines() if line.strip()]
+    sets = {"fow-en": fow,
+            "ours-zh": [LabelledPair(p["a"], p["b"], bool(p["same_answer"])) for p in ours]}
+    if PAWSX.exists():
+        sets["pawsx-zh"] = [LabelledPair(**json.loads(line)) for line in PAWSX.read_text().splitlines() if line]
+    else:
+        print(f"(missing {PAWSX}: pawsx-zh left out)", file=sys.stderr)
+    return sets
 
 
-class Scorer:
-    """Retrieval cosines (memoised per text) and the gateway's own judge for one model."""
+class Judges:
+    """One matcher per judge over memoised embedders; e5 cosines for the two-model judge."""
 
-    def __init__(self, name: str, verifier: str | None, threshold: float) -> None:
-        self.embedder = load_embedder(name)
-        self.verifier = load_embedder(verifier) if verifier else None
-        self.vectors: dict[str, np.ndarray] = {}
-        self.latencies: list[float] = []
-        self.matchers: dict[tuple[float, str], Matcher] = {}
+    def __init__(self) -> None:
+        self.use = MemoEmbedder(load_embedder(MODEL))
+        self.e5 = MemoEmbedder(load_embedder(VERIFIER))
+        self.settings = {
+            "plain": default_settings(MODEL, 0.0),
+            "guards": default_settings(MODEL, 0.0, guards=True),
+            "guards+verifier": default_settings(MODEL, 0.0, guards=True, verified=True),
+        }
 
-    def vector(self, text: str) -> np.ndarray:
-        if text not in self.vectors:
-            start = time.perf_counter()
-            self.vectors[text] = self.embedder.embed([text])[0]
-            self.latencies.append(time.perf_counter() - start)
-        return self.vectors[text]
+    def matcher(self, judge: str, threshold: float) -> Matcher:
+        return Matcher(self.use, replace(self.settings[judge], threshold=threshold), self.e5)
 
-    def cosine(self, a: str, b: str) -> float:
-        return float(np.clip(self.vector(a) @ self.vector(b), 0.0, 1.0))
+    def decisions(self, judge: str, pairs: list[LabelledPair]) -> Decisions:
+        return pair_decisions(self.matcher(judge, 0.0), pairs)
 
-    def matcher(self, threshold: float, mode: str) -> Matcher:
-        """``plain`` cosine only, ``guards`` without verifier, ``shipped`` guards + verifier band."""
-        if (threshold, mode) not in self.matchers:
-            settings = default_settings(self.embedder.name, threshold)
-            if mode == "plain":
-                settings = replace(settings, guards=NO_GUARDS, verify_below=0.0)
-            elif mode == "guards":
-                settings = replace(settings, verify_below=0.0)
-            self.matchers[threshold, mode] = Matcher(self.embedder, settings, self.verifier)
-        return self.matchers[threshold, mode]
-
-    def hit(self, a: str, b: str, threshold: float, mode: str) -> bool:
-        return self.matcher(threshold, mode).judge(a, b, self.cosine(a, b)) is None
+    def e5_cosines(self, pairs: list[LabelledPair]) -> list[float]:
+        rows = self.e5.embed([p.a for p in pairs] + [p.b for p in pairs])
+        n = len(pairs)
+        return [float(rows[i] @ rows[n + i]) for i in range(n)]
 
 
-NO_GUARDS = GuardConfig(numbers=False, polarity=False, slots=False, entities=False, direction=False, edit=False)
+def pooled(parts: dict[str, Decisions], leave_out: str) -> Decisions:
+    return [d for name, ds in parts.items() if name != leave_out for d in ds]
 
 
-def rates(pairs: list[dict[str, Any]], hit: Callable[[dict[str, Any]], bool]) -> tuple[float, float, int, int]:
-    good = [p for p in pairs if not is_trap(p)]
-    traps = [p for p in pairs if is_trap(p)]
-    served = sum(hit(p) for p in good) / max(1, len(good))
-    wrong = sum(hit(p) for p in traps) / max(1, len(traps))
-    return served, wrong, len(good), len(traps)
+def tune(decisions: Decisions, budget: float) -> float:
+    return curve_from_decisions(MODEL, decisions, THRESHOLDS).threshold_for(budget)
 
 
-def question_hit(scorer: Scorer, threshold: float, mode: str) -> Callable[[dict[str, Any]], bool]:
-    return lambda p: scorer.hit(p["a"], p["b"], threshold, mode)
+def tune_two_model(plain: Decisions, e5: list[float], budget: float) -> tuple[float, float, float]:
+    """(threshold, e5 cut, served on the tuning data): the pair serving most within budget."""
+    best = (1.0, 1.0, -1.0)
+    for cut in E5_CUTS:
+        decisions = [(same, c, v >= cut) for (same, c, _), v in zip(plain, e5, strict=True)]
+        t = tune(decisions, budget)
+        served = per_scope(decisions, t).rate("served")[0]
+        if served > best[2]:
+            best = (t, cut, served)
+    return best
 
 
-def conversation_hit(scorer: Scorer, threshold: float, scoped: bool) -> Callable[[dict[str, Any]], bool]:
-    def hit(p: dict[str, Any]) -> bool:
-        qa = semantic_query({"model": "m", "messages": p["a"]}, None)
-        qb = semantic_query({"model": "m", "messages": p["b"]}, None)
-        if qa is None or qb is None:
-            return False
-        if not scoped:  # the peers' way: the last message alone, plain cosine
-            return scorer.hit(qa.text, qb.text, threshold, "plain")
-        return qa.scope == qb.scope and scorer.hit(qa.text, qb.text, threshold, "shipped")
-    return hit
+def features(pairs: list[LabelledPair], plain: Decisions, e5: list[float]) -> np.ndarray:
+    """Per pair: both embedders' cosines, their product, length ratio, character Jaccard."""
+    rows = []
+    for p, (_, c, _), v in zip(pairs, plain, e5, strict=True):
+        a, b = set(p.a.lower()), set(p.b.lower())
+        ratio = min(len(p.a), len(p.b)) / max(1, len(p.a), len(p.b))
+        rows.append([c, v, c * v, ratio, len(a & b) / max(1, len(a | b))])
+    return np.array(rows, dtype=np.float64)
 
 
-def report(name: str, questions: list[dict[str, Any]], conversations: list[dict[str, Any]]) -> None:
-    default = DEFAULT_THRESHOLDS[name]
-    verifier = DEFAULT_VERIFIERS.get(name)
-    scorer = Scorer(name, verifier, default)
-    test = [p for p in questions if held_out(p)]
-    print(f"\n## {name}  (shipped: threshold {default}, verifier {verifier})\n")
-    print("Held-out half; 'plain' = cosine only, 'guards' = + false-hit guards, "
-          "'shipped' = + verifier below 0.85.\n")
-    print("| threshold | plain served | plain wrong | guards served | guards wrong | shipped served | shipped wrong |")
-    print("|---|---|---|---|---|---|---|")
-    for threshold in sorted({*SWEEP, default}):
-        cells = []
-        for mode in ("plain", "guards", "shipped"):
-            s, w, _, _ = rates(test, question_hit(scorer, threshold, mode))
-            cells += [f"{s:.1%}", f"{w:.1%}"]
-        mark = " (default)" if threshold == default else ""
-        print(f"| {threshold:.2f}{mark} | " + " | ".join(cells) + " |")
-    s, w, ng, nt = rates(test, question_hit(scorer, default, "shipped"))
-    print(f"\nshipped defaults, held-out: should-hit served {s:.1%} of {ng}, traps answered wrongly {w:.1%} of {nt}")
-    s, w, ng, nt = rates(questions, question_hit(scorer, default, "shipped"))
-    print(f"shipped defaults, all pairs: served {s:.1%} of {ng}, wrong {w:.1%} of {nt}")
-    by_cat: dict[str, list[dict[str, Any]]] = {}
-    for p in test:
-        by_cat.setdefault(p["category"], []).append(p)
-    hit = question_hit(scorer, default, "shipped")
-    print("hit rate per category (held-out): " + ", ".join(
-        f"{c} {sum(hit(p) for p in ps) / len(ps):.0%}" for c, ps in sorted(by_cat.items())))
-    for a, b in (("什么是人工智能？", "AI 是什么？"), ("给我讲个笑话", "今天天气怎么样？")):
-        print(f"{a} / {b}: cosine {scorer.cosine(a, b):.3f}, served: {hit({'a': a, 'b': b})}")
-    for scoped, label in ((False, "last message only, plain cosine"), (True, "scoped + shipped judge")):
-        s, w, ng, nt = rates(conversations, conversation_hit(scorer, default, scoped))
-        print(f"multi-turn ({label}): should-hit served {s:.1%} of {ng}, traps wrong {w:.1%} of {nt}")
-    lat = np.array(scorer.latencies) * 1000
-    print(f"embedding latency per prompt: p50 {np.percentile(lat, 50):.2f} ms, p95 {np.percentile(lat, 95):.2f} ms")
+def fit_logistic(x: np.ndarray, y: np.ndarray, steps: int = 3000,
+                 l2: float = 1e-3) -> Callable[[np.ndarray], np.ndarray]:
+    """A plain L2 logistic regression (gradient descent on standardised features)."""
+    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-9
+    z = np.hstack([np.ones((len(x), 1)), (x - mean) / std])
+    w = np.zeros(z.shape[1])
+    for _ in range(steps):
+        p = 1 / (1 + np.exp(-z @ w))
+        w -= 0.5 * (z.T @ (p - y) / len(y) + l2 * w)
+    return lambda q: 1 / (1 + np.exp(-np.hstack([np.ones((len(q), 1)), (q - mean) / std]) @ w))
+
+
+def learned_row(sets: dict[str, list[LabelledPair]], decisions: dict[str, dict[str, Decisions]],
+                e5: dict[str, list[float]], name: str, budget: float) -> tuple[float, Outcome]:
+    """Item 3's 'small learned pair classifier', tuned on the other sets: (score cut, outcome on ``name``)."""
+    feats = {n: features(sets[n], decisions["plain"][n], e5[n]) for n in sets}
+    labels = {n: np.array([p.same for p in sets[n]], dtype=np.float64) for n in sets}
+    others = [n for n in sets if n != name]
+    model = fit_logistic(np.vstack([feats[n] for n in others]), np.concatenate([labels[n] for n in others]))
+    tuning = [(bool(y), float(sc), True) for n in others for y, sc in zip(labels[n], model(feats[n]), strict=True)]
+    cut = curve_from_decisions("learned", tuning, [round(0.01 * i, 2) for i in range(101)]).threshold_for(budget)
+    held = [(p.same, float(sc), True) for p, sc in zip(sets[name], model(feats[name]), strict=True)]
+    return cut, per_scope(held, cut)
+
+
+def cell(outcome: Outcome, name: str) -> str:
+    rate, low, high = outcome.rate(name)
+    return f"{rate:.1%} [{low:.1%}-{high:.1%}]"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default=",".join(EMBEDDERS))
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--budget", type=float, default=0.02, help="wrong-answer budget to tune for")
+    parser.add_argument("--write-curves", action="store_true", help="write the shipped calibration curves")
+    parser.add_argument("--skip-full-index", action="store_true")
+    parser.add_argument("--embeddings", type=Path, help="an .npz cache of embeddings, read and written "
+                        "(a rerun then takes seconds)")
     args = parser.parse_args(argv)
     try:
-        questions, conversations = load_pairs()
+        sets = load_sets()
     except ImportError:
-        print("needs the labelled data: pip install fow-cache", file=sys.stderr)
+        print("needs the labelled data: pip install 'reprise[semantic-bench]'", file=sys.stderr)
         return 2
-    print(f"# semantic quality: {len(questions)} question pairs, {len(conversations)} conversation pairs")
-    for name in args.models.split(","):
-        report(name, questions, conversations)
+    started = time.perf_counter()
+    judges = Judges()
+    if args.embeddings:
+        judges.use.load(args.embeddings.with_suffix(".use.npz"))
+        judges.e5.load(args.embeddings.with_suffix(".e5.npz"))
+    decisions = {j: {name: judges.decisions(j, pairs) for name, pairs in sets.items()} for j in judges.settings}
+    e5 = {name: judges.e5_cosines(pairs) for name, pairs in sets.items()}
+    stored = [p.a for pairs in sets.values() for p in pairs]
+    print(f"# semantic quality suite: {', '.join(f'{k} {len(v)}' for k, v in sets.items())} pairs; "
+          f"budget {args.budget:.0%}; full index {len(set(stored))} prompts in one scope\n")
+    leave_one_out(judges, sets, decisions, e5, stored, args)
+    equal_wrong(judges, sets, decisions, e5, args.budget)
+    seed(judges)
+    multi_turn(judges)
+    if args.embeddings:
+        judges.use.save(args.embeddings.with_suffix(".use.npz"))
+        judges.e5.save(args.embeddings.with_suffix(".e5.npz"))
+    if args.write_curves:
+        write_curves(decisions, e5, tuple(sets))
+    print(f"\n(elapsed {time.perf_counter() - started:.0f} s)")
     return 0
 
 
+def leave_one_out(judges: Judges, sets: dict[str, list[LabelledPair]], decisions: dict[str, dict[str, Decisions]],
+                  e5: dict[str, list[float]], stored: list[str], args: argparse.Namespace) -> None:
+    print("## Leave-one-dataset-out: threshold tuned on the other sets, figures on this set\n")
+    print("| set (reported on) | judge | tuned on | threshold | dups served | non-dups wrong "
+          "| full index: dups served | full index: wrong per 100 hits |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, pairs in sets.items():
+        others = "+".join(n for n in sets if n != name)
+        for judge in (*judges.settings, "two-model"):
+            if judge == "two-model":
+                plain = pooled(decisions["plain"], name)
+                tuning_e5 = [v for n, vs in e5.items() if n != name for v in vs]
+                t, cut, _ = tune_two_model(plain, tuning_e5, args.budget)
+                ds = [(s, c, v >= cut) for (s, c, _), v in zip(decisions["plain"][name], e5[name], strict=True)]
+                label = f"{t:.3g} / e5 {cut:.2f}"
+                matcher = Matcher(judges.use, replace(judges.settings["plain"], threshold=t, verify_below=1.01,
+                                                      verify_threshold=cut), judges.e5)
+            else:
+                t = tune(pooled(decisions[judge], name), args.budget)
+                ds, label, matcher = decisions[judge][name], f"{t:.3g}", judges.matcher(judge, t)
+            one = per_scope(ds, t)
+            full = "-", "-"
+            if not args.skip_full_index:
+                outcome = full_index(matcher, stored, pairs)
+                full = cell(outcome, "served"), cell(outcome, "per_hit")
+            print(f"| {name} | {judge} | {others} | {label} | {cell(one, 'served')} | {cell(one, 'wrong')} "
+                  f"| {full[0]} | {full[1]} |")
+        cut, one = learned_row(sets, decisions, e5, name, args.budget)
+        print(f"| {name} | learned (logistic, both embedders) | {others} | p >= {cut:.2f} | {cell(one, 'served')} "
+              f"| {cell(one, 'wrong')} | - | - |")
+
+
+def equal_wrong(judges: Judges, sets: dict[str, list[LabelledPair]], decisions: dict[str, dict[str, Decisions]],
+                e5: dict[str, list[float]], budget: float) -> None:
+    print(f"\n## Equal wrong rate: duplicates served at the lowest threshold with wrong <= {budget:.0%} "
+          "on the set itself (how far each judge's curve reaches; not a tuned result)\n")
+    print("| set | " + " | ".join(judges.settings) + " | two-model (best e5 cut) |")
+    print("|---" * (len(judges.settings) + 2) + "|")
+    for name in sets:
+        row = []
+        for judge in judges.settings:
+            t = tune(decisions[judge][name], budget)
+            row.append(f"{per_scope(decisions[judge][name], t).rate('served')[0]:.1%} (t {t:.3g})")
+        t, cut, served = tune_two_model(decisions["plain"][name], e5[name], budget)
+        row.append(f"{served:.1%} (t {t:.3g}, e5 {cut:.2f})")
+        print(f"| {name} | " + " | ".join(row) + " |")
+    print("\n## Served / wrong by threshold, one pair per scope\n")
+    shown = ("plain", "guards+verifier")
+    print("| threshold | " + " | ".join(f"{n} {j}" for n in sets for j in shown) + " |")
+    print("|---" * (1 + len(shown) * len(sets)) + "|")
+    for t in (0.70, 0.80, 0.85, 0.90, 0.95, 0.98, 0.99, 0.995, 0.999):
+        outcomes = [per_scope(decisions[j][n], t) for n in sets for j in shown]
+        cells = [f"{o.rate('served')[0]:.0%} / {o.rate('wrong')[0]:.1%}" for o in outcomes]
+        print(f"| {t} | " + " | ".join(cells) + " |")
+    print("(cells: duplicates served / non-duplicates wrong)")
+
+
+def seed(judges: Judges) -> None:
+    print()
+    for a, b in (("什么是人工智能？", "AI 是什么？"), ("给我讲个笑话", "今天天气怎么样？")):
+        rows = judges.use.embed([a, b])
+        print(f"- {a} / {b}: cosine {float(rows[0] @ rows[1]):.3f}")
+
+
+def multi_turn(judges: Judges) -> None:
+    """fow-cache's multi-turn pairs: a hit needs the same scope (earlier turns), as in the gateway."""
+    from fow_cache.data import load_conversations
+
+    convs = load_conversations()
+    matcher = judges.matcher("plain", 0.0)
+
+    def hit(p: dict[str, object]) -> bool:
+        qa = semantic_query({"model": "m", "messages": p["a"]}, None)
+        qb = semantic_query({"model": "m", "messages": p["b"]}, None)
+        if qa is None or qb is None or qa.scope != qb.scope:
+            return False
+        rows = matcher.embed([qa.text, qb.text])
+        return matcher.judge(qa.text, qb.text, float(rows[0] @ rows[1])) is None
+
+    traps = [p for p in convs if not p["same_answer"]]
+    wrong: Callable[[], int] = lambda: sum(hit(p) for p in traps)  # noqa: E731
+    print(f"- multi-turn context swaps ({len(traps)} traps), scoped, plain judge at any threshold: "
+          f"{wrong()} answered wrongly")
+
+
+def write_curves(decisions: dict[str, dict[str, Decisions]], e5: dict[str, list[float]],
+                 sets: tuple[str, ...]) -> None:
+    """The default (plain) judge's curve per embedded model, all sets pooled, for the budget setting."""
+    CURVES.mkdir(parents=True, exist_ok=True)
+    use = [d for ds in decisions["plain"].values() for d in ds]
+    labels = [same for ds in decisions["plain"].values() for same, _, _ in ds]
+    e5_plain = [(same, min(1.0, max(0.0, v)), True) for same, v in
+                zip(labels, (v for vs in e5.values() for v in vs), strict=True)]
+    for model, pooled_all in ((MODEL, use), (VERIFIER, e5_plain)):
+        curve: Curve = curve_from_decisions(model, pooled_all, THRESHOLDS, sets)
+        (CURVES / f"{model}.json").write_text(curve.to_json())
+        print(f"\nwrote {CURVES / (model + '.json')} (plain judge, sets {', '.join(sets)}); threshold at "
+              f"1% / 2% / 5% wrong: {curve.threshold_for(0.01):.3g} / {curve.threshold_for(0.02):.3g} / "
+              f"{curve.threshold_for(0.05):.3g}")
+
+
 if __name__ == "__main__":
+    np.seterr(all="ignore")
     sys.exit(main())

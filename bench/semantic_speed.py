@@ -1,6 +1,6 @@
 """Semantic cache speed: embedding, vector search, a whole lookup, and the exact-hit path.
 
-    python bench/semantic_speed.py [--entries 10000 --large 100000]
+    python bench/semantic_speed.py [--entries 10000 --large 100000] [--judge plain|opt-in]
 
 In one process, no network: the embedded model (``use-multilingual-v3``), the embedded
 vector index (one scope filled with random unit vectors plus real prompts), the
@@ -125,9 +125,14 @@ async def vector_search(directory: str, n: int, dim: int) -> None:
           f"same hits as brute force {same}/{len(picked)}, reopen (replay + codes) {reopen:.1f} s | | |")
 
 
-async def run(entries: int, large: int) -> None:
+async def run(entries: int, large: int, judge: str) -> None:
     embedder = load_embedder("use-multilingual-v3")
-    matcher = Matcher(embedder, default_settings(embedder.name), load_embedder("multilingual-e5-small"))
+    if judge == "opt-in":  # guards + e5 verifier below 0.85 (the default before issue 13)
+        settings = default_settings(embedder.name, 0.70, guards=True, verified=True)
+        matcher = Matcher(embedder, settings, load_embedder("multilingual-e5-small"))
+    else:  # the default judge (cosine alone); threshold 0.70 so the planted queries are hits
+        matcher = Matcher(embedder, default_settings(embedder.name, 0.70))
+    print(f"judge: {judge}")
     embed_times = []
     for text in PROMPTS * 25:
         start = time.perf_counter()
@@ -193,8 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=10_000)
     parser.add_argument("--large", type=int, default=100_000)
+    parser.add_argument("--judge", choices=["plain", "opt-in"], default="plain",
+                        help="plain: the default judge; opt-in: guards + e5 verifier (the pre-issue-13 default)")
     args = parser.parse_args(argv)
-    asyncio.run(run(args.entries, args.large))
+    asyncio.run(run(args.entries, args.large, args.judge))
     return 0
 
 

@@ -386,3 +386,16 @@ def test_config_is_frozen() -> None:
     config = parse()
     with pytest.raises(ValueError):
         config.litellm_settings.cache = False
+
+
+def test_semantic_budget_and_opt_in_stages() -> None:
+    """Issue 13: the wrong-answer budget defaults to 2% and is a rate; guards and verifier are opt-in."""
+    params = cache_params(type="local-semantic").cache_params
+    assert params is not None
+    assert params.semantic_max_wrong_rate == 0.02  # type: ignore[union-attr]
+    assert params.semantic_cache_guards is False and params.semantic_cache_verifier_model is None  # type: ignore[union-attr]
+    chosen = cache_params(type="qdrant-semantic", semantic_max_wrong_rate=0.05, semantic_cache_guards=True)
+    assert chosen.cache_params.semantic_max_wrong_rate == 0.05  # type: ignore[union-attr]
+    for bad in (0, 1, 1.5, -0.1, "lots"):
+        error = error_of(cache_params, type="local-semantic", semantic_max_wrong_rate=bad)
+        assert "litellm_settings.cache_params.semantic_max_wrong_rate" in str(error), bad

@@ -15,6 +15,7 @@ from reprise.backends.embedded_vector import LocalVectorStore
 from reprise.backends.memory import MemoryBackend
 from reprise.backends.vector import Vector, VectorHit, VectorRecord
 from reprise.cache import AsyncCache
+from reprise.core.guards import GuardConfig
 from reprise.core.keys import chat_key_hash, storage_key
 from reprise.core.policy import CachePlan, CachePolicy
 from reprise.embeddings.base import Vectors, normalise_rows
@@ -73,7 +74,7 @@ async def store_answer(cache: AsyncCache, semantic: SemanticCache, text: str, p:
 async def parts(tmp_path: Path) -> AsyncIterator[tuple[AsyncCache, SemanticCache, Clock]]:
     clock = Clock()
     cache = AsyncCache(MemoryBackend(), CachePolicy(), clock=clock)
-    matcher = Matcher(WordsEmbedder(), SemanticSettings(threshold=0.8, verify_below=0.0))
+    matcher = Matcher(WordsEmbedder(), SemanticSettings(threshold=0.8, verify_below=0.0, guards=GuardConfig()))
     semantic = SemanticCache(matcher, LocalVectorStore(tmp_path, WordsEmbedder.dim))
     yield cache, semantic, clock
     await semantic.aclose()
@@ -152,3 +153,19 @@ async def test_fails_open(tmp_path: Path) -> None:
     assert await semantic.lookup(request, cache, None) is None
     await semantic.remember(request, "k", None)
     assert semantic.stats.errors == 2
+
+
+async def test_verified_top_k_serves_a_farther_candidate_over_a_nearer_wrong_one(parts: Parts) -> None:
+    """Issue 13 item 4: the nearest candidate (cosine 1.0 here: digits are invisible to this
+    embedder) asks about another order; the farther one that passes the judge is served,
+    and the match names it."""
+    cache, semantic, _ = parts
+    nearer = await store_answer(cache, semantic, "track order 48213", plan())
+    farther = await store_answer(cache, semantic, "track my order 48231", plan())
+    hits = await semantic.store.search(semantic.prepare(body("x"), plan()).query.scope,  # type: ignore[union-attr]
+                                       semantic.matcher.embed(["track order 48231"])[0], 4, 0.8)
+    assert [h.key for h in hits] == [nearer, farther] and hits[0].score > hits[1].score
+    entry, request = await lookup(cache, semantic, "track order 48231", plan())
+    assert entry is not None and b"track my order 48231" in entry.body
+    assert request.match is not None and request.match.key == farther and request.match.score < 0.9
+    assert semantic.stats.rejected == {"numbers": 1}

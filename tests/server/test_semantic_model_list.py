@@ -41,7 +41,8 @@ def local_params(directory: Path, **extra: Any) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def words_gateway(stub: StubUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     workdir = tmp_path_factory.mktemp("model-list-semantic")
-    gw = GatewayProcess(config_with_embedder(stub.url, local_params(workdir / "cache")), workdir).start()
+    params = local_params(workdir / "cache", semantic_cache_guards=True)  # the guards are opt-in (issue 13)
+    gw = GatewayProcess(config_with_embedder(stub.url, params), workdir).start()
     yield gw
     gw.stop()
 

@@ -1,4 +1,4 @@
-"""``reprise`` command line: ``serve``, ``config check``, and ``cache`` inspection.
+"""``reprise`` command line: ``serve``, ``config check``, ``cache`` inspection, ``semantic eval|calibrate``.
 
 The CLI only translates argv into calls on the config loader, the server and the
 cache; a bad config is reported as one line naming the key, with exit status 2.
@@ -111,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--yes", action="store_true", help="flush without asking")
     cache.add_argument("--json", action="store_true", help="machine-readable output")
     cache.set_defaults(func=_cache)
+
+    from reprise.cli import semantic_commands  # imports no model until a command runs
+
+    semantic_commands.add_parser(sub)
     return parser
 
 

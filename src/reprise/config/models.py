@@ -280,6 +280,14 @@ class SemanticCacheParams(BaseCacheParams):
     similarity_threshold: float | None = Field(default=None, ge=0, le=1)
     #: Reprise: second model for candidates below 0.85 cosine; "none" turns it off.
     semantic_cache_verifier_model: str | None = None
+    #: Reprise: the share of non-duplicate prompts you accept being answered wrongly; picks the
+    #: threshold from the embedded model's shipped calibration curve. An explicit
+    #: ``similarity_threshold`` wins (reprise/semantic/calibration.py, docs/semantic.md).
+    semantic_max_wrong_rate: float = Field(default=0.02, gt=0, lt=1)
+    #: Reprise: the hand-written false-hit guards (numbers, negation, slots, entities, direction,
+    #: edits). Off by default: on data they were not written against they served no more
+    #: duplicates than the threshold alone at the same wrong rate (docs/semantic.md).
+    semantic_cache_guards: bool = False
 
     @property
     def embedding_model_setting(self) -> tuple[str, str | None]:

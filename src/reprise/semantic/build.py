@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING
 from reprise.embeddings.base import DEFAULT_EMBEDDER, EMBEDDERS, AsyncEmbedder, Embedder, load_embedder
 from reprise.errors import ConfigError
 from reprise.semantic.cache import SemanticCache
+from reprise.semantic.calibration import shipped_curve
 from reprise.semantic.lazy_store import LazyVectorStore, StoreFactory
 from reprise.semantic.matcher import Matcher
-from reprise.semantic.settings import DEFAULT_VERIFIERS, default_settings, remote_settings
+from reprise.semantic.settings import DEFAULT_VERIFIERS, SemanticSettings, default_settings, remote_settings
 
 if TYPE_CHECKING:
     from reprise.config.models import SemanticCacheParams
@@ -54,13 +55,14 @@ def build_semantic(params: SemanticCacheParams, make_store: StoreFactory,
     remote = model_list(model) if field is not None and model_list is not None else None
     threshold = params.similarity_threshold
     if remote is not None:
-        verifier = _verifier(params, None)
+        verifier = configured_verifier(params, None)
         if threshold is None:
             log.warning("%s: model_list entry %r embeds; similarity_threshold unset, using %.2f "
                         "(not measured for this model; measure and set it)", field, model,
                         remote_settings(None, False).threshold)
         store = LazyVectorStore(make_store, f"{params.type} vectors")
-        matcher = Matcher(None, remote_settings(threshold, verifier is not None), verifier)
+        settings = remote_settings(threshold, verifier is not None, params.semantic_cache_guards)
+        matcher = Matcher(None, settings, verifier)
         return SemanticCache(matcher, store, remote)
     if model not in EMBEDDERS:
         raise ConfigError(
@@ -69,12 +71,53 @@ def build_semantic(params: SemanticCacheParams, make_store: StoreFactory,
             f"litellm_settings.cache_params.{field}",
         )
     embedder = load_embedder(model)
-    settings = default_settings(model, threshold)
-    matcher = Matcher(embedder, settings, _verifier(params, DEFAULT_VERIFIERS.get(model)))
+    verifier = configured_verifier(params, DEFAULT_VERIFIERS.get(model))
+    matcher = Matcher(embedder, embedded_settings(model, params), verifier)
+    warn_if_over_budget(model, params)
     return SemanticCache(matcher, make_store(embedder.dim))
 
 
-def _verifier(params: SemanticCacheParams, default: str | None) -> Embedder | None:
+def warn_if_over_budget(model: str, params: SemanticCacheParams) -> str | None:
+    """Warn (and return the text) when an explicit threshold measured more wrong answers than the budget.
+
+    An explicit ``similarity_threshold`` wins over ``semantic_max_wrong_rate``; a LiteLLM
+    config often sets 0.7-0.8, which with the default judge (no guards since issue 13)
+    answered 59-77% of fow-cache's traps wrongly. Said once at start-up, from the curve.
+    """
+    curve = shipped_curve(model)
+    threshold = params.similarity_threshold
+    point = None if curve is None or threshold is None else curve.at(threshold)
+    if point is None or point.wrong <= params.semantic_max_wrong_rate:
+        return None
+    text = (f"similarity_threshold {threshold} on {model}: {point.wrong:.0%} of the calibration sets' "
+            f"non-duplicate pairs were answered wrongly at that threshold by cosine alone, over "
+            f"semantic_max_wrong_rate {params.semantic_max_wrong_rate:.0%} (the guards, if on, lower it; "
+            f"measure yours: reprise semantic eval)")
+    log.warning("%s", text)
+    return text
+
+
+def embedded_settings(model: str, params: SemanticCacheParams) -> SemanticSettings:
+    """How an embedded model's candidates are judged under ``params`` (the gateway's and
+    ``reprise semantic eval``'s one source): explicit threshold, else the budget's."""
+    threshold = params.similarity_threshold
+    if threshold is None:
+        threshold = budget_threshold(model, params)
+    verified = (params.semantic_cache_verifier_model or DEFAULT_VERIFIERS.get(model) or "none") != "none"
+    return default_settings(model, threshold, guards=params.semantic_cache_guards, verified=verified)
+
+
+def budget_threshold(model: str, params: SemanticCacheParams) -> float | None:
+    """The threshold meeting ``semantic_max_wrong_rate`` on ``model``'s shipped curve (None: no curve).
+
+    Only consulted when ``similarity_threshold`` is unset: an explicit threshold wins, as
+    in LiteLLM, whose key it is.
+    """
+    curve = shipped_curve(model)
+    return None if curve is None else curve.threshold_for(params.semantic_max_wrong_rate)
+
+
+def configured_verifier(params: SemanticCacheParams, default: str | None) -> Embedder | None:
     """The verifier model: named in params, else ``default``; "none" or not installed: None."""
     name = params.semantic_cache_verifier_model or default
     if not name or name == "none":

