@@ -498,12 +498,28 @@ class LiteLLMSettings(Section):
         return value
 
 
+class AliasTarget(Section):
+    """LiteLLM's long form of an alias: ``{model: <group>, hidden: true}``."""
+
+    model: str = Field(min_length=1)
+    hidden: bool = False
+
+
+class RouterSettings(Section):
+    """``router_settings``: Reprise reads the model aliases; LiteLLM's load-balancing
+    and retry keys are accepted and ignored (warned)."""
+
+    #: Another name for a ``model_list`` group: ``{alias: group}`` or ``{alias: {model: group, hidden: bool}}``.
+    model_group_alias: dict[str, str | AliasTarget] = Field(default_factory=dict)
+
+
 class GatewayConfig(Section):
     """A whole ``config.yaml``. Build it with :func:`reprise.config.load_config`."""
 
     model_list: list[ModelDeployment] = Field(default_factory=list)
     general_settings: GeneralSettings = Field(default_factory=GeneralSettings)
     litellm_settings: LiteLLMSettings = Field(default_factory=LiteLLMSettings)
+    router_settings: RouterSettings = Field(default_factory=RouterSettings)
 
     @model_validator(mode="before")
     @classmethod

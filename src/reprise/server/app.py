@@ -133,7 +133,7 @@ class RepriseApp:
     async def models(self, call: Call) -> None:
         data = [
             {"id": name, "object": "model", "created": int(self.started), "owned_by": "reprise"}
-            for name in self.gateway.deployments
+            for name in (self.gateway.routes.listed if self.gateway.routes else self.gateway.deployments)
         ]
         await send_bytes(call.send, 200, orjson.dumps({"object": "list", "data": data}), [JSON_TYPE])
 

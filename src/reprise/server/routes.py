@@ -121,10 +121,10 @@ _PUBLIC, _KEY = Access.PUBLIC, Access.KEY  # module globals: cheaper to read tha
 def admit(gateway: Gateway, access: Access, scope: Scope) -> Principal:
     """Check the caller against a route's access before its handler runs (401/403 here)."""
     if access is _KEY:  # first: the API's routes are the hot path
-        return gateway.check_auth(header(scope, b"authorization"))
+        return gateway.check_auth(header(scope, b"authorization"), scope["headers"])
     if access is _PUBLIC:
         return OPEN
-    gateway.require_master(header(scope, b"authorization"))
+    gateway.require_master(header(scope, b"authorization"), scope["headers"])
     return MASTER
 
 
