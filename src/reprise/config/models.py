@@ -384,6 +384,8 @@ class LiteLLMParams(Section):
     model: str = Field(min_length=1)
     api_base: str | None = None
     api_key: SecretStr | None = None
+    #: Azure OpenAI's ``api-version`` query parameter (``azure/`` models; else env AZURE_API_VERSION).
+    api_version: str | None = None
     #: Answer with this text instead of calling the provider (LiteLLM's mock_response).
     mock_response: str | None = None
     timeout: float | None = Field(default=None, gt=0)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from reprise.config import GatewayConfig
 from reprise.config.models import LiteLLMParams
 from reprise.errors import ConfigError, NotFoundError
 from reprise.server.upstream import DEFAULT_MAX_PARALLEL, PROVIDER_BASES, Deployment, split_credentials
+from reprise.server.wires import AZURE_API_VERSION, OPENAI, AzureWire, Wire
 
 log = logging.getLogger("reprise.server")
 
@@ -39,6 +41,9 @@ OPENAI_WIRE = frozenset(PROVIDER_BASES) | {
     "deepinfra", "litellm_proxy", "text-completion-openai", "nvidia_nim", "cerebras", "sambanova",
 }
 """LiteLLM provider prefixes whose endpoints speak the OpenAI API: the ones Reprise can call."""
+
+ADAPTED = frozenset({"azure"})
+"""Providers reached through an adapter (:mod:`reprise.server.wires`)."""
 
 MEMO_LIMIT = 1024
 """Concrete deployments remembered per wildcard route before the memo is cleared."""
@@ -102,7 +107,8 @@ class Routes:
     def _concrete(self, index: int, model: str, params: LiteLLMParams, parts: tuple[str, ...]) -> Deployment:
         filled = _fill(params.model, parts)
         concrete = params.model_copy(update={"model": filled})
-        if concrete.mock_response is None and (concrete.provider not in OPENAI_WIRE or (
+        if concrete.mock_response is None and concrete.provider not in ADAPTED and (
+                concrete.provider not in OPENAI_WIRE or (
                 concrete.api_base is None and concrete.provider not in PROVIDER_BASES)):
             raise NotFoundError(
                 f"The model '{model}' is served by provider {concrete.provider!r}, which Reprise cannot "
@@ -134,6 +140,11 @@ def make_deployment(index: int, model_name: str, params: LiteLLMParams, config: 
     timeout = params.timeout or default_timeout
     api_base, basic_auth = split_credentials(api_base)
     api_key = params.api_key.get_secret_value() if params.api_key else None
+    wire: Wire = OPENAI
+    if params.provider == "azure" and params.mock_response is None:
+        api_base = api_base or os.environ.get("AZURE_API_BASE", "")
+        api_key = api_key or os.environ.get("AZURE_API_KEY") or None
+        wire = AzureWire(params.api_version or os.environ.get("AZURE_API_VERSION") or AZURE_API_VERSION)
     if basic_auth and api_key:
         log.warning("model_list[%d] (%s): api_base carries credentials and api_key is set; "
                     "the api_key is sent, the URL's credentials are not", index, model_name)
@@ -148,6 +159,7 @@ def make_deployment(index: int, model_name: str, params: LiteLLMParams, config: 
         mock_response=params.mock_response,
         max_parallel=params.max_parallel_requests or DEFAULT_MAX_PARALLEL,
         queue_timeout=config.litellm_settings.upstream_queue_timeout,
+        wire=wire,
     )
 
 
@@ -158,7 +170,9 @@ def _check_provider(config: GatewayConfig) -> None:
         params = entry.litellm_params
         if params.mock_response is not None or "*" in params.provider:
             continue
-        if params.provider not in OPENAI_WIRE:
+        if params.provider == "azure":
+            _check_azure(i, params)
+        elif params.provider not in OPENAI_WIRE:
             unreachable.setdefault(params.provider, []).append((i, entry.model_name))
         elif params.api_base is None and params.provider not in PROVIDER_BASES:
             raise ConfigError(
@@ -176,6 +190,16 @@ def _check_provider(config: GatewayConfig) -> None:
         ]
         first = next(iter(unreachable.values()))[0][0]
         raise ConfigError("\n".join(lines), f"model_list[{first}].litellm_params.model")
+
+
+def _check_azure(index: int, params: LiteLLMParams) -> None:
+    where = f"model_list[{index}].litellm_params"
+    if not (params.api_base or os.environ.get("AZURE_API_BASE")):
+        raise ConfigError("an azure/ model needs its resource's endpoint: set api_base "
+                          "(https://<resource>.openai.azure.com) or AZURE_API_BASE", f"{where}.api_base")
+    if not (params.api_key or os.environ.get("AZURE_API_KEY")):
+        raise ConfigError("an azure/ model needs a key: set api_key or AZURE_API_KEY "
+                          "(Microsoft Entra ID tokens are not supported yet)", f"{where}.api_key")
 
 
 def build_routes(config: GatewayConfig, default_timeout: float | None = None) -> Routes:

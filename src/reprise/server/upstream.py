@@ -16,7 +16,6 @@ that option with a 400/422 is asked again once without it, and remembered.
 from __future__ import annotations
 
 import asyncio
-import base64
 import itertools
 import logging
 import time
@@ -35,6 +34,7 @@ from reprise.core.request import asks_usage
 from reprise.core.streaming import render_sse
 from reprise.errors import UpstreamError
 from reprise.outcome import Outcome
+from reprise.server.wires import OPENAI, Wire
 from reprise.stream_lead import StreamReply
 
 log = logging.getLogger("reprise.upstream")
@@ -87,6 +87,8 @@ class Deployment:
     """Provider calls in flight at once for this deployment (streams count until they end)."""
     queue_timeout: float = 10.0
     """The longest a call waits for one of those slots before failing as 503 ``upstream_busy``."""
+    wire: Wire = OPENAI
+    """How the provider is addressed (URL, credentials): OpenAI's way, or Azure's (server/wires.py)."""
 
 
 def upstream_body(body: dict[str, Any], deployment: Deployment) -> dict[str, Any]:
@@ -167,15 +169,10 @@ class HttpUpstream:
 
     @staticmethod
     def _headers(deployment: Deployment) -> dict[str, str]:
-        headers = {"Content-Type": "application/json"}
-        if deployment.api_key:
-            headers["Authorization"] = f"Bearer {deployment.api_key}"
-        elif deployment.basic_auth:
-            headers["Authorization"] = "Basic " + base64.b64encode(deployment.basic_auth.encode()).decode()
-        return headers
+        return deployment.wire.headers(deployment)
 
     async def post(self, deployment: Deployment, path: str, body: dict[str, Any]) -> Outcome:
-        url = deployment.api_base.rstrip("/") + path
+        url = deployment.wire.url(deployment, path)
         timeout = aiohttp.ClientTimeout(total=deployment.timeout)
         try:
             async with self._slot(deployment), self._client().post(
@@ -212,7 +209,7 @@ class HttpUpstream:
     async def open_stream(
         self, deployment: Deployment, path: str, body: dict[str, Any]
     ) -> AsyncIterator[StreamReply]:
-        url = deployment.api_base.rstrip("/") + path
+        url = deployment.wire.url(deployment, path)
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=deployment.timeout, sock_read=deployment.stream_timeout
         )
