@@ -91,9 +91,27 @@ def test_provider_errors_are_passed_on_and_not_cached(sdk: openai.OpenAI, azure:
     before = len(azure.requests)
     messages = [{"role": "user", "content": unique()}]
     for _ in range(2):
-        with pytest.raises(openai.RateLimitError):
+        with pytest.raises(openai.RateLimitError) as caught:
             sdk.chat.completions.create(model="busy", messages=messages)  # type: ignore[arg-type]
+        assert caught.value.response.headers["retry-after"] == "1"
     assert len(azure.requests) - before == 2
+
+
+def test_provider_headers_pass_on_misses_and_never_replay_from_cache(sdk: openai.OpenAI,
+                                                                      azure: AzureStandIn) -> None:
+    """Rate limits and request ids describe one call at one moment: a hit must not carry them."""
+    messages = [{"role": "user", "content": unique()}]
+    miss = sdk.chat.completions.with_raw_response.create(model="gpt-4o", messages=messages)  # type: ignore[arg-type]
+    hit = sdk.chat.completions.with_raw_response.create(model="gpt-4o", messages=messages)  # type: ignore[arg-type]
+    call = len(azure.requests)
+    assert miss.headers["x-reprise-cache"] == "miss"
+    assert miss.headers["llm_provider-x-request-id"] == f"req-{call}"  # the gateway's own x-request-id stays
+    assert miss.headers["apim-request-id"] == f"apim-{call}"
+    assert miss.headers["x-ratelimit-remaining-requests"] == str(1000 - call)
+    assert "x-internal-secret" not in miss.headers  # only the headers a client can use
+    assert hit.headers["x-reprise-cache"] == "hit"
+    assert not any(name.startswith("x-ratelimit-") or name in ("llm_provider-x-request-id", "apim-request-id")
+                   for name in hit.headers)
 
 
 def test_litellm_azure_environment_variables(azure: AzureStandIn, make_gateway: Callable[..., GatewayProcess],

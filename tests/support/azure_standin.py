@@ -114,12 +114,18 @@ class AzureStandIn:
             message["tool_calls"] = [{"id": "call_1", "type": "function",
                                       "function": {"name": body["tools"][0]["function"]["name"],
                                                    "arguments": "{\"city\": \"Paris\"}"}}]
-        return web.json_response({
+        return web.json_response(headers=self._rate_headers(), data={
             "id": f"chatcmpl-az{len(self.requests)}", "object": "chat.completion", "created": 1700000000,
             "model": "gpt-4o-2024-08-06",
             "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if calls_tool else "stop"}],
             "usage": {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9},
         })
+
+    def _rate_headers(self) -> dict[str, str]:
+        """What Azure sends with an answer: remaining quota and this call's request ids."""
+        return {"x-ratelimit-remaining-requests": str(1000 - len(self.requests)),
+                "x-ratelimit-remaining-tokens": "90000", "apim-request-id": f"apim-{len(self.requests)}",
+                "x-request-id": f"req-{len(self.requests)}", "x-internal-secret": "not for clients"}
 
     async def _stream(self, request: web.Request, deployment: str, text: str, calls_tool: bool,
                       body: dict[str, Any]) -> web.StreamResponse:

@@ -77,12 +77,14 @@ async def _answer(gw: Gateway, cache: AsyncCache, record: RequestRecord, send: S
         outcome = await gw.upstream(deployment).post(deployment, PATH, upstream_body(body, deployment))
         if not outcome.ok:
             return outcome
-        return Outcome(outcome.status, outcome.body, entry_meta(body, _completion(deployment, outcome.body)))
+        return Outcome(outcome.status, outcome.body, entry_meta(body, _completion(deployment, outcome.body)),
+                       outcome.headers)
 
     semantic = semantic_chat.slot(gw, body, plan, caller.tenant) if key is not None else None
     answer = await cache.get_or_produce(key or "", plan, produce, semantic)
     record.report(answer.cache_status, key, answer.entry, semantic.similarity if semantic is not None else None)
-    headers = [JSON_TYPE, *cache_headers(answer.cache_status, key, answer.entry, cache.clock())]
+    headers = [JSON_TYPE, *cache_headers(answer.cache_status, key, answer.entry, cache.clock()),
+               *answer.upstream_headers]
     if semantic is not None:
         headers += semantic.headers()
     await send_bytes(send, answer.status, answer.body, headers)

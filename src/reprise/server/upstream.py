@@ -34,6 +34,7 @@ from reprise.core.request import asks_usage
 from reprise.core.streaming import render_sse
 from reprise.errors import UpstreamError
 from reprise.outcome import Outcome
+from reprise.server.headers import provider_headers
 from reprise.server.wires import OPENAI, Wire
 from reprise.stream_lead import StreamReply
 
@@ -178,7 +179,7 @@ class HttpUpstream:
             async with self._slot(deployment), self._client().post(
                 url, data=orjson.dumps(body), headers=self._headers(deployment), timeout=timeout
             ) as resp:
-                return Outcome(resp.status, await resp.read())
+                return Outcome(resp.status, await resp.read(), headers=provider_headers(resp.headers.items()))
         except TimeoutError as exc:
             raise _timed_out(deployment, deployment.timeout, "before answering") from exc
         except aiohttp.ClientError as exc:
