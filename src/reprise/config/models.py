@@ -102,6 +102,11 @@ class BaseCacheParams(Section):
     mode: CacheMode = "default_on"
     supported_call_types: list[CallType] = Field(default_factory=_default_call_types)
 
+    @property
+    def default_ttl(self) -> float | None:
+        """The TTL of an entry whose request names none: :attr:`ttl`."""
+        return self.ttl
+
 
 class LocalCacheParams(BaseCacheParams):
     """``type: local``: an in-process memory cache, bounded by entries and bytes."""
@@ -187,6 +192,13 @@ class RedisCacheParams(BaseCacheParams):
     local_tier: bool | LocalTierParams = False
     #: LiteLLM's name for the in-memory tier's TTL; setting it turns the local tier on.
     default_in_memory_ttl: float | None = Field(default=None, gt=0)
+    #: LiteLLM's TTL for Redis entries when ``ttl`` is unset (without either, entries never expire).
+    default_in_redis_ttl: float | None = Field(default=None, gt=0)
+
+    @property
+    def default_ttl(self) -> float | None:
+        """:attr:`ttl`, else LiteLLM's ``default_in_redis_ttl``."""
+        return self.ttl if self.ttl is not None else self.default_in_redis_ttl
 
     @field_validator("sentinel_nodes")
     @classmethod

@@ -78,7 +78,7 @@ class Gateway:
             backend_class = load_backend_class(params.type)
             backend = backend_class.from_params(params)
             policy = CachePolicy(
-                enabled=True, mode=params.mode, ttl=params.ttl, namespace=params.namespace
+                enabled=True, mode=params.mode, ttl=params.default_ttl, namespace=params.namespace
             )
             cache = AsyncCache(backend, policy)
             make_vectors = backend_class.vector_store  # every registered class declares it; None: exact only
