@@ -13,12 +13,13 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 
 from reprise import __version__
 from reprise.config import GatewayConfig, load_config
-from reprise.errors import ConfigError, RequestError, UpstreamError
+from reprise.errors import ConfigError, NotFoundError, RequestError, UpstreamError
 from reprise.observability.observer import Observer, RequestRecord
 from reprise.server.cache_admin import CacheAdmin
 from reprise.server.chat import handle_chat
@@ -30,7 +31,7 @@ from reprise.server.http import JSON_TYPE, ClientGone, Receive, Scope, Send, rea
 from reprise.server.keys_admin import KeysAdmin
 from reprise.server.observe import observe
 from reprise.server.openapi import openapi_json
-from reprise.server.routes import Access, Call, admit, build_routes, without_body
+from reprise.server.routes import AZURE_DEPLOYMENTS, Access, Call, admit, build_routes, without_body
 from reprise.server.ui_assets import UiAssets
 
 log = logging.getLogger("reprise.server")
@@ -129,6 +130,20 @@ class RepriseApp:
         if record is not None:
             self.observer.note_request(record, body, caller.key_id)
         await handle_embeddings(self.gateway, scope, send, body, caller, record)
+
+    async def azure_deployment(self, call: Call) -> None:
+        """Azure's route form: the deployment in the path names the model; ``api-version`` is
+        accepted and ignored (the answer is OpenAI's, which every Azure version reads)."""
+        scope, receive, send, caller = call.scope, call.receive, call.send, call.caller
+        name, _, operation = unquote(scope["path"][len(AZURE_DEPLOYMENTS):]).partition("/")
+        if not name or operation not in ("chat/completions", "embeddings"):
+            raise NotFoundError(f"no route POST {scope['path']}", code="not_found")
+        body = await self._json_body(scope, receive)
+        body["model"] = name
+        if operation == "embeddings":
+            await handle_embeddings(self.gateway, scope, send, body, caller)
+        else:
+            await handle_chat(self.gateway, scope, receive, send, body, caller)
 
     async def models(self, call: Call) -> None:
         data = [
