@@ -318,9 +318,10 @@ class AsyncCache(StoreAccess):
         try:
             async with source.open() as reply:
                 if reply.status >= 300:
-                    failed = Outcome(reply.status, reply.error_body)
+                    failed = Outcome(reply.status, reply.error_body, headers=reply.headers)
                     lead.finish_with(failed)
                     return failed
+                lead.upstream_headers = reply.headers
                 lead.put(OPEN)
                 tail: list[bytes] = []  # from [DONE] on: forwarded once the answer is stored
                 async for piece in reply.chunks:

@@ -141,3 +141,22 @@ def test_an_azure_model_without_endpoint_or_key_is_refused_by_check_and_serve(
                 else run_cli(*command, "--config", str(path))
             assert result.returncode == 2
             assert f"model_list[0].litellm_params.{key}" in result.stderr
+
+
+def test_streamed_miss_carries_provider_headers_and_its_replay_does_not(sdk: openai.OpenAI,
+                                                                        azure: AzureStandIn) -> None:
+    messages = [{"role": "user", "content": unique()}]
+
+    def headers() -> dict[str, str]:
+        with sdk.chat.completions.with_streaming_response.create(
+                model="gpt-4o", messages=messages, stream=True) as response:  # type: ignore[arg-type]
+            for _ in response.iter_lines():
+                pass
+            return dict(response.headers)
+
+    miss, replay = headers(), headers()
+    assert miss["x-reprise-cache"] == "miss"
+    assert miss["llm_provider-x-request-id"] == f"req-{len(azure.requests)}"
+    assert "x-ratelimit-remaining-requests" in miss
+    assert replay["x-reprise-cache"] == "hit"
+    assert not any(name.startswith("x-ratelimit-") or name == "llm_provider-x-request-id" for name in replay)

@@ -129,7 +129,7 @@ class AzureStandIn:
 
     async def _stream(self, request: web.Request, deployment: str, text: str, calls_tool: bool,
                       body: dict[str, Any]) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", **self._rate_headers()})
         await response.prepare(request)
         base = {"id": f"chatcmpl-az{len(self.requests)}", "object": "chat.completion.chunk",
                 "created": 1700000000, "model": "gpt-4o-2024-08-06"}

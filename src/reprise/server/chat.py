@@ -147,9 +147,10 @@ async def _forward(send: Send, receive: Receive, body: dict[str, Any], answer: S
         if lead.gone:
             return
         if instead is not None:  # the provider's error, or an answer another instance stored
-            await _send_replay(send, body, instead.status, instead.body, headers)
+            await _send_replay(send, body, instead.status, instead.body, [*headers, *instead.headers])
             return
-        await send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *headers]})
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [*SSE_HEADERS, *headers, *lead.upstream_headers]})
         async for events in lead.events():
             await send({"type": "http.response.body", "body": events, "more_body": True})
         if lead.gone:

@@ -218,14 +218,15 @@ class HttpUpstream:
             async with self._slot(deployment), self._client().post(
                 url, data=orjson.dumps(body), headers=self._headers(deployment), timeout=timeout
             ) as resp:
+                passed_on = provider_headers(resp.headers.items())
                 if resp.status >= 300:
-                    yield StreamReply(resp.status, await resp.read(), _no_chunks())
+                    yield StreamReply(resp.status, await resp.read(), _no_chunks(), passed_on)
                 elif not resp.content_type.startswith("text/event-stream"):
                     log.warning("model %r answered a stream with %s, not text/event-stream",
                                 deployment.model_name, resp.content_type)
                     yield StreamReply(502, _not_a_stream(deployment), _no_chunks())
                 else:
-                    yield StreamReply(resp.status, b"", _read_chunks(resp, deployment))
+                    yield StreamReply(resp.status, b"", _read_chunks(resp, deployment), passed_on)
         except TimeoutError as exc:
             raise _timed_out(deployment, deployment.timeout, "before the stream began") from exc
         except aiohttp.ClientError as exc:
