@@ -26,7 +26,7 @@ import logging
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from reprise.config import GatewayConfig
 from reprise.config.models import LiteLLMParams
@@ -114,7 +114,8 @@ class Routes:
                 f"The model '{model}' is served by provider {concrete.provider!r}, which Reprise cannot "
                 f"reach (model_list[{index}] is a wildcard); ask for a model of a supported provider",
                 param="model", code="model_not_found")
-        return make_deployment(index, model, concrete, self.config, self.default_timeout)
+        made = make_deployment(index, model, concrete, self.config, self.default_timeout)
+        return replace(made, entry=f"model_list[{index}]")
 
 
 def _fill(model: str, parts: tuple[str, ...]) -> str:

@@ -90,6 +90,15 @@ class Deployment:
     """The longest a call waits for one of those slots before failing as 503 ``upstream_busy``."""
     wire: Wire = OPENAI
     """How the provider is addressed (URL, credentials): OpenAI's way, or Azure's (server/wires.py)."""
+    entry: str | None = None
+    """For a wildcard entry's deployment (one per model name a client asks for): the entry it
+    comes from. Its connection slots and remembered refusals are the entry's, so clients
+    choosing names cannot grow those tables."""
+
+    @property
+    def pool(self) -> Deployment | str:
+        """What the connection slots and remembered refusals are kept by."""
+        return self.entry if self.entry is not None else self
 
 
 def upstream_body(body: dict[str, Any], deployment: Deployment) -> dict[str, Any]:
@@ -135,9 +144,9 @@ class HttpUpstream:
     def __init__(self, pool_size: int = 512) -> None:
         self._pool_size = pool_size
         self._session: aiohttp.ClientSession | None = None
-        self._refuse_usage: set[Deployment] = set()
+        self._refuse_usage: set[Deployment | str] = set()
         """Deployments that answered 400/422 to ``stream_options``: not asked for it again."""
-        self._slots: dict[Deployment, asyncio.Semaphore] = {}
+        self._slots: dict[Deployment | str, asyncio.Semaphore] = {}
 
     @asynccontextmanager
     async def _slot(self, deployment: Deployment) -> AsyncIterator[None]:
@@ -145,9 +154,9 @@ class HttpUpstream:
 
         Fairness between deployments: one model's (or one tenant's) open streams hold only
         their own deployment's slots, never the whole pool."""
-        slots = self._slots.get(deployment)
+        slots = self._slots.get(deployment.pool)
         if slots is None:
-            slots = self._slots[deployment] = asyncio.Semaphore(deployment.max_parallel)
+            slots = self._slots[deployment.pool] = asyncio.Semaphore(deployment.max_parallel)
         if slots.locked():
             try:
                 await asyncio.wait_for(slots.acquire(), deployment.queue_timeout)
@@ -190,7 +199,7 @@ class HttpUpstream:
                                record_usage: bool) -> AsyncIterator[StreamReply]:
         """Open a streamed chat answer; with ``record_usage``, ask for the usage chunk if allowed."""
         request = upstream_body(body, deployment)
-        ask = record_usage and deployment not in self._refuse_usage and not _sets_include_usage(body)
+        ask = record_usage and deployment.pool not in self._refuse_usage and not _sets_include_usage(body)
         if ask:
             request["stream_options"] = {**(request.get("stream_options") or {}), "include_usage": True}
         async with self.open_stream(deployment, path, request) as reply:
@@ -202,7 +211,7 @@ class HttpUpstream:
             request["stream_options"] = body["stream_options"]
         async with self.open_stream(deployment, path, request) as reply:
             if reply.status < 300:
-                self._refuse_usage.add(deployment)
+                self._refuse_usage.add(deployment.pool)
                 log.warning("model %r refuses stream_options.include_usage; not asked again", deployment.model_name)
             yield reply
 
