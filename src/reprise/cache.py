@@ -89,6 +89,8 @@ class Answer:
     body: bytes
     cache_status: str  # "hit" | "miss" | "bypass"
     entry: CacheEntry | None = None
+    upstream_headers: tuple[tuple[bytes, bytes], ...] = ()
+    """The provider's headers of a fresh call (``Outcome.headers``); empty on a hit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +185,7 @@ class AsyncCache(StoreAccess):
             self.stats.bypasses += 1
             self.stats.upstream_calls += 1
             outcome = await produce()
-            return Answer(outcome.status, outcome.body, "bypass")
+            return Answer(outcome.status, outcome.body, "bypass", upstream_headers=outcome.headers)
         if not plan.read:  # no-cache: a fresh answer, stored for the others
             self.stats.bypasses += 1
             return _answer(await self._produce(key, plan, produce, second), "bypass")
@@ -316,9 +318,10 @@ class AsyncCache(StoreAccess):
         try:
             async with source.open() as reply:
                 if reply.status >= 300:
-                    failed = Outcome(reply.status, reply.error_body)
+                    failed = Outcome(reply.status, reply.error_body, headers=reply.headers)
                     lead.finish_with(failed)
                     return failed
+                lead.upstream_headers = reply.headers
                 lead.put(OPEN)
                 tail: list[bytes] = []  # from [DONE] on: forwarded once the answer is stored
                 async for piece in reply.chunks:
@@ -505,4 +508,4 @@ def _first_positions(keys: Sequence[str]) -> dict[str, int]:
 def _answer(shared: Shared, word: str) -> Answer:
     if isinstance(shared, UpstreamError):
         raise reraise(shared)
-    return Answer(shared.status, shared.body, word)
+    return Answer(shared.status, shared.body, word, upstream_headers=shared.headers)

@@ -21,6 +21,9 @@ class Outcome:
     status: int
     body: bytes
     meta: dict[str, Any] = field(default_factory=dict)
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+    """The provider's own headers for this call (rate limits, request id): sent with a
+    fresh answer, never stored."""
 
     @property
     def ok(self) -> bool:

@@ -27,6 +27,8 @@ class StreamReply:
     status: int
     error_body: bytes
     chunks: AsyncIterator[bytes]
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+    """The provider's own headers (rate limits, request id): sent on, never stored."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,8 @@ class StreamLead:
     """Set when the provider's stream broke after it opened (the client gets an error event)."""
     gone: bool = False
     """The client went away (:meth:`detach`): send nothing more."""
+    upstream_headers: tuple[tuple[bytes, bytes], ...] = ()
+    """The provider's headers of the stream being forwarded, set before it is opened."""
     _queue: asyncio.Queue[Item] = field(default_factory=asyncio.Queue)
     _detach: Callable[[], None] | None = None
     _ending: list[Item] = field(default_factory=list)

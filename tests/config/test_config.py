@@ -316,7 +316,7 @@ def test_unknown_keys_are_collected_with_paths() -> None:
         "litellm_settings.cache_params.host",
         "litellm_settings.cache_params.port",
         "litellm_settings.success_callback",
-        "router_settings",
+        "router_settings.routing_strategy",
         "environment_variables",
     ]
     assert config.model_list[0].litellm_params.extras == {"rpm": 10, "extra_body": {"a": 1}}
@@ -336,7 +336,7 @@ def test_check_config_warns_and_suggests(tmp_path: Path) -> None:
     )
     assert check_config(path) == [
         "litellm_settings.cache_params.tll: not used by Reprise (ignored); did you mean 'ttl'?",
-        "router_settings: not used by Reprise (ignored)",
+        "router_settings.num_retries: not used by Reprise (ignored)",
         "litellm_settings.cache: false, so cache_params has no effect; set cache: true",
         "model_list: empty, so every request will be answered 404",
     ]

@@ -56,8 +56,9 @@ def test_the_garbage_collector_is_on_again_after_a_large_body(raw: bytes) -> Non
     assert gc.isenabled()
 
 
-def test_containers_are_counted_outside_strings() -> None:
-    from reprise.core.body import count_containers
+def test_values_are_counted_outside_strings() -> None:
+    from reprise.core.body import count_values
 
-    assert count_containers(b'{"a":[[],{}],"b":"[[[{{{"}') == 4
-    assert count_containers(b'{"a":') == -1
+    # the outer object and its 2 members, 2 arrays and an object; 2 scalars in the first array
+    assert count_values(b'{"a":[[],{},1,2],"b":"[[[{{{,,::"}') == (6, 2)
+    assert count_values(b'{"a":') == (-1, -1)

@@ -105,3 +105,12 @@ def test_key_is_independent_of_dict_order(params: dict[str, object]) -> None:
     body = {**BASE, **params}
     reordered = dict(reversed(list(body.items())))
     assert chat_key_hash(body) == chat_key_hash(reordered)
+
+
+def test_batch_item_hashes_equal_single_item_hashes() -> None:
+    from reprise.core.keys import embedding_item_hashes
+
+    body = {"model": "emb", "input": ["a", "b", [1, 2]], "dimensions": 8, "x_pad": "p" * 1000}
+    assert embedding_item_hashes(body, body["input"]) == [embedding_item_hash(body, i) for i in body["input"]]
+    assert len(set(embedding_item_hashes(body, body["input"]))) == 3
+    assert embedding_item_hashes(body, ["a"]) != embedding_item_hashes({**body, "x_pad": "q"}, ["a"])

@@ -85,7 +85,8 @@ def test_chunked_body_over_the_limit_is_413_without_content_length(
 
 
 def test_a_huge_number_of_messages_is_answered(client: httpx.Client, upstream: StubUpstream) -> None:
-    messages = [{"role": "user", "content": str(i)} for i in range(100_000)]  # ~2.6 MB, under the 8 MiB limit
+    # 80,000 messages (~2 MB): 240,001 objects and members, under the 250,000 bound (core/body.py)
+    messages = [{"role": "user", "content": str(i)} for i in range(80_000)]
     body = {"model": "gpt-4o", "messages": [*messages, {"role": "user", "content": unique()}]}
     first = client.post("/chat/completions", json=body)
     assert first.status_code == 200
@@ -174,3 +175,21 @@ def test_brackets_inside_strings_are_no_reason_to_refuse(client: httpx.Client, u
     body = {"model": "gpt-4o", "messages": [{"role": "user", "content": code + unique()}]}
     assert client.post("/chat/completions", json=body).status_code == 200
     assert client.post("/chat/completions", json=body).headers["x-reprise-cache"] == "hit"
+
+
+@pytest.mark.parametrize("field", [
+    b'"logit_bias":{' + b",".join(b'"%d":1' % i for i in range(300_000)) + b"}",  # one object, 300k members
+    b'"x":[' + b"1.5," * 1_200_000 + b"1]",  # one array, 1.2M numbers
+])
+def test_flat_bodies_with_too_many_values_are_a_400(client: httpx.Client, field: bytes) -> None:
+    """Found by an outside review: a 600k-member object or 1.9M floats (4 brackets each) passed the
+    bracket count and stalled other clients' hits ~0.5 s per body."""
+    body = b'{"model":"gpt-4o","messages":[{"role":"user","content":"x"}],' + field + b"}"
+    answer = client.post("/chat/completions", content=body, headers={"content-type": "application/json"}, timeout=60)
+    assert answer.status_code == 400, answer.text[:300]
+    assert answer.json()["error"]["code"] == "body_too_complex"
+
+
+def test_a_long_text_full_of_commas_is_served(client: httpx.Client) -> None:
+    text = "a, b: c, " * 60_000 + unique()  # 240k of the marks that make a body suspect, all inside a string
+    assert client.post("/chat/completions", json=chat(text)).status_code == 200

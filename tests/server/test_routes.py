@@ -71,7 +71,7 @@ def test_the_table_has_every_route_of_the_gateway() -> None:
             "/v1/models", "/health/liveliness", "/health/liveness", "/livez", "/health/readiness", "/readyz",
             "/health", "/openapi.json", "/key/generate", "/key/delete", "/key/list", "/cache/ping",
             "/cache/stats", "/cache/entries", "/cache/entries/x", "/cache/delete", "/cache/flushall",
-            "/metrics", "/ui", "/ui/x"} == paths
+            "/metrics", "/ui", "/ui/x", "/openai/deployments/x"} == paths
 
 
 @pytest.mark.parametrize(("route", "path"), ALL, ids=IDS)

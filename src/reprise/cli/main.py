@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from reprise.config import load_config
+from reprise.config import GatewayConfig, load_config
 from reprise.config.serving import check_serving
 from reprise.errors import ConfigError
 from reprise.server import key_store
@@ -24,6 +24,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)  # fail fast, before any worker starts
     check_serving(config)  # closed by default (config/serving.py); each worker's app checks again
+    _check_routes(config)
     key_store.prepare(config.general_settings.keys_file)  # create or convert it once; refuse a broken one
     from reprise.server.app import CONFIG_ENV, RepriseApp
     from reprise.server.protocol import ConnectionLimits, protocol_class
@@ -61,10 +62,18 @@ def _has(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+def _check_routes(config: GatewayConfig) -> None:
+    """The model_list checks ``serve`` makes (providers, api_base, aliases): ConfigError naming the key."""
+    from reprise.server.routing import build_routes
+
+    build_routes(config)
+
+
 def _config_check(args: argparse.Namespace) -> int:
     """The same validation as ``serve`` (a blank secret, a broken key store: exit 2), without side effects."""
     config = load_config(args.config)
     check_serving(config)
+    _check_routes(config)
     for key in config.ignored_keys:
         print(f"warning: {key} is not used by Reprise (ignored)")
     store = key_store.inspect(config.general_settings.keys_file)

@@ -102,6 +102,11 @@ class BaseCacheParams(Section):
     mode: CacheMode = "default_on"
     supported_call_types: list[CallType] = Field(default_factory=_default_call_types)
 
+    @property
+    def default_ttl(self) -> float | None:
+        """The TTL of an entry whose request names none: :attr:`ttl`."""
+        return self.ttl
+
 
 class LocalCacheParams(BaseCacheParams):
     """``type: local``: an in-process memory cache, bounded by entries and bytes."""
@@ -187,6 +192,13 @@ class RedisCacheParams(BaseCacheParams):
     local_tier: bool | LocalTierParams = False
     #: LiteLLM's name for the in-memory tier's TTL; setting it turns the local tier on.
     default_in_memory_ttl: float | None = Field(default=None, gt=0)
+    #: LiteLLM's TTL for Redis entries when ``ttl`` is unset (without either, entries never expire).
+    default_in_redis_ttl: float | None = Field(default=None, gt=0)
+
+    @property
+    def default_ttl(self) -> float | None:
+        """:attr:`ttl`, else LiteLLM's ``default_in_redis_ttl``."""
+        return self.ttl if self.ttl is not None else self.default_in_redis_ttl
 
     @field_validator("sentinel_nodes")
     @classmethod
@@ -392,6 +404,8 @@ class LiteLLMParams(Section):
     model: str = Field(min_length=1)
     api_base: str | None = None
     api_key: SecretStr | None = None
+    #: Azure OpenAI's ``api-version`` query parameter (``azure/`` models; else env AZURE_API_VERSION).
+    api_version: str | None = None
     #: Answer with this text instead of calling the provider (LiteLLM's mock_response).
     mock_response: str | None = None
     timeout: float | None = Field(default=None, gt=0)
@@ -513,12 +527,28 @@ class LiteLLMSettings(Section):
         return value
 
 
+class AliasTarget(Section):
+    """LiteLLM's long form of an alias: ``{model: <group>, hidden: true}``."""
+
+    model: str = Field(min_length=1)
+    hidden: bool = False
+
+
+class RouterSettings(Section):
+    """``router_settings``: Reprise reads the model aliases; LiteLLM's load-balancing
+    and retry keys are accepted and ignored (warned)."""
+
+    #: Another name for a ``model_list`` group: ``{alias: group}`` or ``{alias: {model: group, hidden: bool}}``.
+    model_group_alias: dict[str, str | AliasTarget] = Field(default_factory=dict)
+
+
 class GatewayConfig(Section):
     """A whole ``config.yaml``. Build it with :func:`reprise.config.load_config`."""
 
     model_list: list[ModelDeployment] = Field(default_factory=list)
     general_settings: GeneralSettings = Field(default_factory=GeneralSettings)
     litellm_settings: LiteLLMSettings = Field(default_factory=LiteLLMSettings)
+    router_settings: RouterSettings = Field(default_factory=RouterSettings)
 
     @model_validator(mode="before")
     @classmethod

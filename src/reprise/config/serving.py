@@ -41,7 +41,11 @@ def check_serving(config: GatewayConfig) -> None:
                 "to serve without one on purpose",
                 MASTER_KEY,
             )
-        if not settings.virtual_keys and not settings.keys_file:
+        if settings.keys_file:
+            raise ConfigError(
+                "keys in keys_file are made and revoked through /key/generate and /key/delete, which need "
+                "the master key: set general_settings.master_key", MASTER_KEY)
+        if not settings.virtual_keys:
             log.warning("%s: true and no master key: anyone who can reach the port may use the gateway, "
                         "its admin routes included", ALLOW_OPEN)
         return

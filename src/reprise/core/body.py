@@ -6,14 +6,15 @@ body must be written again to be hashed into a key and sent upstream, so 256–1
 levels are refused here too: a C-speed count of brackets finds the only bodies that can
 nest that deep, and only those are written once to check (no second parse).
 
-What a parse costs is the number of arrays and objects it makes, not the bytes: 8 MB of
-text parses in ~10 ms, 8 MB of ``[],`` (2.7M lists) in ~0.5 s with their freeing, and orjson
-holds the GIL throughout, so a worker thread would block the event loop just as long
-(measured: 1.04 s inline, 1.20 s in a thread). Hence :data:`MAX_CONTAINERS`. A C-speed
-count of ``[`` and ``{`` bounds the containers from above; a body under
-:data:`SUSPECT_BRACKETS` is parsed at once. Above it the brackets may sit inside strings
-(a pasted program, minified JSON in a prompt), so :func:`count_containers` counts the
-real ones *in another process* (server/body_parser.py) before this one parses anything.
+What a parse costs is the number of values it makes, not the bytes: 8 MB of text parses in
+~10 ms, 8 MB of ``[],`` (2.7M lists) in ~0.5 s with their freeing, an object of 600k members
+in ~0.45 s with its sorted hashing, and orjson holds the GIL throughout, so a worker thread
+would block the event loop just as long (measured: 1.04 s inline, 1.20 s in a thread).
+Hence :data:`MAX_NODES` and :data:`MAX_ARRAY_SCALARS`. A C-speed count of the bytes that
+precede values (``[ { , :``) bounds them from above; a body under :data:`SUSPECT_MARKS` is
+parsed at once. Above it those bytes may sit inside strings (a pasted program, a long
+text), so :func:`count_values` counts the real values *in another process*
+(server/body_parser.py) before this one parses anything.
 The cyclic garbage collector, which millions of small containers set off thousands of
 times mid-parse, is paused while a large body is parsed.
 """
@@ -29,11 +30,14 @@ from reprise.errors import RequestError
 
 MAX_DEPTH = 255
 """Levels of nesting a body may have: as deep as orjson can write back."""
-MAX_CONTAINERS = 250_000
-"""Arrays and objects a body may hold (~40 ms to parse and free). A chat request with a thousand
-messages of a few parts each uses a few thousand; 2,048 embedding inputs of token ids, 2,049."""
-SUSPECT_BRACKETS = 20_000
-"""Bodies with more ``[``/``{`` bytes than this have their real containers counted off the event loop."""
+MAX_NODES = 250_000
+"""Arrays, objects and object members a body may hold (~40-120 ms to build and free). A chat
+request with a thousand messages of a few parts each uses some thousands; 2,048 embedding
+inputs of token ids, 2,049."""
+MAX_ARRAY_SCALARS = 1_000_000
+"""Numbers, strings, booleans and nulls inside arrays (token ids: 1M is ~6 MB of them, ~40-60 ms)."""
+SUSPECT_MARKS = 20_000
+"""Bodies with more ``[ { , :`` bytes than this have their values counted off the event loop."""
 GC_PAUSE_BYTES = 64 * 1024
 """Bodies at least this large are parsed with the cyclic GC paused (smaller ones cannot set it off much)."""
 
@@ -63,37 +67,48 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
 
 
 def is_suspect(raw: bytes) -> bool:
-    """Whether ``raw`` may hold more containers than is cheap to parse here (C-speed, ~1 ms/MB)."""
-    return raw.count(b"[") + raw.count(b"{") > SUSPECT_BRACKETS
+    """Whether ``raw`` may hold more values than is cheap to build here (C-speed counts, ~1 ms/MB).
+
+    Every array, object, member and array item is preceded by one of these bytes, so their
+    count bounds the values from above (the same bytes inside strings only make it looser).
+    """
+    return raw.count(b"[") + raw.count(b"{") + raw.count(b",") + raw.count(b":") > SUSPECT_MARKS
 
 
-def count_containers(raw: bytes) -> int:
-    """The arrays and objects in ``raw`` (-1 if it is not JSON: the parse that follows says why).
+def count_values(raw: bytes) -> tuple[int, int]:
+    """(arrays, objects and object members; scalar array items) in ``raw``; (-1, -1) if not JSON.
 
     Run in a helper process: it costs what parsing the body costs, which is the point.
+    Members and containers are what costs most to build (a dict entry, a key string, a list);
+    a scalar in an array (a token id, a float) costs a fraction, so it has its own, larger bound.
     """
     gc.disable()  # a throwaway process: nothing to collect
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return -1
-    count, pending = 0, [value]
-    while pending:
+        return -1, -1
+    nodes = scalars = 0
+    pending = [value]
+    while pending and nodes <= MAX_NODES and scalars <= MAX_ARRAY_SCALARS:
         item = pending.pop()
         if isinstance(item, dict):
-            count += 1
+            nodes += 1 + len(item)
             pending.extend(v for v in item.values() if isinstance(v, (dict, list)))
         elif isinstance(item, list):
-            count += 1
-            pending.extend(v for v in item if isinstance(v, (dict, list)))
-        if count > MAX_CONTAINERS:
-            break
-    return count
+            nested = [v for v in item if isinstance(v, (dict, list))]
+            nodes += 1
+            scalars += len(item) - len(nested)
+            pending.extend(nested)
+    return nodes, scalars
 
 
-def too_many_containers() -> RequestError:
-    return RequestError(f"the request body holds more than {MAX_CONTAINERS} JSON arrays and objects",
-                        code="body_too_complex")
+def too_complex(nodes: int, scalars: int) -> bool:
+    return nodes > MAX_NODES or scalars > MAX_ARRAY_SCALARS
+
+
+def too_many_values() -> RequestError:
+    return RequestError(f"the request body holds more than {MAX_NODES} JSON arrays, objects and object members, "
+                        f"or more than {MAX_ARRAY_SCALARS} array items", code="body_too_complex")
 
 
 def _too_deep() -> RequestError:

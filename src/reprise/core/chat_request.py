@@ -50,6 +50,8 @@ class ChatFactsMemo:
 
     MAX_BODY = 64 * 1024
     MAX_BYTES = 16 * 2**20
+    ENTRY_OVERHEAD = 400
+    """Bytes an entry holds besides its body (the facts, the hash string, the dict slot): measured ~374."""
 
     def __init__(self) -> None:
         self._facts: dict[bytes, ChatFacts] = {}
@@ -61,8 +63,9 @@ class ChatFactsMemo:
     def put(self, raw: bytes, facts: ChatFacts) -> None:
         if len(raw) > self.MAX_BODY or raw in self._facts:
             return
-        if self._bytes + len(raw) > self.MAX_BYTES:  # full: start again (cheaper than tracking recency)
+        size = len(raw) + self.ENTRY_OVERHEAD
+        if self._bytes + size > self.MAX_BYTES:  # full: start again (cheaper than tracking recency)
             self._facts.clear()
             self._bytes = 0
         self._facts[raw] = facts
-        self._bytes += len(raw)
+        self._bytes += size

@@ -12,6 +12,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 
@@ -19,7 +20,7 @@ from reprise import __version__
 from reprise.config import GatewayConfig, load_config
 from reprise.config.serving import check_serving
 from reprise.core.chat_request import ChatFactsMemo, chat_facts
-from reprise.errors import ConfigError, TooManyRequests, UpstreamError
+from reprise.errors import ConfigError, NotFoundError, TooManyRequests, UpstreamError
 from reprise.observability.metrics import Collected
 from reprise.observability.observer import Observer, RequestRecord
 from reprise.server.body_parser import BodyParser
@@ -34,7 +35,7 @@ from reprise.server.keys_admin import KeysAdmin
 from reprise.server.observe import observe
 from reprise.server.openapi import openapi_json
 from reprise.server.protocol import REFUSED
-from reprise.server.routes import Access, Call, admit, build_routes, without_body
+from reprise.server.routes import AZURE_DEPLOYMENTS, Access, Call, admit, build_routes, without_body
 from reprise.server.ui_assets import UiAssets
 
 log = logging.getLogger("reprise.server")
@@ -162,8 +163,7 @@ class RepriseApp:
             if record is not None:  # noted before validation: a 400 is logged with its model
                 self.observer.note_request(record, body, caller.key_id)
             facts = chat_facts(body)
-            self.chat_facts.put(raw, facts)
-            request = ChatRequest(raw, facts, body)
+            request = ChatRequest(raw, facts, body, self.chat_facts)  # remembered once its model resolves
         else:
             request = ChatRequest(raw, facts)
             if record is not None:
@@ -177,10 +177,25 @@ class RepriseApp:
             self.observer.note_request(record, body, caller.key_id)
         await handle_embeddings(self.gateway, scope, send, body, caller, record)
 
+    async def azure_deployment(self, call: Call) -> None:
+        """Azure's route form: the deployment in the path names the model; ``api-version`` is
+        accepted and ignored (the answer is OpenAI's, which every Azure version reads)."""
+        scope, receive, send, caller = call.scope, call.receive, call.send, call.caller
+        name, _, operation = unquote(scope["path"][len(AZURE_DEPLOYMENTS):]).partition("/")
+        if not name or operation not in ("chat/completions", "embeddings"):
+            raise NotFoundError(f"no route POST {scope['path']}", code="not_found")
+        body = await self._json_body(scope, receive)
+        body["model"] = name
+        if operation == "embeddings":
+            await handle_embeddings(self.gateway, scope, send, body, caller)
+        else:
+            request = ChatRequest(orjson.dumps(body), chat_facts(body), body)
+            await handle_chat(self.gateway, scope, receive, send, request, caller)
+
     async def models(self, call: Call) -> None:
         data = [
             {"id": name, "object": "model", "created": int(self.started), "owned_by": "reprise"}
-            for name in self.gateway.deployments
+            for name in (self.gateway.routes.listed if self.gateway.routes else self.gateway.deployments)
         ]
         await send_bytes(call.send, 200, orjson.dumps({"object": "list", "data": data}), [JSON_TYPE])
 

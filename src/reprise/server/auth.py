@@ -122,6 +122,11 @@ class KeyStore:
     def __len__(self) -> int:
         return len(self._configured) + len(self._managed)
 
+    @property
+    def in_use(self) -> bool:
+        """Whether keys are configured at all (an empty ``keys_file`` counts): then a key is always required."""
+        return bool(self._configured) or self._file is not None
+
     def lookup(self, key: bytes) -> Principal | None:
         found = hashlib.sha256(key).hexdigest()
         principal = self._configured.get(found)
@@ -259,5 +264,25 @@ def _principal(key_digest: str, tenant: str, defaults: KeyCacheDefaults | None,
 
 def bearer_token(authorization: bytes | None) -> bytes:
     if not authorization or authorization[:7].lower() != b"bearer ":
-        raise AuthError("missing API key: send 'Authorization: Bearer <key>'", code="invalid_api_key")
+        raise AuthError(MISSING_KEY, code="invalid_api_key")
     return authorization[7:].strip()
+
+
+MISSING_KEY = "missing API key: send 'Authorization: Bearer <key>' (or an 'x-api-key' or 'api-key' header)"
+KEY_HEADERS = (b"x-api-key", b"api-key")
+"""Where clients other than OpenAI's put the key, as LiteLLM accepts them: the Anthropic
+SDK sends ``x-api-key``, the Azure OpenAI SDK ``api-key``."""
+
+
+def presented_key(authorization: bytes | None, headers: list[tuple[bytes, bytes]]) -> bytes:
+    """The key a caller presents: ``Authorization: Bearer`` first, else ``x-api-key``, else ``api-key``.
+
+    Checked in that order so one request carrying several is judged by its bearer token
+    alone (no header can smuggle a second guess past a wrong one)."""
+    if authorization:
+        return bearer_token(authorization)
+    for name in KEY_HEADERS:
+        for key, value in headers:
+            if key == name and value.strip():
+                return bytes(value).strip()
+    raise AuthError(MISSING_KEY, code="invalid_api_key")

@@ -14,7 +14,7 @@ import orjson
 
 from reprise.cache import AsyncCache, Outcome, StreamAnswer
 from reprise.core.body import parse_json_object
-from reprise.core.chat_request import ChatFacts, controls_of
+from reprise.core.chat_request import ChatFacts, ChatFactsMemo, controls_of
 from reprise.core.keys import storage_key
 from reprise.core.policy import CachePlan
 from reprise.core.streaming import ReplayMemo, StreamAssembler, is_chat_completion
@@ -54,10 +54,17 @@ def entry_meta(body: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
 class ChatRequest:
     """A chat request: its bytes, their facts, and the body, parsed again only if a miss needs it."""
 
-    __slots__ = ("raw", "facts", "_body")
+    __slots__ = ("raw", "facts", "_body", "_memo")
 
-    def __init__(self, raw: bytes, facts: ChatFacts, body: dict[str, Any] | None = None) -> None:
-        self.raw, self.facts, self._body = raw, facts, body
+    def __init__(self, raw: bytes, facts: ChatFacts, body: dict[str, Any] | None = None,
+                 memo: ChatFactsMemo | None = None) -> None:
+        self.raw, self.facts, self._body, self._memo = raw, facts, body, memo
+
+    def remember(self) -> None:
+        """Keep the facts for the next identical body: called once the model resolved (a body
+        naming no model would otherwise fill the memo with answers that are only 404s)."""
+        if self._memo is not None:
+            self._memo.put(self.raw, self.facts)
 
     @property
     def body(self) -> dict[str, Any]:
@@ -71,6 +78,7 @@ async def handle_chat(gw: Gateway, scope: Scope, receive: Receive, send: Send, r
     record = record or unobserved()
     facts = request.facts
     deployment = gw.pick(facts.model)
+    request.remember()
     controls = controls_of(facts, header_text(scope, b"cache-control"))
     plan = gw.plan(controls, gw.cache_chat, caller)  # BYPASS when the gateway has no cache
     key = storage_key(facts.key_hash, plan.namespace) if plan.uses_cache else None
@@ -94,12 +102,14 @@ async def _answer(gw: Gateway, cache: AsyncCache, record: RequestRecord, send: S
         outcome = await gw.upstream(deployment).post(deployment, PATH, upstream_body(body, deployment))
         if not outcome.ok:
             return outcome
-        return Outcome(outcome.status, outcome.body, entry_meta(body, _completion(deployment, outcome.body)))
+        return Outcome(outcome.status, outcome.body, entry_meta(body, _completion(deployment, outcome.body)),
+                       outcome.headers)
 
     semantic = semantic_chat.slot(gw, request.body, plan, caller.tenant) if key is not None and gw.semantic else None
     answer = await cache.get_or_produce(key or "", plan, produce, semantic)
     record.report(answer.cache_status, key, answer.entry, semantic.similarity if semantic is not None else None)
-    headers = [JSON_TYPE, *cache_headers(answer.cache_status, key, answer.entry, cache.clock())]
+    headers = [JSON_TYPE, *cache_headers(answer.cache_status, key, answer.entry, cache.clock()),
+               *answer.upstream_headers]
     if semantic is not None:
         headers += semantic.headers()
     await send_bytes(send, answer.status, answer.body, headers)
@@ -163,9 +173,10 @@ async def _forward(send: Send, receive: Receive, usage: bool, answer: StreamAnsw
         if lead.gone:
             return
         if instead is not None:  # the provider's error, or an answer another instance stored
-            await _send_replay(send, usage, instead.status, instead.body, headers)
+            await _send_replay(send, usage, instead.status, instead.body, [*headers, *instead.headers])
             return
-        await send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *headers]})
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [*SSE_HEADERS, *headers, *lead.upstream_headers]})
         async for events in lead.events():
             await send({"type": "http.response.body", "body": events, "more_body": True})
         if lead.gone:

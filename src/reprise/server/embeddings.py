@@ -22,7 +22,7 @@ import orjson
 
 from reprise.cache import AsyncCache, BatchAnswer
 from reprise.core.controls import parse_controls
-from reprise.core.keys import embedding_item_hash, storage_key
+from reprise.core.keys import embedding_item_hashes, storage_key
 from reprise.core.policy import BYPASS, CachePlan
 from reprise.core.request import embedding_items, require_model, validate_embeddings
 from reprise.errors import UpstreamError
@@ -58,7 +58,7 @@ async def handle_embeddings(gw: Gateway, scope: Scope, send: Send, body: dict[st
     deployment = gw.pick(model)
     controls = parse_controls(body.get("cache"), header_text(scope, b"cache-control"))
     plan = gw.plan(controls, gw.cache_embeddings, caller)
-    keys = [storage_key(embedding_item_hash(body, item), plan.namespace) for item in items]
+    keys = [storage_key(h, plan.namespace) for h in embedding_item_hashes(body, items)]
     shown_key = keys[0] if single and plan.uses_cache else None
     with upstream_failure_reported_as("miss" if plan.read else "bypass", shown_key):
         answer = await _resolve(gw, gw.cache or gw.forwarder, deployment, body, items, keys, plan)
@@ -100,7 +100,7 @@ async def embed_texts(gw: Gateway, model: str, texts: list[str], plan: CachePlan
     deployment = gw.pick(model)
     if gw.cache is None or not gw.cache_embeddings:
         plan = BYPASS
-    keys = [storage_key(embedding_item_hash(body, text), plan.namespace) for text in texts]
+    keys = [storage_key(h, plan.namespace) for h in embedding_item_hashes(body, texts)]
     answer = await _resolve(gw, gw.cache or gw.forwarder, deployment, body, list(texts), keys, plan)
     if answer.failure is not None:
         raise UpstreamError(f"embedding model {model!r} answered HTTP {answer.failure.status}",

@@ -17,17 +17,10 @@ from reprise.config.tenancy import KeyCacheDefaults
 from reprise.core.controls import CacheControls
 from reprise.core.policy import BYPASS, CachePlan, CachePolicy, decide
 from reprise.core.tenancy import partition_namespace
-from reprise.errors import AuthError, ConfigError, Forbidden, NotFoundError
-from reprise.server.auth import MASTER, OPEN, KeyStore, Principal, bearer_token
-from reprise.server.upstream import (
-    DEFAULT_MAX_PARALLEL,
-    PROVIDER_BASES,
-    Deployment,
-    HttpUpstream,
-    MockUpstream,
-    Upstream,
-    split_credentials,
-)
+from reprise.errors import AuthError, Forbidden, NotFoundError
+from reprise.server.auth import MASTER, OPEN, KeyStore, Principal, presented_key
+from reprise.server.routing import Routes, build_routes
+from reprise.server.upstream import Deployment, HttpUpstream, MockUpstream, Upstream
 
 if TYPE_CHECKING:  # the semantic layer needs the ``semantic`` extra (NumPy): import it lazily
     from reprise.embeddings.base import AsyncEmbedder
@@ -38,39 +31,6 @@ log = logging.getLogger("reprise.server")
 
 CHAT_CALL_TYPES = frozenset({"completion", "acompletion"})
 EMBEDDING_CALL_TYPES = frozenset({"embedding", "aembedding"})
-
-
-def resolve_deployments(config: GatewayConfig, default_timeout: float) -> dict[str, list[Deployment]]:
-    table: dict[str, list[Deployment]] = {}
-    for i, entry in enumerate(config.model_list):
-        params = entry.litellm_params
-        api_base = params.api_base or PROVIDER_BASES.get(params.provider)
-        if api_base is None and params.mock_response is None:
-            raise ConfigError(
-                f"provider {params.provider!r} has no default api_base; set one",
-                f"model_list[{i}].litellm_params.api_base",
-            )
-        timeout = params.timeout or default_timeout
-        api_base, basic_auth = split_credentials(api_base or "")
-        api_key = params.api_key.get_secret_value() if params.api_key else None
-        if basic_auth and api_key:
-            log.warning("model_list[%d] (%s): api_base carries credentials and api_key is set; "
-                        "the api_key is sent, the URL's credentials are not", i, entry.model_name)
-        table.setdefault(entry.model_name, []).append(
-            Deployment(
-                model_name=entry.model_name,
-                upstream_model=params.upstream_model,
-                api_base=api_base,
-                api_key=api_key,
-                basic_auth=basic_auth,
-                timeout=timeout,
-                stream_timeout=params.stream_timeout or timeout,
-                mock_response=params.mock_response,
-                max_parallel=params.max_parallel_requests or DEFAULT_MAX_PARALLEL,
-                queue_timeout=config.litellm_settings.upstream_queue_timeout,
-            )
-        )
-    return table
 
 
 def with_key_defaults(policy: CachePolicy, defaults: KeyCacheDefaults) -> CachePolicy:
@@ -103,13 +63,15 @@ class Gateway:
     shared_namespaces: frozenset[str] = frozenset()
     forwarder: AsyncCache = field(default_factory=AsyncCache)
     """The driver of requests that bypass the cache (or when there is none): it only forwards."""
+    routes: Routes | None = None
+    """The router (exact names, aliases, wildcards); None: :attr:`deployments` only, by exact name."""
     _round_robin: dict[str, Iterator[Deployment]] = field(default_factory=dict)
     _plans: dict[tuple[CacheControls, str | None], CachePlan] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> Gateway:
         settings = config.litellm_settings
-        deployments = resolve_deployments(config, settings.request_timeout)
+        routes = build_routes(config, settings.request_timeout)
         cache = None
         semantic: tuple[SemanticCacheParams, StoreFactory] | None = None
         call_types: frozenset[str] = frozenset()
@@ -118,7 +80,7 @@ class Gateway:
             backend_class = load_backend_class(params.type)
             backend = backend_class.from_params(params)
             policy = CachePolicy(
-                enabled=True, mode=params.mode, ttl=params.ttl, namespace=params.namespace
+                enabled=True, mode=params.mode, ttl=params.default_ttl, namespace=params.namespace
             )
             cache = AsyncCache(backend, policy)
             make_vectors = backend_class.vector_store  # every registered class declares it; None: exact only
@@ -130,7 +92,8 @@ class Gateway:
         master = config.general_settings.master_key
         gateway = cls(
             config=config,
-            deployments=deployments,
+            deployments=routes.exact,
+            routes=routes,
             cache=cache,
             master_key=master.get_secret_value().encode() if master else None,
             allow_open=config.general_settings.allow_unauthenticated,
@@ -155,11 +118,15 @@ class Gateway:
 
         return GatewayEmbedder(self, name)
 
-    def check_auth(self, authorization: bytes | None) -> Principal:
-        """The caller: master key (constant-time compare) or a virtual key; open only when allowed and keyless."""
-        if self.master_key is None and self.allow_open and not len(self.keys):
+    def check_auth(self, authorization: bytes | None,
+                   headers: list[tuple[bytes, bytes]] | None = None) -> Principal:
+        """The caller: master key (constant-time compare) or a virtual key; open only when allowed and keyless.
+
+        The key is the bearer token, or without one an ``x-api-key`` / ``api-key`` header
+        from ``headers`` (the request's, for the Anthropic and Azure SDKs)."""
+        if self.master_key is None and self.allow_open and not self.keys.in_use:
             return OPEN
-        token = bearer_token(authorization)
+        token = presented_key(authorization, headers or [])
         if self.master_key is not None and hmac.compare_digest(token, self.master_key):
             return MASTER
         principal = self.keys.lookup(token)
@@ -167,19 +134,23 @@ class Gateway:
             raise AuthError("invalid API key", code="invalid_api_key")
         return principal
 
-    def require_master(self, authorization: bytes | None) -> None:
-        caller = self.check_auth(authorization)
+    def require_master(self, authorization: bytes | None,
+                       headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        caller = self.check_auth(authorization, headers)
         if not (caller.is_master or caller is OPEN):
             raise Forbidden("this route needs the master key")
 
     def pick(self, model: str) -> Deployment:
-        """Round-robin over the deployments of a model name (LiteLLM load-balances too)."""
+        """Round-robin over the deployments of a model name (LiteLLM load-balances too);
+        an alias or a wildcard entry when no exact name matches (:mod:`reprise.server.routing`)."""
+        if self.routes is not None:
+            return self.routes.pick(model)
         rotation = self._round_robin.get(model)
         if rotation is None:
             choices = self.deployments.get(model)
             if not choices:
                 raise NotFoundError(
-                    f"The model '{model}' does not exist; available: {sorted(self.deployments)}",
+                    f"The model '{model[:100]}' does not exist; available: {sorted(self.deployments)}",
                     param="model",
                     code="model_not_found",
                 )

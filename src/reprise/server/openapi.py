@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from reprise.core.controls import MAX_SECONDS, NAMESPACE_PATTERN
-from reprise.server.routes import CHAT_PATHS, EMBEDDING_PATHS, LIVENESS_PATHS, MODEL_PATHS, READINESS_PATHS
+from reprise.server.routes import AZURE_PATHS, CHAT_PATHS, EMBEDDING_PATHS, LIVENESS_PATHS, MODEL_PATHS, READINESS_PATHS
 
 Schema = dict[str, Any]
 
@@ -316,6 +316,10 @@ def build_openapi(version: str) -> Schema:
         paths[path] = _chat_operation()
     for path in EMBEDDING_PATHS:
         paths[path] = _embeddings_operation()
+    deployment = [{"name": "deployment", "in": "path", "required": True, "schema": {"type": "string"},
+                   "description": "The model name (Azure's deployment); it replaces the body's model."}]
+    paths[AZURE_PATHS[0]] = {"parameters": deployment, **_chat_operation()}
+    paths[AZURE_PATHS[1]] = {"parameters": deployment, **_embeddings_operation()}
     for path in MODEL_PATHS:
         paths[path] = _models_operation()
     for path in LIVENESS_PATHS:

@@ -121,10 +121,10 @@ _PUBLIC, _KEY = Access.PUBLIC, Access.KEY  # module globals: cheaper to read tha
 def admit(gateway: Gateway, access: Access, scope: Scope) -> Principal:
     """Check the caller against a route's access before its handler runs (401/403 here)."""
     if access is _KEY:  # first: the API's routes are the hot path
-        return gateway.check_auth(header(scope, b"authorization"))
+        return gateway.check_auth(header(scope, b"authorization"), scope["headers"])
     if access is _PUBLIC:
         return OPEN
-    gateway.require_master(header(scope, b"authorization"))
+    gateway.require_master(header(scope, b"authorization"), scope["headers"])
     return MASTER
 
 
@@ -144,6 +144,7 @@ class ApiHandlers(Protocol):
 
     async def chat(self, call: Call) -> None: ...
     async def embeddings(self, call: Call) -> None: ...
+    async def azure_deployment(self, call: Call) -> None: ...
     async def models(self, call: Call) -> None: ...
     async def liveness(self, call: Call) -> None: ...
     async def readiness(self, call: Call) -> None: ...
@@ -158,6 +159,11 @@ POST = frozenset({"POST"})
 CHAT_PATHS = ("/chat/completions", "/v1/chat/completions")
 EMBEDDING_PATHS = ("/embeddings", "/v1/embeddings")
 MODEL_PATHS = ("/models", "/v1/models")
+#: Azure OpenAI's inbound form, for the ``AzureOpenAI`` client:
+#: ``/openai/deployments/{model}/chat/completions|embeddings?api-version=…``.
+AZURE_DEPLOYMENTS = "/openai/deployments/"
+#: The same, as the OpenAPI document templates them.
+AZURE_PATHS = (AZURE_DEPLOYMENTS + "{deployment}/chat/completions", AZURE_DEPLOYMENTS + "{deployment}/embeddings")
 LIVENESS_PATHS = ("/health/liveliness", "/health/liveness", "/livez")
 READINESS_PATHS = ("/health/readiness", "/readyz", "/health")
 
@@ -173,6 +179,7 @@ def build_routes(api: ApiHandlers, cache: CacheAdmin, keys: KeysAdmin, *, metric
         Route(POST, CHAT_PATHS, api.chat, key, observed=True),
         Route(POST, EMBEDDING_PATHS, api.embeddings, key, observed=True),
         Route(GET, MODEL_PATHS, api.models, key),
+        Route(POST, (AZURE_DEPLOYMENTS,), api.azure_deployment, key, prefix=True),
         Route(GET, LIVENESS_PATHS, api.liveness, public),
         Route(GET, READINESS_PATHS, api.readiness, public),
         Route(GET, ("/openapi.json",), api.openapi, public),

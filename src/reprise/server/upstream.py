@@ -16,7 +16,6 @@ that option with a 400/422 is asked again once without it, and remembered.
 from __future__ import annotations
 
 import asyncio
-import base64
 import itertools
 import logging
 import time
@@ -35,6 +34,8 @@ from reprise.core.request import asks_usage
 from reprise.core.streaming import render_sse
 from reprise.errors import UpstreamError
 from reprise.outcome import Outcome
+from reprise.server.headers import provider_headers
+from reprise.server.wires import OPENAI, Wire
 from reprise.stream_lead import StreamReply
 
 log = logging.getLogger("reprise.upstream")
@@ -87,6 +88,17 @@ class Deployment:
     """Provider calls in flight at once for this deployment (streams count until they end)."""
     queue_timeout: float = 10.0
     """The longest a call waits for one of those slots before failing as 503 ``upstream_busy``."""
+    wire: Wire = OPENAI
+    """How the provider is addressed (URL, credentials): OpenAI's way, or Azure's (server/wires.py)."""
+    entry: str | None = None
+    """For a wildcard entry's deployment (one per model name a client asks for): the entry it
+    comes from. Its connection slots and remembered refusals are the entry's, so clients
+    choosing names cannot grow those tables."""
+
+    @property
+    def pool(self) -> Deployment | str:
+        """What the connection slots and remembered refusals are kept by."""
+        return self.entry if self.entry is not None else self
 
 
 def upstream_body(body: dict[str, Any], deployment: Deployment) -> dict[str, Any]:
@@ -132,9 +144,9 @@ class HttpUpstream:
     def __init__(self, pool_size: int = 512) -> None:
         self._pool_size = pool_size
         self._session: aiohttp.ClientSession | None = None
-        self._refuse_usage: set[Deployment] = set()
+        self._refuse_usage: set[Deployment | str] = set()
         """Deployments that answered 400/422 to ``stream_options``: not asked for it again."""
-        self._slots: dict[Deployment, asyncio.Semaphore] = {}
+        self._slots: dict[Deployment | str, asyncio.Semaphore] = {}
 
     @asynccontextmanager
     async def _slot(self, deployment: Deployment) -> AsyncIterator[None]:
@@ -142,9 +154,9 @@ class HttpUpstream:
 
         Fairness between deployments: one model's (or one tenant's) open streams hold only
         their own deployment's slots, never the whole pool."""
-        slots = self._slots.get(deployment)
+        slots = self._slots.get(deployment.pool)
         if slots is None:
-            slots = self._slots[deployment] = asyncio.Semaphore(deployment.max_parallel)
+            slots = self._slots[deployment.pool] = asyncio.Semaphore(deployment.max_parallel)
         if slots.locked():
             try:
                 await asyncio.wait_for(slots.acquire(), deployment.queue_timeout)
@@ -167,21 +179,16 @@ class HttpUpstream:
 
     @staticmethod
     def _headers(deployment: Deployment) -> dict[str, str]:
-        headers = {"Content-Type": "application/json"}
-        if deployment.api_key:
-            headers["Authorization"] = f"Bearer {deployment.api_key}"
-        elif deployment.basic_auth:
-            headers["Authorization"] = "Basic " + base64.b64encode(deployment.basic_auth.encode()).decode()
-        return headers
+        return deployment.wire.headers(deployment)
 
     async def post(self, deployment: Deployment, path: str, body: dict[str, Any]) -> Outcome:
-        url = deployment.api_base.rstrip("/") + path
+        url = deployment.wire.url(deployment, path)
         timeout = aiohttp.ClientTimeout(total=deployment.timeout)
         try:
             async with self._slot(deployment), self._client().post(
                 url, data=orjson.dumps(body), headers=self._headers(deployment), timeout=timeout
             ) as resp:
-                return Outcome(resp.status, await resp.read())
+                return Outcome(resp.status, await resp.read(), headers=provider_headers(resp.headers.items()))
         except TimeoutError as exc:
             raise _timed_out(deployment, deployment.timeout, "before answering") from exc
         except aiohttp.ClientError as exc:
@@ -192,7 +199,7 @@ class HttpUpstream:
                                record_usage: bool) -> AsyncIterator[StreamReply]:
         """Open a streamed chat answer; with ``record_usage``, ask for the usage chunk if allowed."""
         request = upstream_body(body, deployment)
-        ask = record_usage and deployment not in self._refuse_usage and not _sets_include_usage(body)
+        ask = record_usage and deployment.pool not in self._refuse_usage and not _sets_include_usage(body)
         if ask:
             request["stream_options"] = {**(request.get("stream_options") or {}), "include_usage": True}
         async with self.open_stream(deployment, path, request) as reply:
@@ -204,7 +211,7 @@ class HttpUpstream:
             request["stream_options"] = body["stream_options"]
         async with self.open_stream(deployment, path, request) as reply:
             if reply.status < 300:
-                self._refuse_usage.add(deployment)
+                self._refuse_usage.add(deployment.pool)
                 log.warning("model %r refuses stream_options.include_usage; not asked again", deployment.model_name)
             yield reply
 
@@ -212,7 +219,7 @@ class HttpUpstream:
     async def open_stream(
         self, deployment: Deployment, path: str, body: dict[str, Any]
     ) -> AsyncIterator[StreamReply]:
-        url = deployment.api_base.rstrip("/") + path
+        url = deployment.wire.url(deployment, path)
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=deployment.timeout, sock_read=deployment.stream_timeout
         )
@@ -220,14 +227,15 @@ class HttpUpstream:
             async with self._slot(deployment), self._client().post(
                 url, data=orjson.dumps(body), headers=self._headers(deployment), timeout=timeout
             ) as resp:
+                passed_on = provider_headers(resp.headers.items())
                 if resp.status >= 300:
-                    yield StreamReply(resp.status, await resp.read(), _no_chunks())
+                    yield StreamReply(resp.status, await resp.read(), _no_chunks(), passed_on)
                 elif not resp.content_type.startswith("text/event-stream"):
                     log.warning("model %r answered a stream with %s, not text/event-stream",
                                 deployment.model_name, resp.content_type)
                     yield StreamReply(502, _not_a_stream(deployment), _no_chunks())
                 else:
-                    yield StreamReply(resp.status, b"", _read_chunks(resp, deployment))
+                    yield StreamReply(resp.status, b"", _read_chunks(resp, deployment), passed_on)
         except TimeoutError as exc:
             raise _timed_out(deployment, deployment.timeout, "before the stream began") from exc
         except aiohttp.ClientError as exc:

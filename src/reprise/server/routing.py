@@ -1,0 +1,235 @@
+"""Which deployment serves a requested model name, as LiteLLM's router decides it.
+
+A name is looked up in this order: an exact ``model_name``; a
+``router_settings.model_group_alias`` (an alias is another name for a model group, so
+its requests share that group's deployments and rotation); then the wildcard entries
+(``*``, ``openai/*``, ``anthropic/*``...), the most specific pattern first (the one with
+the most literal characters, as LiteLLM sorts them). A wildcard entry's
+``litellm_params.model`` takes the matched text in place of its own ``*``: with
+``model_name: "openai/*"`` and ``model: "openai/*"``, a request for ``openai/gpt-4o``
+is sent to OpenAI as ``gpt-4o``.
+
+Everything a config can get wrong here is found by :func:`build_routes`, which raises
+:class:`ConfigError` naming the key: ``reprise serve`` and ``reprise config check``
+both call it, so they never disagree. A wildcard's concrete deployment is built
+on first use and remembered (a bounded memo: the names come from clients).
+
+Reprise speaks the OpenAI wire format upstream. A provider that speaks something
+else (Azure's deployment paths, Anthropic's Messages API, Bedrock...) is refused at
+start with the models that use it, rather than sent requests it cannot read.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+
+from reprise.config import GatewayConfig
+from reprise.config.models import LiteLLMParams
+from reprise.errors import ConfigError, NotFoundError
+from reprise.server.upstream import DEFAULT_MAX_PARALLEL, PROVIDER_BASES, Deployment, split_credentials
+from reprise.server.wires import AZURE_API_VERSION, OPENAI, AzureWire, Wire
+
+log = logging.getLogger("reprise.server")
+
+OPENAI_WIRE = frozenset(PROVIDER_BASES) | {
+    "hosted_vllm", "vllm", "openai_like", "custom_openai", "lm_studio", "xai", "perplexity",
+    "deepinfra", "litellm_proxy", "text-completion-openai", "nvidia_nim", "cerebras", "sambanova",
+}
+"""LiteLLM provider prefixes whose endpoints speak the OpenAI API: the ones Reprise can call."""
+
+ADAPTED = frozenset({"azure"})
+"""Providers reached through an adapter (:mod:`reprise.server.wires`)."""
+
+MEMO_LIMIT = 1024
+"""Concrete deployments remembered per wildcard route before the memo is cleared."""
+
+
+@dataclass
+class Pattern:
+    """A wildcard ``model_name`` and the entries that serve it."""
+
+    name: str
+    regex: re.Pattern[str]
+    entries: list[tuple[int, LiteLLMParams]]
+    memo: dict[str, Iterator[Deployment]] = field(default_factory=dict)
+
+    @property
+    def specificity(self) -> int:
+        return len(self.name.replace("*", ""))
+
+
+@dataclass
+class Routes:
+    """The routing table: exact names, aliases and wildcard patterns."""
+
+    exact: dict[str, list[Deployment]]
+    aliases: dict[str, str]
+    patterns: list[Pattern]
+    config: GatewayConfig
+    default_timeout: float
+    listed: list[str] = field(default_factory=list)
+    """What ``/v1/models`` lists: the exact names, then the aliases not marked ``hidden``."""
+    _rotation: dict[str, Iterator[Deployment]] = field(default_factory=dict)
+
+    def pick(self, model: str) -> Deployment:
+        """The next deployment for ``model`` (round-robin per name); 404 naming the choices."""
+        rotation = self._rotation.get(model)
+        if rotation is not None:
+            return next(rotation)
+        target = self.aliases.get(model, model)
+        choices = self.exact.get(target)
+        if choices:
+            rotation = self._rotation.get(target) or itertools.cycle(choices)
+            self._rotation[target] = self._rotation[model] = rotation
+            return next(rotation)
+        for pattern in self.patterns:
+            match = pattern.regex.fullmatch(target)
+            if match is None:
+                continue
+            rotation = pattern.memo.get(target)
+            if rotation is None:
+                if len(pattern.memo) >= MEMO_LIMIT:
+                    pattern.memo.clear()
+                concrete = [self._concrete(i, target, params, match.groups()) for i, params in pattern.entries]
+                rotation = pattern.memo[target] = itertools.cycle(concrete)
+            return next(rotation)
+        raise NotFoundError(
+            f"The model '{model[:100]}' does not exist; available: {sorted(self.exact)}",
+            param="model",
+            code="model_not_found",
+        )
+
+    def _concrete(self, index: int, model: str, params: LiteLLMParams, parts: tuple[str, ...]) -> Deployment:
+        filled = _fill(params.model, parts)
+        concrete = params.model_copy(update={"model": filled})
+        if concrete.mock_response is None and concrete.provider not in ADAPTED and (
+                concrete.provider not in OPENAI_WIRE or (
+                concrete.api_base is None and concrete.provider not in PROVIDER_BASES)):
+            raise NotFoundError(
+                f"The model '{model}' is served by provider {concrete.provider!r}, which Reprise cannot "
+                f"reach (model_list[{index}] is a wildcard); ask for a model of a supported provider",
+                param="model", code="model_not_found")
+        made = make_deployment(index, model, concrete, self.config, self.default_timeout)
+        return replace(made, entry=f"model_list[{index}]")
+
+
+def _fill(model: str, parts: tuple[str, ...]) -> str:
+    """``model`` with each ``*`` replaced by the next matched part (the last part repeats)."""
+    if "*" not in model or not parts:
+        return model
+    pieces = model.split("*")
+    out = [pieces[0]]
+    for n, piece in enumerate(pieces[1:]):
+        out.append(parts[min(n, len(parts) - 1)])
+        out.append(piece)
+    return "".join(out)
+
+
+def _regex(name: str) -> re.Pattern[str]:
+    return re.compile("(.*)".join(re.escape(part) for part in name.split("*")), re.DOTALL)
+
+
+def make_deployment(index: int, model_name: str, params: LiteLLMParams, config: GatewayConfig,
+                    default_timeout: float) -> Deployment:
+    """One entry resolved to what a call needs (its api_base, credentials, limits)."""
+    api_base = params.api_base or PROVIDER_BASES.get(params.provider) or ""
+    timeout = params.timeout or default_timeout
+    api_base, basic_auth = split_credentials(api_base)
+    api_key = params.api_key.get_secret_value() if params.api_key else None
+    wire: Wire = OPENAI
+    if params.provider == "azure" and params.mock_response is None:
+        api_base = api_base or os.environ.get("AZURE_API_BASE", "")
+        api_key = api_key or os.environ.get("AZURE_API_KEY") or None
+        wire = AzureWire(params.api_version or os.environ.get("AZURE_API_VERSION") or AZURE_API_VERSION)
+    if basic_auth and api_key:
+        log.warning("model_list[%d] (%s): api_base carries credentials and api_key is set; "
+                    "the api_key is sent, the URL's credentials are not", index, model_name)
+    return Deployment(
+        model_name=model_name,
+        upstream_model=params.upstream_model,
+        api_base=api_base,
+        api_key=api_key,
+        basic_auth=basic_auth,
+        timeout=timeout,
+        stream_timeout=params.stream_timeout or timeout,
+        mock_response=params.mock_response,
+        max_parallel=params.max_parallel_requests or DEFAULT_MAX_PARALLEL,
+        queue_timeout=config.litellm_settings.upstream_queue_timeout,
+        wire=wire,
+    )
+
+
+def _check_provider(config: GatewayConfig) -> None:
+    """Refuse the entries Reprise cannot call, grouped by provider, naming what to do."""
+    unreachable: dict[str, list[tuple[int, str]]] = {}
+    for i, entry in enumerate(config.model_list):
+        params = entry.litellm_params
+        if params.mock_response is not None or "*" in params.provider:
+            continue
+        if params.provider == "azure":
+            _check_azure(i, params)
+        elif params.provider not in OPENAI_WIRE:
+            unreachable.setdefault(params.provider, []).append((i, entry.model_name))
+        elif params.api_base is None and params.provider not in PROVIDER_BASES:
+            raise ConfigError(
+                f"provider {params.provider!r} has no default api_base; set api_base to its "
+                "OpenAI-compatible endpoint",
+                f"model_list[{i}].litellm_params.api_base",
+            )
+    if unreachable:
+        lines = [
+            f"provider {provider!r} (models: {', '.join(dict.fromkeys(name for _, name in where))}) "
+            "does not speak the OpenAI API and Reprise has no adapter for it yet; point those "
+            "entries at an OpenAI-compatible endpoint (e.g. openai/<model> with api_base set to a "
+            "LiteLLM proxy), give them mock_response, or remove them"
+            for provider, where in unreachable.items()
+        ]
+        first = next(iter(unreachable.values()))[0][0]
+        raise ConfigError("\n".join(lines), f"model_list[{first}].litellm_params.model")
+
+
+def _check_azure(index: int, params: LiteLLMParams) -> None:
+    where = f"model_list[{index}].litellm_params"
+    if not (params.api_base or os.environ.get("AZURE_API_BASE")):
+        raise ConfigError("an azure/ model needs its resource's endpoint: set api_base "
+                          "(https://<resource>.openai.azure.com) or AZURE_API_BASE", f"{where}.api_base")
+    if not (params.api_key or os.environ.get("AZURE_API_KEY")):
+        raise ConfigError("an azure/ model needs a key: set api_key or AZURE_API_KEY "
+                          "(Microsoft Entra ID tokens are not supported yet)", f"{where}.api_key")
+
+
+def build_routes(config: GatewayConfig, default_timeout: float | None = None) -> Routes:
+    """The routing table of ``config``; ConfigError naming the key for anything it cannot serve."""
+    timeout = default_timeout if default_timeout is not None else config.litellm_settings.request_timeout
+    _check_provider(config)
+    exact: dict[str, list[Deployment]] = {}
+    patterns: dict[str, Pattern] = {}
+    for i, entry in enumerate(config.model_list):
+        if "*" in entry.model_name:
+            pattern = patterns.get(entry.model_name)
+            if pattern is None:
+                pattern = patterns[entry.model_name] = Pattern(entry.model_name, _regex(entry.model_name), [])
+            pattern.entries.append((i, entry.litellm_params))
+            continue
+        exact.setdefault(entry.model_name, []).append(
+            make_deployment(i, entry.model_name, entry.litellm_params, config, timeout))
+    aliases: dict[str, str] = {}
+    listed = list(exact)
+    for alias, target in config.router_settings.model_group_alias.items():
+        name = target if isinstance(target, str) else target.model
+        if isinstance(target, str) or not target.hidden:
+            listed.append(alias)
+        if name not in exact and not any(p.regex.fullmatch(name) for p in patterns.values()):
+            raise ConfigError(
+                f"alias {alias!r} names model {name!r}, which no model_list entry serves; "
+                f"add it to model_list or fix the alias (models: {', '.join(exact) or 'none'})",
+                f"router_settings.model_group_alias.{alias}",
+            )
+        aliases[alias] = name
+    ordered = sorted(patterns.values(), key=lambda p: -p.specificity)
+    return Routes(exact, aliases, ordered, config, timeout, list(dict.fromkeys(listed)))
