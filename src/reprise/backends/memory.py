@@ -16,14 +16,16 @@ do not hold memory until LRU pressure pushes them out.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import TYPE_CHECKING, ClassVar, Self
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar
 
 from reprise.backends.base import Capabilities
 
 if TYPE_CHECKING:
+    from reprise.backends.base import Backend
     from reprise.config.models import LocalCacheParams
 
 SWEEP_INTERVAL = 30.0
@@ -67,8 +69,17 @@ class MemoryBackend:
         """Entries pushed out by the bounds (not by expiry) since creation."""
 
     @classmethod
-    def from_params(cls, params: LocalCacheParams) -> Self:
-        """Build from ``type: local``'s params: its ``max_entries`` and ``max_bytes`` bounds."""
+    def from_params(cls, params: LocalCacheParams, environ: Mapping[str, str] | None = None) -> Backend:
+        """Build from ``type: local``'s params: its ``max_entries`` and ``max_bytes`` bounds.
+
+        In a worker of ``reprise serve --workers N`` (``environ`` names the server's shared
+        directory) it is the machine's one cache instead: :mod:`reprise.backends.machine`.
+        """
+        from reprise.backends.machine import machine_tier, workers_dir
+
+        shared = workers_dir(os.environ if environ is None else environ)
+        if shared is not None:
+            return machine_tier(params, shared)
         return cls(max_entries=params.max_entries, max_bytes=params.max_bytes)
 
     # -- admin views ------------------------------------------------------------------
