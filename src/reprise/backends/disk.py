@@ -38,6 +38,10 @@ turned a large working set's hits into random page writes (0.5 GB per 10 s at
   once per half of that is kept, as LRU would keep it; one read less often is
   evicted at most half a span earlier than exact LRU would evict it. Without
   pressure the span grows and touches become rare.
+
+A touch rewrites the whole row (SQLite rewrites a record, overflow pages included, on
+``UPDATE``): for a 100 KB answer about 100 KB. That is why touches are rare rather
+than merely batched.
 """
 
 from __future__ import annotations
@@ -100,7 +104,7 @@ class DiskBackend:
     vector_store: ClassVar[None] = None
     """An exact-only type: no vector store (see :class:`~reprise.backends.registry.BackendClass`)."""
 
-    touch_interval: float = 10.0
+    touch_interval: float = 60.0
     """A read notes a row for an ``accessed_at`` refresh only if that is older than this
     many seconds (and than half the store's age span: see the module docstring)."""
     flush_interval: float = 5.0
