@@ -283,7 +283,8 @@ def main() -> int:
                 if cache == "local" or workers == worker_counts[0]:  # shared stores are filled once
                     fill(gw, args.large_set, "small")
                     fill(gw, 1_000, "large")
-                gw.answer_bytes = {"small": check_hits(gw, "small", args.large_set), "large": check_hits(gw, "large", 1_000)}
+                gw.answer_bytes = {"small": check_hits(gw, "small", args.large_set),
+                                   "large": check_hits(gw, "large", 1_000)}
                 gw.rss_mb = tree_rss_mb(gw.server.pid)
                 gw.pss_mb, gw.shm_mb = tree_pss_mb(gw.server.pid), shared_tier_mb(gw.server.pid)
                 gateways.append(gw)
