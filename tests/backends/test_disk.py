@@ -92,12 +92,87 @@ async def test_reads_do_not_write_within_the_touch_interval(tmp_path: Path) -> N
         for _ in range(5):
             assert await store.get("k") == b"v"
         assert _db_rows(tmp_path, "SELECT accessed_at FROM entries") == [(written,)]
-        store.touch_interval = 0
-        await store.get("k")
-        [(touched,)] = _db_rows(tmp_path, "SELECT accessed_at FROM entries")
-        assert isinstance(touched, float) and isinstance(written, float) and touched > written
+        assert not store._noted
     finally:
         await store.aclose()
+
+
+async def test_a_read_never_writes_its_touch_is_batched(tmp_path: Path) -> None:
+    """A stale row's read is only noted; the next write carries the refresh (issue 15)."""
+    store = DiskBackend(directory=tmp_path)
+    store.touch_interval = 0
+    store.flush_interval = 3600  # no background flush during the test
+    try:
+        await store.set("k", b"v", None)
+        await store.set("other", b"w", None)
+        [(written,)] = _db_rows(tmp_path, "SELECT accessed_at FROM entries WHERE key = 'k'")
+        wal = tmp_path / (FILENAME + "-wal")
+        before = wal.stat().st_size
+        for _ in range(50):
+            assert await store.get("k") == b"v"
+        assert wal.stat().st_size == before  # nothing written by 50 reads
+        assert _db_rows(tmp_path, "SELECT accessed_at FROM entries WHERE key = 'k'") == [(written,)]
+        assert set(store._noted) == {"k"}
+        await store.set("third", b"x", None)  # a write carries the noted read along
+        [(touched,)] = _db_rows(tmp_path, "SELECT accessed_at FROM entries WHERE key = 'k'")
+        assert isinstance(touched, float) and isinstance(written, float) and touched > written
+        assert not store._noted
+    finally:
+        await store.aclose()
+
+
+async def test_noted_reads_are_flushed_off_the_read_path(tmp_path: Path) -> None:
+    """Without writes, a flush is scheduled (not awaited) once ``flush_interval`` has passed."""
+    store = DiskBackend(directory=tmp_path)
+    store.touch_interval = 0
+    store.flush_interval = 0
+    try:
+        await store.set("k", b"v", None)
+        [(written,)] = _db_rows(tmp_path, "SELECT accessed_at FROM entries")
+        await asyncio.sleep(0.01)
+        assert await store.get("k") == b"v"
+        deadline = time.monotonic() + 5
+        while _db_rows(tmp_path, "SELECT accessed_at FROM entries") == [(written,)]:
+            assert time.monotonic() < deadline, "the noted read was never written"
+            await asyncio.sleep(0.01)
+    finally:
+        await store.aclose()
+
+
+async def test_young_rows_are_not_noted_while_the_store_is_old(tmp_path: Path) -> None:
+    """Only rows in the older half of the age span are refreshed: the younger are not next to go."""
+    store = DiskBackend(directory=tmp_path)
+    store.touch_interval = 0
+    try:
+        await store.set("old", b"v", None)
+        await store.set("young", b"v", None)
+        now = time.time()
+        conn = sqlite3.connect(tmp_path / FILENAME)
+        with conn:
+            conn.execute("UPDATE entries SET accessed_at = ? WHERE key = 'old'", (now - 1000,))
+            conn.execute("UPDATE entries SET accessed_at = ? WHERE key = 'young'", (now - 100,))
+        conn.close()
+        store._oldest = now - 1000
+        assert await store.get_many(["old", "young"]) == [b"v", b"v"]
+        assert set(store._noted) == {"old"}
+    finally:
+        await store.aclose()
+
+
+async def test_lock_elects_one_holder_per_key_among_stores(tmp_path: Path) -> None:
+    one, two = DiskBackend(directory=tmp_path), DiskBackend(directory=tmp_path)
+    try:
+        assert await one.acquire("k", 10)
+        assert not await two.acquire("k", 10)
+        await two.release("k")  # not its lock: nothing happens
+        assert not await two.acquire("k", 10)
+        await one.release("k")
+        assert await two.acquire("k", 0.05)
+        await asyncio.sleep(0.1)
+        assert await one.acquire("k", 10)  # an expired lock is taken over
+    finally:
+        await one.aclose()
+        await two.aclose()
 
 
 async def test_closed_store_refuses(tmp_path: Path) -> None:

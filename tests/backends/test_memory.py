@@ -87,3 +87,14 @@ async def test_aclose_frees_everything() -> None:
     await store.set("k", b"v", None)
     await store.aclose()
     assert len(store) == 0 and store.size_bytes == 0
+
+
+async def test_bounded_by_bytes_only_by_default() -> None:
+    """No entry-count bound unless configured: 20,000 small answers that fit the bytes all stay (issue 15)."""
+    store = MemoryBackend(max_bytes=20_000 * 100)
+    assert store.max_entries is None
+    for i in range(20_000):
+        await store.set(f"k{i}", b"x" * 100, None)
+    assert len(store) == 20_000 and store.evictions == 0
+    await store.set("one-more", b"x" * 100, None)
+    assert len(store) == 20_000 and store.evictions == 1 and await store.get("k0") is None

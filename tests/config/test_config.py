@@ -90,7 +90,7 @@ def test_sample_parses(sample: Path) -> None:
     assert isinstance(params, LocalCacheParams)
     assert (params.ttl, params.namespace, params.mode) == (600, None, "default_on")
     assert params.supported_call_types == ["acompletion", "aembedding"]
-    assert (params.max_entries, params.max_bytes) == (10_000, 256 * 2**20)
+    assert (params.max_entries, params.max_bytes) == (None, 256 * 2**20)  # bytes bound the default (issue 15)
     assert config.ignored_keys == []
     assert check_config(sample) == []
 

@@ -20,6 +20,28 @@ from a covering index) whenever the running one crosses ``max_bytes`` and at
 least once a minute; if it is over, least-recently-accessed rows are evicted
 down to :data:`EVICT_TO` of the bound. The bound is therefore approximate when
 several processes share a directory.
+
+Reads never write (issue 15). Refreshing a row's ``accessed_at`` on every hit
+turned a large working set's hits into random page writes (0.5 GB per 10 s at
+100,000 entries). Recency is kept approximately instead:
+
+* a hit only *notes* its key in memory; the notes are written in one batched
+  ``UPDATE`` off the hit path: by the next :meth:`~DiskBackend.set` (which writes
+  anyway), before any eviction, at :meth:`~DiskBackend.aclose`, or by a flush
+  scheduled at most every :attr:`~DiskBackend.flush_interval` seconds that no
+  request awaits;
+* a key is noted only when its stored ``accessed_at`` is older than half the age
+  span of the store (now minus the oldest ``accessed_at``), and never more often
+  than :attr:`~DiskBackend.touch_interval`. A row in the younger half is not next
+  in line for eviction, so refreshing it changes nothing yet. Under eviction
+  pressure the span is the time a row lives untouched, so a row read at least
+  once per half of that is kept, as LRU would keep it; one read less often is
+  evicted at most half a span earlier than exact LRU would evict it. Without
+  pressure the span grows and touches become rare.
+
+A touch rewrites the whole row (SQLite rewrites a record, overflow pages included, on
+``UPDATE``): for a 100 KB answer about 100 KB. That is why touches are rare rather
+than merely batched.
 """
 
 from __future__ import annotations
@@ -29,6 +51,7 @@ import os
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -49,6 +72,8 @@ EVICT_TO = 0.9
 _BUSY_TIMEOUT = 5.0  # seconds a statement waits for another process's write lock
 _CHUNK = 500  # keys per ``IN (...)``: under SQLite's oldest host-parameter limit (999)
 _RECOUNT_INTERVAL = 60.0  # seconds between re-reading the true total (other writers)
+_MAX_NOTED = 65_536  # keys noted for a touch between two flushes; more are dropped until one
+_MMAP_BYTES = 256 * 2**20  # reads map the file: a hit on a large file costs no read() copies
 # ``value`` is last so reading the small columns never walks a large blob's overflow
 # pages; (accessed_at, size) covers both the LRU scan and SUM(size).
 _SCHEMA = (
@@ -56,6 +81,9 @@ _SCHEMA = (
     " size INTEGER NOT NULL, accessed_at REAL NOT NULL, value BLOB NOT NULL)",
     "CREATE INDEX IF NOT EXISTS entries_lru ON entries (accessed_at, size)",
     "CREATE INDEX IF NOT EXISTS entries_expiry ON entries (expires_at)",
+    # Single-flight across the processes sharing the file (DistributedLock).
+    "CREATE TABLE IF NOT EXISTS locks (key TEXT PRIMARY KEY, owner TEXT NOT NULL,"
+    " expires_at REAL NOT NULL) WITHOUT ROWID",
 )
 
 
@@ -64,6 +92,11 @@ class DiskBackend:
 
     Nothing touches the disk until the first call. ``max_bytes`` bounds the sum
     of stored value lengths (SQLite's own overhead is not counted).
+
+    It is also a :class:`~reprise.backends.base.DistributedLock`: a row of the
+    ``locks`` table elects one producer per key among the processes sharing the
+    file (``--workers N``), so N identical misses on one machine cost one upstream
+    call. ``lock_timeout`` (0 disables) bounds how long another process waits.
     """
 
     name = "disk"
@@ -71,9 +104,11 @@ class DiskBackend:
     vector_store: ClassVar[None] = None
     """An exact-only type: no vector store (see :class:`~reprise.backends.registry.BackendClass`)."""
 
-    touch_interval: float = 10.0
-    """A read refreshes a row's ``accessed_at`` only if it is older than this
-    many seconds, so that hot keys do not turn every read into a write."""
+    touch_interval: float = 60.0
+    """A read notes a row for an ``accessed_at`` refresh only if that is older than this
+    many seconds (and than half the store's age span: see the module docstring)."""
+    flush_interval: float = 5.0
+    """Noted reads wait at most this long (or until the next write) to be written."""
 
     def __init__(
         self,
@@ -81,11 +116,14 @@ class DiskBackend:
         directory: str | os.PathLike[str],
         max_bytes: int = 1 * 2**30,
         executor_threads: int = 2,
+        lock_timeout: float = 10.0,
     ) -> None:
         if max_bytes < 1 or executor_threads < 1:
             raise ValueError("max_bytes and executor_threads must be positive")
         self.directory = Path(directory)
         self.max_bytes = max_bytes
+        self.lock_timeout = lock_timeout
+        self._owner = uuid.uuid4().hex  # this store's name in the locks table
         self._executor = ThreadPoolExecutor(executor_threads, thread_name_prefix="reprise-disk")
         self._local = threading.local()
         self._lock = threading.Lock()  # guards _connections, _ready and _total
@@ -93,6 +131,10 @@ class DiskBackend:
         self._ready = False
         self._total = 0
         self._recount_at = 0.0
+        self._oldest: float | None = None  # the oldest accessed_at seen at the last recount
+        self._noted: dict[str, float] = {}  # key -> when a read found it stale; guarded by _lock
+        self._flush_due = 0.0  # monotonic time from which a read schedules a flush; set by _note
+        self._flushing = False
         self._closed = False
 
     @classmethod
@@ -103,12 +145,18 @@ class DiskBackend:
     # -- Backend protocol -------------------------------------------------------------
 
     async def get(self, key: str) -> bytes | None:
-        return (await self._run(self._get_many, [key]))[0]
+        value = (await self._run(self._get_many, [key]))[0]
+        if self._noted:
+            self._maybe_flush()
+        return value
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
-        return await self._run(self._get_many, list(keys))
+        values = await self._run(self._get_many, list(keys))
+        if self._noted:
+            self._maybe_flush()
+        return values
 
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
         await self._run(self._set, key, bytes(value), ttl)
@@ -132,6 +180,11 @@ class DiskBackend:
     async def aclose(self) -> None:
         if self._closed:
             return
+        if self._noted:
+            try:
+                await self._run(self._flush_noted)
+            except BackendError:
+                pass  # recency is a hint; closing must not fail for it
         self._closed = True
         # Let running statements finish (off the loop), then no thread uses a connection.
         await asyncio.to_thread(self._executor.shutdown, True)
@@ -139,6 +192,14 @@ class DiskBackend:
             connections, self._connections = self._connections, []
         for conn in connections:
             conn.close()
+
+    # -- DistributedLock: one producer per key among processes sharing the file ---------
+
+    async def acquire(self, key: str, ttl: float) -> bool:
+        return await self._run(self._acquire, key, ttl)
+
+    async def release(self, key: str) -> None:
+        await self._run(self._release, key)
 
     # -- running work off the loop, errors translated ---------------------------------
 
@@ -179,12 +240,14 @@ class DiskBackend:
         try:
             _enable_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(f"PRAGMA mmap_size={_MMAP_BYTES}")
             with self._lock:
                 if not self._ready:
                     with _write(conn):
                         for statement in _SCHEMA:
                             conn.execute(statement)
                         self._total = _stored_bytes(conn)
+                        self._oldest = conn.execute("SELECT MIN(accessed_at) FROM entries").fetchone()[0]
                     self._ready = True
                 self._connections.append(conn)
         except BaseException:
@@ -197,6 +260,7 @@ class DiskBackend:
     def _get_many(self, keys: list[str]) -> list[bytes | None]:
         conn = self._conn()
         now = time.time()
+        stale_before = now - self._touch_age(now)
         found: dict[str, bytes] = {}
         expired: list[str] = []
         stale: list[str] = []
@@ -212,7 +276,7 @@ class DiskBackend:
                     expired.append(key)
                     continue
                 found[key] = value
-                if now - accessed_at >= self.touch_interval:
+                if accessed_at <= stale_before:
                     stale.append(key)
         if expired:
             try:
@@ -220,19 +284,77 @@ class DiskBackend:
             except sqlite3.OperationalError:
                 pass  # the write lock stayed busy: a later read or eviction removes them
         if stale:
-            self._touch(conn, stale, now)
+            self._note(stale, now)
         return [found.get(key) for key in keys]
 
-    def _touch(self, conn: sqlite3.Connection, keys: list[str], now: float) -> None:
+    def _touch_age(self, now: float) -> float:
+        """How old a row's ``accessed_at`` must be for a read to note it (module docstring)."""
+        oldest = self._oldest
+        half_span = 0.0 if oldest is None else (now - oldest) / 2
+        return max(self.touch_interval, half_span)
+
+    def _note(self, keys: list[str], now: float) -> None:
+        with self._lock:
+            noted = self._noted
+            if not noted:  # the first note since a flush starts the wait for the next one
+                self._flush_due = time.monotonic() + self.flush_interval
+            for key in keys:
+                if len(noted) >= _MAX_NOTED:
+                    break
+                noted[key] = now
+
+    def _maybe_flush(self) -> None:
+        """Schedule a flush of the noted reads, not awaited by the read that calls this."""
+        if self._flushing or self._closed:
+            return
+        now = time.monotonic()
+        if now < self._flush_due and len(self._noted) < _MAX_NOTED:
+            return
+        self._flushing = True
         try:
-            for start in range(0, len(keys), _CHUNK):
-                chunk = keys[start : start + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                conn.execute(
-                    f"UPDATE entries SET accessed_at = ? WHERE key IN ({marks})", [now, *chunk]
+            future = asyncio.get_running_loop().run_in_executor(self._executor, self._flush_noted)
+        except RuntimeError:  # the pool was shut down by a concurrent aclose
+            self._flushing = False
+            return
+        future.add_done_callback(self._flushed)
+
+    def _flushed(self, future: asyncio.Future[None]) -> None:
+        self._flushing = False
+        if not future.cancelled():
+            future.exception()  # recency is a hint: a failed flush is dropped, not raised
+
+    def _flush_noted(self) -> None:
+        """Write the noted reads' times in one transaction (worker thread)."""
+        with self._lock:
+            noted, self._noted = self._noted, {}
+        if not noted:
+            return
+        conn = self._conn()
+        try:
+            with _write(conn):
+                conn.executemany(
+                    "UPDATE entries SET accessed_at = ? WHERE key = ? AND accessed_at < ?",
+                    [(at, key, at) for key, at in noted.items()],
                 )
         except sqlite3.OperationalError:
-            pass  # the write lock stayed busy: recency is a hint, and the read succeeded
+            pass  # the write lock stayed busy: recency is a hint
+
+    def _acquire(self, key: str, ttl: float) -> bool:
+        conn = self._conn()
+        now = time.time()
+        with _write(conn):
+            taken = conn.execute(
+                "INSERT INTO locks (key, owner, expires_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at"
+                " WHERE locks.expires_at <= ?",
+                (key, self._owner, now + ttl, now),
+            ).rowcount
+        return taken == 1
+
+    def _release(self, key: str) -> None:
+        conn = self._conn()
+        with _write(conn):
+            conn.execute("DELETE FROM locks WHERE key = ? AND owner = ?", (key, self._owner))
 
     def _drop_expired(self, conn: sqlite3.Connection, keys: list[str], now: float) -> None:
         with _write(conn):
@@ -251,6 +373,8 @@ class DiskBackend:
             self._delete(key)  # the old value is stale either way
             return
         conn = self._conn()
+        if self._noted:
+            self._flush_noted()  # this call writes anyway: the noted reads ride along
         now = time.time()
         expires_at = None if ttl is None else now + ttl
         with _write(conn):
@@ -311,14 +435,17 @@ class DiskBackend:
     def _recount(self, conn: sqlite3.Connection, now: float) -> None:
         """Re-read the true total (other processes write too); evict if it is over the bound."""
         total = _stored_bytes(conn)
+        oldest = conn.execute("SELECT MIN(accessed_at) FROM entries").fetchone()[0]
         with self._lock:
             self._total = total
+            self._oldest = oldest
             self._recount_at = now + _RECOUNT_INTERVAL
         if total > self.max_bytes:
             self._evict(conn)
 
     def _evict(self, conn: sqlite3.Connection) -> None:
         """Drop expired rows, then least recently accessed ones, to EVICT_TO of the bound."""
+        self._flush_noted()  # this process's reads count before the order is read
         target = int(self.max_bytes * EVICT_TO)
         with _write(conn):
             conn.execute("DELETE FROM entries WHERE expires_at <= ?", (time.time(),))
@@ -336,8 +463,10 @@ class DiskBackend:
                 if not victims:
                     break
                 conn.executemany("DELETE FROM entries WHERE key = ?", victims)
+            oldest = conn.execute("SELECT MIN(accessed_at) FROM entries").fetchone()[0]
         with self._lock:
             self._total = total
+            self._oldest = oldest
 
     def _add_bytes(self, delta: int) -> int:
         with self._lock:

@@ -3,8 +3,8 @@
 It lives in one event loop, so it takes no locks: every method runs to
 completion between two ``await`` points. A hit is one dict lookup, one
 comparison with the deadline and one ``move_to_end``; nothing else is on that
-path. Entries are bounded both in number and in payload bytes, and evicted
-least recently used first.
+path. Entries are bounded in payload bytes (and in number, when ``max_entries``
+is set), and evicted least recently used first.
 
 Expiry uses an injectable monotonic clock (a deadline stored beside the value)
 rather than the entry's own wall-clock metadata, so a store never decodes what
@@ -16,14 +16,16 @@ do not hold memory until LRU pressure pushes them out.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import TYPE_CHECKING, ClassVar, Self
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar
 
 from reprise.backends.base import Capabilities
 
 if TYPE_CHECKING:
+    from reprise.backends.base import Backend
     from reprise.config.models import LocalCacheParams
 
 SWEEP_INTERVAL = 30.0
@@ -35,8 +37,9 @@ _NEVER = math.inf
 class MemoryBackend:
     """A bounded LRU byte store in this process; lost on restart, invisible to others.
 
-    ``max_entries`` and ``max_bytes`` bound the number of entries and the sum of
-    their value lengths (Python's per-object overhead is not counted). A value
+    ``max_bytes`` bounds the sum of the values' lengths (Python's per-entry overhead,
+    about 300 bytes with a 64-character key, is not counted); ``max_entries``, when
+    not None, also bounds their number. A value
     longer than ``max_bytes`` is not stored at all, and replaces nothing but
     the stale value under its key, which is dropped.
     """
@@ -49,11 +52,11 @@ class MemoryBackend:
     def __init__(
         self,
         *,
-        max_entries: int = 10_000,
+        max_entries: int | None = None,
         max_bytes: int = 256 * 2**20,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if max_entries < 1 or max_bytes < 1:
+        if (max_entries is not None and max_entries < 1) or max_bytes < 1:
             raise ValueError("max_entries and max_bytes must be positive")
         self.max_entries = max_entries
         self.max_bytes = max_bytes
@@ -66,8 +69,17 @@ class MemoryBackend:
         """Entries pushed out by the bounds (not by expiry) since creation."""
 
     @classmethod
-    def from_params(cls, params: LocalCacheParams) -> Self:
-        """Build from ``type: local``'s params: its ``max_entries`` and ``max_bytes`` bounds."""
+    def from_params(cls, params: LocalCacheParams, environ: Mapping[str, str] | None = None) -> Backend:
+        """Build from ``type: local``'s params: its ``max_entries`` and ``max_bytes`` bounds.
+
+        In a worker of ``reprise serve --workers N`` (``environ`` names the server's shared
+        directory) it is the machine's one cache instead: :mod:`reprise.backends.machine`.
+        """
+        from reprise.backends.machine import machine_tier, workers_dir
+
+        shared = workers_dir(os.environ if environ is None else environ)
+        if shared is not None:
+            return machine_tier(params, shared)
         return cls(max_entries=params.max_entries, max_bytes=params.max_bytes)
 
     # -- admin views ------------------------------------------------------------------
@@ -158,7 +170,8 @@ class MemoryBackend:
 
     def _enforce_bounds(self) -> None:
         data = self._data
-        while len(data) > self.max_entries or self._size > self.max_bytes:
+        max_entries = len(data) if self.max_entries is None else self.max_entries
+        while len(data) > max_entries or self._size > self.max_bytes:
             _, (value, _) = data.popitem(last=False)
             self._size -= len(value)
             self.evictions += 1

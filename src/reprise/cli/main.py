@@ -50,8 +50,16 @@ def _serve(args: argparse.Namespace) -> int:
         limits.body_timeout,
     )
     if args.workers > 1:
-        uvicorn.run("reprise.server.app:create_app", factory=True, workers=args.workers, **options)
+        from reprise.backends.machine import WORKERS_DIR_ENV, shared_tier_directory
+
+        # One cache for the machine: the workers share a tier in this server's own directory.
+        with shared_tier_directory() as shared:
+            os.environ[WORKERS_DIR_ENV] = str(shared)
+            uvicorn.run("reprise.server.app:create_app", factory=True, workers=args.workers, **options)
     else:
+        from reprise.backends.machine import WORKERS_DIR_ENV
+
+        os.environ.pop(WORKERS_DIR_ENV, None)  # one process: its cache is its own
         uvicorn.run(RepriseApp(config), **options)
     return 0
 

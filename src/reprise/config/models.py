@@ -109,10 +109,14 @@ class BaseCacheParams(Section):
 
 
 class LocalCacheParams(BaseCacheParams):
-    """``type: local``: an in-process memory cache, bounded by entries and bytes."""
+    """``type: local``: an in-process memory cache, bounded by bytes (and by entries if set).
+
+    Bytes by default: a count bound silently evicted most of a working set that fit in
+    the byte bound (issue 15). ``max_entries`` stays available for those who want it.
+    """
 
     type: Literal["local"] = "local"
-    max_entries: int = Field(default=10_000, gt=0)
+    max_entries: int | None = Field(default=None, gt=0)
     max_bytes: int = Field(default=256 * 2**20, gt=0)
 
 
