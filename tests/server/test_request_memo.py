@@ -75,3 +75,17 @@ def test_prompts_are_logged_for_repeats_too(make_gateway: object, upstream: Stub
             assert c.post("/chat/completions", json=chat(prompt)).status_code == 200
     lines = [line for line in gw.access_lines(2) if prompt in line]
     assert len(lines) == 2 and "cache=hit" in lines[1]
+
+
+def test_a_stream_without_usage_is_not_stored_for_plain_clients(client: httpx.Client, upstream: StubUpstream) -> None:
+    """Found by an outside review: a stream asked with ``include_usage: false`` was stored without
+    usage, so a later plain hit lacked the ``usage`` the provider's plain answer has."""
+    body = chat(unique())
+    streamed = {**body, "stream": True, "stream_options": {"include_usage": False}}
+    assert client.post("/chat/completions", json=streamed).status_code == 200
+    plain = client.post("/chat/completions", json=body)
+    assert plain.headers["x-reprise-cache"] == "miss"
+    assert plain.json()["usage"]["total_tokens"] > 0
+    again = client.post("/chat/completions", json=streamed)  # the plain answer, replayed without usage
+    assert again.headers["x-reprise-cache"] == "hit"
+    assert '"usage"' not in again.text.replace('"usage":null', "")

@@ -26,6 +26,8 @@ class ChatFacts:
     key_hash: str
     stream: bool
     asks_usage: bool
+    refuses_usage: bool
+    """``stream_options.include_usage: false``, said explicitly: its stream comes without usage."""
     body_controls: Any
     """The body's ``cache`` object as sent (combined with a ``Cache-Control`` header per request)."""
     controls: CacheControls
@@ -37,7 +39,9 @@ def chat_facts(body: dict[str, Any]) -> ChatFacts:
     model = require_model(body)
     validate_chat(body)
     cache = body.get("cache")
-    return ChatFacts(model, chat_key_hash(body), body.get("stream") is True, asks_usage(body), cache,
+    options = body.get("stream_options")
+    refuses = isinstance(options, dict) and "include_usage" in options and not options["include_usage"]
+    return ChatFacts(model, chat_key_hash(body), body.get("stream") is True, asks_usage(body), refuses, cache,
                      parse_controls(cache) if cache is not None else NO_CONTROLS)
 
 

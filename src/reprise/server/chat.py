@@ -8,6 +8,7 @@ outcome the same way, or the lead's events as they arrive.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -131,6 +132,10 @@ async def _stream(gw: Gateway, cache: AsyncCache, record: RequestRecord, receive
                   request: ChatRequest, deployment: Deployment, plan: CachePlan, key: str | None,
                   caller: Principal) -> None:
     usage = request.facts.asks_usage
+    if request.facts.refuses_usage and plan.store:
+        # The client's explicit ``include_usage: false`` is forwarded as it is, so this stream has no
+        # usage: stored, it would make plain hits lack the provider's usage. Read, never store.
+        plan = replace(plan, store=False)
     source = StreamSource(
         open=lambda: gw.upstream(deployment).open_chat_stream(
             deployment, PATH, request.body, record_usage=key is not None and plan.store
