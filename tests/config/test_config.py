@@ -393,8 +393,12 @@ def test_semantic_budget_and_opt_in_stages() -> None:
     params = cache_params(type="local-semantic").cache_params
     assert params is not None
     assert params.semantic_max_wrong_rate == 0.02  # type: ignore[union-attr]
-    assert params.semantic_cache_guards is False and params.semantic_cache_verifier_model is None  # type: ignore[union-attr]
+    assert params.guards_on is False and params.semantic_cache_verifier_model is None  # type: ignore[union-attr]
     chosen = cache_params(type="qdrant-semantic", semantic_max_wrong_rate=0.05, semantic_cache_guards=True)
+    litellm_style = cache_params(type="local-semantic", similarity_threshold=0.75).cache_params
+    assert litellm_style.guards_on is True  # type: ignore[union-attr]  # an explicit threshold keeps the guards
+    off = cache_params(type="local-semantic", similarity_threshold=0.75, semantic_cache_guards=False).cache_params
+    assert off.guards_on is False  # type: ignore[union-attr]
     assert chosen.cache_params.semantic_max_wrong_rate == 0.05  # type: ignore[union-attr]
     for bad in (0, 1, 1.5, -0.1, "lots"):
         error = error_of(cache_params, type="local-semantic", semantic_max_wrong_rate=bad)

@@ -301,9 +301,18 @@ class SemanticCacheParams(BaseCacheParams):
     #: ``similarity_threshold`` wins (reprise/semantic/calibration.py, docs/semantic.md).
     semantic_max_wrong_rate: float = Field(default=0.02, gt=0, lt=1)
     #: Reprise: the hand-written false-hit guards (numbers, negation, slots, entities, direction,
-    #: edits). Off by default: on data they were not written against they served no more
-    #: duplicates than the threshold alone at the same wrong rate (docs/semantic.md).
-    semantic_cache_guards: bool = False
+    #: edits). Unset: off at the budget's threshold (on data they were not written against they
+    #: served no more duplicates than the threshold alone at the same wrong rate), on with an
+    #: explicit ``similarity_threshold`` (a LiteLLM config's 0.7-0.8, where cosine alone answers
+    #: most look-alike questions wrongly and the guards veto many of them). docs/semantic.md.
+    semantic_cache_guards: bool | None = None
+
+    @property
+    def guards_on(self) -> bool:
+        """Whether the guards judge candidates (see ``semantic_cache_guards``)."""
+        if self.semantic_cache_guards is not None:
+            return self.semantic_cache_guards
+        return self.similarity_threshold is not None
 
     @property
     def embedding_model_setting(self) -> tuple[str, str | None]:

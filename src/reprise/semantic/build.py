@@ -61,7 +61,7 @@ def build_semantic(params: SemanticCacheParams, make_store: StoreFactory,
                         "(not measured for this model; measure and set it)", field, model,
                         remote_settings(None, False).threshold)
         store = LazyVectorStore(make_store, f"{params.type} vectors")
-        settings = remote_settings(threshold, verifier is not None, params.semantic_cache_guards)
+        settings = remote_settings(threshold, verifier is not None, params.guards_on)
         matcher = Matcher(None, settings, verifier)
         return SemanticCache(matcher, store, remote)
     if model not in EMBEDDERS:
@@ -104,7 +104,7 @@ def embedded_settings(model: str, params: SemanticCacheParams) -> SemanticSettin
     if threshold is None:
         threshold = budget_threshold(model, params)
     verified = (params.semantic_cache_verifier_model or DEFAULT_VERIFIERS.get(model) or "none") != "none"
-    return default_settings(model, threshold, guards=params.semantic_cache_guards, verified=verified)
+    return default_settings(model, threshold, guards=params.guards_on, verified=verified)
 
 
 def budget_threshold(model: str, params: SemanticCacheParams) -> float | None:
