@@ -133,7 +133,8 @@ def test_an_azure_model_without_endpoint_or_key_is_refused_by_check_and_serve(
     for name in ("AZURE_API_BASE", "AZURE_API_KEY", "AZURE_API_VERSION"):
         monkeypatch.delenv(name, raising=False)
     for params, key in (({}, "api_base"), ({"api_base": "https://r.openai.azure.com"}, "api_key")):
-        config = {"model_list": [{"model_name": "m", "litellm_params": {"model": "azure/d", **params}}]}
+        config = {"model_list": [{"model_name": "m", "litellm_params": {"model": "azure/d", **params}}],
+                  "general_settings": {"master_key": "sk-test-master-key"}}
         path = tmp_path / "c.yaml"
         path.write_text(yaml.safe_dump(config))
         for command in (("config", "check"), ("serve",)):

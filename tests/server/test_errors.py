@@ -23,6 +23,7 @@ from reprise.errors import (
     RequestError,
     ServerError,
     ServiceUnavailable,
+    TooManyRequests,
     Unsupported,
     UpstreamError,
 )
@@ -38,6 +39,7 @@ EXPECTED: dict[type[RepriseError], int] = {
     NotFoundError: 404,
     MethodNotAllowed: 405,
     PayloadTooLarge: 413,
+    TooManyRequests: 429,
     ServerError: 500,
     Unsupported: 501,
     ServiceUnavailable: 503,
