@@ -42,7 +42,7 @@ from reprise.embeddings.base import load_embedder
 from reprise.semantic.calibration import Curve, curve_from_decisions
 from reprise.semantic.evaluate import LabelledPair, MemoEmbedder, Outcome, full_index, pair_decisions, per_scope
 from reprise.semantic.matcher import Matcher
-from reprise.semantic.pair_features import pair_features
+from reprise.semantic.pair_features import discordance, pair_features, tokens
 from reprise.semantic.settings import default_settings
 
 HERE = Path(__file__).resolve().parent
@@ -71,6 +71,18 @@ def load_sets() -> dict[str, list[LabelledPair]]:
     return sets
 
 
+class OrderVetoMatcher(Matcher):
+    """The plain judge plus one structural veto, measured here and not shipped: a candidate
+    is refused when any two tokens both prompts share appear in opposite order
+    (:func:`reprise.semantic.pair_features.discordance` > 0): "A of B" vs "B of A"."""
+
+    def judge(self, cached: str, new: str, score: float) -> str | None:
+        reason = super().judge(cached, new, score)
+        if reason is None and discordance(tokens(cached), tokens(new)) > 0:
+            return "order"
+        return reason
+
+
 class Judges:
     """One matcher per judge over memoised embedders; e5 cosines for the two-model judge."""
 
@@ -81,12 +93,17 @@ class Judges:
             "plain": default_settings(MODEL, 0.0),
             "guards": default_settings(MODEL, 0.0, guards=True),
             "guards+verifier": default_settings(MODEL, 0.0, guards=True, verified=True),
+            "order-veto": default_settings(MODEL, 0.0),
         }
 
     def matcher(self, judge: str, threshold: float) -> Matcher:
-        return Matcher(self.use, replace(self.settings[judge], threshold=threshold), self.e5)
+        kind = OrderVetoMatcher if judge == "order-veto" else Matcher
+        return kind(self.use, replace(self.settings[judge], threshold=threshold), self.e5)
 
     def decisions(self, judge: str, pairs: list[LabelledPair]) -> Decisions:
+        if judge == "order-veto":  # pair_decisions builds a plain Matcher: add the veto here
+            return [(same, c, ok and discordance(tokens(p.a), tokens(p.b)) == 0)
+                    for p, (same, c, ok) in zip(pairs, self.decisions("plain", pairs), strict=True)]
         return pair_decisions(self.matcher(judge, 0.0), pairs)
 
     def e5_cosines(self, pairs: list[LabelledPair]) -> list[float]:
@@ -163,7 +180,7 @@ def versus_plain(stage: Decisions, cut: float, plain: Decisions, rounds: int = 1
     paired bootstrap interval over the set's pairs."""
     wrong = per_scope(stage, cut).rate("wrong")[0]
     t = curve_from_decisions(MODEL, plain, THRESHOLDS).threshold_for(wrong)
-    ours = np.array([same and s >= cut for same, s, _ in stage], dtype=np.float64)
+    ours = np.array([same and ok and s >= cut for same, s, ok in stage], dtype=np.float64)
     theirs = np.array([same and ok and c >= t for same, c, ok in plain], dtype=np.float64)
     dup = np.array([same for same, _, _ in stage])
     rng = np.random.default_rng(13)
@@ -247,6 +264,9 @@ def leave_one_out(judges: Judges, sets: dict[str, list[LabelledPair]], decisions
                 full = cell(outcome, "served"), cell(outcome, "per_hit")
             print(f"| {name} | {judge} | {others} | {label} | {cell(one, 'served')} | {cell(one, 'wrong')} "
                   f"| {full[0]} | {full[1]} |")
+            if judge in ("guards", "order-veto", "two-model"):
+                comparisons.append(f"| {name} | {judge} | {others} | {cell(one, 'served')} | {cell(one, 'wrong')} "
+                                   f"| {versus_plain(ds, t, decisions['plain'][name])} |")
         for judge, with_e5 in LEARNED.items():
             cut, held = learned_row(sets, decisions, e5, name, args.budget, with_e5)
             one = per_scope(held, cut)
@@ -254,7 +274,7 @@ def leave_one_out(judges: Judges, sets: dict[str, list[LabelledPair]], decisions
                                f"| {versus_plain(held, cut, decisions['plain'][name])} |")
             print(f"| {name} | {judge} | {others} | p >= {cut:.3g} | {cell(one, 'served')} "
                   f"| {cell(one, 'wrong')} | - | - |")
-    print("\n## Learned stage against plain cosine at equal wrong rate, on the held-out set\n")
+    print("\n## Each stage against plain cosine at equal wrong rate, on the held-out set\n")
     print("| set (held out) | stage | fitted and tuned on | stage: dups served | stage: non-dups wrong "
           "| stage minus plain, dups served (95% bootstrap) |")
     print("|---|---|---|---|---|---|")
