@@ -15,11 +15,16 @@ Judges compared (all through :meth:`reprise.semantic.matcher.Matcher.judge`):
 ``plain`` cosine only (the default since issue 13); ``guards`` + false-hit guards;
 ``guards+verifier`` + e5 verifier below 0.85 (the default before issue 13); ``two-model``
 USE cosine and e5 cosine both above their thresholds (no word lists), the e5 cut-off
-tuned like the threshold; ``learned``: a logistic regression over both embedders'
-cosines, length ratio and character overlap, trained on the other sets (LODO only, per
-scope only; not in the gateway).
+tuned like the threshold; ``order-veto``: plain plus a refusal when two tokens both prompts
+share appear in opposite order (no word list, no tuned parameter); ``learned-cheap`` and
+``learned+e5``: a logistic regression over :mod:`reprise.semantic.pair_features` (USE
+cosine, unordered vs ordered overlap, LCS, discordance, length ratio, digits), the second
+with e5's cosine too, fitted and its cut tuned on the other sets (per scope only). The
+stages are compared with plain cosine at equal wrong rate on the held-out set, with a
+95% paired bootstrap interval (item 3's test). None of order-veto and learned is in the
+gateway: none passed that test on every held-out set (docs/semantic.md).
 
-Settings: one pair per scope, and a full index (every ``a`` of every set, ~4,500 prompts,
+Settings: one pair per scope, and a full index (every ``a`` of every set, 2,448 distinct prompts,
 in one scope, then every ``b`` asked through top-k). Leave-one-dataset-out: for each set,
 each judge's threshold is the lowest whose wrong rate on the *other* sets pooled is within
 the budget; the set's figures at that threshold are its result. Intervals: Wilson, 95%.
