@@ -139,7 +139,7 @@ def open_client(target: RedisTarget) -> tuple[Any, list[Any]]:
     from redis.asyncio.sentinel import Sentinel
     from redis.backoff import NoBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.retry import Retry
+    from redis.asyncio.retry import Retry
 
     # One immediate retry, on a fresh connection, for a connection error only: after Redis
     # restarts, the pool still holds sockets the old server closed, and the first command on
