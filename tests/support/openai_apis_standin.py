@@ -199,7 +199,7 @@ class OpenAIApisStandIn:
             choice = {"text": text, "index": 0, "logprobs": None, "finish_reason": "stop"}
             return web.json_response({**head, "choices": [choice], "usage": usage})
         chunks = [{**head, "choices": [{"text": word, "index": 0, "logprobs": None, "finish_reason": None}]}
-                  for word in text.split(" ")]
+                  for word in (" " + word for word in text.split())]
         chunks.append({**head, "choices": [{"text": "", "index": 0, "logprobs": None, "finish_reason": "stop"}]})
         if (body.get("stream_options") or {}).get("include_usage"):
             chunks.append({**head, "choices": [], "usage": usage})
