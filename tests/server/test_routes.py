@@ -68,6 +68,7 @@ def allowed(route: Route) -> set[str]:
 def test_the_table_has_every_route_of_the_gateway() -> None:
     paths = {path for route, path in ALL}
     assert {"/chat/completions", "/v1/chat/completions", "/embeddings", "/v1/embeddings", "/models",
+            "/responses", "/v1/responses", "/completions", "/v1/completions",
             "/v1/models", "/health/liveliness", "/health/liveness", "/livez", "/health/readiness", "/readyz",
             "/health", "/openapi.json", "/key/generate", "/key/delete", "/key/list", "/cache/ping",
             "/cache/stats", "/cache/entries", "/cache/entries/x", "/cache/delete", "/cache/flushall",

@@ -20,6 +20,7 @@ from reprise import __version__
 from reprise.config import GatewayConfig, load_config
 from reprise.config.serving import check_serving
 from reprise.core.chat_request import ChatFactsMemo, chat_facts
+from reprise.core.verbatim import COMPLETIONS, RESPONSES
 from reprise.errors import ConfigError, NotFoundError, TooManyRequests, UpstreamError
 from reprise.observability.metrics import Collected
 from reprise.observability.observer import Observer, RequestRecord
@@ -37,6 +38,7 @@ from reprise.server.openapi import openapi_json
 from reprise.server.protocol import REFUSED
 from reprise.server.routes import AZURE_DEPLOYMENTS, Access, Call, admit, build_routes, without_body
 from reprise.server.ui_assets import UiAssets
+from reprise.server.verbatim import handle_verbatim
 
 log = logging.getLogger("reprise.server")
 
@@ -176,6 +178,21 @@ class RepriseApp:
         if record is not None:
             self.observer.note_request(record, body, caller.key_id)
         await handle_embeddings(self.gateway, scope, send, body, caller, record)
+
+    async def responses(self, call: Call) -> None:
+        """``POST /responses`` (OpenAI's Responses API), cached verbatim (:mod:`reprise.server.verbatim`)."""
+        await self._verbatim(RESPONSES, call)
+
+    async def completions(self, call: Call) -> None:
+        """``POST /completions`` (legacy text completions), cached verbatim."""
+        await self._verbatim(COMPLETIONS, call)
+
+    async def _verbatim(self, kind: str, call: Call) -> None:
+        scope, receive, send, caller, record = call.scope, call.receive, call.send, call.caller, call.record
+        body = await self._json_body(scope, receive)
+        if record is not None:
+            self.observer.note_request(record, body, caller.key_id)
+        await handle_verbatim(self.gateway, kind, scope, receive, send, body, caller, record)
 
     async def azure_deployment(self, call: Call) -> None:
         """Azure's route form: the deployment in the path names the model; ``api-version`` is

@@ -31,6 +31,8 @@ log = logging.getLogger("reprise.server")
 
 CHAT_CALL_TYPES = frozenset({"completion", "acompletion"})
 EMBEDDING_CALL_TYPES = frozenset({"embedding", "aembedding"})
+RESPONSES_CALL_TYPES = frozenset({"responses", "aresponses"})
+TEXT_COMPLETION_CALL_TYPES = frozenset({"text_completion", "atext_completion"})
 
 
 def with_key_defaults(policy: CachePolicy, defaults: KeyCacheDefaults) -> CachePolicy:
@@ -59,6 +61,9 @@ class Gateway:
     max_body_bytes: int = 8 * 2**20
     cache_chat: bool = False
     cache_embeddings: bool = False
+    cache_responses: bool = False
+    cache_completions: bool = False
+    """``/responses`` and legacy ``/completions`` (``supported_call_types``: ``responses``, ``text_completion``)."""
     keys: KeyStore = field(default_factory=lambda: KeyStore([], None))
     shared_namespaces: frozenset[str] = frozenset()
     forwarder: AsyncCache = field(default_factory=AsyncCache)
@@ -100,6 +105,8 @@ class Gateway:
             max_body_bytes=int(config.general_settings.max_request_size_mb * 2**20),
             cache_chat=bool(call_types & CHAT_CALL_TYPES),
             cache_embeddings=bool(call_types & EMBEDDING_CALL_TYPES),
+            cache_responses=bool(call_types & RESPONSES_CALL_TYPES),
+            cache_completions=bool(call_types & TEXT_COMPLETION_CALL_TYPES),
             keys=KeyStore(config.general_settings.virtual_keys, config.general_settings.keys_file,
                           config.general_settings.max_parallel_requests_per_key),
             shared_namespaces=frozenset(config.general_settings.shared_namespaces),

@@ -19,7 +19,16 @@ from typing import Any
 import orjson
 
 from reprise.core.controls import MAX_SECONDS, NAMESPACE_PATTERN
-from reprise.server.routes import AZURE_PATHS, CHAT_PATHS, EMBEDDING_PATHS, LIVENESS_PATHS, MODEL_PATHS, READINESS_PATHS
+from reprise.server.routes import (
+    AZURE_PATHS,
+    CHAT_PATHS,
+    COMPLETIONS_PATHS,
+    EMBEDDING_PATHS,
+    LIVENESS_PATHS,
+    MODEL_PATHS,
+    READINESS_PATHS,
+    RESPONSES_PATHS,
+)
 
 Schema = dict[str, Any]
 
@@ -143,6 +152,43 @@ EMBEDDINGS_REQUEST: Schema = {
     },
 }
 
+_CACHE_REF = {"$ref": "#/components/schemas/CacheControls"}
+RESPONSES_REQUEST: Schema = {
+    "type": "object",
+    "required": ["model"],
+    "additionalProperties": True,
+    "properties": {
+        "model": {"type": "string", "minLength": 1},
+        **_nullable({
+            "input": {"type": ["string", "array"]},
+            "stream": {"type": "boolean", "description": "Answer as the API's typed server-sent events"},
+            "background": {"type": "boolean", "description": "Queued answers are never cached (bypass)"},
+            "store": {"type": "boolean"},
+            "previous_response_id": {"type": "string", "description": "Cached, keyed by the id"},
+            "conversation": {"type": ["string", "object"], "description": "Never cached (bypass)"},
+            "metadata": _OBJECT,
+            "cache": _CACHE_REF,
+        }),
+    },
+}
+COMPLETIONS_REQUEST: Schema = {
+    "type": "object",
+    "required": ["model", "prompt"],
+    "additionalProperties": True,
+    "properties": {
+        "model": {"type": "string", "minLength": 1},
+        "prompt": {"type": ["string", "array"]},
+        **_nullable({
+            "stream": {"type": "boolean"},
+            "echo": {"type": "boolean"},
+            "stream_options": _OBJECT,
+            "n": {"type": "integer", "minimum": 1, "maximum": 128},
+            "best_of": {"type": "integer", "minimum": 1, "maximum": 128},
+            "cache": _CACHE_REF,
+        }),
+    },
+}
+
 ERROR: Schema = {
     "type": "object",
     "required": ["error"],
@@ -215,6 +261,21 @@ def _embeddings_operation() -> Schema:
                 },
             },
             "responses": {"200": answer, **_BODY_ERRORS, **_AUTH_ERRORS, **_UPSTREAM_ERRORS},
+        }
+    }
+
+
+def _verbatim_operation(summary: str, schema: str, example: Schema, answer: str) -> Schema:
+    """``/responses`` and ``/completions``: the provider's answer, cached verbatim."""
+    ok = {"description": answer, "headers": _CACHE_HEADERS,
+          "content": {"application/json": {"schema": _OBJECT}, "text/event-stream": {"schema": _SSE_EVENT}}}
+    body = {"schema": {"$ref": f"#/components/schemas/{schema}"}, "example": example}
+    return {
+        "post": {
+            "summary": summary,
+            "security": [{"bearer": []}],
+            "requestBody": {"required": True, "content": {"application/json": body}},
+            "responses": {"200": ok, **_BODY_ERRORS, **_AUTH_ERRORS, **_UPSTREAM_ERRORS},
         }
     }
 
@@ -316,6 +377,14 @@ def build_openapi(version: str) -> Schema:
         paths[path] = _chat_operation()
     for path in EMBEDDING_PATHS:
         paths[path] = _embeddings_operation()
+    for path in RESPONSES_PATHS:
+        paths[path] = _verbatim_operation(
+            "Responses API, the provider's answer cached verbatim", "ResponsesRequest",
+            {"model": "gpt-4o", "input": "hello"}, "A `response` (JSON), or with `stream: true` its typed events")
+    for path in COMPLETIONS_PATHS:
+        paths[path] = _verbatim_operation(
+            "Legacy text completion, the provider's answer cached verbatim", "CompletionsRequest",
+            {"model": "gpt-4o", "prompt": "hello"}, "A `text_completion` (JSON), or with `stream: true` its chunks")
     deployment = [{"name": "deployment", "in": "path", "required": True, "schema": {"type": "string"},
                    "description": "The model name (Azure's deployment); it replaces the body's model."}]
     paths[AZURE_PATHS[0]] = {"parameters": deployment, **_chat_operation()}
@@ -343,6 +412,8 @@ def build_openapi(version: str) -> Schema:
             "schemas": {
                 "ChatRequest": CHAT_REQUEST,
                 "EmbeddingsRequest": EMBEDDINGS_REQUEST,
+                "ResponsesRequest": RESPONSES_REQUEST,
+                "CompletionsRequest": COMPLETIONS_REQUEST,
                 "CacheControls": CACHE_CONTROLS,
                 "Error": ERROR,
             },

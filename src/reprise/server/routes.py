@@ -144,6 +144,8 @@ class ApiHandlers(Protocol):
 
     async def chat(self, call: Call) -> None: ...
     async def embeddings(self, call: Call) -> None: ...
+    async def responses(self, call: Call) -> None: ...
+    async def completions(self, call: Call) -> None: ...
     async def azure_deployment(self, call: Call) -> None: ...
     async def models(self, call: Call) -> None: ...
     async def liveness(self, call: Call) -> None: ...
@@ -158,6 +160,8 @@ POST = frozenset({"POST"})
 #: :mod:`reprise.server.openapi` documents the same tuples.
 CHAT_PATHS = ("/chat/completions", "/v1/chat/completions")
 EMBEDDING_PATHS = ("/embeddings", "/v1/embeddings")
+RESPONSES_PATHS = ("/responses", "/v1/responses")
+COMPLETIONS_PATHS = ("/completions", "/v1/completions")
 MODEL_PATHS = ("/models", "/v1/models")
 #: Azure OpenAI's inbound form, for the ``AzureOpenAI`` client:
 #: ``/openai/deployments/{model}/chat/completions|embeddings?api-version=…``.
@@ -178,6 +182,8 @@ def build_routes(api: ApiHandlers, cache: CacheAdmin, keys: KeysAdmin, *, metric
     return RouteTable([
         Route(POST, CHAT_PATHS, api.chat, key, observed=True),
         Route(POST, EMBEDDING_PATHS, api.embeddings, key, observed=True),
+        Route(POST, RESPONSES_PATHS, api.responses, key, observed=True),
+        Route(POST, COMPLETIONS_PATHS, api.completions, key, observed=True),
         Route(GET, MODEL_PATHS, api.models, key),
         Route(POST, (AZURE_DEPLOYMENTS,), api.azure_deployment, key, prefix=True),
         Route(GET, LIVENESS_PATHS, api.liveness, public),
