@@ -75,10 +75,10 @@ def test_driver_series_and_top_add_up() -> None:
     two.current(1010.0).hits = 4
     snaps = [
         Snapshot(pid=1, started=0, published=0, driver={"stores": 1, "coalesced": 2},
-                 series=[b for b in one.export(1010.0) if b["requests"]],
+                 series=[list(row) for row in one.rows()],
                  top=[["k1", 5, "m", 10.0], ["k2", 1, "m", 3.0]]),
         Snapshot(pid=2, started=0, published=0, driver={"stores": 4, "coalesced": 0},
-                 series=[b for b in two.export(1010.0) if b["requests"] or b["hits"]], top=[["k2", 9, "m", 12.0]]),
+                 series=[list(row) for row in two.rows()], top=[["k2", 9, "m", 12.0]]),
     ]
     assert merge_driver(snaps) == {"stores": 5, "coalesced": 2}
     assert merge_driver([Snapshot(pid=1, started=0, published=0)]) is None

@@ -20,17 +20,16 @@ Pure: no files, no clock (``now`` is passed in).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from reprise.observability.metrics import Collected, Counter, Histogram, Labels, Registry
-from reprise.observability.series import Bucket, TimeSeries
+from reprise.observability.series import BUCKET_FIELDS, TimeSeries
 
 TOP_KEPT = 100
 """Most hit keys each worker publishes (``/cache/stats?top=`` allows at most this)."""
-_BUCKET_FIELDS = tuple(f.name for f in fields(Bucket))
 
 Rows = list[list[Any]]
 
@@ -46,13 +45,13 @@ class Snapshot:
     metrics: dict[str, Rows] = field(default_factory=dict)
     """Metric name -> [[label values], value] (a histogram's value: its bucket counts and sum)."""
     driver: dict[str, int] | None = None
-    series: list[dict[str, Any]] = field(default_factory=list)
-    """The dashboard's non-empty time buckets."""
+    series: Rows = field(default_factory=list)
+    """The dashboard's kept time buckets (:meth:`TimeSeries.rows`)."""
     top: Rows = field(default_factory=list)
     """[key, hits, model, last hit] of the worker's most hit keys."""
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(asdict(self))
+        return orjson.dumps(self)  # orjson serialises a dataclass natively (no asdict deep copy)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Snapshot | None:
@@ -77,11 +76,6 @@ def export_metrics(registry: Registry) -> dict[str, Rows]:
         else:
             out[metric.name] = [[list(labels), value] for labels, value in metric.read()]
     return out
-
-
-def export_series(series: TimeSeries, now: float) -> list[dict[str, Any]]:
-    """The non-empty buckets of the kept history."""
-    return [bucket for bucket in series.export(now) if bucket["requests"]]
 
 
 def _rows(snapshot: Snapshot, name: str, arity: int) -> list[tuple[Labels, Any]]:
@@ -150,10 +144,10 @@ def merge_driver(snapshots: Sequence[Snapshot]) -> dict[str, int] | None:
 def merge_series(snapshots: Sequence[Snapshot], now: float, span: int) -> list[dict[str, Any]]:
     """The dashboard's history of the machine: each time bucket summed over the workers."""
     series = TimeSeries()
-    for row in sorted((b for s in snapshots for b in s.series), key=lambda b: b["start"]):
-        bucket = series.current(row["start"])
-        for name in _BUCKET_FIELDS[1:]:
-            setattr(bucket, name, getattr(bucket, name) + row.get(name, 0))
+    width = len(BUCKET_FIELDS)
+    rows = [row for s in snapshots for row in s.series if isinstance(row, list | tuple) and len(row) == width]
+    for row in sorted(rows, key=lambda row: row[0]):
+        series.add(row)
     return series.export(now, span)
 
 

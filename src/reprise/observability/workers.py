@@ -40,7 +40,6 @@ from reprise.observability.snapshot import (
     Snapshot,
     add_worker_gauges,
     export_metrics,
-    export_series,
     merge_driver,
     merge_registry,
     merge_series,
@@ -124,7 +123,7 @@ class WorkerMetrics:
             pid=os.getpid(), started=observer.started, published=now, final=final,
             metrics=export_metrics(observer.metrics.registry),
             driver=asdict(cache.stats) if cache is not None else None,
-            series=export_series(observer.series, now),
+            series=observer.series.rows(),  # type: ignore[arg-type]  # tuples: orjson writes them as lists
             top=[list(row) for row in observer.hits.top(TOP_KEPT)],
         )
 
