@@ -3,7 +3,8 @@
 Prometheus keeps history for people who run it; the built-in dashboard must show
 "hit rate over time" without it, so each process keeps the last hour in a ring of
 fixed buckets (:class:`TimeSeries`). Both structures are bounded, per process and
-lost on restart: with several workers each one answers with its own view.
+lost on restart; with several workers the answering worker adds up the others' published
+copies (:mod:`reprise.observability.snapshot`).
 """
 
 from __future__ import annotations
