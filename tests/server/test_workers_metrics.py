@@ -84,11 +84,20 @@ class Scrapes:
             assert value >= self.highest.get(name, 0.0), (name, value, self.highest)
             self.highest[name] = value
 
+    async def _get(self, client: httpx.AsyncClient | None, path: str) -> httpx.Response:
+        if client is not None:
+            return await client.get(path)
+        for attempt in range(5):  # a fresh connection: whichever worker accepts it answers
+            try:
+                async with httpx.AsyncClient(base_url=self.url, headers=AUTH, timeout=20) as fresh:
+                    return await fresh.get(path)
+            except httpx.TransportError:  # accepted by a worker as it was exiting: ask again
+                if attempt == 4:
+                    raise
+        raise AssertionError("unreachable")
+
     async def stats(self, client: httpx.AsyncClient | None = None) -> dict[str, Any]:
-        if client is None:  # a fresh connection: whichever worker accepts it answers
-            async with httpx.AsyncClient(base_url=self.url, headers=AUTH, timeout=20) as fresh:
-                return await self.stats(fresh)
-        answer = await client.get("/cache/stats")
+        answer = await self._get(client, "/cache/stats")
         assert answer.status_code == 200
         view: dict[str, Any] = answer.json()
         self.answered_by.add(view["process"]["pid"])
@@ -98,10 +107,7 @@ class Scrapes:
         return view
 
     async def metrics(self, client: httpx.AsyncClient | None = None) -> tuple[dict[str, float], str]:
-        if client is None:
-            async with httpx.AsyncClient(base_url=self.url, headers=AUTH, timeout=20) as fresh:
-                return await self.metrics(fresh)
-        answer = await client.get("/metrics")
+        answer = await self._get(client, "/metrics")
         assert answer.status_code == 200
         sums = metric_sums(answer.text)
         self._check({name: sums.get(name, 0.0) for name in _COUNTERS})

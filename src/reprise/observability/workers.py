@@ -95,7 +95,12 @@ class WorkerMetrics:
         """Begin publishing (in the running loop); nothing to do with one worker."""
         if self._dir is None or self._task is not None:
             return
-        self._dir.mkdir(exist_ok=True)
+        try:
+            self._dir.mkdir(exist_ok=True)
+        except OSError as exc:  # fail open: this worker then answers with its own numbers
+            log.warning("cannot share this worker's metrics in %s: %s", self._dir, exc)
+            self._dir = self._path = None
+            return
         self.publish()
         self._task = asyncio.get_running_loop().create_task(self._run())
 
@@ -111,7 +116,10 @@ class WorkerMetrics:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            self.publish()
+            try:
+                self.publish()
+            except Exception:  # a bug here must not stop the publishing for good
+                log.exception("publishing this worker's metrics failed")
 
     def snapshot(self, final: bool = False) -> Snapshot:
         """This worker's counts now (requests of the last few ms settled first)."""
