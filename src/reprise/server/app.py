@@ -24,6 +24,7 @@ from reprise.core.verbatim import COMPLETIONS, RESPONSES
 from reprise.errors import ConfigError, NotFoundError, TooManyRequests, UpstreamError
 from reprise.observability.metrics import Collected
 from reprise.observability.observer import Observer, RequestRecord
+from reprise.observability.workers import WorkerMetrics
 from reprise.server.body_parser import BodyParser
 from reprise.server.cache_admin import CacheAdmin
 from reprise.server.chat import ChatRequest, handle_chat
@@ -61,6 +62,7 @@ class RepriseApp:
         self.observer.metrics.registry.add(Collected(
             "reprise_connections_refused_total", "Requests refused by the HTTP protocol's bounds, by error code.",
             "counter", ("code",), lambda: [((code,), float(n)) for code, n in sorted(REFUSED.items())]))
+        self.worker_metrics = WorkerMetrics.from_environ(self.observer)  # machine-wide with --workers N
         self.ui = UiAssets()
         self.bodies = BodyParser()
         self._in_flight: dict[str, int] = {}  # requests in progress by key id (tenants' keys only)
@@ -68,7 +70,7 @@ class RepriseApp:
         metrics = Access.MASTER if config.general_settings.metrics_require_auth else Access.PUBLIC
         self.routes = build_routes(
             self,
-            CacheAdmin(self.gateway, self.observer, self._json_body),
+            CacheAdmin(self.gateway, self.observer, self.worker_metrics, self._json_body),
             KeysAdmin(self.gateway, self._json_body),
             metrics=metrics,
         )
@@ -95,9 +97,11 @@ class RepriseApp:
                     log.error("cannot start: %s", exc)
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                self.worker_metrics.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.observer.settle()
+                await self.worker_metrics.aclose()
                 self.bodies.close()
                 await self.gateway.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
