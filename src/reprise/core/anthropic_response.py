@@ -110,12 +110,13 @@ class StreamTranslator:
     _usage: dict[str, Any] = field(default_factory=dict)
     _calls: dict[int, int] = field(default_factory=dict)
     """Anthropic content block index -> OpenAI tool call index."""
+    _opened: bool = False
     _silent: set[int] = field(default_factory=set)
     """Tool calls whose input has had no fragment yet: ``{}`` is written when the block stops."""
 
     def feed(self, data: bytes) -> bytes:
         """The OpenAI events for ``data`` (any chunking: a partial event waits for its end)."""
-        self._buffer += data.replace(b"\r\n", b"\n")
+        self._buffer = (self._buffer + data).replace(b"\r\n", b"\n")  # a CRLF may be split across pieces
         *events, self._buffer = self._buffer.split(b"\n\n")
         if len(self._buffer) > MAX_EVENT_BYTES:
             self.failure, self._buffer = "the provider sent an event larger than 16 MiB", b""
@@ -162,6 +163,9 @@ class StreamTranslator:
         return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
     def _choice(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        if not self._opened:  # the first chunk says the role; content null unless text comes first
+            self._opened = True
+            delta = {"role": "assistant", "content": None, **delta}
         return self._chunk([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}])
 
     def _start(self, message: Any) -> bytes:
@@ -171,7 +175,7 @@ class StreamTranslator:
         usage = message.get("usage")
         if isinstance(usage, dict):
             self._usage.update(usage)
-        return self._choice({"role": "assistant", "content": ""})
+        return b""
 
     def _block_start(self, index: Any, block: Any) -> bytes:
         if not isinstance(block, dict):
