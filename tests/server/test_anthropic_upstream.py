@@ -169,8 +169,10 @@ def test_tool_results_go_back_as_one_user_turn(sdk: openai.OpenAI, claude: Anthr
     prompt = unique("two cities")
     messages = [*user(prompt),
                 {"role": "assistant", "content": None, "tool_calls": [
-                    {"id": "toolu_a", "type": "function", "function": {"name": "weather", "arguments": '{"city":"Oslo"}'}},
-                    {"id": "toolu_b", "type": "function", "function": {"name": "weather", "arguments": '{"city":"Rome"}'}}]},
+                    {"id": "toolu_a", "type": "function",
+                     "function": {"name": "weather", "arguments": '{"city":"Oslo"}'}},
+                    {"id": "toolu_b", "type": "function",
+                     "function": {"name": "weather", "arguments": '{"city":"Rome"}'}}]},
                 {"role": "tool", "tool_call_id": "toolu_a", "content": "cold"},
                 {"role": "tool", "tool_call_id": "toolu_b", "content": [{"type": "text", "text": "warm"}]}]
     sdk.chat.completions.create(model="claude", messages=messages, tools=TOOLS, tool_choice="none")  # type: ignore[arg-type]

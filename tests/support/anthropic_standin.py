@@ -54,6 +54,10 @@ def body_problem(body: Any) -> str | None:
         problem = _turn_problem(turn)
         if problem:
             return f"messages.{i}: {problem}"
+    return _tools_problem(body)
+
+
+def _tools_problem(body: dict[str, Any]) -> str | None:
     for tool in body.get("tools") or []:
         if set(tool) - {"name", "description", "input_schema"} or "input_schema" not in tool:
             return "tools: each tool is {name, description, input_schema}"
@@ -74,19 +78,26 @@ def _turn_problem(turn: Any) -> str | None:
     if not isinstance(content, list) or not content:
         return "content: a string or a non-empty list of blocks"
     for block in content:
-        kind = block.get("type") if isinstance(block, dict) else None
-        if kind not in BLOCKS[turn["role"]]:
-            return f"block type {kind!r} not allowed in a {turn['role']} turn"
-        if kind == "image":
-            source = block.get("source") or {}
-            if source.get("type") == "base64" and not (source.get("media_type") and source.get("data")):
-                return "image.source: base64 needs media_type and data"
-            if source.get("type") not in ("base64", "url"):
-                return "image.source.type: base64 or url"
-        if kind == "tool_use" and not isinstance(block.get("input"), dict):
-            return "tool_use.input: must be an object"
-        if kind == "tool_result" and not isinstance(block.get("tool_use_id"), str):
-            return "tool_result.tool_use_id: Field required"
+        problem = _block_problem(turn["role"], block)
+        if problem:
+            return problem
+    return None
+
+
+def _block_problem(role: str, block: Any) -> str | None:
+    kind = block.get("type") if isinstance(block, dict) else None
+    if kind not in BLOCKS[role]:
+        return f"block type {kind!r} not allowed in a {role} turn"
+    if kind == "image":
+        source = block.get("source") or {}
+        if source.get("type") == "base64" and not (source.get("media_type") and source.get("data")):
+            return "image.source: base64 needs media_type and data"
+        if source.get("type") not in ("base64", "url"):
+            return "image.source.type: base64 or url"
+    if kind == "tool_use" and not isinstance(block.get("input"), dict):
+        return "tool_use.input: must be an object"
+    if kind == "tool_result" and not isinstance(block.get("tool_use_id"), str):
+        return "tool_result.tool_use_id: Field required"
     return None
 
 
@@ -129,7 +140,7 @@ class AnthropicStandIn:
         self.rejected.append(why)
         return response
 
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
+    def _refusal(self, request: web.Request) -> web.Response | None:
         if request.method != "POST" or request.path != "/v1/messages":
             return self._reject(_error(404, "not_found_error", "Not found"), f"{request.method} {request.path}")
         if "Authorization" in request.headers:
@@ -140,6 +151,12 @@ class AnthropicStandIn:
             return self._reject(_error(400, "invalid_request_error", "anthropic-version"), "anthropic-version")
         if request.content_type != "application/json":
             return self._reject(_error(400, "invalid_request_error", "content-type"), "content-type")
+        return None
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
         try:
             body = json.loads(await request.read())
         except ValueError:
@@ -193,7 +210,8 @@ class AnthropicStandIn:
         await send({"type": "ping"})
         for index, block in enumerate(message["content"]):
             if block["type"] == "text":
-                await send({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}})
+                await send({"type": "content_block_start", "index": index,
+                            "content_block": {"type": "text", "text": ""}})
                 text = block["text"]
                 for piece in (text[: len(text) // 2], text[len(text) // 2:]):
                     await send({"type": "content_block_delta", "index": index,
