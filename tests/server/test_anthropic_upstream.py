@@ -39,7 +39,8 @@ def anthropic_config(claude: AnthropicStandIn) -> dict[str, Any]:
         "model_list": [entry("claude", "claude-sonnet-4-5", claude.url),
                        entry("claude-full-url", "claude-haiku-4-5", claude.url + "/v1/messages"),
                        *(entry(m, m, claude.url) for m in ("claude-limited", "claude-overloaded", "claude-cut",
-                                                            "claude-error-mid"))],
+                                                            "claude-error-mid")),
+                       entry("anthropic/*", "*", claude.url)],
         "general_settings": {"master_key": MASTER_KEY},
         "litellm_settings": {"cache": True, "cache_params": {"type": "local", "ttl": 600}},
     }
@@ -251,6 +252,15 @@ def test_an_api_base_that_already_ends_in_v1_messages(sdk: openai.OpenAI, claude
     answer = sdk.chat.completions.create(model="claude-full-url", messages=user(unique()))  # type: ignore[arg-type]
     assert (answer.choices[0].message.content or "").startswith("anthropic claude-haiku-4-5 answer")
     assert claude.rejected == []
+
+
+def test_a_wildcard_entry_sends_the_name_asked_for(sdk: openai.OpenAI, claude: AnthropicStandIn) -> None:
+    prompt = unique()
+    for _ in range(2):
+        answer = sdk.chat.completions.with_raw_response.create(model="anthropic/claude-opus-4-1",  # type: ignore[arg-type]
+                                                                messages=user(prompt))
+    assert answer.headers["x-reprise-cache"] == "hit"
+    assert claude.requests[-1]["model"] == "claude-opus-4-1" and claude.requests[-1]["messages"] == user(prompt)
 
 
 def test_the_key_comes_from_anthropic_api_key_or_start_is_refused(
