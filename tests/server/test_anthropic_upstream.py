@@ -82,6 +82,17 @@ def test_miss_then_hit_is_the_same_answer_byte_for_byte(sdk: openai.OpenAI, clau
     assert claude.rejected == []
 
 
+def test_provider_headers_pass_on_a_miss_and_never_replay(sdk: openai.OpenAI, claude: AnthropicStandIn) -> None:
+    messages = user(unique())
+    miss = sdk.chat.completions.with_raw_response.create(model="claude", messages=messages)  # type: ignore[arg-type]
+    call = len(claude.requests)
+    hit = sdk.chat.completions.with_raw_response.create(model="claude", messages=messages)  # type: ignore[arg-type]
+    assert miss.headers["request-id"] == f"req_{call}"
+    assert miss.headers["anthropic-ratelimit-requests-remaining"] == str(1000 - call)
+    assert hit.headers["x-reprise-cache"] == "hit"
+    assert "request-id" not in hit.headers and "anthropic-ratelimit-requests-remaining" not in hit.headers
+
+
 def test_system_parameters_and_image_parts_are_translated(sdk: openai.OpenAI, claude: AnthropicStandIn) -> None:
     prompt = unique("describe")
     messages = [{"role": "system", "content": "Be brief."}, {"role": "developer", "content": "Use French."},
