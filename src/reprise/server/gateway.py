@@ -7,6 +7,7 @@ import itertools
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from reprise.backends.registry import load_backend_class
@@ -18,6 +19,7 @@ from reprise.core.controls import CacheControls
 from reprise.core.policy import BYPASS, CachePlan, CachePolicy, decide
 from reprise.core.tenancy import partition_namespace
 from reprise.errors import AuthError, Forbidden, NotFoundError
+from reprise.providers.anthropic import AnthropicUpstream, AnthropicWire
 from reprise.server.auth import MASTER, OPEN, KeyStore, Principal, presented_key
 from reprise.server.routing import Routes, build_routes
 from reprise.server.upstream import Deployment, HttpUpstream, MockUpstream, Upstream
@@ -165,7 +167,16 @@ class Gateway:
         return next(rotation)
 
     def upstream(self, deployment: Deployment) -> Upstream:
-        return self.mock if deployment.mock_response is not None else self.http
+        if deployment.mock_response is not None:
+            return self.mock
+        if isinstance(deployment.wire, AnthropicWire):
+            return self.anthropic
+        return self.http
+
+    @cached_property
+    def anthropic(self) -> AnthropicUpstream:
+        """Anthropic's Messages API over :attr:`http`'s pool and slots (closed with it)."""
+        return AnthropicUpstream(self.http)
 
     def plan(self, controls: CacheControls, enabled_for_call: bool, caller: Principal = OPEN) -> CachePlan:
         """The cache plan for one request, inside the caller's tenant partition.
