@@ -211,7 +211,7 @@ class MessageStream:
         for call in calls:
             if not isinstance(call, dict):
                 continue
-            function = call.get("function") if isinstance(call.get("function"), dict) else {}
+            function: dict[str, Any] = call["function"] if isinstance(call.get("function"), dict) else {}
             index = call.get("index", self.tool_index if self.block_kind == "tool_use" else 0)
             new = self.block_kind != "tool_use" or index != self.tool_index or (call.get("id") and function.get("name"))
             if new:
@@ -225,9 +225,11 @@ class MessageStream:
 
     def _start(self, chunk: dict[str, Any]) -> bytes:
         self.started = True
-        message = {"id": chunk.get("id"), "type": "message", "role": "assistant", "model": chunk.get("model"),
-                   "content": [], "stop_reason": None, "stop_sequence": None,
-                   "usage": {"input_tokens": 0, "output_tokens": 0}}
+        message: dict[str, Any] = {
+            "id": chunk.get("id"), "type": "message", "role": "assistant", "model": chunk.get("model"),
+            "content": [], "stop_reason": None, "stop_sequence": None,
+            "usage": {"input_tokens": 0, "output_tokens": 0},
+        }
         return sse_event("message_start", {"message": message})
 
     def _open(self, kind: str, tool_index: Any, block: dict[str, Any], force: bool = False) -> list[bytes]:

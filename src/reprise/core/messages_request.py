@@ -61,6 +61,22 @@ def chat_body(body: dict[str, Any]) -> dict[str, Any]:
         raise RequestError("'max_tokens' is required and must be a positive integer", param="max_tokens")
     out = _conversation(body)
     out["max_tokens"] = max_tokens
+    _sampling(body, out)
+    user = _user_id(body.get("metadata"))
+    if user is not None:
+        out["user"] = user
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise RequestError("'stream' must be a boolean", param="stream")
+    if stream:
+        # Anthropic's stream ends with the usage (message_delta): ask the provider for it.
+        out["stream"] = True
+        out["stream_options"] = {"include_usage": True}
+    return out
+
+
+def _sampling(body: dict[str, Any], out: dict[str, Any]) -> None:
+    """``temperature``, ``top_p``, ``top_k`` and ``stop_sequences`` into ``out``, checked."""
     for name in ("temperature", "top_p", "top_k"):
         value = body.get(name)
         if value is None:
@@ -74,17 +90,6 @@ def chat_body(body: dict[str, Any]) -> dict[str, Any]:
             raise RequestError("'stop_sequences' must be an array of strings", param="stop_sequences")
         if stops:
             out["stop"] = stops
-    user = _user_id(body.get("metadata"))
-    if user is not None:
-        out["user"] = user
-    stream = body.get("stream")
-    if stream is not None and not isinstance(stream, bool):
-        raise RequestError("'stream' must be a boolean", param="stream")
-    if stream:
-        # Anthropic's stream ends with the usage (message_delta): ask the provider for it.
-        out["stream"] = True
-        out["stream_options"] = {"include_usage": True}
-    return out
 
 
 def count_body(body: dict[str, Any]) -> dict[str, Any]:
