@@ -28,7 +28,8 @@ def test_a_plain_request() -> None:
 
 def test_system_string_and_blocks_become_a_first_system_message() -> None:
     as_string = chat_body(anthropic(system="be brief"))
-    as_block = chat_body(anthropic(system=[{"type": "text", "text": "be brief", "cache_control": {"type": "ephemeral"}}]))
+    block = {"type": "text", "text": "be brief", "cache_control": {"type": "ephemeral"}}
+    as_block = chat_body(anthropic(system=[block]))
     assert as_string["messages"][0] == {"role": "system", "content": "be brief"} == as_block["messages"][0]
     two = chat_body(anthropic(system=[{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]))
     assert two["messages"][0] == {"role": "system", "content": [{"type": "text", "text": "a"},
@@ -242,8 +243,8 @@ def test_a_live_stream_with_arguments_in_pieces() -> None:
         return b"data: " + orjson.dumps(body) + b"\r\n\r\n"
 
     sse = b"".join([
-        chunk({"role": "assistant", "content": None,
-               "tool_calls": [{"index": 0, "id": "a", "type": "function", "function": {"name": "w", "arguments": ""}}]}),
+        chunk({"role": "assistant", "content": None, "tool_calls": [
+            {"index": 0, "id": "a", "type": "function", "function": {"name": "w", "arguments": ""}}]}),
         chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"ci'}}]}),
         chunk({"tool_calls": [{"index": 0, "function": {"arguments": 'ty": 1}'}}]}),
         chunk({"tool_calls": [{"index": 1, "id": "b", "function": {"name": "v", "arguments": "{}"}}]}),
