@@ -38,6 +38,7 @@ from typing import Any
 
 import orjson
 
+from reprise.core.controls import parse_controls
 from reprise.core.request import require_model
 from reprise.errors import RequestError
 
@@ -95,6 +96,8 @@ def _sampling(body: dict[str, Any], out: dict[str, Any]) -> None:
 def count_body(body: dict[str, Any]) -> dict[str, Any]:
     """The chat body of a ``count_tokens`` request: its conversation and tools, nothing else."""
     _check_fields(body, COUNT_FIELDS)
+    if body.get("cache") is not None:
+        parse_controls(body["cache"])  # checked as on /v1/messages, though nothing here is cached
     return _conversation(body)
 
 
@@ -105,6 +108,9 @@ def _conversation(body: dict[str, Any]) -> dict[str, Any]:
     if thinking is not None and not (isinstance(thinking, dict) and thinking.get("type") == "disabled"):
         raise RequestError("'thinking' is not supported: the models behind this gateway are not Anthropic's",
                            param="thinking")
+    hint = body.get("cache_control")
+    if hint is not None and not isinstance(hint, dict):
+        raise RequestError("'cache_control' must be an object", param="cache_control")
     messages = _system(body.get("system"))
     raw = body.get("messages")
     if not isinstance(raw, list) or not raw:
