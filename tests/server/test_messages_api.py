@@ -4,6 +4,7 @@ headers and replay; answers and errors in Anthropic's shapes."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -213,3 +214,29 @@ def test_wrong_method_and_version_headers(gateway: GatewayProcess, sdk: anthropi
     assert reply.headers["x-reprise-cache"] == "miss"
     sent = upstream.last_request()
     assert sent is not None and not any(name.startswith("anthropic") for name in sent["headers"])
+
+
+def test_concurrent_identical_streams_call_the_provider_once(gateway: GatewayProcess, upstream: StubUpstream) -> None:
+    upstream.set_delay(400)
+    messages = user(unique())
+
+    async def many(n: int) -> list[anthropic.types.Message]:
+        async with anthropic.AsyncAnthropic(base_url=gateway.url, api_key=MASTER_KEY, max_retries=0) as client:
+            async def one() -> anthropic.types.Message:
+                async with client.messages.stream(model="gpt-4o", max_tokens=16, messages=messages) as stream:
+                    return await stream.get_final_message()
+            return await asyncio.gather(*(one() for _ in range(n)))
+
+    finals = asyncio.run(many(8))
+    assert upstream.calls()["chat"] == 1
+    assert len({final.model_dump_json() for final in finals}) == 1
+
+
+def test_a_cut_stream_is_not_stored(gateway: GatewayProcess, upstream: StubUpstream) -> None:
+    body = {"model": "cut-stream", "max_tokens": 16, "messages": user(unique()), "stream": True}
+    for _ in range(2):
+        reply = httpx.post(gateway.url + "/v1/messages", json=body, headers={"x-api-key": MASTER_KEY})
+        assert reply.status_code == 200 and reply.headers["x-reprise-cache"] == "miss"
+        assert b"event: message_start" in reply.content and b"message_stop" not in reply.content
+        assert reply.content.endswith(b"\n\n") and b"event: error\n" in reply.content  # the break, said
+    assert upstream.calls()["chat"] == 2
