@@ -240,3 +240,23 @@ def test_a_cut_stream_is_not_stored(gateway: GatewayProcess, upstream: StubUpstr
         assert b"event: message_start" in reply.content and b"message_stop" not in reply.content
         assert reply.content.endswith(b"\n\n") and b"event: error\n" in reply.content  # the break, said
     assert upstream.calls()["chat"] == 2
+
+
+@pytest.mark.parametrize("model", ["function-call", "reasoning", "mock"])
+def test_other_answer_shapes_stream_and_replay_alike(sdk: anthropic.Anthropic, upstream: StubUpstream,
+                                                    model: str) -> None:
+    """Legacy ``function_call``, DeepSeek-style reasoning with unknown fields, a ``mock_response`` model:
+    the live stream's final message is the plain hit's."""
+    messages = user(unique("call tool"))
+    with sdk.messages.stream(model=model, max_tokens=16, messages=messages) as stream:
+        streamed = stream.get_final_message()
+        assert stream.response.headers["x-reprise-cache"] == "miss"
+    plain = sdk.messages.with_raw_response.create(model=model, max_tokens=16, messages=messages)
+    assert plain.headers["x-reprise-cache"] == "hit"
+    assert plain.parse().model_dump() == streamed.model_dump()
+    if model == "function-call":
+        (call,) = streamed.content
+        assert call.type == "tool_use" and call.input == {"city": "Paris"} and streamed.stop_reason == "tool_use"
+    else:
+        assert streamed.content[0].type == "text" and streamed.stop_reason == "end_turn"
+    assert upstream.calls()["chat"] == (0 if model == "mock" else 1)
