@@ -260,3 +260,14 @@ def test_other_answer_shapes_stream_and_replay_alike(sdk: anthropic.Anthropic, u
     else:
         assert streamed.content[0].type == "text" and streamed.stop_reason == "end_turn"
     assert upstream.calls()["chat"] == (0 if model == "mock" else 1)
+
+
+def test_a_provider_refusing_stream_options_is_a_400_for_a_stream(sdk: anthropic.Anthropic,
+                                                                  upstream: StubUpstream) -> None:
+    """Documented limit: the stream asks for usage as the client's choice, so it is not retried without."""
+    messages = user(unique())
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        sdk.messages.create(model="reject-stream-options", max_tokens=16, messages=messages, stream=True)
+    assert "stream_options" in caught.value.body["error"]["message"]  # type: ignore[index]
+    plain = sdk.messages.create(model="reject-stream-options", max_tokens=16, messages=messages)
+    assert plain.content[0].type == "text"
