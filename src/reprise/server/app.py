@@ -34,6 +34,7 @@ from reprise.server.gateway import Gateway
 from reprise.server.headers import cache_headers
 from reprise.server.http import JSON_TYPE, ClientGone, Receive, Scope, Send, read_body, send_bytes
 from reprise.server.keys_admin import KeysAdmin
+from reprise.server.messages import anthropic_answers, handle_count_tokens, handle_messages
 from reprise.server.observe import observe
 from reprise.server.openapi import openapi_json
 from reprise.server.protocol import REFUSED
@@ -73,6 +74,7 @@ class RepriseApp:
             CacheAdmin(self.gateway, self.observer, self.worker_metrics, self._json_body),
             KeysAdmin(self.gateway, self._json_body),
             metrics=metrics,
+            anthropic=anthropic_answers,
         )
         if config.ignored_keys:
             log.warning("config keys not used by Reprise (ignored): %s", ", ".join(config.ignored_keys))
@@ -121,6 +123,8 @@ class RepriseApp:
             send = without_body(send)
         try:
             route = self.routes.resolve(method, path)
+            if route.reshape is not None:  # another API's routes answer in its shape, errors included
+                send = route.reshape(send)
             caller = admit(self.gateway, route.access, scope)
             if caller.max_parallel is None:
                 await route.handler(Call(scope, receive, send, caller, record))
@@ -212,6 +216,16 @@ class RepriseApp:
         else:
             request = ChatRequest(orjson.dumps(body), chat_facts(body), body)
             await handle_chat(self.gateway, scope, receive, send, request, caller)
+
+    async def messages(self, call: Call) -> None:
+        """Anthropic's Messages API, answered by the chat path (:mod:`reprise.server.messages`)."""
+        record = call.record
+        note = None if record is None else (
+            lambda body: self.observer.note_request(record, body, call.caller.key_id))
+        await handle_messages(self.gateway, call, self._json_body, note)
+
+    async def count_tokens(self, call: Call) -> None:
+        await handle_count_tokens(self.gateway, call, self._json_body)
 
     async def models(self, call: Call) -> None:
         data = [
