@@ -189,3 +189,18 @@ def test_malformed_bodies_are_400(gw: GatewayProcess) -> None:
     for body in ({"input": "x"}, {"model": "gpt-4.1", "stream": "yes"}, {"model": "gpt-4.1", "input": 3},
                  {"model": "gpt-4.1", "background": 1}):
         assert post(gw, body).status_code == 400, body
+
+
+def test_a_stream_that_ends_cleanly_before_its_last_event_ends_with_an_error(
+        sdk: openai.OpenAI, gw: GatewayProcess, standin: OpenAIApisStandIn) -> None:
+    # The provider's HTTP response ends well formed, but no response.completed (nor failed,
+    # incomplete or error) came: the client must be told the answer was cut, not left to
+    # take a partial answer for a whole one.
+    body = {"model": "short-model", "input": unique(), "stream": True}
+    answer = post(gw, body)
+    assert answer.headers["x-reprise-cache"] == "miss"
+    assert answer.content.endswith(b"\n\n") and b"event: error\ndata: " in answer.content
+    assert b"stream_broken" in answer.content
+    with pytest.raises(openai.APIError):
+        list(sdk.responses.create(model="short-model", input=body["input"], stream=True))
+    assert standin.calls("/v1/responses", body["input"]) == 2
