@@ -228,7 +228,7 @@ def standin_config(standin: OpenAIApisStandIn, master_key: str) -> dict[str, Any
         return {"model_name": name, "litellm_params": {"model": f"openai/{name}", "api_base": standin.url,
                                                         "api_key": UPSTREAM_KEY, "timeout": 5}}
     models = [entry(name) for name in ("gpt-4.1", "slow-model", "fail-model", "cut-model", "failed-model",
-                                       "incomplete-model", "short-model")]
+                                       "incomplete-model", "short-model", "slow-incomplete-model", "slow-failed-model")]
     models.append({"model_name": "mock", "litellm_params": {"model": "openai/mock", "mock_response": "mocked!"}})
     models.append({"model_name": "azure-gpt", "litellm_params": {
         "model": "azure/my-deployment", "api_base": standin.url, "api_key": "k", "api_version": "2024-10-21"}})

@@ -112,6 +112,12 @@ class SseRecorder:
         """The entry's body: the events as recorded (``completion`` only describes them)."""
         return self.recorded()
 
+    def unstored_body(self) -> bytes | None:
+        """The events of a stream that reached its last event but may not be stored (failed,
+        incomplete): the provider's whole answer, sent as it is to the requests waiting for it.
+        None when the stream was cut or too long to keep."""
+        return self.recorded() if self.done and not self.overflow else None
+
 
 @dataclass(slots=True)
 class ResponsesRecorder(SseRecorder):
