@@ -334,8 +334,12 @@ class AsyncCache(StoreAccess):
             lead.finish_with(exc)
             return exc
         if not assembler.complete:
-            lead.finish_with(b"".join(tail))
-            return UpstreamError("the provider's stream ended before the answer was complete")
+            incomplete = UpstreamError("the provider's stream ended before the answer was complete")
+            # Ended before its last event (a clean HTTP end is no proof of a whole answer): the
+            # client is told the stream broke, as for a dropped connection.
+            lead.finish_with(b"".join(tail) if assembler.done else incomplete)
+            whole = assembler.unstored_body()
+            return incomplete if whole is None else Outcome(200, whole, storable=False)
         completion = assembler.completion()
         body = assembler.stored_body(completion)
         meta = source.describe(completion)

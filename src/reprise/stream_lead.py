@@ -59,6 +59,12 @@ class Assembler(Protocol):
         """The entry's body for this complete answer."""
         ...
 
+    def unstored_body(self) -> bytes | None:
+        """When the stream ended normally with a whole answer that must not be stored (a
+        Responses stream ending with ``response.incomplete``): what the requests waiting for
+        it are sent. None when there is nothing whole to send them (they get the failure)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class StreamSource:

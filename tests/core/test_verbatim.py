@@ -7,7 +7,7 @@ import json
 import pytest
 
 from reprise.core.keys import chat_key_hash
-from reprise.core.sse_record import CompletionsRecorder, ResponsesRecorder
+from reprise.core.sse_record import MAX_RECORDED_BYTES, CompletionsRecorder, ResponsesRecorder
 from reprise.core.verbatim import (
     COMPLETIONS,
     RESPONSES,
@@ -113,3 +113,21 @@ def test_completions_streams_need_done_and_every_finish_reason() -> None:
         recorder = CompletionsRecorder()
         recorder.feed(broken)
         assert not recorder.complete, broken
+
+
+def test_one_endless_event_is_forwarded_as_it_comes_not_held_whole() -> None:
+    # A provider that never ends an event (no blank line) must not make the gateway hold more
+    # than the recording bound: past it the bytes are passed on as they come, never stored.
+    recorder = ResponsesRecorder()
+    fed = event("response.created", 0, response={"status": "in_progress"}) + b"data: "
+    forwarded = recorder.feed(fed)
+    piece = b"x" * 2**20
+    for _ in range(MAX_RECORDED_BYTES // len(piece) + 8):
+        forwarded += recorder.feed(piece)
+        fed += piece
+        assert len(fed) - sum(map(len, forwarded)) <= MAX_RECORDED_BYTES + len(piece)
+    assert recorder.overflow and not recorder.complete
+    end = b"\n\n" + event("response.completed", 1, response={"status": "completed"})
+    forwarded += recorder.feed(end)
+    assert recorder.done and not recorder.complete and recorder.unstored_body() is None
+    assert b"".join(forwarded) == fed + end  # every byte passed on, in order

@@ -139,3 +139,15 @@ def test_malformed_bodies_are_400(gw: GatewayProcess) -> None:
                  {"model": "gpt-4.1", "prompt": "x", "n": 0}, {"model": "gpt-4.1", "prompt": "x", "stream": 1}):
         assert post(gw, body).status_code == 400, body
     assert post(gw, {"model": "azure-gpt", "prompt": "hi"}).status_code == 400
+
+
+def test_a_stream_that_ends_cleanly_without_done_ends_with_an_error(
+        sdk: openai.OpenAI, gw: GatewayProcess, standin: OpenAIApisStandIn) -> None:
+    # A well-formed HTTP end, but no finish_reason and no [DONE]: the answer was cut.
+    body = {"model": "short-model", "prompt": unique(), "stream": True}
+    answer = post(gw, body)
+    assert answer.headers["x-reprise-cache"] == "miss"
+    assert b"[DONE]" not in answer.content and b"stream_broken" in answer.content
+    with pytest.raises(openai.APIError):
+        list(sdk.completions.create(model="short-model", prompt=body["prompt"], stream=True))
+    assert standin.calls("/v1/completions", body["prompt"]) == 2

@@ -189,3 +189,34 @@ def test_malformed_bodies_are_400(gw: GatewayProcess) -> None:
     for body in ({"input": "x"}, {"model": "gpt-4.1", "stream": "yes"}, {"model": "gpt-4.1", "input": 3},
                  {"model": "gpt-4.1", "background": 1}):
         assert post(gw, body).status_code == 400, body
+
+
+def test_a_stream_that_ends_cleanly_before_its_last_event_ends_with_an_error(
+        sdk: openai.OpenAI, gw: GatewayProcess, standin: OpenAIApisStandIn) -> None:
+    # The provider's HTTP response ends well formed, but no response.completed (nor failed,
+    # incomplete or error) came: the client must be told the answer was cut, not left to
+    # take a partial answer for a whole one.
+    body = {"model": "short-model", "input": unique(), "stream": True}
+    answer = post(gw, body)
+    assert answer.headers["x-reprise-cache"] == "miss"
+    assert answer.content.endswith(b"\n\n") and b"event: error\ndata: " in answer.content
+    assert b"stream_broken" in answer.content
+    with pytest.raises(openai.APIError):
+        list(sdk.responses.create(model="short-model", input=body["input"], stream=True))
+    assert standin.calls("/v1/responses", body["input"]) == 2
+
+
+@pytest.mark.parametrize(("model", "last"), [("slow-incomplete-model", b"response.incomplete"),
+                                             ("slow-failed-model", b"response.failed")])
+def test_requests_waiting_for_a_whole_unstored_stream_get_its_events(
+        gw: GatewayProcess, standin: OpenAIApisStandIn, model: str, last: bytes) -> None:
+    # An incomplete or failed response is the provider's whole answer: sent to every request
+    # that waited for it (as a plain incomplete answer is), only never stored.
+    body = {"model": model, "input": unique(), "stream": True}
+    answers = asyncio.run(_many(gw.url, body, 4))
+    assert [a.status_code for a in answers] == [200] * 4
+    assert len({a.content for a in answers}) == 1
+    assert b"event: " + last + b"\n" in answers[0].content
+    assert {a.headers["x-reprise-cache"] for a in answers} == {"miss"}
+    assert standin.calls("/v1/responses", body["input"]) == 1
+    assert post(gw, body).headers["x-reprise-cache"] == "miss"  # still never stored

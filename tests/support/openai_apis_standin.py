@@ -11,7 +11,8 @@ wrong bearer key, a body that is not a JSON object, a gateway-only field such as
 Answers are unique per call (``answer <n>``), so a test tells a cached answer from a
 fresh one. The ``model`` chooses a behaviour: ``fail`` (HTTP 500), ``slow`` (0.4 s before
 answering), ``cut`` (a stream cut before its end), ``failed`` (``response.failed``),
-``incomplete`` (``status: incomplete`` / ``response.incomplete``). ``background: true``
+``incomplete`` (``status: incomplete`` / ``response.incomplete``), ``short`` (a stream that
+ends cleanly, HTTP-wise, before its last event). ``background: true``
 answers a ``queued`` response. Runs an aiohttp server in a thread.
 """
 
@@ -180,6 +181,8 @@ class OpenAIApisStandIn:
                 assert request.transport is not None
                 request.transport.abort()  # the connection drops mid-answer
                 return stream
+            if "short" in model and number == 5:
+                break  # a well-formed HTTP end, but the answer is cut
             data = json.dumps({**event, "sequence_number": number})
             await stream.write(f"event: {event['type']}\ndata: {data}\n\n".encode())
         await stream.write_eof()
@@ -210,6 +213,9 @@ class OpenAIApisStandIn:
                 assert request.transport is not None
                 request.transport.abort()
                 return stream
+            if "short" in body["model"] and i == 3:
+                await stream.write_eof()  # a well-formed HTTP end, but no finish_reason nor [DONE]
+                return stream
             await stream.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
         await stream.write(b"data: [DONE]\n\n")
         await stream.write_eof()
@@ -222,7 +228,7 @@ def standin_config(standin: OpenAIApisStandIn, master_key: str) -> dict[str, Any
         return {"model_name": name, "litellm_params": {"model": f"openai/{name}", "api_base": standin.url,
                                                         "api_key": UPSTREAM_KEY, "timeout": 5}}
     models = [entry(name) for name in ("gpt-4.1", "slow-model", "fail-model", "cut-model", "failed-model",
-                                       "incomplete-model")]
+                                       "incomplete-model", "short-model", "slow-incomplete-model", "slow-failed-model")]
     models.append({"model_name": "mock", "litellm_params": {"model": "openai/mock", "mock_response": "mocked!"}})
     models.append({"model_name": "azure-gpt", "litellm_params": {
         "model": "azure/my-deployment", "api_base": standin.url, "api_key": "k", "api_version": "2024-10-21"}})

@@ -23,7 +23,8 @@ saw is a complete, valid answer worth storing (:attr:`complete`):
   ``error``, and every choice seen got a ``finish_reason``.
 
 Recording is bounded (:data:`MAX_RECORDED_BYTES`): a longer stream is still forwarded,
-but not stored.
+but not stored, and so is one event longer than the bound (passed on as its bytes come,
+never held whole).
 """
 
 from __future__ import annotations
@@ -70,6 +71,14 @@ class SseRecorder:
                 self._kept.clear()
             elif not self.overflow:
                 self._kept.append(block)
+        pending = self._events.buf
+        if len(pending) > MAX_RECORDED_BYTES:
+            # One event longer than anything kept: pass its bytes on as they come rather than
+            # hold them. The last byte stays, so a blank line split across feeds is still seen.
+            self.overflow = True
+            self._kept.clear()
+            events.append(bytes(pending[:-1]))
+            del pending[:-1]
         return events
 
     def _take(self, payload: bytes) -> None:
@@ -111,6 +120,12 @@ class SseRecorder:
     def stored_body(self, completion: dict[str, Any]) -> bytes:
         """The entry's body: the events as recorded (``completion`` only describes them)."""
         return self.recorded()
+
+    def unstored_body(self) -> bytes | None:
+        """The events of a stream that reached its last event but may not be stored (failed,
+        incomplete): the provider's whole answer, sent as it is to the requests waiting for it.
+        None when the stream was cut or too long to keep."""
+        return self.recorded() if self.done and not self.overflow else None
 
 
 @dataclass(slots=True)

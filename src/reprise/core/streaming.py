@@ -332,6 +332,10 @@ class StreamAssembler:
         """A chat stream is stored as its plain answer (the two share an entry)."""
         return orjson.dumps(completion)
 
+    def unstored_body(self) -> bytes | None:
+        """An unstorable chat stream is a broken one: nothing whole to share."""
+        return None
+
     def completion(self) -> dict[str, Any]:
         """The non-streamed ``chat.completion`` equivalent of what was received."""
         out = dict(self._top)
