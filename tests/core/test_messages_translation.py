@@ -88,7 +88,7 @@ def test_sampling_stop_user_and_stream() -> None:
                                metadata={"user_id": "u"}, cache={"ttl": 5}))
     assert body == {"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}],
                     "temperature": 1, "top_p": 0.5, "top_k": 5, "stop": ["X"], "user": "u", "stream": True,
-                    "stream_options": {"include_usage": True}, "cache": {"ttl": 5}}
+                    "cache": {"ttl": 5}}  # no stream_options: the usage chunk is the gateway's choice
     assert "cache" not in provider_params(body)  # the controls steer the gateway only
     streamed, plain = chat_body(anthropic(stream=True)), chat_body(anthropic())
     assert chat_key_hash(streamed) == chat_key_hash(plain)  # framing only: one entry, as on /chat/completions

@@ -16,6 +16,12 @@ which sequence stopped it, so there it is ``end_turn``); ``usage`` prompt/comple
 
 A stream's ``message_start`` cannot know the input tokens (OpenAI sends usage last):
 it says 0, and ``message_delta`` carries both counts, as the Anthropic SDK accumulates them.
+
+When the provider reports no usage (one that refuses ``stream_options``, whose stored
+answers then have none either), both counts are 0, in the events and in the ``message``
+alike: Anthropic's format requires the integers, and 0 says "not reported" where a count
+estimated from the text would pass for the provider's (and for what was billed). A live
+stream and its replay are therefore still the same message.
 """
 
 from __future__ import annotations

@@ -45,7 +45,8 @@ async def handle_messages(gw: Gateway, call: Call, read_json: JsonReader,
     body = chat_body(await read_json(call.scope, call.receive))
     if note is not None:
         note(body)
-    request = ChatRequest(b"", chat_facts(body), body)  # no facts memo: its bytes are never read
+    # No facts memo (its bytes are never read); Anthropic's stream always ends with the usage.
+    request = ChatRequest(b"", chat_facts(body), body, reports_usage=True)
     await handle_chat(gw, call.scope, call.receive, call.send, request, call.caller, call.record)
 
 
