@@ -115,7 +115,10 @@ def _call_id(completion: dict[str, Any], position: int) -> str:
 
 
 def error_of(status: int, body: bytes) -> bytes:
-    """Anthropic's error JSON for an error answer in OpenAI's shape (or any other body)."""
+    """Anthropic's error JSON for an error answer in OpenAI's shape (or any other body).
+
+    A body already in Anthropic's shape (Anthropic's own answer, passed through by
+    ``count_tokens``) is kept as it was sent."""
     message = None
     try:
         parsed = orjson.loads(body)
@@ -123,6 +126,9 @@ def error_of(status: int, body: bytes) -> bytes:
         parsed = None
     if isinstance(parsed, dict):
         error = parsed.get("error")
+        if parsed.get("type") == "error" and isinstance(error, dict) and isinstance(error.get("type"), str) \
+                and isinstance(error.get("message"), str):
+            return body
         if isinstance(error, dict) and isinstance(error.get("message"), str):
             message = error["message"]
         elif isinstance(error, str):

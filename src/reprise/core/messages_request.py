@@ -95,12 +95,22 @@ def _sampling(body: dict[str, Any], out: dict[str, Any]) -> None:
             out["stop"] = stops
 
 
-def count_body(body: dict[str, Any]) -> dict[str, Any]:
-    """The chat body of a ``count_tokens`` request: its conversation and tools, nothing else."""
+def count_request(body: dict[str, Any]) -> dict[str, Any]:
+    """A ``count_tokens`` body, checked: its fields (a 400 naming any other), its model and ``cache``
+    controls; returned without those controls (they steer the gateway) and without null fields.
+
+    This is what an ``anthropic/`` deployment's own ``count_tokens`` receives (with its model name).
+    Its content is left for Anthropic to judge, as Anthropic counts what it can answer."""
     _check_fields(body, COUNT_FIELDS)
+    require_model(body)
     if body.get("cache") is not None:
         parse_controls(body["cache"])  # checked as on /v1/messages, though nothing here is cached
-    return _conversation(body)
+    return {name: value for name, value in body.items() if name != "cache" and value is not None}
+
+
+def count_body(body: dict[str, Any]) -> dict[str, Any]:
+    """The chat body of a ``count_tokens`` request: its conversation and tools, nothing else."""
+    return _conversation(count_request(body))
 
 
 def _conversation(body: dict[str, Any]) -> dict[str, Any]:
