@@ -57,6 +57,7 @@ def test_plain_miss_then_hit_through_anthropic(sdk: anthropic.Anthropic, claude:
     assert [block.model_dump() for block in miss.content] == [
         {"type": "text", "text": f"anthropic claude-sonnet-4-5 answer {call}: {prompt}", "citations": None}]
     assert (miss.usage.input_tokens, miss.usage.output_tokens) == (10 + call, 5)
+    assert (miss.usage.cache_read_input_tokens, miss.usage.cache_creation_input_tokens) == (3, 0)
     assert claude.requests[-1] == {"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": user(prompt),
                                    "system": [{"type": "text", "text": "Be brief."}], "stop_sequences": ["END"]}
     assert len(claude.requests) == call and claude.rejected == []
@@ -77,6 +78,7 @@ def test_streamed_miss_then_streamed_hit_then_plain(sdk: anthropic.Anthropic, cl
     assert finals[0].model_dump() == finals[1].model_dump()
     assert finals[0].id == f"msg_{call:04d}" and finals[0].stop_reason == "end_turn"
     assert (finals[0].usage.input_tokens, finals[0].usage.output_tokens) == (10 + call, 5)
+    assert finals[0].usage.cache_read_input_tokens == 3
     plain = sdk.messages.with_raw_response.create(model="claude", max_tokens=64, messages=messages)
     assert plain.headers["x-reprise-cache"] == "hit" and plain.parse().model_dump() == finals[0].model_dump()
     assert len(claude.requests) == call and claude.rejected == []
