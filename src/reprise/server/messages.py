@@ -12,7 +12,8 @@ Anthropic's shape on the way out (:class:`AnthropicSend`, over
 
 The Anthropic SDK's ``anthropic-version`` and ``anthropic-beta`` headers are accepted
 and ignored: they select Anthropic API behaviour, which a non-Anthropic provider behind
-the gateway does not have. The key is read from ``x-api-key`` as from ``Authorization``
+the gateway does not have (an ``anthropic/`` deployment's adapter sends its own version,
+for ``count_tokens`` too). The key is read from ``x-api-key`` as from ``Authorization``
 (:func:`reprise.server.auth.presented_key`).
 """
 
