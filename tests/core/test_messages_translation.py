@@ -10,7 +10,7 @@ import pytest
 
 from reprise.core.keys import chat_key_hash, provider_params
 from reprise.core.messages_answer import MessageStream, error_of, message_of
-from reprise.core.messages_request import chat_body, count_body, estimate_tokens
+from reprise.core.messages_request import chat_body, count_body, count_request, estimate_tokens
 from reprise.core.streaming import render_sse
 from reprise.errors import RequestError
 
@@ -88,7 +88,7 @@ def test_sampling_stop_user_and_stream() -> None:
                                metadata={"user_id": "u"}, cache={"ttl": 5}))
     assert body == {"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}],
                     "temperature": 1, "top_p": 0.5, "top_k": 5, "stop": ["X"], "user": "u", "stream": True,
-                    "stream_options": {"include_usage": True}, "cache": {"ttl": 5}}
+                    "cache": {"ttl": 5}}  # no stream_options: the usage chunk is the gateway's choice
     assert "cache" not in provider_params(body)  # the controls steer the gateway only
     streamed, plain = chat_body(anthropic(stream=True)), chat_body(anthropic())
     assert chat_key_hash(streamed) == chat_key_hash(plain)  # framing only: one entry, as on /chat/completions
@@ -129,6 +129,15 @@ def test_count_body_and_estimate() -> None:
     large = estimate_tokens(count_body({"model": "m", "system": "x" * 4000,
                                         "messages": [{"role": "user", "content": "hi"}]}))
     assert 0 < small < large and large >= 1000
+
+
+def test_count_request_is_the_body_without_gateway_fields() -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": [{"type": "document"}]}], "system": None,
+            "thinking": {"type": "enabled", "budget_tokens": 2048}, "cache": {"ttl": 5}}
+    assert count_request(body) == {"model": "m", "messages": body["messages"], "thinking": body["thinking"]}
+    for bad in ({"max_tokens": 3}, {"cache": {"ttl": "x"}}, {"model": None}):
+        with pytest.raises(RequestError):
+            count_request({**body, **bad})
 
 
 # -- answers --------------------------------------------------------------------------------
@@ -181,6 +190,16 @@ def test_errors_in_anthropics_shape(status: int, kind: str) -> None:
     openai_error = orjson.dumps({"error": {"message": "no", "type": "x", "param": None, "code": None}})
     assert orjson.loads(error_of(status, openai_error)) == {"type": "error", "error": {"type": kind, "message": "no"}}
     assert orjson.loads(error_of(status, b"<html>"))["error"]["message"] == "<html>"
+    anthropics = b'{"type":"error","error":{"type":"billing_error","message":"no credit"},"request_id":"r"}'
+    assert error_of(status, anthropics) is anthropics  # Anthropic's own error (count_tokens): as it was sent
+
+
+def test_usage_keeps_anthropics_cache_counts() -> None:
+    answer = completion({"content": "hi"})
+    answer["usage"] = {**answer["usage"], "cache_creation_input_tokens": 2, "cache_read_input_tokens": 5}
+    usage = {"input_tokens": 7, "output_tokens": 3, "cache_creation_input_tokens": 2, "cache_read_input_tokens": 5}
+    assert message_of(answer)["usage"] == usage
+    assert assemble(MessageStream().feed(render_sse(answer, include_usage=True)))["usage"] == usage
 
 
 # -- streams --------------------------------------------------------------------------------
@@ -235,6 +254,15 @@ def test_a_replayed_stream_assembles_to_the_plain_message(answer: dict[str, Any]
     assert assemble(whole) == message_of(answer)
     stream = MessageStream()  # the same, fed byte by byte
     assert b"".join(stream.feed(sse[i:i + 1]) for i in range(len(sse))) == whole
+
+
+def test_without_usage_both_counts_are_zero_live_and_replayed() -> None:
+    """A provider that refuses ``stream_options`` sends no usage chunk, and its stored answer has no usage."""
+    answer = completion({"content": "hello"})
+    del answer["usage"]
+    for include_usage in (False, True):  # no usage chunk, or one whose usage is null
+        message = assemble(MessageStream().feed(render_sse(answer, include_usage)))
+        assert message == message_of(answer) and message["usage"] == {"input_tokens": 0, "output_tokens": 0}
 
 
 def test_a_live_stream_with_arguments_in_pieces() -> None:

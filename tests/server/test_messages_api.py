@@ -5,7 +5,7 @@ headers and replay; answers and errors in Anthropic's shapes."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import anthropic
@@ -263,12 +263,47 @@ def test_other_answer_shapes_stream_and_replay_alike(sdk: anthropic.Anthropic, u
     assert upstream.calls()["chat"] == (0 if model == "mock" else 1)
 
 
-def test_a_provider_refusing_stream_options_is_a_400_for_a_stream(sdk: anthropic.Anthropic,
-                                                                  upstream: StubUpstream) -> None:
-    """Documented limit: the stream asks for usage as the client's choice, so it is not retried without."""
-    messages = user(unique())
-    with pytest.raises(anthropic.BadRequestError) as caught:
-        sdk.messages.create(model="reject-stream-options", max_tokens=16, messages=messages, stream=True)
-    assert "stream_options" in caught.value.body["error"]["message"]  # type: ignore[index]
-    plain = sdk.messages.create(model="reject-stream-options", max_tokens=16, messages=messages)
-    assert plain.content[0].type == "text"
+def test_a_provider_refusing_stream_options_streams_without_usage(
+        make_gateway: Callable[..., GatewayProcess], upstream: StubUpstream) -> None:
+    """The gateway asks for the usage chunk as its own choice, not the client's: refused, it asks once
+    more without it and remembers the deployment, as on /chat/completions. The events then say 0 tokens
+    (the provider reported none), the stored answer has no usage, and a hit is that same message."""
+    gateway = make_gateway()  # fresh: its memory of refusing deployments is empty
+    model, messages = "reject-stream-options", user(unique())
+    with anthropic.Anthropic(base_url=gateway.url, api_key=MASTER_KEY, max_retries=0) as sdk:
+        with sdk.messages.stream(model=model, max_tokens=16, messages=messages) as stream:
+            assert stream.response.headers["x-reprise-cache"] == "miss"
+            text = "".join(stream.text_stream)
+            final = stream.get_final_message()
+        assert final.content[0].type == "text" and final.content[0].text == text and text
+        assert final.stop_reason == "end_turn"
+        assert (final.usage.input_tokens, final.usage.output_tokens) == (0, 0)
+        sent = [r["body"] for r in upstream.requests(model=model)]
+        assert [("stream_options" in body, body["stream"]) for body in sent] == [(True, True), (False, True)]
+        plain = sdk.messages.with_raw_response.create(model=model, max_tokens=16, messages=messages)
+        assert plain.headers["x-reprise-cache"] == "hit"
+        assert plain.parse().model_dump() == final.model_dump()
+        with sdk.messages.stream(model=model, max_tokens=16, messages=user(unique())) as again:
+            assert again.get_final_message().content[0].type == "text"
+    sent = [r["body"] for r in upstream.requests(model=model)]
+    assert len(sent) == 3 and "stream_options" not in sent[2]  # remembered: not asked again
+
+
+def test_a_stream_asks_for_usage_as_the_gateways_choice(gateway: GatewayProcess, sdk: anthropic.Anthropic,
+                                                      upstream: StubUpstream) -> None:
+    """Usage is asked for even when nothing is stored (``no-store``), and a stream stored by a
+    /chat/completions client that did not ask for usage still replays it to /v1/messages."""
+    with sdk.messages.stream(model="gpt-4o", max_tokens=16, messages=user(unique()),
+                             extra_body={"cache": {"no-store": True}}) as stream:
+        unstored = stream.get_final_message()
+    assert unstored.usage.input_tokens > 0 and unstored.usage.output_tokens > 0
+    assert upstream.last_request()["body"]["stream_options"] == {"include_usage": True}  # type: ignore[index]
+    prompt = unique()
+    chat_stream = httpx.post(gateway.url + "/v1/chat/completions", headers=AUTH,
+                             json=chat(prompt, max_tokens=16, stream=True))
+    assert chat_stream.headers["x-reprise-cache"] == "miss" and b'"usage":{' not in chat_stream.content
+    with sdk.messages.stream(model="gpt-4o", max_tokens=16, messages=user(prompt)) as stream:
+        assert stream.response.headers["x-reprise-cache"] == "hit"
+        replayed = stream.get_final_message()
+    assert replayed.usage.input_tokens > 0 and replayed.usage.output_tokens > 0
+    assert upstream.calls()["chat"] == 2

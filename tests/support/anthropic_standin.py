@@ -13,6 +13,13 @@ or, when the request has tools (and ``tool_choice`` is not ``none``), a short te
 and a ``tool_use`` of the first tool. Models steer failures: ``claude-limited`` answers
 429, ``claude-overloaded`` 529; streamed, ``claude-cut`` stops before ``message_stop`` and
 ``claude-error-mid`` sends an ``error`` event. Runs an aiohttp server in a thread.
+
+``POST /v1/messages/count_tokens`` (https://docs.anthropic.com/en/api/messages-count-tokens)
+takes the same headers and the Messages body without the answer's settings (``model``,
+``messages``, ``system``, ``tools``, ``tool_choice``, ``thinking``, ``cache_control``; no
+``max_tokens``) and answers ``{"input_tokens": N}`` with N = :func:`token_count` of the body;
+anything else is a 400 (kept in ``rejected``), ``claude-limited`` a 429. Counted bodies are
+kept in :attr:`AnthropicStandIn.counted`, apart from the Messages ``requests``.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from aiohttp import web
 
 TOP_LEVEL = frozenset({"model", "messages", "max_tokens", "system", "stop_sequences", "stream", "temperature",
                        "top_p", "top_k", "tools", "tool_choice", "metadata"})
+COUNT_TOP_LEVEL = frozenset({"model", "messages", "system", "tools", "tool_choice", "thinking", "cache_control"})
 BLOCKS = {"user": frozenset({"text", "image", "tool_result"}), "assistant": frozenset({"text", "tool_use"})}
 
 
@@ -55,6 +63,30 @@ def body_problem(body: Any) -> str | None:
         if problem:
             return f"messages.{i}: {problem}"
     return _tools_problem(body)
+
+
+def count_problem(body: Any) -> str | None:
+    """Why ``body`` is not a ``count_tokens`` request, or None."""
+    if not isinstance(body, dict):
+        return "body: not a JSON object"
+    extra = set(body) - COUNT_TOP_LEVEL
+    if extra:
+        return f"{sorted(extra)}: Extra inputs are not permitted"
+    thinking = body.get("thinking")
+    if thinking is not None and thinking != {"type": "disabled"} and not (
+            isinstance(thinking, dict) and thinking.get("type") == "enabled"
+            and isinstance(thinking.get("budget_tokens"), int) and thinking["budget_tokens"] >= 1024):
+        return "thinking: disabled, or enabled with budget_tokens >= 1024"
+    if body.get("cache_control") not in (None, {"type": "ephemeral"}):
+        return "cache_control: {type: ephemeral}"
+    messages_body = {name: value for name, value in body.items() if name in TOP_LEVEL}
+    return body_problem({**messages_body, "max_tokens": 1})
+
+
+def token_count(body: dict[str, Any]) -> int:
+    """The stand-in's count: a quarter of the body's compact JSON without ``model``, plus one."""
+    rest = {name: value for name, value in body.items() if name != "model"}
+    return len(json.dumps(rest, sort_keys=True, separators=(",", ":"))) // 4 + 1
 
 
 def _tools_problem(body: dict[str, Any]) -> str | None:
@@ -105,6 +137,7 @@ class AnthropicStandIn:
     def __init__(self, api_key: str = "anthropic-key") -> None:
         self.api_key = api_key
         self.requests: list[dict[str, Any]] = []
+        self.counted: list[dict[str, Any]] = []
         self.rejected: list[str] = []
         self.port = 0
         self._loop = asyncio.new_event_loop()
@@ -141,7 +174,7 @@ class AnthropicStandIn:
         return response
 
     def _refusal(self, request: web.Request) -> web.Response | None:
-        if request.method != "POST" or request.path != "/v1/messages":
+        if request.method != "POST" or request.path not in ("/v1/messages", "/v1/messages/count_tokens"):
             return self._reject(_error(404, "not_found_error", "Not found"), f"{request.method} {request.path}")
         if "Authorization" in request.headers:
             return self._reject(_error(401, "authentication_error", "bearer token sent"), "authorization")
@@ -161,6 +194,8 @@ class AnthropicStandIn:
             body = json.loads(await request.read())
         except ValueError:
             body = None
+        if request.path.endswith("/count_tokens"):
+            return self._count(body)
         problem = body_problem(body)
         if problem is not None:
             return self._reject(_error(400, "invalid_request_error", problem), problem)
@@ -176,6 +211,17 @@ class AnthropicStandIn:
         if not body.get("stream"):
             return web.json_response(message, headers=headers)
         return await self._stream(request, message, headers)
+
+    def _count(self, body: Any) -> web.Response:
+        problem = count_problem(body)
+        if problem is not None:
+            return self._reject(_error(400, "invalid_request_error", problem), problem)
+        self.counted.append(body)
+        if body["model"] == "claude-limited":
+            return _error(429, "rate_limit_error", "Number of requests has exceeded your rate limit", **{
+                "retry-after": "1"})
+        return web.json_response({"input_tokens": token_count(body)},
+                                 headers={"request-id": f"req_count_{len(self.counted)}"})
 
     @staticmethod
     def _answer(body: dict[str, Any], call: int) -> dict[str, Any]:

@@ -12,10 +12,18 @@ as the ``input`` object; ``finish_reason`` stop/length/tool_calls/content_filter
 ``stop_reason`` end_turn/max_tokens/tool_use/refusal, or ``stop_sequence`` when the provider
 names the matched sequence (vLLM's choice-level ``stop_reason`` string; OpenAI does not say
 which sequence stopped it, so there it is ``end_turn``); ``usage`` prompt/completion tokens ->
-``input_tokens``/``output_tokens``. The ``id`` and ``model`` are the provider's.
+``input_tokens``/``output_tokens``, and ``cache_creation_input_tokens`` /
+``cache_read_input_tokens`` as they are when present (the ``anthropic/`` adapter keeps them).
+The ``id`` and ``model`` are the provider's.
 
 A stream's ``message_start`` cannot know the input tokens (OpenAI sends usage last):
 it says 0, and ``message_delta`` carries both counts, as the Anthropic SDK accumulates them.
+
+When the provider reports no usage (one that refuses ``stream_options``, whose stored
+answers then have none either), both counts are 0, in the events and in the ``message``
+alike: Anthropic's format requires the integers, and 0 says "not reported" where a count
+estimated from the text would pass for the provider's (and for what was billed). A live
+stream and its replay are therefore still the same message.
 """
 
 from __future__ import annotations
@@ -46,13 +54,25 @@ def stop_reason(choice: dict[str, Any]) -> tuple[str | None, str | None]:
     return _STOP_REASONS.get(finish, "end_turn"), None
 
 
+#: Anthropic's own usage fields, kept by the ``anthropic/`` adapter beside the chat counts: given back.
+_ANTHROPIC_USAGE = ("cache_creation_input_tokens", "cache_read_input_tokens")
+
+
 def usage_of(usage: Any) -> dict[str, int]:
+    """Anthropic's usage for a chat ``usage``: the two counts (0 when not reported), and the
+    prompt-cache counts when the answer has them (an ``anthropic/`` deployment's)."""
     usage = usage if isinstance(usage, dict) else {}
-    return {"input_tokens": _count(usage.get("prompt_tokens")), "output_tokens": _count(usage.get("completion_tokens"))}
+    out = {"input_tokens": _count(usage.get("prompt_tokens")), "output_tokens": _count(usage.get("completion_tokens"))}
+    out.update((name, usage[name]) for name in _ANTHROPIC_USAGE if _is_count(usage.get(name)))
+    return out
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    return value if _is_count(value) else 0
 
 
 def tool_input(arguments: Any) -> dict[str, Any]:
@@ -109,7 +129,10 @@ def _call_id(completion: dict[str, Any], position: int) -> str:
 
 
 def error_of(status: int, body: bytes) -> bytes:
-    """Anthropic's error JSON for an error answer in OpenAI's shape (or any other body)."""
+    """Anthropic's error JSON for an error answer in OpenAI's shape (or any other body).
+
+    A body already in Anthropic's shape (Anthropic's own answer, passed through by
+    ``count_tokens``) is kept as it was sent."""
     message = None
     try:
         parsed = orjson.loads(body)
@@ -117,6 +140,9 @@ def error_of(status: int, body: bytes) -> bytes:
         parsed = None
     if isinstance(parsed, dict):
         error = parsed.get("error")
+        if parsed.get("type") == "error" and isinstance(error, dict) and isinstance(error.get("type"), str) \
+                and isinstance(error.get("message"), str):
+            return body
         if isinstance(error, dict) and isinstance(error.get("message"), str):
             message = error["message"]
         elif isinstance(error, str):

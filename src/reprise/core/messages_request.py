@@ -18,7 +18,8 @@ What maps to what (https://docs.anthropic.com/en/api/messages; LiteLLM's adapter
   ``disable_parallel_tool_use`` -> ``parallel_tool_calls: false``;
 - ``stop_sequences`` -> ``stop``; ``max_tokens``, ``temperature``, ``top_p`` as they are;
   ``top_k`` is forwarded as ``top_k`` (vLLM, Ollama and others read it; OpenAI refuses it
-  with a 400, which is passed back); ``metadata.user_id`` -> ``user``; ``stream``;
+  with a 400, which is passed back); ``metadata.user_id`` -> ``user``; ``stream`` (without
+  ``stream_options``: the usage chunk is the gateway's request, not the client's);
   Reprise's ``cache`` controls as they are.
 
 Dropped because they cannot change a non-Anthropic provider's answer: ``cache_control``
@@ -70,9 +71,10 @@ def chat_body(body: dict[str, Any]) -> dict[str, Any]:
     if stream is not None and not isinstance(stream, bool):
         raise RequestError("'stream' must be a boolean", param="stream")
     if stream:
-        # Anthropic's stream ends with the usage (message_delta): ask the provider for it.
+        # No ``stream_options``: the client said nothing about a usage chunk. The usage that
+        # Anthropic's ``message_delta`` reports is asked for by the gateway as its own choice
+        # (``ChatRequest.reports_usage``), so a provider refusing the option is asked again without it.
         out["stream"] = True
-        out["stream_options"] = {"include_usage": True}
     return out
 
 
@@ -93,12 +95,22 @@ def _sampling(body: dict[str, Any], out: dict[str, Any]) -> None:
             out["stop"] = stops
 
 
-def count_body(body: dict[str, Any]) -> dict[str, Any]:
-    """The chat body of a ``count_tokens`` request: its conversation and tools, nothing else."""
+def count_request(body: dict[str, Any]) -> dict[str, Any]:
+    """A ``count_tokens`` body, checked: its fields (a 400 naming any other), its model and ``cache``
+    controls; returned without those controls (they steer the gateway) and without null fields.
+
+    This is what an ``anthropic/`` deployment's own ``count_tokens`` receives (with its model name).
+    Its content is left for Anthropic to judge, as Anthropic counts what it can answer."""
     _check_fields(body, COUNT_FIELDS)
+    require_model(body)
     if body.get("cache") is not None:
         parse_controls(body["cache"])  # checked as on /v1/messages, though nothing here is cached
-    return _conversation(body)
+    return {name: value for name, value in body.items() if name != "cache" and value is not None}
+
+
+def count_body(body: dict[str, Any]) -> dict[str, Any]:
+    """The chat body of a ``count_tokens`` request: its conversation and tools, nothing else."""
+    return _conversation(count_request(body))
 
 
 def _conversation(body: dict[str, Any]) -> dict[str, Any]:

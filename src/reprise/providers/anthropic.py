@@ -39,6 +39,7 @@ from reprise.stream_lead import StreamReply
 API_BASE = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
 MESSAGES = "/v1/messages"
+COUNT_TOKENS = "/v1/messages/count_tokens"
 
 
 def messages_url(api_base: str | None) -> str:
@@ -57,10 +58,11 @@ def api_key_of(configured: str | None) -> str | None:
 @dataclass(frozen=True, slots=True)
 class AnthropicWire:
     """Anthropic's addressing: the deployment's ``api_base`` is the whole Messages URL
-    (:func:`messages_url`), the key goes in ``x-api-key``, the API version in a header."""
+    (:func:`messages_url`), ``count_tokens`` beside it; the key goes in ``x-api-key``, the API
+    version in a header."""
 
     def url(self, deployment: Deployment, path: str) -> str:
-        return deployment.api_base
+        return deployment.api_base + "/count_tokens" if path == COUNT_TOKENS else deployment.api_base
 
     def headers(self, deployment: Deployment) -> dict[str, str]:
         headers = {"content-type": "application/json", "anthropic-version": API_VERSION}
@@ -107,6 +109,13 @@ class AnthropicUpstream:
         if completion is None:
             raise UpstreamError(f"model {deployment.model_name!r}: the provider's answer is not a Messages response")
         return Outcome(outcome.status, orjson.dumps(completion), headers=outcome.headers)
+
+    async def count_tokens(self, deployment: Deployment, body: dict[str, Any]) -> Outcome:
+        """Anthropic's own count for the Anthropic ``count_tokens`` body (checked by the route, without
+        gateway-only fields), with the deployment's model name: its answer as sent, status and body.
+
+        Never cached: a count is cheap and free at Anthropic, and the route's answer is exactly its."""
+        return await self._http.post(deployment, COUNT_TOKENS, {**body, "model": deployment.upstream_model})
 
     @asynccontextmanager
     async def open_chat_stream(self, deployment: Deployment, path: str, body: dict[str, Any],

@@ -53,13 +53,20 @@ def entry_meta(body: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
 
 
 class ChatRequest:
-    """A chat request: its bytes, their facts, and the body, parsed again only if a miss needs it."""
+    """A chat request: its bytes, their facts, and the body, parsed again only if a miss needs it.
 
-    __slots__ = ("raw", "facts", "_body", "_memo")
+    ``reports_usage``: the inbound API's stream reports the usage whatever the client said
+    (Anthropic's ``message_delta``). The usage chunk is then asked for as the gateway's own
+    choice (so a provider that refuses ``stream_options`` is asked again without it), passed
+    on live and replayed from a stored answer; the body itself has no ``stream_options``.
+    """
+
+    __slots__ = ("raw", "facts", "_body", "_memo", "reports_usage")
 
     def __init__(self, raw: bytes, facts: ChatFacts, body: dict[str, Any] | None = None,
-                 memo: ChatFactsMemo | None = None) -> None:
+                 memo: ChatFactsMemo | None = None, reports_usage: bool = False) -> None:
         self.raw, self.facts, self._body, self._memo = raw, facts, body, memo
+        self.reports_usage = reports_usage
 
     def remember(self) -> None:
         """Keep the facts for the next identical body: called once the model resolved (a body
@@ -131,14 +138,14 @@ def _completion(deployment: Deployment, raw: bytes) -> dict[str, Any]:
 async def _stream(gw: Gateway, cache: AsyncCache, record: RequestRecord, receive: Receive, send: Send,
                   request: ChatRequest, deployment: Deployment, plan: CachePlan, key: str | None,
                   caller: Principal) -> None:
-    usage = request.facts.asks_usage
+    usage = request.facts.asks_usage or request.reports_usage
     if request.facts.refuses_usage and plan.store:
         # The client's explicit ``include_usage: false`` is forwarded as it is, so this stream has no
         # usage: stored, it would make plain hits lack the provider's usage. Read, never store.
         plan = replace(plan, store=False)
     source = StreamSource(
         open=lambda: gw.upstream(deployment).open_chat_stream(
-            deployment, PATH, request.body, record_usage=key is not None and plan.store
+            deployment, PATH, request.body, record_usage=request.reports_usage or (key is not None and plan.store)
         ),
         assembler=StreamAssembler(drop_usage_chunk=not usage),
         describe=lambda completion: entry_meta(request.body, completion),

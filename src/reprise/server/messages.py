@@ -12,7 +12,8 @@ Anthropic's shape on the way out (:class:`AnthropicSend`, over
 
 The Anthropic SDK's ``anthropic-version`` and ``anthropic-beta`` headers are accepted
 and ignored: they select Anthropic API behaviour, which a non-Anthropic provider behind
-the gateway does not have. The key is read from ``x-api-key`` as from ``Authorization``
+the gateway does not have (an ``anthropic/`` deployment's adapter sends its own version,
+for ``count_tokens`` too). The key is read from ``x-api-key`` as from ``Authorization``
 (:func:`reprise.server.auth.presented_key`).
 """
 
@@ -25,9 +26,10 @@ import orjson
 
 from reprise.core.chat_request import chat_facts
 from reprise.core.messages_answer import MessageStream, error_of, message_of
-from reprise.core.messages_request import chat_body, count_body, estimate_tokens
+from reprise.core.messages_request import chat_body, count_body, count_request, estimate_tokens
 from reprise.core.streaming import is_chat_completion
 from reprise.errors import Unsupported
+from reprise.providers.anthropic import AnthropicWire
 from reprise.server.chat import ChatRequest, handle_chat
 from reprise.server.gateway import Gateway
 from reprise.server.http import JSON_TYPE, Message, Send, send_bytes
@@ -45,23 +47,30 @@ async def handle_messages(gw: Gateway, call: Call, read_json: JsonReader,
     body = chat_body(await read_json(call.scope, call.receive))
     if note is not None:
         note(body)
-    request = ChatRequest(b"", chat_facts(body), body)  # no facts memo: its bytes are never read
+    # No facts memo (its bytes are never read); Anthropic's stream always ends with the usage.
+    request = ChatRequest(b"", chat_facts(body), body, reports_usage=True)
     await handle_chat(gw, call.scope, call.receive, call.send, request, call.caller, call.record)
 
 
 async def handle_count_tokens(gw: Gateway, call: Call, read_json: JsonReader) -> None:
-    """``{"input_tokens": N}``: an estimate for OpenAI-wire and mock deployments, never cached.
+    """``{"input_tokens": N}``, never cached: Anthropic's own count, or the gateway's estimate.
 
-    OpenAI's API has no token-counting endpoint, so the count cannot come from the
-    provider; the header ``x-reprise-token-count: estimate`` says so. A deployment of
-    another wire (an Anthropic one, say) is refused (501) rather than guessed for.
+    An ``anthropic/`` deployment is asked (its ``count_tokens`` endpoint, as LiteLLM passes it
+    through) and its answer, status and body, is the route's. OpenAI's API has no
+    token-counting endpoint, so for OpenAI-wire and mock deployments the count is estimated,
+    and the header ``x-reprise-token-count: estimate`` says so. A deployment of another wire
+    is refused (501) rather than guessed for.
     """
-    body = count_body(await read_json(call.scope, call.receive))
+    body = count_request(await read_json(call.scope, call.receive))
     deployment = gw.pick(body["model"])  # 404 for a model the config does not name
+    if deployment.mock_response is None and isinstance(deployment.wire, AnthropicWire):
+        outcome = await gw.anthropic.count_tokens(deployment, body)
+        await send_bytes(call.send, outcome.status, outcome.body, [JSON_TYPE, *outcome.headers])
+        return
     if deployment.mock_response is None and not isinstance(deployment.wire, OpenAIWire | AzureWire):
         raise Unsupported(f"model {deployment.model_name!r}: count_tokens is estimated only for "
                           "OpenAI-compatible deployments", code="count_tokens_unsupported")
-    answer = orjson.dumps({"input_tokens": estimate_tokens(body)})
+    answer = orjson.dumps({"input_tokens": estimate_tokens(count_body(body))})
     await send_bytes(call.send, 200, answer, [JSON_TYPE, TOKEN_COUNT])
 
 

@@ -353,7 +353,7 @@ def _anthropic_errors(*statuses: str) -> dict[str, Schema]:
     described = {"400": "Malformed JSON, or a field the gateway cannot map (named in the message)",
                  "401": "Missing or invalid API key (`x-api-key` or `Authorization: Bearer`)",
                  "404": "Unknown model", "413": "Body larger than `general_settings.max_request_size_mb`",
-                 "501": "count_tokens for a deployment that is not OpenAI-compatible",
+                 "501": "count_tokens for a deployment that is neither OpenAI-compatible nor `anthropic/`",
                  "502": "The provider could not be reached or sent a malformed answer",
                  "504": "The provider did not answer within the deployment's timeout",
                  "default": "An error answer of the provider, with its status"}
@@ -385,16 +385,20 @@ def _messages_operation() -> Schema:
 def _count_tokens_operation() -> Schema:
     answer = _json({"type": "object", "required": ["input_tokens"],
                     "properties": {"input_tokens": {"type": "integer", "minimum": 1}}},
-                   "An estimate of the input tokens (~4 characters a token), never cached")
-    answer["headers"] = {"x-reprise-token-count": {"description": "Always `estimate`", "schema": {"const": "estimate"}}}
+                   "Anthropic's own count for an `anthropic/` deployment (its answer as sent), else an "
+                   "estimate of the input tokens (~4 characters a token); never cached")
+    answer["headers"] = {"x-reprise-token-count": {
+        "description": "`estimate` when the gateway estimated the count; absent when Anthropic counted",
+        "schema": {"const": "estimate"}}}
     example = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hello"}]}
     return {
         "post": {
-            "summary": "Estimated input tokens of an Anthropic Messages request",
+            "summary": "Input tokens of an Anthropic Messages request: Anthropic's count, or an estimate",
             "security": [{"bearer": []}, {"x-api-key": []}],
             "requestBody": {"required": True, "content": {"application/json": {
                 "schema": {"$ref": "#/components/schemas/CountTokensRequest"}, "example": example}}},
-            "responses": {"200": answer, **_anthropic_errors("400", "401", "404", "413", "501")},
+            "responses": {"200": answer, **_anthropic_errors("400", "401", "404", "413", "501", "502", "504",
+                                                             "default")},
         }
     }
 
