@@ -27,7 +27,8 @@ import pytest
 
 from reprise.errors import ConfigError, ServiceUnavailable
 from reprise.server.auth import CHECK_INTERVAL, KeyStore
-from reprise.server.key_store import KeyFile, inspect, prepare
+from reprise.server.key_store import KeyFile, prepare
+from reprise.server.key_store_file import inspect
 from tests.server.conftest import AUTH, GatewayProcess, gateway_config
 from tests.server.test_closed_by_default import run_reprise, write_config
 from tests.support.stub_upstream import StubUpstream

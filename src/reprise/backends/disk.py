@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Self, TypeVar
 
 from reprise.backends.base import Capabilities
+from reprise.backends.sqlite_tx import WriteTransaction, enable_wal
 from reprise.errors import BackendError, BackendTimeout, BackendUnavailable
 
 if TYPE_CHECKING:
@@ -238,12 +239,12 @@ class DiskBackend:
             check_same_thread=False,  # closed by aclose from another thread, never shared
         )
         try:
-            _enable_wal(conn)
+            enable_wal(conn, _BUSY_TIMEOUT)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute(f"PRAGMA mmap_size={_MMAP_BYTES}")
             with self._lock:
                 if not self._ready:
-                    with _write(conn):
+                    with WriteTransaction(conn):
                         for statement in _SCHEMA:
                             conn.execute(statement)
                         self._total = _stored_bytes(conn)
@@ -331,7 +332,7 @@ class DiskBackend:
             return
         conn = self._conn()
         try:
-            with _write(conn):
+            with WriteTransaction(conn):
                 conn.executemany(
                     "UPDATE entries SET accessed_at = ? WHERE key = ? AND accessed_at < ?",
                     [(at, key, at) for key, at in noted.items()],
@@ -342,7 +343,7 @@ class DiskBackend:
     def _acquire(self, key: str, ttl: float) -> bool:
         conn = self._conn()
         now = time.time()
-        with _write(conn):
+        with WriteTransaction(conn):
             taken = conn.execute(
                 "INSERT INTO locks (key, owner, expires_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at"
@@ -353,11 +354,11 @@ class DiskBackend:
 
     def _release(self, key: str) -> None:
         conn = self._conn()
-        with _write(conn):
+        with WriteTransaction(conn):
             conn.execute("DELETE FROM locks WHERE key = ? AND owner = ?", (key, self._owner))
 
     def _drop_expired(self, conn: sqlite3.Connection, keys: list[str], now: float) -> None:
-        with _write(conn):
+        with WriteTransaction(conn):
             freed = 0
             for key in keys:
                 row = conn.execute(
@@ -377,7 +378,7 @@ class DiskBackend:
             self._flush_noted()  # this call writes anyway: the noted reads ride along
         now = time.time()
         expires_at = None if ttl is None else now + ttl
-        with _write(conn):
+        with WriteTransaction(conn):
             old = conn.execute("SELECT size FROM entries WHERE key = ?", (key,)).fetchone()
             conn.execute(
                 "INSERT OR REPLACE INTO entries (key, expires_at, size, accessed_at, value)"
@@ -390,7 +391,7 @@ class DiskBackend:
 
     def _delete(self, key: str) -> bool:
         conn = self._conn()
-        with _write(conn):
+        with WriteTransaction(conn):
             row = conn.execute(
                 "SELECT size, expires_at FROM entries WHERE key = ?", (key,)
             ).fetchone()
@@ -403,7 +404,7 @@ class DiskBackend:
 
     def _clear(self, namespace: str | None) -> int:
         conn = self._conn()
-        with _write(conn):
+        with WriteTransaction(conn):
             if namespace is None:
                 count = conn.execute("DELETE FROM entries").rowcount
             else:
@@ -447,7 +448,7 @@ class DiskBackend:
         """Drop expired rows, then least recently accessed ones, to EVICT_TO of the bound."""
         self._flush_noted()  # this process's reads count before the order is read
         target = int(self.max_bytes * EVICT_TO)
-        with _write(conn):
+        with WriteTransaction(conn):
             conn.execute("DELETE FROM entries WHERE expires_at <= ?", (time.time(),))
             total = _stored_bytes(conn)  # the truth, other processes' writes included
             while total > target:
@@ -472,53 +473,6 @@ class DiskBackend:
         with self._lock:
             self._total += delta
             return self._total
-
-
-def _enable_wal(conn: sqlite3.Connection) -> None:
-    """Switch the file to WAL, retrying while another connection switches it.
-
-    WAL mode is stored in the file, so this only changes anything the first time.
-    That first switch needs an exclusive lock, and SQLite refuses it at once with
-    ``database is locked`` (skipping ``busy_timeout``) when another connection is
-    switching the same fresh file: several worker threads, or ``--workers`` N
-    gateways, opening a new directory together. Waiting a moment and asking again
-    finds the switch done by the other connection.
-    """
-    deadline = time.monotonic() + _BUSY_TIMEOUT
-    pause = 0.001
-    while True:
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
-                raise
-        time.sleep(pause)
-        pause = min(pause * 2, 0.05)
-
-
-class _write:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK``) on an autocommit connection.
-
-    IMMEDIATE takes the write lock up front, waiting out ``busy_timeout``; a
-    deferred transaction that reads and then writes could instead fail at once
-    when another process wrote in between.
-    """
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def __enter__(self) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
-        try:
-            if exc_type is None:
-                self.conn.execute("COMMIT")
-        finally:
-            # SQLite may already have rolled back (e.g. disk full); never mask the error.
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
 
 
 def _stored_bytes(conn: sqlite3.Connection) -> int:

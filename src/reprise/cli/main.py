@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from reprise.config import GatewayConfig, load_config
 from reprise.config.serving import check_serving
 from reprise.errors import ConfigError
-from reprise.server import key_store
+from reprise.server import key_store, key_store_file
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -84,7 +84,7 @@ def _config_check(args: argparse.Namespace) -> int:
     _check_routes(config)
     for key in config.ignored_keys:
         print(f"warning: {key} is not used by Reprise (ignored)")
-    store = key_store.inspect(config.general_settings.keys_file)
+    store = key_store_file.inspect(config.general_settings.keys_file)
     if store is not None:
         print(f"ok: {store}")
     models = ", ".join(config.model_names()) or "none"

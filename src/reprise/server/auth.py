@@ -36,7 +36,8 @@ from typing import Any
 
 from reprise.config.tenancy import KeyCacheDefaults, VirtualKeyConfig, _check_sha256, _check_tenant
 from reprise.errors import AuthError, ConfigError, RequestError, ServiceUnavailable
-from reprise.server.key_store import SETTING, Changes, KeyFile, KeyFileError
+from reprise.server.key_store import Changes, KeyFile
+from reprise.server.key_store_file import SETTING, KeyFileError
 
 log = logging.getLogger("reprise.server")
 
