@@ -31,7 +31,9 @@ class EntryFormatError(ValueError):
 class CacheEntry:
     """One cached answer. ``meta`` holds what admin views need (model, preview, usage)."""
 
-    body: bytes
+    body: bytes | memoryview
+    """Exactly the bytes served for a non-streamed hit. A decoded entry's body is a
+    ``memoryview`` of the stored bytes (no copy: a hit sends the store's own bytes)."""
     created_at: float
     expires_at: float | None = None
     meta: dict[str, Any] = field(default_factory=dict)
@@ -67,7 +69,7 @@ def decode_entry(data: bytes) -> CacheEntry:
     except orjson.JSONDecodeError as exc:
         raise EntryFormatError("entry metadata is not JSON") from exc
     return CacheEntry(
-        body=data[start + meta_len :],
+        body=memoryview(data)[start + meta_len :],
         created_at=created,
         expires_at=expires or None,
         meta=meta,
