@@ -16,6 +16,9 @@ import trivial_app
 from trivial_app import Receive, Scope, Send
 
 BODY = Path(os.environ["TRIVIAL_BODY_FILE"]).read_bytes() if "TRIVIAL_BODY_FILE" in os.environ else b""
+COPIES = [bytes(bytearray(BODY)) for _ in range(int(os.environ.get("TRIVIAL_BODY_COPIES", "1")))]
+"""``TRIVIAL_BODY_COPIES=N``: N equal bodies, distinct in memory, sent in turn (a cache's working set
+of N answers is N places in memory: this baseline pays the same cold reads)."""
 HEADERS = [(b"content-type", os.environ.get("TRIVIAL_CONTENT_TYPE", "application/json").encode()),
            (b"content-length", str(len(BODY)).encode())]
 
@@ -29,7 +32,10 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         message = await receive()
         more_body = message.get("more_body", False)
     await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
-    await send({"type": "http.response.body", "body": BODY})
+    body = COPIES[0]
+    if len(COPIES) > 1:
+        COPIES.append(COPIES.pop(0))
+    await send({"type": "http.response.body", "body": body})
 
 
 def main() -> None:
