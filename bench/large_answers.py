@@ -11,6 +11,10 @@ Reprise sends it. Two baselines per cell:
 * ``same-http``: uvicorn with exactly the options ``reprise serve`` passes it, Reprise's
   HTTP protocol included (one write per sized answer), so only the cache's work differs.
 
+``--before-src DIR`` adds a second gateway importing Reprise from ``DIR`` (e.g. the main
+checkout's ``src``), measured in the same rounds: a before/after comparison that the
+machine's drift cannot fake.
+
 Gateway and baselines run at once and are measured in turn, round after round. Reported
 per cell: median hits/s, the ratio to each baseline, and server CPU µs per request (utime +
 stime of the server process over the wrk run, divided by its requests), which a shared,
@@ -36,7 +40,7 @@ if __package__ in (None, ""):
 from bench import targets
 from bench.load import BenchError, require_wrk
 from bench.procs import ProcessSet, Server, free_port, wait_ready
-from bench.scaling import Target, fill, start_gateway, wrk
+from bench.scaling import CONFIG, LARGE, SMALL, Target, _text, fill, start_gateway, wrk
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 CELLS = [("1KB", "small", False), ("1KB stream", "small", True),
@@ -92,6 +96,19 @@ def start_baseline(procs: ProcessSet, workdir: Path, cell: str, body: bytes, str
     return Target(name, server, 1)
 
 
+def start_gateway_from(procs: ProcessSet, workdir: Path, src: Path) -> Target:
+    """``reprise serve`` as start_gateway does, importing Reprise from ``src``."""
+    config = workdir / "config-before.yaml"
+    config.write_text(CONFIG.format(small=_text(SMALL), large=_text(LARGE), master_key=targets.MASTER_KEY,
+                                    cache_params=json.dumps({"type": "local", "ttl": 36000})))
+    port = free_port()
+    cmd = [sys.executable, "-c", "import sys; from reprise.cli.main import main; sys.exit(main())", "serve",
+           "--config", str(config), "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    server = procs.spawn("before", cmd, port, env=targets._clean_env(PYTHONPATH=str(src)), cwd=src.parent)
+    wait_ready(server, [("/health/readiness", targets.AUTH)], 60)
+    return Target("before", server, 1, "local")
+
+
 def run_cell(target: Target, model: str, stream: bool, args: argparse.Namespace) -> tuple[float, float]:
     os.environ["WRK_STREAM"] = "1" if stream else "0"  # read by random_post.lua (wrk inherits it)
     before = cpu_seconds(target.server.pid)
@@ -103,6 +120,7 @@ def run_cell(target: Target, model: str, stream: bool, args: argparse.Namespace)
 
 
 def report(runs: dict[tuple[str, str], Runs], sizes: dict[str, int], args: argparse.Namespace) -> str:
+    before = [] if ("before", CELLS[0][0]) not in runs else _before(runs)
     lines = [f"local, 1 worker, {KEYS:,} keys per cell; wrk -t{args.threads} -c{args.connections} "
              f"-d{args.duration:g}s, {args.rounds} rounds interleaved; medians", "",
              "| cell | answer bytes | Reprise hits/s | uvicorn trivial/s | ratio | same-http trivial/s | ratio "
@@ -115,12 +133,24 @@ def report(runs: dict[tuple[str, str], Runs], sizes: dict[str, int], args: argpa
                      f"{med['reprise'][0] / med['uvicorn'][0]:.2f}x | {med['same-http'][0]:,.0f} | "
                      f"{med['reprise'][0] / med['same-http'][0]:.2f}x | {med['reprise'][1]:.0f} | "
                      f"{med['uvicorn'][1]:.0f} | {med['same-http'][1]:.0f} |")
+    lines += before
     lines += ["", "per round, hits/s (Reprise / uvicorn / same-http):"]
     for cell, _, _ in CELLS:
         lines.append(f"- {cell}: " + "; ".join(
             f"{a:,.0f} / {b:,.0f} / {c:,.0f}" for a, b, c in zip(
                 runs["reprise", cell].rps, runs["uvicorn", cell].rps, runs["same-http", cell].rps, strict=True)))
     return "\n".join(lines)
+
+
+def _before(runs: dict[tuple[str, str], Runs]) -> list[str]:
+    lines = ["", "| cell | before hits/s | after hits/s | after / before | before CPU µs/req | after CPU µs/req "
+             "| before ratio to same-http |", "|---|---|---|---|---|---|---|"]
+    for cell, _, _ in CELLS:
+        b, a, t = runs["before", cell], runs["reprise", cell], runs["same-http", cell]
+        b_rps, a_rps, t_rps = (statistics.median(x.rps) for x in (b, a, t))
+        lines.append(f"| {cell} | {b_rps:,.0f} | {a_rps:,.0f} | {a_rps / b_rps:.2f}x | "
+                     f"{statistics.median(b.cpu_us):.0f} | {statistics.median(a.cpu_us):.0f} | {b_rps / t_rps:.2f}x |")
+    return lines
 
 
 def main() -> int:
@@ -130,6 +160,8 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=None, help="also write the table to this file")
+    parser.add_argument("--before-src", type=Path, default=None,
+                        help="also measure a gateway importing Reprise from this src directory")
     args = parser.parse_args()
     require_wrk()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -143,13 +175,20 @@ def main() -> int:
         sizes = {cell: len(body) for cell, body in bodies.items()}
         print("answer bytes:", sizes, flush=True)
         targets_of: dict[tuple[str, str], Target] = {("reprise", cell): gw for cell, _, _ in CELLS}
+        whos = ["reprise", "uvicorn", "same-http"]
+        if args.before_src is not None:
+            old = start_gateway_from(procs, workdir, args.before_src.resolve())
+            fill(old, KEYS, "small")
+            fill(old, KEYS, "large")
+            targets_of.update({("before", cell): old for cell, _, _ in CELLS})
+            whos.append("before")
         for cell, _, stream in CELLS:
             for kind in ("uvicorn", "same-http"):
                 targets_of[kind, cell] = start_baseline(procs, workdir, cell, bodies[cell], stream, kind)
         runs = {who_cell: Runs() for who_cell in targets_of}
         for round_no in range(args.rounds):
             for cell, model, stream in CELLS:
-                for who in ("reprise", "uvicorn", "same-http"):
+                for who in whos:
                     rps, cpu = run_cell(targets_of[who, cell], model, stream, args)
                     runs[who, cell].rps.append(rps)
                     runs[who, cell].cpu_us.append(cpu)
