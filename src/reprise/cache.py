@@ -221,7 +221,7 @@ class AsyncCache(StoreAccess):
             outcome = await produce()
         except UpstreamError as exc:
             return exc
-        if outcome.ok and plan.store:
+        if outcome.ok and outcome.storable and plan.store:
             await self._store(key, plan, outcome.body, outcome.meta, second)
         return outcome
 
@@ -338,7 +338,7 @@ class AsyncCache(StoreAccess):
             lead.finish_with(b"".join(tail))
             return UpstreamError("the provider's stream ended before the answer was complete")
         completion = assembler.completion()
-        body = orjson.dumps(completion)
+        body = assembler.stored_body(completion)
         meta = source.describe(completion)
         # Stored before [DONE] is sent, as a plain answer is stored before it is sent: a client
         # that repeats the request as soon as it has read [DONE] gets a hit, also on a slow store.

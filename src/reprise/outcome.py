@@ -24,6 +24,9 @@ class Outcome:
     headers: tuple[tuple[bytes, bytes], ...] = ()
     """The provider's own headers for this call (rate limits, request id): sent with a
     fresh answer, never stored."""
+    storable: bool = True
+    """False for a 2xx answer that is not final (a Responses API ``incomplete`` or queued
+    response): sent and shared with followers, never stored."""
 
     @property
     def ok(self) -> bool:

@@ -13,9 +13,8 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from reprise.core.streaming import StreamAssembler
 from reprise.errors import UpstreamError
 from reprise.outcome import Outcome
 
@@ -31,6 +30,36 @@ class StreamReply:
     """The provider's own headers (rate limits, request id): sent on, never stored."""
 
 
+class Assembler(Protocol):
+    """Reads a provider's stream for the driver: the events to forward, and the answer to store.
+
+    :class:`~reprise.core.streaming.StreamAssembler` (chat: stored as the plain answer) and
+    the raw recorders of :mod:`reprise.core.sse_record` (stored as the events themselves).
+    """
+
+    @property
+    def done(self) -> bool:
+        """The stream's last event arrived: from it on, events are held until the answer is stored."""
+        ...
+
+    @property
+    def complete(self) -> bool:
+        """What arrived is a complete, valid answer: safe to store."""
+        ...
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Add raw bytes; return the whole events to forward."""
+        ...
+
+    def completion(self) -> dict[str, Any]:
+        """The answer as an object (described in the entry's metadata)."""
+        ...
+
+    def stored_body(self, completion: dict[str, Any]) -> bytes:
+        """The entry's body for this complete answer."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class StreamSource:
     """How to produce one streamed answer: open the provider's stream, reassemble it, describe it.
@@ -39,7 +68,7 @@ class StreamSource:
     """
 
     open: Callable[[], AbstractAsyncContextManager[StreamReply]]
-    assembler: StreamAssembler
+    assembler: Assembler
     describe: Callable[[dict[str, Any]], dict[str, Any]]
 
 

@@ -138,7 +138,8 @@ def test_cache_true_without_params_means_local_defaults() -> None:
     params = config.cache_params
     assert isinstance(params, LocalCacheParams)
     assert params.ttl is None and params.mode == "default_on"
-    assert params.supported_call_types == ["acompletion", "completion", "aembedding", "embedding"]
+    assert params.supported_call_types == ["acompletion", "completion", "aembedding", "embedding",
+                                           "atext_completion", "text_completion", "aresponses", "responses"]
 
 
 def test_cache_params_without_cache_true_is_off() -> None:

@@ -159,3 +159,44 @@ def unique(text: str = "hello") -> str:
 
 def chat(content: str, model: str = "gpt-4o", **extra: Any) -> dict[str, Any]:
     return {"model": model, "messages": [{"role": "user", "content": content}], **extra}
+
+
+async def pinned_clients(url: str, workers: int, per_worker: int) -> dict[int, list[httpx.AsyncClient]]:
+    """``per_worker`` open connections to each of ``workers`` workers, by pid (fresh connections until each has them).
+
+    A kept-alive connection stays with the worker that accepted it; ``/cache/stats`` names that worker's pid.
+    """
+    by_pid: dict[int, list[httpx.AsyncClient]] = {}
+    spare: list[httpx.AsyncClient] = []
+    for _ in range(200):
+        if len(by_pid) == workers and all(len(c) >= per_worker for c in by_pid.values()):
+            break
+        client = httpx.AsyncClient(base_url=url, headers=AUTH, timeout=20,
+                                   limits=httpx.Limits(max_connections=1))
+        pid = (await client.get("/cache/stats")).json()["process"]["pid"]
+        group = by_pid.setdefault(pid, [])
+        (group if len(group) < per_worker else spare).append(client)
+    for client in spare:
+        await client.aclose()
+    assert len(by_pid) == workers and all(len(c) >= per_worker for c in by_pid.values()), \
+        "could not reach both workers"
+    return by_pid
+
+
+async def close_clients(by_pid: dict[int, list[httpx.AsyncClient]]) -> None:
+    for clients in by_pid.values():
+        for client in clients:
+            await client.aclose()
+
+
+@pytest.fixture()
+def two_workers(stub: StubUpstream, upstream: StubUpstream, tmp_path: Path) -> Iterator[GatewayProcess]:
+    """``reprise serve --workers 2`` with a ``local`` cache, once both workers have started."""
+    config = gateway_config(stub.url, {"type": "local", "ttl": 600})
+    gw = GatewayProcess(config, tmp_path, extra_args=["--workers", "2"]).start(timeout=30)
+    deadline = time.monotonic() + 30
+    while gw.log.count("Application startup complete") < 2:
+        assert time.monotonic() < deadline, gw.log
+        time.sleep(0.05)
+    yield gw
+    gw.stop()

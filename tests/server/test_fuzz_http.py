@@ -35,7 +35,11 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance, negative_data_rejection]
 #: what a positive case is routed to: healthy stub models (others would only ever be 404s)
 HEALTHY = {"/chat/completions": "gpt-4o", "/v1/chat/completions": "gpt-4o-mini",
-           "/embeddings": "text-embedding-3-small", "/v1/embeddings": "text-embedding-3-small"}
+           "/embeddings": "text-embedding-3-small", "/v1/embeddings": "text-embedding-3-small",
+           # the stub speaks neither API: the local mock model answers them (through the cache all the same)
+           "/responses": "mock", "/v1/responses": "mock", "/completions": "mock", "/v1/completions": "mock",
+           "/v1/messages": "gpt-4o", "/messages": "gpt-4o-mini",
+           "/v1/messages/count_tokens": "gpt-4o", "/messages/count_tokens": "gpt-4o-mini"}
 
 
 @pytest.fixture(scope="module")

@@ -9,61 +9,28 @@ connection stays with the worker that accepted it; ``/cache/stats`` names that w
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from reprise.backends.machine import WORKERS_DIR_ENV
-from tests.server.conftest import AUTH, GatewayProcess, chat, gateway_config, unique
+from tests.server.conftest import (
+    AUTH,
+    GatewayProcess,
+    chat,
+    close_clients,
+    pinned_clients,
+    unique,
+)
 from tests.support.stub_upstream import StubUpstream
 
 WORKERS = 2
 
 
-@pytest.fixture()
-def two_workers(stub: StubUpstream, upstream: StubUpstream, tmp_path: Path) -> Iterator[GatewayProcess]:
-    config = gateway_config(stub.url, {"type": "local", "ttl": 600})
-    gw = GatewayProcess(config, tmp_path, extra_args=["--workers", str(WORKERS)]).start(timeout=30)
-    deadline = time.monotonic() + 30
-    while gw.log.count("Application startup complete") < WORKERS:
-        assert time.monotonic() < deadline, gw.log
-        time.sleep(0.05)
-    yield gw
-    gw.stop()
-
-
-async def _pinned(url: str, per_worker: int) -> dict[int, list[httpx.AsyncClient]]:
-    """``per_worker`` open connections to each worker, by pid (fresh connections until each has them)."""
-    by_pid: dict[int, list[httpx.AsyncClient]] = {}
-    spare: list[httpx.AsyncClient] = []
-    for _ in range(200):
-        if len(by_pid) == WORKERS and all(len(c) >= per_worker for c in by_pid.values()):
-            break
-        client = httpx.AsyncClient(base_url=url, headers=AUTH, timeout=20,
-                                   limits=httpx.Limits(max_connections=1))
-        pid = (await client.get("/cache/stats")).json()["process"]["pid"]
-        group = by_pid.setdefault(pid, [])
-        (group if len(group) < per_worker else spare).append(client)
-    for client in spare:
-        await client.aclose()
-    assert len(by_pid) == WORKERS and all(len(c) >= per_worker for c in by_pid.values()), \
-        "could not reach both workers"
-    return by_pid
-
-
-async def _close(by_pid: dict[int, list[httpx.AsyncClient]]) -> None:
-    for clients in by_pid.values():
-        for client in clients:
-            await client.aclose()
-
-
 def test_an_answer_stored_through_one_worker_is_a_hit_on_the_other(two_workers: GatewayProcess,
                                                                  upstream: StubUpstream) -> None:
     async def run() -> None:
-        by_pid = await _pinned(two_workers.url, 1)
+        by_pid = await pinned_clients(two_workers.url, WORKERS, 1)
         (one,), (other,) = by_pid.values()
         try:
             for stream in (False, True):
@@ -81,7 +48,7 @@ def test_an_answer_stored_through_one_worker_is_a_hit_on_the_other(two_workers: 
             pids = {(await c.get("/cache/stats")).json()["process"]["pid"] for c in (one, other)}
             assert len(pids) == 2  # the two answers really came from two processes
         finally:
-            await _close(by_pid)
+            await close_clients(by_pid)
 
     asyncio.run(run())
 
@@ -91,7 +58,7 @@ def test_identical_concurrent_misses_on_both_workers_cost_one_upstream_call(two_
     upstream.set_delay(500)  # the first call is still in flight when every request has arrived
 
     async def run() -> None:
-        by_pid = await _pinned(two_workers.url, 4)
+        by_pid = await pinned_clients(two_workers.url, WORKERS, 4)
         try:
             body = chat(unique("eight at once"))
             clients = [c for group in by_pid.values() for c in group]
@@ -103,7 +70,7 @@ def test_identical_concurrent_misses_on_both_workers_cost_one_upstream_call(two_
             assert {a.headers["x-reprise-cache"] for a in again} == {"hit"}
             assert upstream.calls()["chat"] == 1
         finally:
-            await _close(by_pid)
+            await close_clients(by_pid)
 
     asyncio.run(run())
 

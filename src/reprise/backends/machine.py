@@ -91,12 +91,13 @@ def shared_tier_directory(base: str | None = None) -> Iterator[Path]:
 def _remove_orphans(root: Path) -> None:
     for entry in root.glob(_PREFIX + "*"):
         match = _NAME.match(entry.name)
-        if match is None or _alive(int(match.group(1))):
+        if match is None or process_alive(int(match.group(1))):
             continue
         shutil.rmtree(entry, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid runs (one of another user counts as running)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -136,10 +136,10 @@ def open_client(target: RedisTarget) -> tuple[Any, list[Any]]:
     """
     from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster, SSLConnection
     from redis.asyncio.cluster import ClusterNode
+    from redis.asyncio.retry import Retry
     from redis.asyncio.sentinel import Sentinel
     from redis.backoff import NoBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.asyncio.retry import Retry
 
     # One immediate retry, on a fresh connection, for a connection error only: after Redis
     # restarts, the pool still holds sockets the old server closed, and the first command on
@@ -162,7 +162,7 @@ def open_client(target: RedisTarget) -> tuple[Any, list[Any]]:
         )
         return cluster, []
     if target.mode == "sentinel":
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
             list(target.nodes),
             sentinel_kwargs={"password": target.sentinel_password, **timeouts},
             **timeouts,

@@ -49,12 +49,15 @@ CallType = Literal[
     "transcription",
     "arerank",
     "rerank",
+    "aresponses",
+    "responses",
 ]
 #: LiteLLM's ``cache_params.mode``: cache every request, or only those that opt in.
 CacheMode = Literal["default_on", "default_off"]
 
 def _default_call_types() -> list[CallType]:
-    return ["acompletion", "completion", "aembedding", "embedding"]
+    return ["acompletion", "completion", "aembedding", "embedding", "atext_completion", "text_completion",
+            "aresponses", "responses"]
 
 
 _NAMESPACE = re.compile(r"[A-Za-z0-9._-]{1,128}")

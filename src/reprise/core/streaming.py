@@ -329,6 +329,10 @@ class StreamAssembler:
             and all(c.fields.get("finish_reason") for c in self._choices.values())
         )
 
+    def stored_body(self, completion: dict[str, Any]) -> bytes:
+        """A chat stream is stored as its plain answer (the two share an entry)."""
+        return orjson.dumps(completion)
+
     def completion(self) -> dict[str, Any]:
         """The non-streamed ``chat.completion`` equivalent of what was received."""
         out = dict(self._top)

@@ -68,9 +68,11 @@ class GatewayMetrics:
             ("reprise_cache_upstream_calls_total", "upstream_calls", "Provider calls made by cacheable requests."),
         ):
             r.add(Collected(name, text, "counter", ("backend",), self._driver_stat(attr)))
-        r.add(Collected("reprise_process_start_time_seconds", "Start time of this process (Unix seconds).",
-                        "gauge", (), lambda: [((), started)]))
-        r.add(Collected("reprise_event_loop_tasks", "asyncio tasks alive in this process (a leak shows as growth).",
+        r.add(Collected("reprise_process_start_time_seconds",
+                        "Start time of the oldest running worker (Unix seconds).",
+                        "gauge", (), lambda: [((), started)], merge="min"))
+        r.add(Collected("reprise_event_loop_tasks",
+                        "asyncio tasks alive in the running workers (a leak shows as growth).",
                         "gauge", (), lambda: [((), float(len(asyncio.all_tasks())))]))
 
     def initialize(self, models: Iterable[str], namespace: str) -> None:

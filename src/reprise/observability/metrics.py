@@ -9,8 +9,8 @@ the text exposition format
 Recording is a dict lookup and an add, with no locks: everything runs on one
 event loop, so each update completes between two ``await`` points.
 
-Values are per process: with ``--workers N`` each worker serves its own
-``/metrics`` and Prometheus sums the series it scrapes from each.
+Values are per process; with ``--workers N`` a scrape renders the machine's sum,
+merged from every worker's snapshot (:mod:`reprise.observability.snapshot`).
 """
 
 from __future__ import annotations
@@ -120,15 +120,21 @@ class Histogram:
 
 
 class Collected:
-    """A value read at scrape time (driver counters, uptime) rather than pushed."""
+    """A value read at scrape time (driver counters, uptime) rather than pushed.
+
+    ``merge`` says how the workers of one machine combine: a counter always adds up
+    (every worker's, exited ones too); a gauge takes the ``"sum"`` or the ``"min"`` of
+    the workers still running.
+    """
 
     def __init__(self, name: str, help_text: str, kind: str, labels: Labels,
-                 read: Callable[[], Iterable[tuple[Labels, float]]]) -> None:
+                 read: Callable[[], Iterable[tuple[Labels, float]]], merge: str = "sum") -> None:
         self.name = name
         self.help = help_text
         self.kind = kind
         self.label_names = labels
         self.read = read
+        self.merge = merge
 
     def samples(self) -> Iterator[str]:
         for labels, value in self.read():

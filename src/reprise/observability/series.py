@@ -3,13 +3,16 @@
 Prometheus keeps history for people who run it; the built-in dashboard must show
 "hit rate over time" without it, so each process keeps the last hour in a ring of
 fixed buckets (:class:`TimeSeries`). Both structures are bounded, per process and
-lost on restart: with several workers each one answers with its own view.
+lost on restart; with several workers the answering worker adds up the others' published
+copies (:mod:`reprise.observability.snapshot`).
 """
 
 from __future__ import annotations
 
+import heapq
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+from operator import attrgetter
 from typing import Any
 
 BUCKET_SECONDS = 10
@@ -29,6 +32,10 @@ class Bucket:
     saved_tokens: int = 0
     saved_usd: float = 0.0
     saved_seconds: float = 0.0
+
+
+BUCKET_FIELDS = tuple(f.name for f in fields(Bucket))
+_bucket_values = attrgetter(*BUCKET_FIELDS)
 
 
 class TimeSeries:
@@ -52,6 +59,17 @@ class TimeSeries:
         if len(buckets) > self.kept:
             del buckets[: len(buckets) - self.kept]
         return bucket
+
+    def rows(self) -> list[tuple[float, ...]]:
+        """The kept buckets (each had a request) as value tuples in :data:`BUCKET_FIELDS` order:
+        a copy, cheap to take and to serialise (a worker publishes it every second)."""
+        return [_bucket_values(bucket) for bucket in self._buckets]
+
+    def add(self, row: tuple[float, ...] | list[float]) -> None:
+        """Add a :meth:`rows` row of another series into this one (rows oldest first)."""
+        bucket = self.current(row[0])
+        for name, value in zip(BUCKET_FIELDS[1:], row[1:], strict=True):
+            setattr(bucket, name, getattr(bucket, name) + value)
 
     def export(self, now: float, span: int | None = None) -> list[dict[str, Any]]:
         """Buckets of the last ``span`` seconds (default: all kept), empty ones filled in,
@@ -103,5 +121,5 @@ class HitCounter:
 
     def top(self, n: int) -> list[tuple[str, int, str, float]]:
         """The ``n`` most hit keys: (key, hits, model, last hit time), most hits first."""
-        rows = sorted(self._counts.items(), key=lambda item: item[1][0], reverse=True)[:n]
+        rows = heapq.nlargest(n, self._counts.items(), key=lambda item: item[1][0])  # stable: as sorted()
         return [(key, int(row[0]), str(row[1]), float(row[2])) for key, row in rows]

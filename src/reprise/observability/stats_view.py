@@ -1,9 +1,9 @@
 """The JSON behind ``GET /cache/stats`` and the dashboard: totals, per model, top prompts.
 
-Everything is computed from the observer's metrics when asked (a dashboard polls
-every few seconds; requests never pay for it). Top prompts come from this
-process's hit counts; their previews are read from the store, so an entry that
-was deleted or expired since is left out.
+Everything is computed when asked (a dashboard polls every few seconds; requests never
+pay for it), from the machine's numbers (:class:`~reprise.observability.workers.MachineView`:
+with ``--workers N`` every worker's counts, with one worker the process's own). Top
+prompts' previews are read from the store, so an entry deleted or expired since is left out.
 """
 
 from __future__ import annotations
@@ -11,13 +11,16 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import asdict
-from typing import Any
+from typing import Any, TypeVar
 
 from reprise.cache import AsyncCache
 from reprise.errors import BackendError
 from reprise.observability.inventory import describe
-from reprise.observability.metrics import Counter
+from reprise.observability.metrics import Counter, Histogram, Registry
 from reprise.observability.observer import Observer
+from reprise.observability.workers import MachineView
+
+_M = TypeVar("_M", Counter, Histogram)
 
 
 def _by_model(counter: Counter) -> dict[str, float]:
@@ -31,9 +34,39 @@ def _mean_ms(total: float, count: int) -> float | None:
     return round(total / count * 1000, 3) if count else None
 
 
-async def stats_view(cache: AsyncCache | None, observer: Observer, top: int = 10) -> dict[str, Any]:
-    """Totals since this process started, per-model rows, top prompts, similarity buckets."""
-    m = observer.metrics
+def _metric(registry: Registry, name: str, kind: type[_M]) -> _M:
+    for metric in registry.metrics:
+        if metric.name == name and isinstance(metric, kind):
+            return metric
+    raise KeyError(name)
+
+
+class _Named:
+    """The merged registry's request metrics under the names :class:`GatewayMetrics` gives them."""
+
+    def __init__(self, registry: Registry) -> None:
+        def counter(name: str) -> Counter:
+            return _metric(registry, f"reprise_{name}_total", Counter)
+
+        self.requests = counter("requests")
+        self.hits = counter("cache_hits")
+        self.semantic_hits = counter("cache_semantic_hits")
+        self.misses = counter("cache_misses")
+        self.bypasses = counter("cache_bypasses")
+        self.upstream_errors = counter("upstream_errors")
+        self.saved_tokens = counter("cache_saved_tokens")
+        self.saved_usd = counter("cache_saved_usd")
+        self.saved_seconds = counter("cache_saved_seconds")
+        self.hit_latency = _metric(registry, "reprise_cache_hit_latency_seconds", Histogram)
+        self.upstream_latency = _metric(registry, "reprise_upstream_latency_seconds", Histogram)
+        self.similarity = _metric(registry, "reprise_semantic_similarity", Histogram)
+
+
+async def stats_view(cache: AsyncCache | None, observer: Observer, machine: MachineView,
+                     top: int = 10) -> dict[str, Any]:
+    """Totals since the server started, per-model rows, top prompts, similarity buckets;
+    ``workers`` says which workers they cover and how old the oldest part is."""
+    m = _Named(machine.registry)
     hits, semantic = m.hits.total(), m.semantic_hits.total()
     misses = m.misses.total()
     lookups = hits + semantic + misses
@@ -70,10 +103,11 @@ async def stats_view(cache: AsyncCache | None, observer: Observer, top: int = 10
         "capabilities": asdict(cache.backend.capabilities) if cache else None,
         "process": {"pid": os.getpid(), "started_at": observer.started,
                     "uptime_s": round(time.time() - observer.started, 1)},
+        "workers": machine.workers,
         "totals": totals,
-        "driver": asdict(cache.stats) if cache else None,
+        "driver": machine.driver,
         "models": models,
-        "top": await _top_prompts(cache, observer, top),
+        "top": await _top_prompts(cache, machine.top(top)),
         "similarity": {
             "enabled": bool(sim.count()) or observer.semantic_configured,
             "buckets": [{"le": None if b == float("inf") else b, "count": n} for b, n in sim.distribution()],
@@ -82,8 +116,7 @@ async def stats_view(cache: AsyncCache | None, observer: Observer, top: int = 10
     }
 
 
-async def _top_prompts(cache: AsyncCache | None, observer: Observer, n: int) -> list[dict[str, Any]]:
-    rows = observer.hits.top(n)
+async def _top_prompts(cache: AsyncCache | None, rows: list[tuple[str, int, str, float]]) -> list[dict[str, Any]]:
     if cache is None or not rows:
         return []
     try:

@@ -20,9 +20,11 @@ from reprise import __version__
 from reprise.config import GatewayConfig, load_config
 from reprise.config.serving import check_serving
 from reprise.core.chat_request import ChatFactsMemo, chat_facts
+from reprise.core.verbatim import COMPLETIONS, RESPONSES
 from reprise.errors import ConfigError, NotFoundError, TooManyRequests, UpstreamError
 from reprise.observability.metrics import Collected
 from reprise.observability.observer import Observer, RequestRecord
+from reprise.observability.workers import WorkerMetrics
 from reprise.server.body_parser import BodyParser
 from reprise.server.cache_admin import CacheAdmin
 from reprise.server.chat import ChatRequest, handle_chat
@@ -32,11 +34,13 @@ from reprise.server.gateway import Gateway
 from reprise.server.headers import cache_headers
 from reprise.server.http import JSON_TYPE, ClientGone, Receive, Scope, Send, read_body, send_bytes
 from reprise.server.keys_admin import KeysAdmin
+from reprise.server.messages import anthropic_answers, handle_count_tokens, handle_messages
 from reprise.server.observe import observe
 from reprise.server.openapi import openapi_json
 from reprise.server.protocol import REFUSED
 from reprise.server.routes import AZURE_DEPLOYMENTS, Access, Call, admit, build_routes, without_body
 from reprise.server.ui_assets import UiAssets
+from reprise.server.verbatim import handle_verbatim
 
 log = logging.getLogger("reprise.server")
 
@@ -59,6 +63,7 @@ class RepriseApp:
         self.observer.metrics.registry.add(Collected(
             "reprise_connections_refused_total", "Requests refused by the HTTP protocol's bounds, by error code.",
             "counter", ("code",), lambda: [((code,), float(n)) for code, n in sorted(REFUSED.items())]))
+        self.worker_metrics = WorkerMetrics.from_environ(self.observer)  # machine-wide with --workers N
         self.ui = UiAssets()
         self.bodies = BodyParser()
         self._in_flight: dict[str, int] = {}  # requests in progress by key id (tenants' keys only)
@@ -66,9 +71,10 @@ class RepriseApp:
         metrics = Access.MASTER if config.general_settings.metrics_require_auth else Access.PUBLIC
         self.routes = build_routes(
             self,
-            CacheAdmin(self.gateway, self.observer, self._json_body),
+            CacheAdmin(self.gateway, self.observer, self.worker_metrics, self._json_body),
             KeysAdmin(self.gateway, self._json_body),
             metrics=metrics,
+            anthropic=anthropic_answers,
         )
         if config.ignored_keys:
             log.warning("config keys not used by Reprise (ignored): %s", ", ".join(config.ignored_keys))
@@ -93,9 +99,11 @@ class RepriseApp:
                     log.error("cannot start: %s", exc)
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                self.worker_metrics.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.observer.settle()
+                await self.worker_metrics.aclose()
                 self.bodies.close()
                 await self.gateway.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
@@ -115,6 +123,8 @@ class RepriseApp:
             send = without_body(send)
         try:
             route = self.routes.resolve(method, path)
+            if route.reshape is not None:  # another API's routes answer in its shape, errors included
+                send = route.reshape(send)
             caller = admit(self.gateway, route.access, scope)
             if caller.max_parallel is None:
                 await route.handler(Call(scope, receive, send, caller, record))
@@ -177,6 +187,21 @@ class RepriseApp:
             self.observer.note_request(record, body, caller.key_id)
         await handle_embeddings(self.gateway, scope, send, body, caller, record)
 
+    async def responses(self, call: Call) -> None:
+        """``POST /responses`` (OpenAI's Responses API), cached verbatim (:mod:`reprise.server.verbatim`)."""
+        await self._verbatim(RESPONSES, call)
+
+    async def completions(self, call: Call) -> None:
+        """``POST /completions`` (legacy text completions), cached verbatim."""
+        await self._verbatim(COMPLETIONS, call)
+
+    async def _verbatim(self, kind: str, call: Call) -> None:
+        scope, receive, send, caller, record = call.scope, call.receive, call.send, call.caller, call.record
+        body = await self._json_body(scope, receive)
+        if record is not None:
+            self.observer.note_request(record, body, caller.key_id)
+        await handle_verbatim(self.gateway, kind, scope, receive, send, body, caller, record)
+
     async def azure_deployment(self, call: Call) -> None:
         """Azure's route form: the deployment in the path names the model; ``api-version`` is
         accepted and ignored (the answer is OpenAI's, which every Azure version reads)."""
@@ -191,6 +216,16 @@ class RepriseApp:
         else:
             request = ChatRequest(orjson.dumps(body), chat_facts(body), body)
             await handle_chat(self.gateway, scope, receive, send, request, caller)
+
+    async def messages(self, call: Call) -> None:
+        """Anthropic's Messages API, answered by the chat path (:mod:`reprise.server.messages`)."""
+        record = call.record
+        note = None if record is None else (
+            lambda body: self.observer.note_request(record, body, call.caller.key_id))
+        await handle_messages(self.gateway, call, self._json_body, note)
+
+    async def count_tokens(self, call: Call) -> None:
+        await handle_count_tokens(self.gateway, call, self._json_body)
 
     async def models(self, call: Call) -> None:
         data = [

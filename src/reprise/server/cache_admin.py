@@ -7,8 +7,9 @@ savings, ``?series=1`` for the dashboard's time series) and the entry browser
 ``GET /cache/entries?namespace=&limit=&scan=`` / ``GET /cache/entries/{key}``.
 Who may call each (the master key for ``/cache/*``; ``/metrics`` only with
 ``general_settings.metrics_require_auth``) is the route table's business
-(:mod:`reprise.server.routes`), checked before these handlers run. Hit counts are this
-process's.
+(:mod:`reprise.server.routes`), checked before these handlers run. ``/metrics`` and
+``/cache/stats`` answer for the machine with ``--workers N`` (:mod:`reprise.observability.workers`);
+per-entry hit counts (``/cache/entries``) are this process's.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from reprise.observability import inventory
 from reprise.observability.metrics import CONTENT_TYPE
 from reprise.observability.observer import Observer
 from reprise.observability.stats_view import stats_view
+from reprise.observability.workers import WorkerMetrics
 from reprise.server.gateway import Gateway
 from reprise.server.http import JSON_TYPE, Scope, send_bytes
 from reprise.server.routes import Call, JsonReader
@@ -38,9 +40,10 @@ class CacheAdmin:
     Each handler first settles the observer, so counts include requests of the last few ms.
     """
 
-    def __init__(self, gateway: Gateway, observer: Observer, read_json: JsonReader) -> None:
+    def __init__(self, gateway: Gateway, observer: Observer, workers: WorkerMetrics, read_json: JsonReader) -> None:
         self.gateway = gateway
         self.observer = observer
+        self.workers = workers
         self.read_json = read_json
 
     async def ping(self, call: Call) -> None:
@@ -48,12 +51,12 @@ class CacheAdmin:
         await _answer(call, await inventory.ping(self._cache().backend))
 
     async def stats(self, call: Call) -> None:
-        self.observer.settle()
         query = _query(call.scope)
-        view = await stats_view(self.gateway.cache, self.observer, top=_int(query, "top", 10, 100))
+        top, span = _int(query, "top", 10, 100), _int(query, "span", 3600, 86_400)
+        machine = self.workers.view()  # settles this worker's counts first
+        view = await stats_view(self.gateway.cache, self.observer, machine, top=top)
         if query.get("series") in {"1", "true", "yes"}:
-            span = _int(query, "span", 3600, 86_400)
-            view["series"] = self.observer.series.export(self.observer.clock(), span)
+            view["series"] = machine.series(self.observer.clock(), span)
         await _answer(call, view)
 
     async def entries(self, call: Call) -> None:
@@ -93,9 +96,9 @@ class CacheAdmin:
         await _answer(call, {"status": "success", "deleted": removed, "namespace": namespace})
 
     async def metrics(self, call: Call) -> None:
-        """Prometheus text format (docs/operations.md)."""
-        self.observer.settle()
-        await send_bytes(call.send, 200, self.observer.metrics.registry.render(), [(b"content-type", CONTENT_TYPE)])
+        """Prometheus text format (docs/operations.md): the machine's sums with ``--workers N``."""
+        text = self.workers.view().registry.render()
+        await send_bytes(call.send, 200, text, [(b"content-type", CONTENT_TYPE)])
 
     def _cache(self) -> AsyncCache:
         if self.gateway.cache is None:

@@ -7,6 +7,7 @@ import itertools
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from reprise.backends.registry import load_backend_class
@@ -18,6 +19,7 @@ from reprise.core.controls import CacheControls
 from reprise.core.policy import BYPASS, CachePlan, CachePolicy, decide
 from reprise.core.tenancy import partition_namespace
 from reprise.errors import AuthError, Forbidden, NotFoundError
+from reprise.providers.anthropic import AnthropicUpstream, AnthropicWire
 from reprise.server.auth import MASTER, OPEN, KeyStore, Principal, presented_key
 from reprise.server.routing import Routes, build_routes
 from reprise.server.upstream import Deployment, HttpUpstream, MockUpstream, Upstream
@@ -31,6 +33,8 @@ log = logging.getLogger("reprise.server")
 
 CHAT_CALL_TYPES = frozenset({"completion", "acompletion"})
 EMBEDDING_CALL_TYPES = frozenset({"embedding", "aembedding"})
+RESPONSES_CALL_TYPES = frozenset({"responses", "aresponses"})
+TEXT_COMPLETION_CALL_TYPES = frozenset({"text_completion", "atext_completion"})
 
 
 def with_key_defaults(policy: CachePolicy, defaults: KeyCacheDefaults) -> CachePolicy:
@@ -59,6 +63,9 @@ class Gateway:
     max_body_bytes: int = 8 * 2**20
     cache_chat: bool = False
     cache_embeddings: bool = False
+    cache_responses: bool = False
+    cache_completions: bool = False
+    """``/responses`` and legacy ``/completions`` (``supported_call_types``: ``responses``, ``text_completion``)."""
     keys: KeyStore = field(default_factory=lambda: KeyStore([], None))
     shared_namespaces: frozenset[str] = frozenset()
     forwarder: AsyncCache = field(default_factory=AsyncCache)
@@ -100,6 +107,8 @@ class Gateway:
             max_body_bytes=int(config.general_settings.max_request_size_mb * 2**20),
             cache_chat=bool(call_types & CHAT_CALL_TYPES),
             cache_embeddings=bool(call_types & EMBEDDING_CALL_TYPES),
+            cache_responses=bool(call_types & RESPONSES_CALL_TYPES),
+            cache_completions=bool(call_types & TEXT_COMPLETION_CALL_TYPES),
             keys=KeyStore(config.general_settings.virtual_keys, config.general_settings.keys_file,
                           config.general_settings.max_parallel_requests_per_key),
             shared_namespaces=frozenset(config.general_settings.shared_namespaces),
@@ -158,7 +167,16 @@ class Gateway:
         return next(rotation)
 
     def upstream(self, deployment: Deployment) -> Upstream:
-        return self.mock if deployment.mock_response is not None else self.http
+        if deployment.mock_response is not None:
+            return self.mock
+        if isinstance(deployment.wire, AnthropicWire):
+            return self.anthropic
+        return self.http
+
+    @cached_property
+    def anthropic(self) -> AnthropicUpstream:
+        """Anthropic's Messages API over :attr:`http`'s pool and slots (closed with it)."""
+        return AnthropicUpstream(self.http)
 
     def plan(self, controls: CacheControls, enabled_for_call: bool, caller: Principal = OPEN) -> CachePlan:
         """The cache plan for one request, inside the caller's tenant partition.

@@ -19,7 +19,18 @@ from typing import Any
 import orjson
 
 from reprise.core.controls import MAX_SECONDS, NAMESPACE_PATTERN
-from reprise.server.routes import AZURE_PATHS, CHAT_PATHS, EMBEDDING_PATHS, LIVENESS_PATHS, MODEL_PATHS, READINESS_PATHS
+from reprise.server.routes import (
+    AZURE_PATHS,
+    CHAT_PATHS,
+    COMPLETIONS_PATHS,
+    COUNT_TOKENS_PATHS,
+    EMBEDDING_PATHS,
+    LIVENESS_PATHS,
+    MESSAGES_PATHS,
+    MODEL_PATHS,
+    READINESS_PATHS,
+    RESPONSES_PATHS,
+)
 
 Schema = dict[str, Any]
 
@@ -143,6 +154,43 @@ EMBEDDINGS_REQUEST: Schema = {
     },
 }
 
+_CACHE_REF = {"$ref": "#/components/schemas/CacheControls"}
+RESPONSES_REQUEST: Schema = {
+    "type": "object",
+    "required": ["model"],
+    "additionalProperties": True,
+    "properties": {
+        "model": {"type": "string", "minLength": 1},
+        **_nullable({
+            "input": {"type": ["string", "array"]},
+            "stream": {"type": "boolean", "description": "Answer as the API's typed server-sent events"},
+            "background": {"type": "boolean", "description": "Queued answers are never cached (bypass)"},
+            "store": {"type": "boolean"},
+            "previous_response_id": {"type": "string", "description": "Cached, keyed by the id"},
+            "conversation": {"type": ["string", "object"], "description": "Never cached (bypass)"},
+            "metadata": _OBJECT,
+            "cache": _CACHE_REF,
+        }),
+    },
+}
+COMPLETIONS_REQUEST: Schema = {
+    "type": "object",
+    "required": ["model", "prompt"],
+    "additionalProperties": True,
+    "properties": {
+        "model": {"type": "string", "minLength": 1},
+        "prompt": {"type": ["string", "array"]},
+        **_nullable({
+            "stream": {"type": "boolean"},
+            "echo": {"type": "boolean"},
+            "stream_options": _OBJECT,
+            "n": {"type": "integer", "minimum": 1, "maximum": 128},
+            "best_of": {"type": "integer", "minimum": 1, "maximum": 128},
+            "cache": _CACHE_REF,
+        }),
+    },
+}
+
 ERROR: Schema = {
     "type": "object",
     "required": ["error"],
@@ -215,6 +263,138 @@ def _embeddings_operation() -> Schema:
                 },
             },
             "responses": {"200": answer, **_BODY_ERRORS, **_AUTH_ERRORS, **_UPSTREAM_ERRORS},
+        }
+    }
+
+
+def _verbatim_operation(summary: str, schema: str, example: Schema, answer: str) -> Schema:
+    """``/responses`` and ``/completions``: the provider's answer, cached verbatim."""
+    ok = {"description": answer, "headers": _CACHE_HEADERS,
+          "content": {"application/json": {"schema": _OBJECT}, "text/event-stream": {"schema": _SSE_EVENT}}}
+    body = {"schema": {"$ref": f"#/components/schemas/{schema}"}, "example": example}
+    return {
+        "post": {
+            "summary": summary,
+            "security": [{"bearer": []}],
+            "requestBody": {"required": True, "content": {"application/json": body}},
+            "responses": {"200": ok, **_BODY_ERRORS, **_AUTH_ERRORS, **_UPSTREAM_ERRORS},
+        }
+    }
+
+
+_ANTHROPIC_CONVERSATION: Schema = {
+    "model": {"type": "string", "minLength": 1, "description": "A `model_name` of the config"},
+    "messages": {
+        "type": "array",
+        "minItems": 1,
+        "items": {
+            "type": "object",
+            "required": ["role", "content"],
+            "properties": {
+                "role": {"enum": ["user", "assistant"]},
+                "content": {"anyOf": [{"type": "string"}, {"type": "array", "items": _OBJECT}]},
+            },
+        },
+    },
+    **_nullable(
+        {
+            "system": {"anyOf": [{"type": "string"}, {"type": "array", "items": _OBJECT}]},
+            "tools": {"type": "array", "items": _OBJECT},
+            "tool_choice": _OBJECT,
+            "thinking": _OBJECT,
+            "cache_control": _OBJECT,
+            "cache": {"$ref": "#/components/schemas/CacheControls"},
+        }
+    ),
+}
+
+#: Anthropic's Messages request (https://docs.anthropic.com/en/api/messages), as far as
+#: :mod:`reprise.core.messages_request` maps it; any other field is refused, hence no additional properties.
+MESSAGES_REQUEST: Schema = {
+    "type": "object",
+    "required": ["model", "messages", "max_tokens"],
+    "additionalProperties": False,
+    "properties": {
+        **_ANTHROPIC_CONVERSATION,
+        "max_tokens": {"type": "integer", "minimum": 1},
+        **_nullable(
+            {
+                "temperature": _NUMBER,
+                "top_p": _NUMBER,
+                "top_k": _NUMBER,
+                "stop_sequences": {"type": "array", "items": {"type": "string"}},
+                "stream": {"type": "boolean", "description": "Answer as Anthropic's server-sent events"},
+                "metadata": {"type": "object", "properties": {"user_id": {"type": ["string", "null"]}}},
+            }
+        ),
+    },
+}
+COUNT_TOKENS_REQUEST: Schema = {
+    "type": "object",
+    "required": ["model", "messages"],
+    "additionalProperties": False,
+    "properties": _ANTHROPIC_CONVERSATION,
+}
+ANTHROPIC_ERROR: Schema = {
+    "type": "object",
+    "required": ["type", "error"],
+    "properties": {
+        "type": {"const": "error"},
+        "error": {
+            "type": "object",
+            "required": ["type", "message"],
+            "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
+        },
+    },
+}
+
+
+def _anthropic_errors(*statuses: str) -> dict[str, Schema]:
+    described = {"400": "Malformed JSON, or a field the gateway cannot map (named in the message)",
+                 "401": "Missing or invalid API key (`x-api-key` or `Authorization: Bearer`)",
+                 "404": "Unknown model", "413": "Body larger than `general_settings.max_request_size_mb`",
+                 "501": "count_tokens for a deployment that is not OpenAI-compatible",
+                 "502": "The provider could not be reached or sent a malformed answer",
+                 "504": "The provider did not answer within the deployment's timeout",
+                 "default": "An error answer of the provider, with its status"}
+    ref = {"$ref": "#/components/schemas/AnthropicError"}
+    return {status: _json(ref, described[status]) for status in statuses}
+
+
+def _messages_operation() -> Schema:
+    answer = {
+        "description": "An Anthropic `message` (JSON), or with `stream: true` Anthropic's stream events",
+        "headers": _CACHE_HEADERS,
+        "content": {
+            "application/json": {"schema": {"type": "object", "required": ["type", "content"]}},
+            "text/event-stream": {"schema": _SSE_EVENT},
+        },
+    }
+    example = {"model": "gpt-4o", "max_tokens": 64, "messages": [{"role": "user", "content": "hello"}]}
+    return {
+        "post": {
+            "summary": "Anthropic Messages API before the configured provider, served from the cache when possible",
+            "security": [{"bearer": []}, {"x-api-key": []}],
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/MessagesRequest"}, "example": example}}},
+            "responses": {"200": answer, **_anthropic_errors("400", "401", "404", "413", "502", "504", "default")},
+        }
+    }
+
+
+def _count_tokens_operation() -> Schema:
+    answer = _json({"type": "object", "required": ["input_tokens"],
+                    "properties": {"input_tokens": {"type": "integer", "minimum": 1}}},
+                   "An estimate of the input tokens (~4 characters a token), never cached")
+    answer["headers"] = {"x-reprise-token-count": {"description": "Always `estimate`", "schema": {"const": "estimate"}}}
+    example = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hello"}]}
+    return {
+        "post": {
+            "summary": "Estimated input tokens of an Anthropic Messages request",
+            "security": [{"bearer": []}, {"x-api-key": []}],
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/CountTokensRequest"}, "example": example}}},
+            "responses": {"200": answer, **_anthropic_errors("400", "401", "404", "413", "501")},
         }
     }
 
@@ -316,10 +496,22 @@ def build_openapi(version: str) -> Schema:
         paths[path] = _chat_operation()
     for path in EMBEDDING_PATHS:
         paths[path] = _embeddings_operation()
+    for path in RESPONSES_PATHS:
+        paths[path] = _verbatim_operation(
+            "Responses API, the provider's answer cached verbatim", "ResponsesRequest",
+            {"model": "gpt-4o", "input": "hello"}, "A `response` (JSON), or with `stream: true` its typed events")
+    for path in COMPLETIONS_PATHS:
+        paths[path] = _verbatim_operation(
+            "Legacy text completion, the provider's answer cached verbatim", "CompletionsRequest",
+            {"model": "gpt-4o", "prompt": "hello"}, "A `text_completion` (JSON), or with `stream: true` its chunks")
     deployment = [{"name": "deployment", "in": "path", "required": True, "schema": {"type": "string"},
                    "description": "The model name (Azure's deployment); it replaces the body's model."}]
     paths[AZURE_PATHS[0]] = {"parameters": deployment, **_chat_operation()}
     paths[AZURE_PATHS[1]] = {"parameters": deployment, **_embeddings_operation()}
+    for path in MESSAGES_PATHS:
+        paths[path] = _messages_operation()
+    for path in COUNT_TOKENS_PATHS:
+        paths[path] = _count_tokens_operation()
     for path in MODEL_PATHS:
         paths[path] = _models_operation()
     for path in LIVENESS_PATHS:
@@ -338,13 +530,20 @@ def build_openapi(version: str) -> Schema:
         "paths": paths,
         "components": {
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "description": "The master key or a virtual key"}
+                "bearer": {"type": "http", "scheme": "bearer", "description": "The master key or a virtual key"},
+                "x-api-key": {"type": "apiKey", "in": "header", "name": "x-api-key",
+                              "description": "The same keys, as the Anthropic SDK sends them"},
             },
             "schemas": {
                 "ChatRequest": CHAT_REQUEST,
                 "EmbeddingsRequest": EMBEDDINGS_REQUEST,
+                "ResponsesRequest": RESPONSES_REQUEST,
+                "CompletionsRequest": COMPLETIONS_REQUEST,
                 "CacheControls": CACHE_CONTROLS,
                 "Error": ERROR,
+                "MessagesRequest": MESSAGES_REQUEST,
+                "CountTokensRequest": COUNT_TOKENS_REQUEST,
+                "AnthropicError": ANTHROPIC_ERROR,
             },
         },
     }

@@ -74,6 +74,9 @@ class Route:
     """``paths`` are prefixes: the rest of the path is the handler's to read (a key, a file)."""
     observed: bool = False
     """Counted and logged by the observer (the API routes, whatever the method)."""
+    reshape: Callable[[Send], Send] | None = None
+    """Wraps the route's ``send`` (before the caller is checked), so every answer of the route,
+    its errors included, is in another API's shape (Anthropic's Messages API)."""
 
 
 class RouteTable:
@@ -144,7 +147,11 @@ class ApiHandlers(Protocol):
 
     async def chat(self, call: Call) -> None: ...
     async def embeddings(self, call: Call) -> None: ...
+    async def responses(self, call: Call) -> None: ...
+    async def completions(self, call: Call) -> None: ...
     async def azure_deployment(self, call: Call) -> None: ...
+    async def messages(self, call: Call) -> None: ...
+    async def count_tokens(self, call: Call) -> None: ...
     async def models(self, call: Call) -> None: ...
     async def liveness(self, call: Call) -> None: ...
     async def readiness(self, call: Call) -> None: ...
@@ -158,18 +165,25 @@ POST = frozenset({"POST"})
 #: :mod:`reprise.server.openapi` documents the same tuples.
 CHAT_PATHS = ("/chat/completions", "/v1/chat/completions")
 EMBEDDING_PATHS = ("/embeddings", "/v1/embeddings")
+RESPONSES_PATHS = ("/responses", "/v1/responses")
+COMPLETIONS_PATHS = ("/completions", "/v1/completions")
 MODEL_PATHS = ("/models", "/v1/models")
 #: Azure OpenAI's inbound form, for the ``AzureOpenAI`` client:
 #: ``/openai/deployments/{model}/chat/completions|embeddings?api-version=…``.
 AZURE_DEPLOYMENTS = "/openai/deployments/"
 #: The same, as the OpenAPI document templates them.
 AZURE_PATHS = (AZURE_DEPLOYMENTS + "{deployment}/chat/completions", AZURE_DEPLOYMENTS + "{deployment}/embeddings")
+#: Anthropic's Messages API, for the ``anthropic`` SDK and agents using ``ANTHROPIC_BASE_URL``.
+MESSAGES_PATHS = ("/v1/messages", "/messages")
+COUNT_TOKENS_PATHS = ("/v1/messages/count_tokens", "/messages/count_tokens")
 LIVENESS_PATHS = ("/health/liveliness", "/health/liveness", "/livez")
 READINESS_PATHS = ("/health/readiness", "/readyz", "/health")
 
 
-def build_routes(api: ApiHandlers, cache: CacheAdmin, keys: KeysAdmin, *, metrics: Access) -> RouteTable:
-    """Every route of the gateway. ``metrics`` is ``/metrics``' access (``metrics_require_auth``).
+def build_routes(api: ApiHandlers, cache: CacheAdmin, keys: KeysAdmin, *, metrics: Access,
+                 anthropic: Callable[[Send], Send] | None = None) -> RouteTable:
+    """Every route of the gateway. ``metrics`` is ``/metrics``' access (``metrics_require_auth``);
+    ``anthropic`` reshapes the answers of the Messages routes (:mod:`reprise.server.messages`).
 
     Paths follow OpenAI's API with and without ``/v1`` and LiteLLM's proxy
     (https://docs.litellm.ai/docs/proxy/health, /caching, /virtual_keys), with its aliases.
@@ -178,8 +192,12 @@ def build_routes(api: ApiHandlers, cache: CacheAdmin, keys: KeysAdmin, *, metric
     return RouteTable([
         Route(POST, CHAT_PATHS, api.chat, key, observed=True),
         Route(POST, EMBEDDING_PATHS, api.embeddings, key, observed=True),
+        Route(POST, RESPONSES_PATHS, api.responses, key, observed=True),
+        Route(POST, COMPLETIONS_PATHS, api.completions, key, observed=True),
         Route(GET, MODEL_PATHS, api.models, key),
         Route(POST, (AZURE_DEPLOYMENTS,), api.azure_deployment, key, prefix=True),
+        Route(POST, MESSAGES_PATHS, api.messages, key, observed=True, reshape=anthropic),
+        Route(POST, COUNT_TOKENS_PATHS, api.count_tokens, key, reshape=anthropic),
         Route(GET, LIVENESS_PATHS, api.liveness, public),
         Route(GET, READINESS_PATHS, api.readiness, public),
         Route(GET, ("/openapi.json",), api.openapi, public),

@@ -14,9 +14,10 @@ Everything a config can get wrong here is found by :func:`build_routes`, which r
 both call it, so they never disagree. A wildcard's concrete deployment is built
 on first use and remembered (a bounded memo: the names come from clients).
 
-Reprise speaks the OpenAI wire format upstream. A provider that speaks something
-else (Azure's deployment paths, Anthropic's Messages API, Bedrock...) is refused at
-start with the models that use it, rather than sent requests it cannot read.
+Reprise speaks the OpenAI wire format upstream, and reaches a few other providers
+through adapters (:data:`ADAPTED`: Azure's deployment paths, Anthropic's Messages API).
+Any other provider (Bedrock...) is refused at start with the models that use it,
+rather than sent requests it cannot read.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field, replace
 from reprise.config import GatewayConfig
 from reprise.config.models import LiteLLMParams
 from reprise.errors import ConfigError, NotFoundError
+from reprise.providers.anthropic import ANTHROPIC, api_key_of, messages_url
 from reprise.server.upstream import DEFAULT_MAX_PARALLEL, PROVIDER_BASES, Deployment, split_credentials
 from reprise.server.wires import AZURE_API_VERSION, OPENAI, AzureWire, Wire
 
@@ -42,8 +44,8 @@ OPENAI_WIRE = frozenset(PROVIDER_BASES) | {
 }
 """LiteLLM provider prefixes whose endpoints speak the OpenAI API: the ones Reprise can call."""
 
-ADAPTED = frozenset({"azure"})
-"""Providers reached through an adapter (:mod:`reprise.server.wires`)."""
+ADAPTED = frozenset({"azure", "anthropic"})
+"""Providers reached through an adapter (:mod:`reprise.server.wires`, :mod:`reprise.providers`)."""
 
 MEMO_LIMIT = 1024
 """Concrete deployments remembered per wildcard route before the memo is cleared."""
@@ -146,6 +148,8 @@ def make_deployment(index: int, model_name: str, params: LiteLLMParams, config: 
         api_base = api_base or os.environ.get("AZURE_API_BASE", "")
         api_key = api_key or os.environ.get("AZURE_API_KEY") or None
         wire = AzureWire(params.api_version or os.environ.get("AZURE_API_VERSION") or AZURE_API_VERSION)
+    if params.provider == "anthropic" and params.mock_response is None:
+        api_base, api_key, wire = messages_url(api_base or None), api_key_of(api_key), ANTHROPIC
     if basic_auth and api_key:
         log.warning("model_list[%d] (%s): api_base carries credentials and api_key is set; "
                     "the api_key is sent, the URL's credentials are not", index, model_name)
@@ -173,6 +177,8 @@ def _check_provider(config: GatewayConfig) -> None:
             continue
         if params.provider == "azure":
             _check_azure(i, params)
+        elif params.provider == "anthropic":
+            _check_anthropic(i, params)
         elif params.provider not in OPENAI_WIRE:
             unreachable.setdefault(params.provider, []).append((i, entry.model_name))
         elif params.api_base is None and params.provider not in PROVIDER_BASES:
@@ -201,6 +207,12 @@ def _check_azure(index: int, params: LiteLLMParams) -> None:
     if not (params.api_key or os.environ.get("AZURE_API_KEY")):
         raise ConfigError("an azure/ model needs a key: set api_key or AZURE_API_KEY "
                           "(Microsoft Entra ID tokens are not supported yet)", f"{where}.api_key")
+
+
+def _check_anthropic(index: int, params: LiteLLMParams) -> None:
+    if api_key_of(params.api_key.get_secret_value() if params.api_key else None) is None:
+        raise ConfigError("an anthropic/ model needs a key: set api_key or ANTHROPIC_API_KEY",
+                          f"model_list[{index}].litellm_params.api_key")
 
 
 def build_routes(config: GatewayConfig, default_timeout: float | None = None) -> Routes:

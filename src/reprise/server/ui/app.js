@@ -162,11 +162,13 @@ function renderStats(s) {
   const t = s.totals;
   $("meta").innerHTML = "";
   const meta = document.createElement("span");
-  meta.innerHTML = `backend <b></b> · process <b></b> · up <b></b>`;
+  // The numbers are the machine's: every worker of `reprise serve --workers N` (docs/operations.md).
+  const w = s.workers;
+  meta.innerHTML = `backend <b></b> · workers <b></b> · up <b></b>`;
   const b = meta.querySelectorAll("b");
   b[0].textContent = s.backend || "none";
-  b[1].textContent = s.process.pid;
-  b[2].textContent = fmtDuration(s.process.uptime_s);
+  b[1].textContent = w.exited ? `${w.running} (+${w.exited} exited)` : String(w.running);
+  b[2].textContent = fmtDuration(Math.max(0, Date.now() / 1000 - w.started_at));
   $("meta").appendChild(meta);
   $("kpi-hit-rate").textContent = t.hit_rate === null ? "–" : (t.hit_rate * 100).toFixed(1) + "%";
   $("kpi-hit-note").textContent = `${t.hits + t.semantic_hits} hits · ${t.misses} misses`;
@@ -177,8 +179,8 @@ function renderStats(s) {
   $("kpi-saved-usd").textContent = fmtUsd(t.saved_usd);
   $("kpi-saved-time").textContent = fmtDuration(t.saved_seconds);
   $("kpi-latency-note").textContent = `hit ${fmtMs(t.hit_latency_ms_avg)} vs provider ${fmtMs(t.upstream_latency_ms_avg)}`;
-  // A young process has no history: start the charts at its start (but show at least 5 minutes).
-  const from = Math.min(s.process.started_at, s.series[s.series.length - 1].start - 290);
+  // A young server has no history: start the charts at its start (but show at least 5 minutes).
+  const from = Math.min(w.started_at, s.series[s.series.length - 1].start - 290);
   const series = s.series.filter((b) => b.start + s.bucket_seconds > from);
   hitRateChart($("chart-hit-rate"), series);
   savingsChart($("chart-savings"), series);

@@ -1,0 +1,115 @@
+"""The pure part of ``/responses`` and ``/completions``: keys, bypasses, what a stream must be to be stored."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from reprise.core.keys import chat_key_hash
+from reprise.core.sse_record import CompletionsRecorder, ResponsesRecorder
+from reprise.core.verbatim import (
+    COMPLETIONS,
+    RESPONSES,
+    completions_facts,
+    forwarded,
+    judge_completion,
+    judge_response,
+    key_hash,
+    responses_facts,
+)
+from reprise.errors import RequestError
+
+
+def event(kind: str, n: int, **data: object) -> bytes:
+    return f"event: {kind}\ndata: {json.dumps({'type': kind, 'sequence_number': n, **data})}\n\n".encode()
+
+
+def responses_stream(last: str = "response.completed", status: str = "completed") -> bytes:
+    return (event("response.created", 0, response={"status": "in_progress"})
+            + event("response.output_text.delta", 1, delta="hi")
+            + event(last, 2, response={"status": status, "usage": {"total_tokens": 3}}))
+
+
+def test_everything_forwarded_is_keyed_and_gateway_fields_are_not() -> None:
+    body = {"model": "m", "input": "x"}
+    base = key_hash(RESPONSES, body)
+    for field, value in (("stream", True), ("user", "u"), ("metadata", {"a": "b"}), ("stream_options", {}),
+                         ("previous_response_id", "resp_1"), ("some_new_option", 1)):
+        assert key_hash(RESPONSES, {**body, field: value}) != base, field
+        assert field in forwarded(RESPONSES, {**body, field: value})
+    for field in ("cache", "api_base", "api_key", "extra_headers", "mock_response"):
+        assert key_hash(RESPONSES, {**body, field: "v"}) == base, field
+        assert field not in forwarded(RESPONSES, {**body, field: "v"})
+    assert "metadata" not in forwarded(COMPLETIONS, {"model": "m", "prompt": "p", "metadata": {}})
+    assert key_hash(RESPONSES, {**body, "temperature": 1}) == key_hash(RESPONSES, {**body, "temperature": 1.0})
+    assert key_hash(RESPONSES, {**body, "top_p": None}) == base
+
+
+def test_the_route_kind_is_in_the_key() -> None:
+    body = {"model": "m", "prompt": "p", "input": "p", "messages": [{"role": "user", "content": "p"}]}
+    assert len({key_hash(RESPONSES, body), key_hash(COMPLETIONS, body), chat_key_hash(body)}) == 3
+
+
+def test_background_and_conversation_bypass_previous_response_id_does_not() -> None:
+    assert responses_facts({"model": "m", "input": "x", "background": True}).bypass == "background"
+    assert responses_facts({"model": "m", "input": "x", "conversation": "conv_1"}).bypass == "conversation"
+    assert responses_facts({"model": "m", "input": "x", "previous_response_id": "resp_1"}).bypass is None
+    assert completions_facts({"model": "m", "prompt": "p", "stream": True}).stream
+
+
+@pytest.mark.parametrize("body", [[], {"input": "x"}, {"model": "m", "stream": "true"},
+                                  {"model": "m", "background": 1}, {"model": "m", "conversation": 3}])
+def test_malformed_responses_bodies(body: object) -> None:
+    with pytest.raises(RequestError):
+        responses_facts(body)
+
+
+def test_plain_answers_are_judged() -> None:
+    assert judge_response({"object": "response", "status": "completed"}) is True
+    assert judge_response({"object": "response", "status": "incomplete"}) is False
+    assert judge_response({"object": "response", "status": "queued"}) is False
+    assert judge_response({"error": {}}) is None and judge_response([]) is None
+    assert judge_completion({"choices": [{"text": "a", "finish_reason": "stop"}]}) is True
+    assert judge_completion({"choices": [{"text": "a", "finish_reason": None}]}) is False
+    assert judge_completion({"choices": []}) is None
+
+
+def test_a_completed_responses_stream_is_recorded_byte_for_byte_whatever_the_chunking() -> None:
+    sse = responses_stream()
+    recorder = ResponsesRecorder()
+    forwarded_events = [e for i in range(len(sse)) for e in recorder.feed(sse[i:i + 1])]
+    assert recorder.done and recorder.complete
+    assert b"".join(forwarded_events) == recorder.recorded() == sse
+    assert recorder.completion()["usage"] == {"total_tokens": 3}
+
+
+@pytest.mark.parametrize("sse", [
+    responses_stream("response.failed", "failed"),
+    responses_stream("response.incomplete", "incomplete"),
+    responses_stream("error"),
+    responses_stream("response.completed", "in_progress"),
+    responses_stream()[:-40],  # cut before its last event
+    b"event: x\ndata: not json\n\n" + responses_stream(),
+])
+def test_responses_streams_that_are_not_complete_are_not_stored(sse: bytes) -> None:
+    recorder = ResponsesRecorder()
+    recorder.feed(sse)
+    assert not recorder.complete
+
+
+def test_completions_streams_need_done_and_every_finish_reason() -> None:
+    def chunk(text: str, finish: str | None, index: int = 0) -> bytes:
+        choice = {"text": text, "index": index, "finish_reason": finish}
+        return b"data: " + json.dumps({"object": "text_completion", "choices": [choice]}).encode() + b"\n\n"
+
+    whole = chunk("a", None) + chunk("", "stop") + b"data: [DONE]\n\n"
+    recorder = CompletionsRecorder()
+    recorder.feed(whole)
+    assert recorder.complete and recorder.recorded() == whole
+    for broken in (whole[:-len(b"data: [DONE]\n\n")], chunk("a", None) + b"data: [DONE]\n\n",
+                   whole.replace(b'"index": 0, "finish_reason": "stop"', b'"index": 1, "finish_reason": null'),
+                   b'data: {"error": {"message": "x"}}\n\n' + whole):
+        recorder = CompletionsRecorder()
+        recorder.feed(broken)
+        assert not recorder.complete, broken
