@@ -2,10 +2,12 @@
 --   WRK_MODEL    the model name
 --   WRK_KEYS     how many distinct prompts ("q1" .. "qN")
 --   WRK_HEADERS  JSON object of extra headers, flat strings only (e.g. Authorization)
+--   WRK_STREAM   "1": ask for a streamed answer ("stream": true)
 -- done() prints one WRK_JSON line that bench/load.py parses.
 
 local model = os.getenv("WRK_MODEL")
 local keys = tonumber(os.getenv("WRK_KEYS"))
+local stream = os.getenv("WRK_STREAM") == "1" and ',"stream":true' or ""
 
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -15,7 +17,7 @@ for key, value in string.gmatch(headers, '"([^"]+)"%s*:%s*"([^"]*)"') do
 end
 
 local function body(i)
-  return '{"model":"' .. model .. '","messages":[{"role":"user","content":"q' .. i .. '"}]}'
+  return '{"model":"' .. model .. '","messages":[{"role":"user","content":"q' .. i .. '"}]' .. stream .. '}'
 end
 
 init = function(args)

@@ -86,7 +86,8 @@ class Answer:
     """A single answer and how it was obtained (``entry`` is set on a hit)."""
 
     status: int
-    body: bytes
+    body: bytes | memoryview
+    """On a hit, the stored bytes themselves (``CacheEntry.body``): sent as they are."""
     cache_status: str  # "hit" | "miss" | "bypass"
     entry: CacheEntry | None = None
     upstream_headers: tuple[tuple[bytes, bytes], ...] = ()
@@ -243,7 +244,7 @@ class AsyncCache(StoreAccess):
 
     async def _stored_outcome(self, key: str, plan: CachePlan) -> Outcome | None:
         entry = await self.read(key, plan.max_age)
-        return None if entry is None else Outcome(200, entry.body)
+        return None if entry is None else Outcome(200, bytes(entry.body))
 
     # -- a streamed answer ---------------------------------------------------------------
 
@@ -367,7 +368,7 @@ class AsyncCache(StoreAccess):
             values = dict(zip(first, got.values, strict=True))
             return BatchAnswer("bypass", [values[key] for key in keys], [False] * len(keys), got.usage)
         entries = await self.read_many(keys, plan.max_age) if plan.read else [None] * len(keys)
-        known = {key: entry.body for key, entry in zip(keys, entries, strict=True) if entry is not None}
+        known = {key: bytes(entry.body) for key, entry in zip(keys, entries, strict=True) if entry is not None}
         from_cache = [key in known for key in keys]
         missing = list(dict.fromkeys(key for key in keys if key not in known))
         self.stats.hits += sum(from_cache)
@@ -444,7 +445,7 @@ class AsyncCache(StoreAccess):
         entries = await self.read_many(keys, plan.max_age)
         if any(entry is None for entry in entries):
             return None
-        return BatchOutcome(200, values=tuple(entry.body for entry in entries if entry is not None))
+        return BatchOutcome(200, values=tuple(bytes(entry.body) for entry in entries if entry is not None))
 
     async def _call_batch(self, keys: list[str], positions: list[int], plan: CachePlan,
                           produce: BatchProducer) -> BatchOutcome | Shared:

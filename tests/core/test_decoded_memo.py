@@ -51,3 +51,15 @@ async def test_the_memo_is_bounded() -> None:
         await store.write(f"k{i}", store.make_entry(b"x" * 100, None, {}))
         assert await store.read(f"k{i}") is not None
     assert len(store._decoded) <= 1024
+
+
+async def test_a_large_entry_is_read_as_a_view_of_the_stored_bytes() -> None:
+    """Too large for the memo (decoded at every read), and still never copied: its body is
+    a view of the very bytes the store holds, which a hit sends as they are."""
+    backend = MemoryBackend()
+    store = StoreAccess(backend)
+    body = b'{"answer": "' + b"x" * 200_000 + b'"}'
+    await store.write("k", store.make_entry(body, None, {"kind": "chat"}))
+    entry = await store.read("k")
+    assert entry is not None and entry.body == body
+    assert isinstance(entry.body, memoryview) and entry.body.obj is await backend.get("k")

@@ -6,6 +6,7 @@ import orjson
 import pytest
 
 from reprise.core.chat_request import ChatFactsMemo, chat_facts, controls_of
+from reprise.core.entry import CacheEntry, decode_entry, encode_entry
 from reprise.core.streaming import ReplayMemo, render_sse
 from reprise.errors import RequestError
 
@@ -44,6 +45,45 @@ def test_replay_memo_renders_what_render_sse_renders(usage: bool) -> None:
                                         "finish_reason": "stop"}],
                            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
     memo = ReplayMemo()
-    first = memo.render(answer, usage)
+    first = memo.render("k", answer, usage)
     assert first == render_sse(orjson.loads(answer), usage)
-    assert memo.render(answer, usage) is first
+    assert memo.render("k", answer, usage) is first
+    assert memo.render("k", bytes(bytearray(answer)), usage) is first  # equal bytes: the same answer
+
+
+def _completion(content: str) -> bytes:
+    return orjson.dumps({"id": "c1", "object": "chat.completion", "created": 1, "model": "m",
+                         "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                                      "finish_reason": "stop"}]})
+
+
+def test_replay_memo_never_sends_a_replay_made_for_another_answer() -> None:
+    memo = ReplayMemo()
+    old, new = _completion("old answer"), _completion("new answer")
+    memo.render("k", old, False)
+    assert memo.render("k", new, False) == render_sse(orjson.loads(new), False)
+    assert memo.render("k", old, False) == render_sse(orjson.loads(old), False)
+
+
+def test_replay_memo_serves_a_stored_entry_from_its_own_bytes() -> None:
+    """A decoded entry's body is a view of the stored bytes: used as it is, and compared whole."""
+    memo = ReplayMemo()
+    raw = encode_entry(CacheEntry(_completion("stored"), created_at=1.0))
+    entry = decode_entry(raw)
+    assert isinstance(entry.body, memoryview) and entry.body == _completion("stored")
+    first = memo.render("k", entry.body, True)
+    assert first == render_sse(orjson.loads(_completion("stored")), True)
+    assert memo.render("k", decode_entry(bytes(bytearray(raw))).body, True) is first
+    rewritten = decode_entry(encode_entry(CacheEntry(_completion("stored again"), created_at=1.0)))
+    assert memo.render("k", rewritten.body, True) == render_sse(orjson.loads(_completion("stored again")), True)
+
+
+def test_replay_memo_is_bounded_in_bytes_least_recently_used_first_out() -> None:
+    answers = {f"k{i}": _completion(f"answer {i} " + "x" * 1000) for i in range(40)}
+    memo = ReplayMemo(max_bytes=64_000)  # ~25 replays of ~2.5 KB with their answers
+    for key, answer in answers.items():
+        memo.render(key, answer, False)
+        assert memo.size_bytes <= memo.max_bytes
+    kept = memo.render("k39", answers["k39"], False)
+    assert memo.render("k39", answers["k39"], False) is kept
+    assert memo.render("k0", answers["k0"], False) == render_sse(orjson.loads(answers["k0"]), False)

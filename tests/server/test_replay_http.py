@@ -191,3 +191,22 @@ def test_openai_sdk_reads_reasoning_and_vendor_fields_from_a_replayed_stream(gat
         assert call is not None and (call.name, call.arguments) == (FUNCTION_CALL["name"], FUNCTION_CALL["arguments"])
         assert answer.choices[0].finish_reason == "function_call"
     assert upstream.calls_for("reasoning") == 1 and upstream.calls_for("function-call") == 1
+
+
+def test_a_large_answer_is_replayed_byte_for_byte_every_time(client: httpx.Client, upstream: StubUpstream) -> None:
+    """A ~200 KB answer: too large for the decoded-entry memo, so each hit serves a view of the
+    stored bytes (core/entry.py) and each streamed hit the remembered SSE form (ReplayMemo)."""
+    body = chat(unique("large " + "the cache answers this from memory " * 6000))
+    miss = client.post("/chat/completions", json=body)
+    assert miss.status_code == 200 and len(miss.content) > 200_000
+    plain = [client.post("/chat/completions", json=body) for _ in range(3)]
+    assert [r.headers["x-reprise-cache"] for r in plain] == ["hit"] * 3
+    assert all(r.content == miss.content for r in plain)  # the provider's bytes, exactly
+    for usage in (False, True):
+        options = {"stream_options": {"include_usage": True}} if usage else {}
+        streams = [stream_bytes(client, {**body, **options}) for _ in range(3)]
+        assert [r.headers["x-reprise-cache"] for r, _ in streams] == ["hit"] * 3
+        assert streams[0][1] == streams[1][1] == streams[2][1]
+        assert comparable(assemble(streams[0][1])) == comparable(miss.json())
+        assert has_usage_chunk(streams[0][1]) == usage
+    assert upstream.calls()["chat"] == 1

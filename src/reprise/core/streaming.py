@@ -36,6 +36,7 @@ What is promised:
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -420,27 +421,56 @@ def is_chat_completion(obj: Any) -> bool:
 class ReplayMemo:
     """The SSE replay of a stored answer, made once: a streamed hit then sends bytes ready to go.
 
-    Keyed by the stored JSON bytes (whose hash Python keeps on the bytes object, so a hit on
-    an in-memory entry pays no hashing) and the client's usage choice; bounded in bytes.
+    Kept per storage ``key`` and usage choice, least recently used first out, and bounded
+    in bytes: each replay counts with the answer bytes it holds (at most ``max_bytes``, by
+    default the default size of a ``local`` cache; one replay at most a sixteenth).
+
+    A replay is sent only for the very answer it was made from: the same bytes object,
+    or equal bytes, else it is made again (an overwritten entry, another semantic match).
+    An answer given as a ``memoryview`` is a tail of its object, as
+    :func:`~reprise.core.entry.decode_entry` makes it: the whole object is what is compared
+    (a ``bytes`` comparison: ~2 µs for 100 KB, where hashing them cost ~100 µs and
+    comparing views ~270 µs), so two stored entries with the same body but not the same
+    times render twice, and never two bodies share a replay.
     """
 
-    MAX_BYTES = 32 * 2**20
+    MAX_BYTES = 256 * 2**20
 
-    def __init__(self) -> None:
-        self._sse: dict[tuple[bytes, bool], bytes] = {}
+    def __init__(self, max_bytes: int = MAX_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._sse: OrderedDict[tuple[str, bool], tuple[bytes, int, bytes]] = OrderedDict()
         self._bytes = 0
 
-    def render(self, answer: bytes, include_usage: bool) -> bytes:
-        """``render_sse`` of the JSON ``answer``, from the memo when it was made before."""
-        key = (answer, include_usage)
-        sse = self._sse.get(key)
-        if sse is None:
-            sse = render_sse(orjson.loads(answer), include_usage)
-            size = len(answer) + len(sse)
-            if size <= self.MAX_BYTES // 16:
-                if self._bytes + size > self.MAX_BYTES:  # full: start again
-                    self._sse.clear()
-                    self._bytes = 0
-                self._sse[key] = sse
-                self._bytes += size
+    @property
+    def size_bytes(self) -> int:
+        """What the held replays count for (their bytes and the answers' they hold)."""
+        return self._bytes
+
+    def render(self, key: str | None, answer: bytes | memoryview, include_usage: bool) -> bytes:
+        """``render_sse`` of the JSON ``answer`` stored under ``key``, from the memo when it was made before."""
+        if key is None:
+            return render_sse(orjson.loads(answer), include_usage)
+        origin = answer.obj if isinstance(answer, memoryview) else answer
+        if not isinstance(origin, bytes):  # a view of something else: compared as a copy
+            origin = answer = bytes(answer)
+        slot = (key, include_usage)
+        known = self._sse.get(slot)
+        if known is not None and (known[0] is origin or known[0] == origin) and known[1] == len(answer):
+            self._sse.move_to_end(slot)
+            return known[2]
+        sse = render_sse(orjson.loads(answer), include_usage)
+        self._keep(slot, (origin, len(answer), sse))
         return sse
+
+    def _keep(self, slot: tuple[str, bool], replay: tuple[bytes, int, bytes]) -> None:
+        old = self._sse.pop(slot, None)
+        if old is not None:
+            self._bytes -= len(old[0]) + len(old[2])
+        size = len(replay[0]) + len(replay[2])
+        if size > self.max_bytes // 16:
+            return
+        self._sse[slot] = replay
+        self._bytes += size
+        while self._bytes > self.max_bytes:
+            _, (origin, _, sse) = self._sse.popitem(last=False)
+            self._bytes -= len(origin) + len(sse)

@@ -107,7 +107,7 @@ def describe(key: str, raw: bytes, now: float, hits: HitCount = _no_hits, body: 
         "hit_count": hits(key),
     }
     if body:
-        shown = entry.body[:BODY_LIMIT]
+        shown = bytes(entry.body[:BODY_LIMIT])
         try:
             view["body"] = orjson.loads(shown)
         except orjson.JSONDecodeError:

@@ -157,25 +157,25 @@ async def _stream(gw: Gateway, cache: AsyncCache, record: RequestRecord, receive
     if answer.entry is not None:
         if semantic is not None:
             headers += semantic.headers()
-        await _send_replay(send, usage, 200, answer.entry.body, headers)
+        await _send_replay(send, key, usage, 200, answer.entry.body, headers)
     elif answer.shared is not None:
-        await _send_replay(send, usage, answer.shared.status, answer.shared.body, headers)
+        await _send_replay(send, key, usage, answer.shared.status, answer.shared.body, headers)
     else:
         assert answer.lead is not None
-        await _forward(send, receive, usage, answer, answer.lead, headers)
+        await _forward(send, receive, key, usage, answer, answer.lead, headers)
 
 
-async def _send_replay(send: Send, usage: bool, status: int, answer: bytes,
+async def _send_replay(send: Send, key: str | None, usage: bool, status: int, answer: bytes | memoryview,
                        headers: list[tuple[bytes, bytes]]) -> None:
     """Send a stored (or shared) non-streamed answer in the client's streaming format."""
     if status >= 300:
         await send_bytes(send, status, answer, [JSON_TYPE, *headers])
         return
-    sse = _REPLAYS.render(answer, usage)
+    sse = _REPLAYS.render(key, answer, usage)
     await send_bytes(send, 200, sse, [*SSE_HEADERS, *headers])
 
 
-async def _forward(send: Send, receive: Receive, usage: bool, answer: StreamAnswer, lead: StreamLead,
+async def _forward(send: Send, receive: Receive, key: str | None, usage: bool, answer: StreamAnswer, lead: StreamLead,
                    headers: list[tuple[bytes, bytes]]) -> None:
     """Send the provider's events as the driver passes them on; stop at once if the client left."""
     watcher = watch_disconnect(receive)
@@ -185,7 +185,7 @@ async def _forward(send: Send, receive: Receive, usage: bool, answer: StreamAnsw
         if lead.gone:
             return
         if instead is not None:  # the provider's error, or an answer another instance stored
-            await _send_replay(send, usage, instead.status, instead.body, [*headers, *instead.headers])
+            await _send_replay(send, key, usage, instead.status, instead.body, [*headers, *instead.headers])
             return
         await send({"type": "http.response.start", "status": 200,
                     "headers": [*SSE_HEADERS, *headers, *lead.upstream_headers]})

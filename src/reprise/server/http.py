@@ -66,8 +66,10 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
 
 
 async def send_bytes(
-    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
+    send: Send, status: int, body: bytes | memoryview, headers: list[tuple[bytes, bytes]]
 ) -> None:
+    """One sized answer. A ``memoryview`` body (a stored entry's own bytes) is sent without a copy:
+    Reprise's protocol (one_write.py) and uvloop's transport take any bytes-like object."""
     headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
