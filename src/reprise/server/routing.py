@@ -14,16 +14,17 @@ Everything a config can get wrong here is found by :func:`build_routes`, which r
 both call it, so they never disagree. A wildcard's concrete deployment is built
 on first use and remembered (a bounded memo: the names come from clients).
 
-Reprise speaks the OpenAI wire format upstream. A provider that speaks something
-else (Azure's deployment paths, Anthropic's Messages API, Bedrock...) is refused at
-start with the models that use it, rather than sent requests it cannot read.
+Reprise speaks the OpenAI wire format upstream; ``gemini/``, ``vertex_ai/`` and ``azure/``
+differ only in address and credentials (:mod:`reprise.server.providers`). Any other
+LiteLLM provider (Bedrock, Cohere...) is called through the LiteLLM SDK when the
+``litellm`` extra is installed (:mod:`reprise.server.sdk_upstream`), and refused at start,
+naming the models and the extra, when it is not.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -31,8 +32,10 @@ from dataclasses import dataclass, field, replace
 from reprise.config import GatewayConfig
 from reprise.config.models import LiteLLMParams
 from reprise.errors import ConfigError, NotFoundError
+from reprise.server.providers import RESOLVERS, resolve_access
+from reprise.server.sdk_upstream import check_sdk_providers, sdk_params
 from reprise.server.upstream import DEFAULT_MAX_PARALLEL, PROVIDER_BASES, Deployment, split_credentials
-from reprise.server.wires import AZURE_API_VERSION, OPENAI, AzureWire, Wire
+from reprise.server.wires import OPENAI, Wire
 
 log = logging.getLogger("reprise.server")
 
@@ -42,8 +45,15 @@ OPENAI_WIRE = frozenset(PROVIDER_BASES) | {
 }
 """LiteLLM provider prefixes whose endpoints speak the OpenAI API: the ones Reprise can call."""
 
-ADAPTED = frozenset({"azure"})
+ADAPTED = frozenset(RESOLVERS)
 """Providers reached through an adapter (:mod:`reprise.server.wires`)."""
+
+
+
+def needs_sdk(params: LiteLLMParams) -> bool:
+    """The entry's provider is neither OpenAI-compatible nor adapted: the LiteLLM SDK calls it."""
+    return params.mock_response is None and params.provider not in OPENAI_WIRE and params.provider not in ADAPTED
+
 
 MEMO_LIMIT = 1024
 """Concrete deployments remembered per wildcard route before the memo is cleared."""
@@ -107,7 +117,7 @@ class Routes:
     def _concrete(self, index: int, model: str, params: LiteLLMParams, parts: tuple[str, ...]) -> Deployment:
         filled = _fill(params.model, parts)
         concrete = params.model_copy(update={"model": filled})
-        if concrete.mock_response is None and concrete.provider not in ADAPTED and (
+        if concrete.mock_response is None and concrete.provider not in ADAPTED and not needs_sdk(concrete) and (
                 concrete.provider not in OPENAI_WIRE or (
                 concrete.api_base is None and concrete.provider not in PROVIDER_BASES)):
             raise NotFoundError(
@@ -139,19 +149,20 @@ def make_deployment(index: int, model_name: str, params: LiteLLMParams, config: 
     """One entry resolved to what a call needs (its api_base, credentials, limits)."""
     api_base = params.api_base or PROVIDER_BASES.get(params.provider) or ""
     timeout = params.timeout or default_timeout
-    api_base, basic_auth = split_credentials(api_base)
     api_key = params.api_key.get_secret_value() if params.api_key else None
     wire: Wire = OPENAI
-    if params.provider == "azure" and params.mock_response is None:
-        api_base = api_base or os.environ.get("AZURE_API_BASE", "")
-        api_key = api_key or os.environ.get("AZURE_API_KEY") or None
-        wire = AzureWire(params.api_version or os.environ.get("AZURE_API_VERSION") or AZURE_API_VERSION)
+    upstream_model, tokens = params.upstream_model, None
+    access = resolve_access(index, model_name, params) if params.mock_response is None else None
+    if access is not None:  # gemini/, vertex_ai/, azure/ (server/providers.py)
+        api_base, api_key, upstream_model, wire, tokens = (
+            access.api_base, access.api_key, access.upstream_model, access.wire, access.tokens)
+    api_base, basic_auth = split_credentials(api_base)
     if basic_auth and api_key:
         log.warning("model_list[%d] (%s): api_base carries credentials and api_key is set; "
                     "the api_key is sent, the URL's credentials are not", index, model_name)
     return Deployment(
         model_name=model_name,
-        upstream_model=params.upstream_model,
+        upstream_model=upstream_model,
         api_base=api_base,
         api_key=api_key,
         basic_auth=basic_auth,
@@ -161,6 +172,8 @@ def make_deployment(index: int, model_name: str, params: LiteLLMParams, config: 
         max_parallel=params.max_parallel_requests or DEFAULT_MAX_PARALLEL,
         queue_timeout=config.litellm_settings.upstream_queue_timeout,
         wire=wire,
+        tokens=tokens,
+        sdk_params=sdk_params(params) if needs_sdk(params) else None,
     )
 
 
@@ -171,9 +184,9 @@ def _check_provider(config: GatewayConfig) -> None:
         params = entry.litellm_params
         if params.mock_response is not None or "*" in params.provider:
             continue
-        if params.provider == "azure":
-            _check_azure(i, params)
-        elif params.provider not in OPENAI_WIRE:
+        if params.provider in RESOLVERS:
+            resolve_access(i, entry.model_name, params)  # ConfigError naming the key
+        elif needs_sdk(params):
             unreachable.setdefault(params.provider, []).append((i, entry.model_name))
         elif params.api_base is None and params.provider not in PROVIDER_BASES:
             raise ConfigError(
@@ -182,25 +195,7 @@ def _check_provider(config: GatewayConfig) -> None:
                 f"model_list[{i}].litellm_params.api_base",
             )
     if unreachable:
-        lines = [
-            f"provider {provider!r} (models: {', '.join(dict.fromkeys(name for _, name in where))}) "
-            "does not speak the OpenAI API and Reprise has no adapter for it yet; point those "
-            "entries at an OpenAI-compatible endpoint (e.g. openai/<model> with api_base set to a "
-            "LiteLLM proxy), give them mock_response, or remove them"
-            for provider, where in unreachable.items()
-        ]
-        first = next(iter(unreachable.values()))[0][0]
-        raise ConfigError("\n".join(lines), f"model_list[{first}].litellm_params.model")
-
-
-def _check_azure(index: int, params: LiteLLMParams) -> None:
-    where = f"model_list[{index}].litellm_params"
-    if not (params.api_base or os.environ.get("AZURE_API_BASE")):
-        raise ConfigError("an azure/ model needs its resource's endpoint: set api_base "
-                          "(https://<resource>.openai.azure.com) or AZURE_API_BASE", f"{where}.api_base")
-    if not (params.api_key or os.environ.get("AZURE_API_KEY")):
-        raise ConfigError("an azure/ model needs a key: set api_key or AZURE_API_KEY "
-                          "(Microsoft Entra ID tokens are not supported yet)", f"{where}.api_key")
+        check_sdk_providers(unreachable)
 
 
 def build_routes(config: GatewayConfig, default_timeout: float | None = None) -> Routes:

@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -34,6 +34,7 @@ from reprise.core.request import asks_usage
 from reprise.core.streaming import render_sse
 from reprise.errors import UpstreamError
 from reprise.outcome import Outcome
+from reprise.server.credentials import TokenSource
 from reprise.server.headers import provider_headers
 from reprise.server.wires import OPENAI, Wire
 from reprise.stream_lead import StreamReply
@@ -55,6 +56,7 @@ PROVIDER_BASES: dict[str, str] = {
     "openrouter": "https://openrouter.ai/api/v1",
     "ollama": "http://localhost:11434/v1",
     "ollama_chat": "http://localhost:11434/v1",
+    "gemini": "https://generativelanguage.googleapis.com/v1beta/openai",
 }
 
 
@@ -90,6 +92,11 @@ class Deployment:
     """The longest a call waits for one of those slots before failing as 503 ``upstream_busy``."""
     wire: Wire = OPENAI
     """How the provider is addressed (URL, credentials): OpenAI's way, or Azure's (server/wires.py)."""
+    tokens: TokenSource | None = field(default=None, compare=False)
+    """A bearer token fetched per call (Vertex AI, Azure Entra ID), sent instead of ``api_key``."""
+    sdk_params: dict[str, Any] | None = field(default=None, compare=False)
+    """For a provider reached through the LiteLLM SDK: the entry's litellm_params (model with its
+    prefix, api_base, provider-specific keys), passed to ``litellm.acompletion``."""
     entry: str | None = None
     """For a wildcard entry's deployment (one per model name a client asks for): the entry it
     comes from. Its connection slots and remembered refusals are the entry's, so clients
@@ -178,15 +185,19 @@ class HttpUpstream:
         return self._session
 
     @staticmethod
-    def _headers(deployment: Deployment) -> dict[str, str]:
-        return deployment.wire.headers(deployment)
+    async def _headers(deployment: Deployment) -> dict[str, str]:
+        headers = deployment.wire.headers(deployment)
+        if deployment.tokens is not None:
+            headers["Authorization"] = f"Bearer {await deployment.tokens.token()}"
+        return headers
 
     async def post(self, deployment: Deployment, path: str, body: dict[str, Any]) -> Outcome:
         url = deployment.wire.url(deployment, path)
         timeout = aiohttp.ClientTimeout(total=deployment.timeout)
+        headers = await self._headers(deployment)
         try:
             async with self._slot(deployment), self._client().post(
-                url, data=orjson.dumps(body), headers=self._headers(deployment), timeout=timeout
+                url, data=orjson.dumps(body), headers=headers, timeout=timeout
             ) as resp:
                 return Outcome(resp.status, await resp.read(), headers=provider_headers(resp.headers.items()))
         except TimeoutError as exc:
@@ -223,9 +234,10 @@ class HttpUpstream:
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=deployment.timeout, sock_read=deployment.stream_timeout
         )
+        headers = await self._headers(deployment)
         try:
             async with self._slot(deployment), self._client().post(
-                url, data=orjson.dumps(body), headers=self._headers(deployment), timeout=timeout
+                url, data=orjson.dumps(body), headers=headers, timeout=timeout
             ) as resp:
                 passed_on = provider_headers(resp.headers.items())
                 if resp.status >= 300:

@@ -1,0 +1,182 @@
+"""Every other LiteLLM provider (``bedrock/``, ``cohere/``, ``huggingface/``...) through the LiteLLM SDK.
+
+Reprise calls OpenAI-compatible APIs itself (:class:`~reprise.server.upstream.HttpUpstream`).
+For a provider it has no native adapter for, the ``litellm`` extra lets it call
+``litellm.acompletion`` / ``litellm.aembedding`` instead: LiteLLM translates the request
+to the provider's API and its answer back to OpenAI's shapes. The answer is then
+normalised to OpenAI JSON (a ``chat.completion``, an embeddings ``list``) or to
+``chat.completion.chunk`` server-sent events ending in ``data: [DONE]``, so the cache,
+single-flight and replay stay provider-agnostic: a hit is the bytes the miss sent.
+
+What reaches LiteLLM: the entry's ``litellm_params`` (model with its prefix, api_base,
+api_key and provider keys such as ``aws_region_name``; router-only keys such as ``rpm``
+left out) and the client's :func:`~reprise.core.keys.provider_params`, which the cache
+key covers. A provider error is returned as an :class:`Outcome` with its status (never
+stored); a provider that cannot be reached or whose answer cannot be read is an
+:class:`UpstreamError` (502/504). LiteLLM is imported on first need, with
+``LITELLM_LOCAL_MODEL_COST_MAP`` set so the import does not download its price map.
+
+Without the extra, :func:`check_sdk_providers` refuses such entries at start (``reprise
+serve`` and ``reprise config check`` alike) naming the provider, its models and the
+``pip install`` line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from types import ModuleType
+from typing import Any
+
+import orjson
+
+from reprise.config.models import LiteLLMParams
+from reprise.errors import ConfigError, UpstreamError
+from reprise.outcome import Outcome
+from reprise.server.upstream import Deployment, _no_chunks, _sets_include_usage
+from reprise.stream_lead import StreamReply
+
+log = logging.getLogger("reprise.upstream")
+
+INSTALL = "pip install 'reprise[litellm]'"
+
+ROUTER_ONLY = frozenset({"rpm", "tpm", "order", "weight", "tags", "max_budget", "budget_duration",
+                         "input_cost_per_token", "output_cost_per_token", "use_in_pass_through",
+                         "model_info", "mock_response", "timeout", "stream_timeout", "max_parallel_requests"})
+"""``litellm_params`` keys LiteLLM's router reads itself; not passed on to a provider call."""
+
+
+def load_litellm() -> ModuleType:
+    """The ``litellm`` module, imported without reaching the network (no price-map download)."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    litellm.telemetry = False
+    return litellm
+
+
+def _models(where: list[tuple[int, str]]) -> str:
+    return ", ".join(dict.fromkeys(name for _, name in where))
+
+
+def check_sdk_providers(entries: dict[str, list[tuple[int, str]]]) -> None:
+    """Refuse, naming the key, entries whose provider the LiteLLM SDK is missing for or does not know."""
+    first = next(iter(entries.values()))[0][0]
+    where = f"model_list[{first}].litellm_params.model"
+    if importlib.util.find_spec("litellm") is None:
+        raise ConfigError("\n".join(
+            f"provider {provider!r} (models: {_models(at)}) is reached through the LiteLLM SDK, "
+            f"which is not installed: {INSTALL} (or point those entries at an OpenAI-compatible "
+            "endpoint, give them mock_response, or remove them)" for provider, at in entries.items()), where)
+    known = {str(getattr(p, "value", p)) for p in load_litellm().provider_list}
+    unknown = {provider: at for provider, at in entries.items() if provider not in known}
+    if unknown:
+        first = next(iter(unknown.values()))[0][0]
+        raise ConfigError("\n".join(
+            f"provider {provider!r} (models: {_models(at)}) is not a LiteLLM provider; check the "
+            "prefix of model (provider/model)" for provider, at in unknown.items()),
+            f"model_list[{first}].litellm_params.model")
+
+
+def sdk_params(params: LiteLLMParams) -> dict[str, Any]:
+    """What of an entry is passed to ``litellm.acompletion``: the model with its prefix, the
+    endpoint and credentials, and the provider keys Reprise does not read itself."""
+    out: dict[str, Any] = {"model": params.model}
+    if params.api_base:
+        out["api_base"] = params.api_base
+    if params.api_key:
+        out["api_key"] = params.api_key.get_secret_value()
+    if params.api_version:
+        out["api_version"] = params.api_version
+    out.update((k, v) for k, v in params.extras.items() if k not in ROUTER_ONLY)
+    return out
+
+
+class SdkUpstream:
+    """An :class:`~reprise.server.upstream.Upstream` calling the LiteLLM SDK."""
+
+    def __init__(self) -> None:
+        self._slots: dict[Deployment | str, asyncio.Semaphore] = {}
+
+    def _slot(self, deployment: Deployment) -> asyncio.Semaphore:
+        """The deployment's ``max_parallel`` call slots (as HttpUpstream's, without the queue limit)."""
+        slots = self._slots.get(deployment.pool)
+        if slots is None:
+            slots = self._slots[deployment.pool] = asyncio.Semaphore(deployment.max_parallel)
+        return slots
+
+    @staticmethod
+    def _kwargs(deployment: Deployment, body: dict[str, Any], stream: bool) -> dict[str, Any]:
+        kwargs = {k: v for k, v in body.items() if k not in ("model", "stream", "stream_options")}
+        kwargs.update(deployment.sdk_params or {})
+        kwargs["timeout"] = deployment.stream_timeout if stream else deployment.timeout
+        kwargs["num_retries"] = 0  # the client retries; a cache gateway must not multiply calls
+        return kwargs
+
+    async def post(self, deployment: Deployment, path: str, body: dict[str, Any]) -> Outcome:
+        litellm = load_litellm()
+        call = litellm.aembedding if path == "/embeddings" else litellm.acompletion
+        async with self._slot(deployment):
+            try:
+                response = await call(**self._kwargs(deployment, body, stream=False))
+            except Exception as exc:
+                return _failure(litellm, deployment, exc)
+        return Outcome(200, orjson.dumps(response.model_dump(mode="json")))
+
+    @asynccontextmanager
+    async def open_chat_stream(self, deployment: Deployment, path: str, body: dict[str, Any],
+                               record_usage: bool) -> AsyncIterator[StreamReply]:
+        litellm = load_litellm()
+        kwargs = self._kwargs(deployment, body, stream=True)
+        kwargs["stream"] = True
+        options = dict(body.get("stream_options") or {}) if isinstance(body.get("stream_options"), dict) else {}
+        if record_usage and not _sets_include_usage(body):
+            options["include_usage"] = True
+        if options:
+            kwargs["stream_options"] = options
+        async with self._slot(deployment):
+            try:
+                stream = await litellm.acompletion(**kwargs)
+            except Exception as exc:
+                failed = _failure(litellm, deployment, exc)
+                yield StreamReply(failed.status, failed.body, _no_chunks())
+                return
+            yield StreamReply(200, b"", _events(litellm, deployment, stream))
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def _events(litellm: ModuleType, deployment: Deployment, stream: Any) -> AsyncIterator[bytes]:
+    """LiteLLM's chunks as OpenAI's SSE; ``[DONE]`` only once the SDK's stream ended cleanly."""
+    try:
+        async for chunk in stream:
+            yield b"data: " + chunk.model_dump_json(exclude_none=True).encode() + b"\n\n"
+    except Exception as exc:
+        failed = _failure(litellm, deployment, exc)
+        raise UpstreamError(f"model {deployment.model_name!r}: the provider's stream broke "
+                            f"({exc.__class__.__name__})", 504 if failed.status == 504 else 502) from exc
+    yield b"data: [DONE]\n\n"
+
+
+def _failure(litellm: ModuleType, deployment: Deployment, exc: Exception) -> Outcome:
+    """A provider's refusal as an Outcome with its status; unreachable or unreadable: UpstreamError."""
+    name = deployment.model_name
+    log.warning("model %r (LiteLLM SDK): %s: %s", name, exc.__class__.__name__, str(exc)[:500])
+    if isinstance(exc, litellm.Timeout):
+        raise UpstreamError(f"model {name!r}: the provider timed out", 504) from exc
+    if isinstance(exc, litellm.APIConnectionError):
+        raise UpstreamError(f"model {name!r}: the provider could not be reached ({exc.__class__.__name__})") \
+            from exc
+    status = getattr(exc, "status_code", None)
+    if not isinstance(status, int) or not 400 <= status < 600:
+        raise UpstreamError(f"model {name!r}: the provider's answer could not be read "
+                            f"({exc.__class__.__name__})") from exc
+    message = str(getattr(exc, "message", "") or exc)
+    error = {"message": message, "type": "upstream_error" if status >= 500 else "invalid_request_error",
+             "param": None, "code": getattr(exc, "code", None) or str(status)}
+    return Outcome(status, orjson.dumps({"error": error}))
