@@ -5,7 +5,8 @@ https://learn.microsoft.com/azure/ai-services/openai/reference: ``POST
 ``/embeddings``), the key in an ``api-key`` header, OpenAI's bodies and SSE streams.
 Anything else (another path, no or another ``api-version``, a bearer token, a wrong
 key (or, with ``bearer_token`` set, anything but that Entra ID token), a body that is
-not a JSON object) is answered 400/401/404 in Azure's error shape and counted in :attr:`AzureStandIn.rejected`, so a test can assert it stayed zero.
+not a JSON object) is answered 400/401/404 in Azure's error shape and counted in
+:attr:`AzureStandIn.rejected`, so a test can assert it stayed zero.
 
 A deployment named ``throttled`` answers 429 with ``retry-after``, for the
 "provider errors are not cached" tests. Runs an aiohttp server in a thread.
