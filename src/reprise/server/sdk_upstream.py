@@ -14,7 +14,9 @@ left out) and the client's :func:`~reprise.core.keys.provider_params`, which the
 key covers. A provider error is returned as an :class:`Outcome` with its status (never
 stored); a provider that cannot be reached or whose answer cannot be read is an
 :class:`UpstreamError` (502/504). LiteLLM is imported on first need, with
-``LITELLM_LOCAL_MODEL_COST_MAP`` set so the import does not download its price map.
+LiteLLM's offline switches set (:data:`OFFLINE`), so it downloads nothing of its own
+(price map, header lists); ``tests/server/test_litellm_sdk.py`` checks that through a
+recording proxy.
 
 Without the extra, :func:`check_sdk_providers` refuses such entries at start (``reprise
 serve`` and ``reprise config check`` alike) naming the provider, its models and the
@@ -50,12 +52,19 @@ ROUTER_ONLY = frozenset({"rpm", "tpm", "order", "weight", "tags", "max_budget", 
 """``litellm_params`` keys LiteLLM's router reads itself; not passed on to a provider call."""
 
 
+OFFLINE = {"LITELLM_OFFLINE_MODE": "true", "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+           "LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS": "True", "LITELLM_LOCAL_BLOG_POSTS": "True"}
+"""LiteLLM's switches for its own downloads (price map, Anthropic beta headers, blog posts...),
+read at import: all set, as Reprise reaches nothing at run time beyond the configured providers."""
+
+
 def load_litellm() -> ModuleType:
-    """The ``litellm`` module, imported without reaching the network (no price-map download)."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    """The ``litellm`` module, imported so that it fetches nothing of its own from the network."""
+    os.environ.update(OFFLINE)
     import litellm
 
     litellm.telemetry = False
+    litellm.suppress_debug_info = True  # no "Give Feedback" banners on stdout for provider errors
     return litellm
 
 
