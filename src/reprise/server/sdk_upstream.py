@@ -51,6 +51,20 @@ ROUTER_ONLY = frozenset({"rpm", "tpm", "order", "weight", "tags", "max_budget", 
                          "model_info", "mock_response", "timeout", "stream_timeout", "max_parallel_requests"})
 """``litellm_params`` keys LiteLLM's router reads itself; not passed on to a provider call."""
 
+REQUEST_PARAMS = frozenset({
+    "messages", "input", "temperature", "top_p", "top_k", "n", "stop", "max_tokens", "max_completion_tokens",
+    "presence_penalty", "frequency_penalty", "repetition_penalty", "logit_bias", "logprobs", "top_logprobs",
+    "seed", "response_format", "tools", "tool_choice", "parallel_tool_calls", "functions", "function_call",
+    "user", "dimensions", "encoding_format", "reasoning_effort", "thinking", "modalities", "audio",
+    "prediction", "metadata", "store", "service_tier", "web_search_options", "extra_body", "drop_params",
+})
+"""Request parameters an entry may set as defaults in LiteLLM (``temperature: 0.1``). Not passed:
+they would change answers without being in the cache key; as for every provider, Reprise
+ignores them (and ``reprise config check`` lists them)."""
+
+ROUTER_FEATURES = {"auto_router": "LiteLLM's router choosing a model by the request's content"}
+"""Model prefixes that name a LiteLLM router feature, not a provider an SDK call can reach."""
+
 
 OFFLINE = {"LITELLM_OFFLINE_MODE": "true", "LITELLM_LOCAL_MODEL_COST_MAP": "True",
            "LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS": "True", "LITELLM_LOCAL_BLOG_POSTS": "True"}
@@ -81,6 +95,12 @@ def check_sdk_providers(entries: dict[str, list[tuple[int, str]]]) -> None:
             f"provider {provider!r} (models: {_models(at)}) is reached through the LiteLLM SDK, "
             f"which is not installed: {INSTALL} (or point those entries at an OpenAI-compatible "
             "endpoint, give them mock_response, or remove them)" for provider, at in entries.items()), where)
+    for provider, at in entries.items():
+        if provider in ROUTER_FEATURES:
+            raise ConfigError(f"{provider}/ (models: {_models(at)}) is {ROUTER_FEATURES[provider]}, not a "
+                              "provider, and Reprise does not route by content: remove the entry and have clients "
+                              "name the models it would choose from (or alias its name to one of them in "
+                              "router_settings.model_group_alias)", f"model_list[{at[0][0]}].litellm_params.model")
     known = {str(getattr(p, "value", p)) for p in load_litellm().provider_list}
     unknown = {provider: at for provider, at in entries.items() if provider not in known}
     if unknown:
@@ -101,7 +121,7 @@ def sdk_params(params: LiteLLMParams) -> dict[str, Any]:
         out["api_key"] = params.api_key.get_secret_value()
     if params.api_version:
         out["api_version"] = params.api_version
-    out.update((k, v) for k, v in params.extras.items() if k not in ROUTER_ONLY)
+    out.update((k, v) for k, v in params.extras.items() if k not in ROUTER_ONLY and k not in REQUEST_PARAMS)
     return out
 
 
