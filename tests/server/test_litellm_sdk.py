@@ -81,7 +81,11 @@ def cohere_config(cohere: CohereStandIn) -> dict[str, Any]:
                                                         "api_key": "co-key", "rpm": 100}}
     return {"model_list": [entry("command", "cohere_chat/command-r", "/v2/chat"),
                            entry("busy", "cohere_chat/overloaded", "/v2/chat"),
-                           entry("embed", "cohere/embed-english-v3.0", "/v2/embed")],
+                           entry("embed", "cohere/embed-english-v3.0", "/v2/embed"),
+                           entry("cohere_chat/*", "cohere_chat/*", "/v2/chat"),
+                           entry("tuned", "cohere_chat/command-r", "/v2/chat") | {"litellm_params": {
+                               "model": "cohere_chat/command-r", "api_base": cohere.url + "/v2/chat",
+                               "api_key": "co-key", "temperature": 0.9}}],
             "general_settings": {"master_key": MASTER_KEY},
             "litellm_settings": {"cache": True, "cache_params": {"type": "local", "ttl": 600}}}
 
@@ -172,7 +176,7 @@ def test_without_the_extra_check_and_serve_refuse_naming_provider_models_and_ext
     assert [r.returncode for r in results] == [2, 2]
     first = results[0].stderr.splitlines()[0]
     assert first == results[1].stderr.splitlines()[0]
-    for needed in ("model_list[0].litellm_params.model", "'cohere_chat' (models: command, busy)",
+    for needed in ("model_list[0].litellm_params.model", "'cohere_chat' (models: command, busy, cohere_chat/*, tuned)",
                    "pip install 'reprise[litellm]'"):
         assert needed in results[0].stderr
     assert "'cohere' (models: embed)" in results[0].stderr
@@ -188,3 +192,16 @@ def test_an_unknown_provider_is_refused_by_name(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "'no_such_provider' (models: m) is not a LiteLLM provider" in result.stderr
     assert "model_list[0].litellm_params.model" in result.stderr
+
+
+def test_a_wildcard_entry_reaches_the_named_model(sdk: openai.OpenAI, cohere: CohereStandIn) -> None:
+    messages = [{"role": "user", "content": unique()}]
+    answer = sdk.chat.completions.create(model="cohere_chat/command-a", messages=messages)  # type: ignore[arg-type]
+    assert answer.choices[0].message.content == f"cohere command-a answer {len(cohere.requests)}"
+    assert cohere.requests[-1]["body"]["model"] == "command-a"
+
+
+def test_request_params_set_on_the_entry_are_not_sent(sdk: openai.OpenAI, cohere: CohereStandIn) -> None:
+    """LiteLLM would send an entry's temperature; the cache key would not cover it, so Reprise does not."""
+    sdk.chat.completions.create(model="tuned", messages=[{"role": "user", "content": unique()}])
+    assert "temperature" not in cohere.requests[-1]["body"]
