@@ -85,7 +85,7 @@ def cohere_config(cohere: CohereStandIn) -> dict[str, Any]:
                            entry("cohere_chat/*", "cohere_chat/*", "/v2/chat"),
                            entry("tuned", "cohere_chat/command-r", "/v2/chat") | {"litellm_params": {
                                "model": "cohere_chat/command-r", "api_base": cohere.url + "/v2/chat",
-                               "api_key": "co-key", "temperature": 0.9}}],
+                               "api_key": "co-key", "temperature": 0.9, "organization": "org-1"}}],
             "general_settings": {"master_key": MASTER_KEY},
             "litellm_settings": {"cache": True, "cache_params": {"type": "local", "ttl": 600}}}
 
@@ -205,3 +205,15 @@ def test_request_params_set_on_the_entry_are_not_sent(sdk: openai.OpenAI, cohere
     """LiteLLM would send an entry's temperature; the cache key would not cover it, so Reprise does not."""
     sdk.chat.completions.create(model="tuned", messages=[{"role": "user", "content": unique()}])
     assert "temperature" not in cohere.requests[-1]["body"]
+
+
+def test_config_check_says_which_keys_go_to_the_sdk(cohere: CohereStandIn, tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cohere_config(cohere)))
+    result = subprocess.run([sys.executable, "-m", "reprise.cli.main", "config", "check", "--config", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "note: model_list[4].litellm_params.organization is passed to the LiteLLM SDK" in lines
+    assert "warning: model_list[4].litellm_params.temperature is not used by Reprise (ignored)" in lines
+    assert "warning: model_list[0].litellm_params.rpm is not used by Reprise (ignored)" in lines

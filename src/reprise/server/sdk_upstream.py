@@ -36,6 +36,7 @@ from typing import Any
 
 import orjson
 
+from reprise.config import GatewayConfig
 from reprise.config.models import LiteLLMParams
 from reprise.errors import ConfigError, UpstreamError
 from reprise.outcome import Outcome
@@ -123,6 +124,16 @@ def sdk_params(params: LiteLLMParams) -> dict[str, Any]:
         out["api_version"] = params.api_version
     out.update((k, v) for k, v in params.extras.items() if k not in ROUTER_ONLY and k not in REQUEST_PARAMS)
     return out
+
+
+def sdk_keys(config: GatewayConfig) -> list[str]:
+    """The YAML paths of undeclared ``litellm_params`` keys that :func:`sdk_params` passes to LiteLLM
+    (``aws_region_name``...): not "ignored", though Reprise does not read them itself."""
+    from reprise.server.routing import needs_sdk
+
+    return [f"model_list[{i}].litellm_params.{key}" for i, entry in enumerate(config.model_list)
+            if needs_sdk(entry.litellm_params)
+            for key in entry.litellm_params.extras if key not in ROUTER_ONLY and key not in REQUEST_PARAMS]
 
 
 class SdkUpstream:
