@@ -82,6 +82,7 @@ def cohere_config(cohere: CohereStandIn) -> dict[str, Any]:
     return {"model_list": [entry("command", "cohere_chat/command-r", "/v2/chat"),
                            entry("busy", "cohere_chat/overloaded", "/v2/chat"),
                            entry("embed", "cohere/embed-english-v3.0", "/v2/embed"),
+                           entry("cut", "cohere_chat/cut", "/v2/chat"),
                            entry("cohere_chat/*", "cohere_chat/*", "/v2/chat"),
                            entry("tuned", "cohere_chat/command-r", "/v2/chat") | {"litellm_params": {
                                "model": "cohere_chat/command-r", "api_base": cohere.url + "/v2/chat",
@@ -176,7 +177,7 @@ def test_without_the_extra_check_and_serve_refuse_naming_provider_models_and_ext
     assert [r.returncode for r in results] == [2, 2]
     first = results[0].stderr.splitlines()[0]
     assert first == results[1].stderr.splitlines()[0]
-    for needed in ("model_list[0].litellm_params.model", "'cohere_chat' (models: command, busy, cohere_chat/*, tuned)",
+    for needed in ("model_list[0].litellm_params.model", "'cohere_chat' (models: command, busy, cut, cohere_chat/*, tuned)",
                    "pip install 'reprise[litellm]'"):
         assert needed in results[0].stderr
     assert "'cohere' (models: embed)" in results[0].stderr
@@ -214,6 +215,17 @@ def test_config_check_says_which_keys_go_to_the_sdk(cohere: CohereStandIn, tmp_p
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert "note: model_list[4].litellm_params.organization is passed to the LiteLLM SDK" in lines
-    assert "warning: model_list[4].litellm_params.temperature is not used by Reprise (ignored)" in lines
+    assert "note: model_list[5].litellm_params.organization is passed to the LiteLLM SDK" in lines
+    assert "warning: model_list[5].litellm_params.temperature is not used by Reprise (ignored)" in lines
     assert "warning: model_list[0].litellm_params.rpm is not used by Reprise (ignored)" in lines
+
+
+def test_a_stream_cut_by_the_provider_is_not_stored(sdk: openai.OpenAI, cohere: CohereStandIn) -> None:
+    before = len(cohere.requests)
+    messages = [{"role": "user", "content": unique()}]
+    for _ in range(2):
+        stream = sdk.chat.completions.create(model="cut", messages=messages, stream=True)  # type: ignore[arg-type]
+        with pytest.raises(openai.APIError):  # the gateway ends the SSE with an error event, no [DONE]
+            for _chunk in stream:
+                pass
+    assert len(cohere.requests) - before == 2  # asked again: the cut answer was not cached

@@ -10,7 +10,8 @@ OpenAI's: LiteLLM's SDK reaches it through its own HTTP code and translation, so
   ``{"id", "embeddings": {"float": [[...]]}, "texts", "meta"}``.
 
 Only ``Authorization: bearer <api_key>`` is accepted; anything else is a 401/404 counted
-in :attr:`rejected`. A model named ``overloaded`` answers 429 (errors are not cached).
+in :attr:`rejected`. A model named ``overloaded`` answers 429 (errors are not cached); one
+named ``cut`` drops the connection in the middle of its stream, before ``message-end``.
 """
 
 from __future__ import annotations
@@ -93,7 +94,13 @@ class CohereStandIn:
             {"type": "content-end", "index": 0},
             {"type": "message-end", "delta": {"finish_reason": "COMPLETE", "usage": usage}},
         ]
+        if body["model"] == "cut":  # the connection drops before message-end
+            events = events[:4]
         for event in events:
             await response.write(json.dumps(event).encode() + b"\n")
+        if body["model"] == "cut":
+            assert request.transport is not None
+            request.transport.close()
+            return response
         await response.write_eof()
         return response
