@@ -139,3 +139,21 @@ def test_vertex_refusals_name_the_key(tmp_path: Path, monkeypatch: pytest.Monkey
                                                          "vertex_project": "p",
                                                          "vertex_credentials": str(tmp_path / "missing.json")}})
     _refused_alike(bad, "model_list[0].litellm_params.vertex_credentials", tmp_path)
+
+
+def test_vertex_application_default_credentials(vertex: tuple[GoogleStandIn, Path],
+                                                make_gateway: Callable[..., GatewayProcess],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """No vertex_credentials: google-auth's Application Default Credentials, here the
+    service-account file GOOGLE_APPLICATION_CREDENTIALS names."""
+    standin, credentials = vertex
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(credentials))
+    issued = len(standin.tokens_issued)
+    gw = make_gateway(_config({"model_name": "flash", "litellm_params": {
+        "model": "vertex_ai/gemini-2.0-flash", "api_base": standin.url, "vertex_project": "my-proj",
+        "vertex_location": "europe-west4"}}))
+    with _client(gw) as client:
+        client.chat.completions.create(model="flash", messages=[{"role": "user", "content": unique()}])
+    assert len(standin.tokens_issued) == issued + 1
+    assert standin.requests[-1]["token"] == standin.tokens_issued[-1]
+    assert standin.rejected == []
