@@ -86,7 +86,10 @@ def cohere_config(cohere: CohereStandIn) -> dict[str, Any]:
                            entry("cohere_chat/*", "cohere_chat/*", "/v2/chat"),
                            entry("tuned", "cohere_chat/command-r", "/v2/chat") | {"litellm_params": {
                                "model": "cohere_chat/command-r", "api_base": cohere.url + "/v2/chat",
-                               "api_key": "co-key", "temperature": 0.9, "organization": "org-1"}}],
+                               "api_key": "co-key", "temperature": 0.9, "organization": "org-1"}},
+                           entry("lenient", "cohere_chat/command-r", "/v2/chat") | {"litellm_params": {
+                               "model": "cohere_chat/command-r", "api_base": cohere.url + "/v2/chat",
+                               "api_key": "co-key", "drop_params": True}}],
             "general_settings": {"master_key": MASTER_KEY},
             "litellm_settings": {"cache": True, "cache_params": {"type": "local", "ttl": 600}}}
 
@@ -177,7 +180,7 @@ def test_without_the_extra_check_and_serve_refuse_naming_provider_models_and_ext
     assert [r.returncode for r in results] == [2, 2]
     first = results[0].stderr.splitlines()[0]
     assert first == results[1].stderr.splitlines()[0]
-    for needed in ("model_list[0].litellm_params.model", "'cohere_chat' (models: command, busy, cut, cohere_chat/*, tuned)",
+    for needed in ("model_list[0].litellm_params.model", "'cohere_chat' (models: command, busy, cut, cohere_chat/*, tuned, lenient)",
                    "pip install 'reprise[litellm]'"):
         assert needed in results[0].stderr
     assert "'cohere' (models: embed)" in results[0].stderr
@@ -229,3 +232,32 @@ def test_a_stream_cut_by_the_provider_is_not_stored(sdk: openai.OpenAI, cohere: 
             for _chunk in stream:
                 pass
     assert len(cohere.requests) - before == 2  # asked again: the cut answer was not cached
+
+
+def test_a_client_cannot_pass_sdk_controls(sdk: openai.OpenAI, cohere: CohereStandIn) -> None:
+    """LiteLLM's keyword arguments include where and how to call; a client chooses none of them."""
+    before = len(cohere.requests)
+    for stream in (False, True):
+        with pytest.raises(openai.BadRequestError) as caught:
+            sdk.chat.completions.create(  # type: ignore[call-overload]
+                model="command", messages=[{"role": "user", "content": unique()}], stream=stream,
+                extra_body={"aws_bedrock_runtime_endpoint": "http://evil"})
+        assert caught.value.code == "unsupported_parameter"
+        assert "'aws_bedrock_runtime_endpoint'" in caught.value.message
+    assert len(cohere.requests) == before
+
+
+def test_unsupported_params_are_refused_unless_drop_params(sdk: openai.OpenAI, cohere: CohereStandIn) -> None:
+    before = len(cohere.requests)
+    messages = [{"role": "user", "content": unique()}]
+    for _ in range(2):
+        with pytest.raises(openai.BadRequestError) as caught:
+            sdk.chat.completions.create(model="command", messages=messages, logit_bias={"1": 2})  # type: ignore[arg-type]
+        assert "logit_bias" in caught.value.message
+    assert len(cohere.requests) == before  # LiteLLM refused before calling
+    first = sdk.chat.completions.with_raw_response.create(model="lenient", messages=messages,  # type: ignore[arg-type]
+                                                          logit_bias={"1": 2})
+    again = sdk.chat.completions.with_raw_response.create(model="lenient", messages=messages,  # type: ignore[arg-type]
+                                                          logit_bias={"1": 2})
+    assert (first.headers["x-reprise-cache"], again.headers["x-reprise-cache"]) == ("miss", "hit")
+    assert "logit_bias" not in cohere.requests[-1]["body"] and len(cohere.requests) == before + 1

@@ -173,7 +173,8 @@ def make_deployment(index: int, model_name: str, params: LiteLLMParams, config: 
         queue_timeout=config.litellm_settings.upstream_queue_timeout,
         wire=wire,
         tokens=tokens,
-        sdk_params=sdk_params(params) if needs_sdk(params) else None,
+        sdk_params=sdk_params(params, bool(config.litellm_settings.extras.get("drop_params")))
+        if needs_sdk(params) else None,
     )
 
 

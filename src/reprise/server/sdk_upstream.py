@@ -57,11 +57,17 @@ REQUEST_PARAMS = frozenset({
     "presence_penalty", "frequency_penalty", "repetition_penalty", "logit_bias", "logprobs", "top_logprobs",
     "seed", "response_format", "tools", "tool_choice", "parallel_tool_calls", "functions", "function_call",
     "user", "dimensions", "encoding_format", "reasoning_effort", "thinking", "modalities", "audio",
-    "prediction", "metadata", "store", "service_tier", "web_search_options", "extra_body", "drop_params",
+    "prediction", "metadata", "store", "service_tier", "web_search_options", "extra_body",
 })
-"""Request parameters an entry may set as defaults in LiteLLM (``temperature: 0.1``). Not passed:
-they would change answers without being in the cache key; as for every provider, Reprise
-ignores them (and ``reprise config check`` lists them)."""
+"""OpenAI request parameters. An entry may set them as defaults in LiteLLM (``temperature:
+0.1``): not passed, as they would change answers without being in the cache key (as for
+every provider, Reprise ignores them and ``reprise config check`` lists them)."""
+
+CLIENT_PARAMS = REQUEST_PARAMS - {"extra_body", "metadata"}
+"""What of a client's request is passed to ``litellm.acompletion``. LiteLLM's keyword arguments
+mix request parameters with where and how to call (``aws_bedrock_runtime_endpoint``,
+``vertex_credentials``, ``ssl_verify``, ``headers``...); a client must choose none of those, so
+any other field is refused (400 naming it) rather than passed or silently dropped."""
 
 ROUTER_FEATURES = {"auto_router": "LiteLLM's router choosing a model by the request's content"}
 """Model prefixes that name a LiteLLM router feature, not a provider an SDK call can reach."""
@@ -112,10 +118,16 @@ def check_sdk_providers(entries: dict[str, list[tuple[int, str]]]) -> None:
             f"model_list[{first}].litellm_params.model")
 
 
-def sdk_params(params: LiteLLMParams) -> dict[str, Any]:
+def sdk_params(params: LiteLLMParams, drop_params: bool = False) -> dict[str, Any]:
     """What of an entry is passed to ``litellm.acompletion``: the model with its prefix, the
-    endpoint and credentials, and the provider keys Reprise does not read itself."""
+    endpoint and credentials, and the provider keys Reprise does not read itself.
+
+    ``drop_params`` (``litellm_settings.drop_params``, or the entry's own) is LiteLLM's: a
+    parameter the provider does not support is dropped instead of refused. It stays in the
+    cache key, which is then only more specific than the call."""
     out: dict[str, Any] = {"model": params.model}
+    if drop_params:
+        out["drop_params"] = True
     if params.api_base:
         out["api_base"] = params.api_base
     if params.api_key:
@@ -131,9 +143,12 @@ def sdk_keys(config: GatewayConfig) -> list[str]:
     (``aws_region_name``...): not "ignored", though Reprise does not read them itself."""
     from reprise.server.routing import needs_sdk
 
-    return [f"model_list[{i}].litellm_params.{key}" for i, entry in enumerate(config.model_list)
+    keys = [f"model_list[{i}].litellm_params.{key}" for i, entry in enumerate(config.model_list)
             if needs_sdk(entry.litellm_params)
             for key in entry.litellm_params.extras if key not in ROUTER_ONLY and key not in REQUEST_PARAMS]
+    if keys or any(needs_sdk(entry.litellm_params) for entry in config.model_list):
+        keys.append("litellm_settings.drop_params")
+    return keys
 
 
 class SdkUpstream:
@@ -151,13 +166,16 @@ class SdkUpstream:
 
     @staticmethod
     def _kwargs(deployment: Deployment, body: dict[str, Any], stream: bool) -> dict[str, Any]:
-        kwargs = {k: v for k, v in body.items() if k not in ("model", "stream", "stream_options")}
+        kwargs = {k: v for k, v in body.items() if k in CLIENT_PARAMS}
         kwargs.update(deployment.sdk_params or {})
         kwargs["timeout"] = deployment.stream_timeout if stream else deployment.timeout
         kwargs["num_retries"] = 0  # the client retries; a cache gateway must not multiply calls
         return kwargs
 
     async def post(self, deployment: Deployment, path: str, body: dict[str, Any]) -> Outcome:
+        refused = _refuse_unknown(deployment, body)
+        if refused is not None:
+            return refused
         litellm = load_litellm()
         call = litellm.aembedding if path == "/embeddings" else litellm.acompletion
         async with self._slot(deployment):
@@ -170,6 +188,10 @@ class SdkUpstream:
     @asynccontextmanager
     async def open_chat_stream(self, deployment: Deployment, path: str, body: dict[str, Any],
                                record_usage: bool) -> AsyncIterator[StreamReply]:
+        refused = _refuse_unknown(deployment, body)
+        if refused is not None:
+            yield StreamReply(refused.status, refused.body, _no_chunks())
+            return
         litellm = load_litellm()
         kwargs = self._kwargs(deployment, body, stream=True)
         kwargs["stream"] = True
@@ -189,6 +211,19 @@ class SdkUpstream:
 
     async def aclose(self) -> None:
         return None
+
+
+def _refuse_unknown(deployment: Deployment, body: dict[str, Any]) -> Outcome | None:
+    """A 400 naming the first field not passed through the SDK (see :data:`CLIENT_PARAMS`)."""
+    unknown = next((k for k in body if k not in CLIENT_PARAMS and k not in ("model", "stream", "stream_options")),
+                   None)
+    if unknown is None:
+        return None
+    message = (f"model {deployment.model_name!r} is reached through the LiteLLM SDK, which is given "
+               f"OpenAI's request parameters only; {unknown[:100]!r} is not one")
+    error = {"message": message, "type": "invalid_request_error", "param": unknown[:100],
+             "code": "unsupported_parameter"}
+    return Outcome(400, orjson.dumps({"error": error}))
 
 
 async def _events(litellm: ModuleType, deployment: Deployment, stream: Any) -> AsyncIterator[bytes]:
