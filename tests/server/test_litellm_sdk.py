@@ -180,8 +180,8 @@ def test_without_the_extra_check_and_serve_refuse_naming_provider_models_and_ext
     assert [r.returncode for r in results] == [2, 2]
     first = results[0].stderr.splitlines()[0]
     assert first == results[1].stderr.splitlines()[0]
-    for needed in ("model_list[0].litellm_params.model", "'cohere_chat' (models: command, busy, cut, cohere_chat/*, tuned, lenient)",
-                   "pip install 'reprise[litellm]'"):
+    for needed in ("model_list[0].litellm_params.model", "pip install 'reprise[litellm]'",
+                   "'cohere_chat' (models: command, busy, cut, cohere_chat/*, tuned, lenient)"):
         assert needed in results[0].stderr
     assert "'cohere' (models: embed)" in results[0].stderr
 
