@@ -157,3 +157,12 @@ def test_vertex_application_default_credentials(vertex: tuple[GoogleStandIn, Pat
     assert len(standin.tokens_issued) == issued + 1
     assert standin.requests[-1]["token"] == standin.tokens_issued[-1]
     assert standin.rejected == []
+
+
+def test_a_catch_all_entry_without_a_gemini_key_answers_404_naming_it(
+        make_gateway: Callable[..., GatewayProcess], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    gw = make_gateway(_config({"model_name": "*", "litellm_params": {"model": "*"}}))
+    with _client(gw) as client, pytest.raises(openai.NotFoundError) as caught:
+        client.chat.completions.create(model="gemini/gemini-2.0-flash", messages=[{"role": "user", "content": "hi"}])
+    assert caught.value.code == "model_not_found" and "GEMINI_API_KEY" in caught.value.message

@@ -33,7 +33,7 @@ from reprise.config import GatewayConfig
 from reprise.config.models import LiteLLMParams
 from reprise.errors import ConfigError, NotFoundError
 from reprise.server.providers import RESOLVERS, resolve_access
-from reprise.server.sdk_upstream import check_sdk_providers, sdk_params
+from reprise.server.sdk_upstream import check_sdk_providers, sdk_installed, sdk_params
 from reprise.server.upstream import DEFAULT_MAX_PARALLEL, PROVIDER_BASES, Deployment, split_credentials
 from reprise.server.wires import OPENAI, Wire
 
@@ -117,14 +117,20 @@ class Routes:
     def _concrete(self, index: int, model: str, params: LiteLLMParams, parts: tuple[str, ...]) -> Deployment:
         filled = _fill(params.model, parts)
         concrete = params.model_copy(update={"model": filled})
-        if concrete.mock_response is None and concrete.provider not in ADAPTED and not needs_sdk(concrete) and (
-                concrete.provider not in OPENAI_WIRE or (
-                concrete.api_base is None and concrete.provider not in PROVIDER_BASES)):
+        provider = concrete.provider
+        reachable = (concrete.mock_response is not None or provider in ADAPTED
+                     or (needs_sdk(concrete) and sdk_installed())
+                     or (provider in OPENAI_WIRE and (concrete.api_base is not None or provider in PROVIDER_BASES)))
+        if not reachable:
             raise NotFoundError(
-                f"The model '{model}' is served by provider {concrete.provider!r}, which Reprise cannot "
+                f"The model '{model}' is served by provider {provider!r}, which Reprise cannot "
                 f"reach (model_list[{index}] is a wildcard); ask for a model of a supported provider",
                 param="model", code="model_not_found")
-        made = make_deployment(index, model, concrete, self.config, self.default_timeout)
+        try:
+            made = make_deployment(index, model, concrete, self.config, self.default_timeout)
+        except ConfigError as exc:  # e.g. gemini/ chosen through a catch-all entry, with no key set
+            raise NotFoundError(f"The model '{model}' cannot be served here ({exc})", param="model",
+                                code="model_not_found") from None
         return replace(made, entry=f"model_list[{index}]")
 
 

@@ -89,6 +89,11 @@ def load_litellm() -> ModuleType:
     return litellm
 
 
+def sdk_installed() -> bool:
+    """Whether the ``litellm`` extra is installed (located, not imported)."""
+    return importlib.util.find_spec("litellm") is not None
+
+
 def _models(where: list[tuple[int, str]]) -> str:
     return ", ".join(dict.fromkeys(name for _, name in where))
 
@@ -97,7 +102,7 @@ def check_sdk_providers(entries: dict[str, list[tuple[int, str]]]) -> None:
     """Refuse, naming the key, entries whose provider the LiteLLM SDK is missing for or does not know."""
     first = next(iter(entries.values()))[0][0]
     where = f"model_list[{first}].litellm_params.model"
-    if importlib.util.find_spec("litellm") is None:
+    if not sdk_installed():
         raise ConfigError("\n".join(
             f"provider {provider!r} (models: {_models(at)}) is reached through the LiteLLM SDK, "
             f"which is not installed: {INSTALL} (or point those entries at an OpenAI-compatible "
