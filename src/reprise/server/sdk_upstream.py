@@ -25,7 +25,6 @@ serve`` and ``reprise config check`` alike) naming the provider, its models and 
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import logging
 import os
@@ -40,7 +39,7 @@ from reprise.config import GatewayConfig
 from reprise.config.models import LiteLLMParams
 from reprise.errors import ConfigError, UpstreamError
 from reprise.outcome import Outcome
-from reprise.server.upstream import Deployment, _no_chunks, _sets_include_usage
+from reprise.server.upstream import CallSlots, Deployment, _no_chunks, _sets_include_usage
 from reprise.stream_lead import StreamReply
 
 log = logging.getLogger("reprise.upstream")
@@ -160,14 +159,8 @@ class SdkUpstream:
     """An :class:`~reprise.server.upstream.Upstream` calling the LiteLLM SDK."""
 
     def __init__(self) -> None:
-        self._slots: dict[Deployment | str, asyncio.Semaphore] = {}
-
-    def _slot(self, deployment: Deployment) -> asyncio.Semaphore:
-        """The deployment's ``max_parallel`` call slots (as HttpUpstream's, without the queue limit)."""
-        slots = self._slots.get(deployment.pool)
-        if slots is None:
-            slots = self._slots[deployment.pool] = asyncio.Semaphore(deployment.max_parallel)
-        return slots
+        self._slot = CallSlots().slot
+        """``max_parallel`` calls in flight per deployment, a wait of ``queue_timeout`` at most."""
 
     @staticmethod
     def _kwargs(deployment: Deployment, body: dict[str, Any], stream: bool) -> dict[str, Any]:

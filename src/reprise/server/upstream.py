@@ -145,22 +145,18 @@ def _timed_out(deployment: Deployment, seconds: float | None, what: str) -> Upst
     return UpstreamError(f"model {deployment.model_name!r}: the provider timed out{limit} {what}", 504)
 
 
-class HttpUpstream:
-    """OpenAI-compatible provider over HTTP with a shared connection pool."""
+class CallSlots:
+    """Each deployment's ``max_parallel`` provider-call slots, waited for at most ``queue_timeout``.
 
-    def __init__(self, pool_size: int = 512) -> None:
-        self._pool_size = pool_size
-        self._session: aiohttp.ClientSession | None = None
-        self._refuse_usage: set[Deployment | str] = set()
-        """Deployments that answered 400/422 to ``stream_options``: not asked for it again."""
+    Fairness between deployments: one model's (or one tenant's) open streams hold only
+    their own deployment's slots, never the whole pool. One table per upstream; keyed by
+    :attr:`Deployment.pool`, so clients choosing wildcard names cannot grow it."""
+
+    def __init__(self) -> None:
         self._slots: dict[Deployment | str, asyncio.Semaphore] = {}
 
     @asynccontextmanager
-    async def _slot(self, deployment: Deployment) -> AsyncIterator[None]:
-        """One of the deployment's ``max_parallel`` call slots, waited for at most ``queue_timeout``.
-
-        Fairness between deployments: one model's (or one tenant's) open streams hold only
-        their own deployment's slots, never the whole pool."""
+    async def slot(self, deployment: Deployment) -> AsyncIterator[None]:
         slots = self._slots.get(deployment.pool)
         if slots is None:
             slots = self._slots[deployment.pool] = asyncio.Semaphore(deployment.max_parallel)
@@ -177,6 +173,17 @@ class HttpUpstream:
             yield
         finally:
             slots.release()
+
+
+class HttpUpstream:
+    """OpenAI-compatible provider over HTTP with a shared connection pool."""
+
+    def __init__(self, pool_size: int = 512) -> None:
+        self._pool_size = pool_size
+        self._session: aiohttp.ClientSession | None = None
+        self._refuse_usage: set[Deployment | str] = set()
+        """Deployments that answered 400/422 to ``stream_options``: not asked for it again."""
+        self._slot = CallSlots().slot
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
