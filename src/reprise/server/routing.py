@@ -51,8 +51,15 @@ ADAPTED = frozenset(RESOLVERS)
 
 
 def needs_sdk(params: LiteLLMParams) -> bool:
-    """The entry's provider is neither OpenAI-compatible nor adapted: the LiteLLM SDK calls it."""
-    return params.mock_response is None and params.provider not in OPENAI_WIRE and params.provider not in ADAPTED
+    """The entry's provider is neither OpenAI-compatible nor adapted: the LiteLLM SDK calls it.
+
+    So is Claude on Vertex AI (``vertex_ai/claude-…``): Vertex serves it through Anthropic's
+    API, not through the OpenAI-compatible endpoint the ``vertex_ai/`` adapter uses."""
+    if params.mock_response is not None:
+        return False
+    if params.provider == "vertex_ai":
+        return params.upstream_model.startswith("claude")
+    return params.provider not in OPENAI_WIRE and params.provider not in ADAPTED
 
 
 MEMO_LIMIT = 1024
@@ -118,7 +125,8 @@ class Routes:
         filled = _fill(params.model, parts)
         concrete = params.model_copy(update={"model": filled})
         provider = concrete.provider
-        reachable = (concrete.mock_response is not None or provider in ADAPTED
+        reachable = (concrete.mock_response is not None
+                     or (provider in ADAPTED and not needs_sdk(concrete))
                      or (needs_sdk(concrete) and sdk_installed())
                      or (provider in OPENAI_WIRE and (concrete.api_base is not None or provider in PROVIDER_BASES)))
         if not reachable:
@@ -158,7 +166,8 @@ def make_deployment(index: int, model_name: str, params: LiteLLMParams, config: 
     api_key = params.api_key.get_secret_value() if params.api_key else None
     wire: Wire = OPENAI
     upstream_model, tokens = params.upstream_model, None
-    access = resolve_access(index, model_name, params) if params.mock_response is None else None
+    access = resolve_access(index, model_name, params) if params.mock_response is None \
+        and not needs_sdk(params) else None
     if access is not None:  # gemini/, vertex_ai/, azure/ (server/providers.py)
         api_base, api_key, upstream_model, wire, tokens = (
             access.api_base, access.api_key, access.upstream_model, access.wire, access.tokens)
@@ -191,10 +200,10 @@ def _check_provider(config: GatewayConfig) -> None:
         params = entry.litellm_params
         if params.mock_response is not None or "*" in params.provider:
             continue
-        if params.provider in RESOLVERS:
-            resolve_access(i, entry.model_name, params)  # ConfigError naming the key
-        elif needs_sdk(params):
+        if needs_sdk(params):
             unreachable.setdefault(params.provider, []).append((i, entry.model_name))
+        elif params.provider in RESOLVERS:
+            resolve_access(i, entry.model_name, params)  # ConfigError naming the key
         elif params.api_base is None and params.provider not in PROVIDER_BASES:
             raise ConfigError(
                 f"provider {params.provider!r} has no default api_base; set api_base to its "

@@ -34,6 +34,7 @@ from types import ModuleType
 from typing import Any
 
 import orjson
+from pydantic import SecretStr
 
 from reprise.config import GatewayConfig
 from reprise.config.models import LiteLLMParams
@@ -76,6 +77,11 @@ OFFLINE = {"LITELLM_OFFLINE_MODE": "true", "LITELLM_LOCAL_MODEL_COST_MAP": "True
            "LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS": "True", "LITELLM_LOCAL_BLOG_POSTS": "True"}
 """LiteLLM's switches for its own downloads (price map, Anthropic beta headers, blog posts...),
 read at import: all set, as Reprise reaches nothing at run time beyond the configured providers."""
+
+
+PROVIDER_FIELDS = ("azure_ad_token", "tenant_id", "client_id", "client_secret", "vertex_project",
+                   "vertex_location", "vertex_credentials")
+"""LiteLLM provider keys Reprise declares (for its own adapters); passed on too when the SDK calls."""
 
 
 def load_litellm() -> ModuleType:
@@ -136,8 +142,12 @@ def sdk_params(params: LiteLLMParams, drop_params: bool = False) -> dict[str, An
         out["api_base"] = params.api_base
     if params.api_key:
         out["api_key"] = params.api_key.get_secret_value()
-    if params.api_version:
-        out["api_version"] = params.api_version
+    for name in ("api_version", *PROVIDER_FIELDS):
+        value = getattr(params, name)
+        if value is not None:
+            out[name] = value.get_secret_value() if isinstance(value, SecretStr) else value
+    if isinstance(out.get("vertex_credentials"), dict):  # LiteLLM takes the JSON as a string
+        out["vertex_credentials"] = orjson.dumps(out["vertex_credentials"]).decode()
     out.update((k, v) for k, v in params.extras.items() if k not in ROUTER_ONLY and k not in REQUEST_PARAMS)
     return out
 
