@@ -261,3 +261,18 @@ def test_unsupported_params_are_refused_unless_drop_params(sdk: openai.OpenAI, c
                                                           logit_bias={"1": 2})
     assert (first.headers["x-reprise-cache"], again.headers["x-reprise-cache"]) == ("miss", "hit")
     assert "logit_bias" not in cohere.requests[-1]["body"] and len(cohere.requests) == before + 1
+
+
+def test_an_unset_variable_in_a_key_passed_to_the_sdk_is_refused(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REPRISE_TEST_UNSET_REGION", raising=False)
+    config = {"model_list": [{"model_name": "claude", "litellm_params": {
+        "model": "bedrock/anthropic.claude-v2", "aws_region_name": "os.environ/REPRISE_TEST_UNSET_REGION"}}],
+        "general_settings": {"master_key": MASTER_KEY}}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = subprocess.run([sys.executable, "-m", "reprise.cli.main", "config", "check", "--config", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "model_list[0].litellm_params.aws_region_name: environment variable 'REPRISE_TEST_UNSET_REGION' " \
+           "is not set" in result.stderr

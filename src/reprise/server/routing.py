@@ -33,7 +33,7 @@ from reprise.config import GatewayConfig
 from reprise.config.models import LiteLLMParams
 from reprise.errors import ConfigError, NotFoundError
 from reprise.server.providers import RESOLVERS, resolve_access
-from reprise.server.sdk_upstream import check_sdk_providers, sdk_installed, sdk_params
+from reprise.server.sdk_upstream import check_sdk_env, check_sdk_providers, sdk_installed, sdk_params
 from reprise.server.upstream import DEFAULT_MAX_PARALLEL, PROVIDER_BASES, Deployment, split_credentials
 from reprise.server.wires import OPENAI, Wire
 
@@ -202,6 +202,7 @@ def _check_provider(config: GatewayConfig) -> None:
             continue
         if needs_sdk(params):
             unreachable.setdefault(params.provider, []).append((i, entry.model_name))
+            check_sdk_env(i, params)
         elif params.provider in RESOLVERS:
             resolve_access(i, entry.model_name, params)  # ConfigError naming the key
         elif params.api_base is None and params.provider not in PROVIDER_BASES:

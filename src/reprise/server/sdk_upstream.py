@@ -128,6 +128,17 @@ def check_sdk_providers(entries: dict[str, list[tuple[int, str]]]) -> None:
             f"model_list[{first}].litellm_params.model")
 
 
+def check_sdk_env(index: int, params: LiteLLMParams) -> None:
+    """Refuse an ``os.environ/NAME`` left unresolved in a key passed to LiteLLM (the loader only
+    warns for keys Reprise ignores; this one is used)."""
+    for key, value in params.extras.items():
+        if key in ROUTER_ONLY or key in REQUEST_PARAMS or not isinstance(value, str):
+            continue
+        if value.startswith("os.environ/"):
+            raise ConfigError(f"environment variable {value.removeprefix('os.environ/')!r} is not set "
+                              "(the key is passed to the LiteLLM SDK)", f"model_list[{index}].litellm_params.{key}")
+
+
 def sdk_params(params: LiteLLMParams, drop_params: bool = False) -> dict[str, Any]:
     """What of an entry is passed to ``litellm.acompletion``: the model with its prefix, the
     endpoint and credentials, and the provider keys Reprise does not read itself.
