@@ -223,7 +223,14 @@ def test_ttl_path_without_explicit_type() -> None:
 
 def test_missing_model() -> None:
     error = error_of(parse, model_list=[{"model_name": "m", "litellm_params": {"api_base": "x"}}])
-    assert str(error) == "model_list[0].litellm_params.model: Field required"
+    assert str(error) == ("model_list[0].litellm_params.model: required but missing: the provider and model, "
+                          "e.g. model: openai/gpt-4o")
+
+
+def test_missing_litellm_params_says_what_to_write() -> None:
+    error = error_of(parse, model_list=[{"model_name": "m"}])
+    assert error.path == "model_list[0].litellm_params"
+    assert "e.g. litellm_params: {model: openai/gpt-4o}" in str(error)
 
 
 def test_bad_mode() -> None:

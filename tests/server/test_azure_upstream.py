@@ -128,11 +128,12 @@ def test_litellm_azure_environment_variables(azure: AzureStandIn, make_gateway: 
     assert azure.rejected == []
 
 
-def test_an_azure_model_without_endpoint_or_key_is_refused_by_check_and_serve(
+def test_an_azure_model_without_endpoint_is_refused_by_check_and_serve(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """(Without a key it is served with Entra ID tokens: tests/server/test_azure_entra.py.)"""
     for name in ("AZURE_API_BASE", "AZURE_API_KEY", "AZURE_API_VERSION"):
         monkeypatch.delenv(name, raising=False)
-    for params, key in (({}, "api_base"), ({"api_base": "https://r.openai.azure.com"}, "api_key")):
+    for params, key in (({}, "api_base"),):
         config = {"model_list": [{"model_name": "m", "litellm_params": {"model": "azure/d", **params}}],
                   "general_settings": {"master_key": "sk-test-master-key"}}
         path = tmp_path / "c.yaml"

@@ -133,16 +133,18 @@ def _refused_by_both(tmp_path: Path, config: dict[str, Any]) -> tuple[str, str]:
     return check.stderr, serve.stderr
 
 
-def test_a_provider_without_an_adapter_is_refused_by_check_and_serve_alike(tmp_path: Path,
+def test_a_provider_no_one_can_reach_is_refused_by_check_and_serve_alike(tmp_path: Path,
                                                                          stub: StubUpstream) -> None:
+    """Not a LiteLLM provider: refused with or without the litellm extra (bedrock/ and the others
+    LiteLLM knows are served through it: tests/server/test_litellm_sdk.py)."""
     config = gateway_config(stub.url)
     config["model_list"] += [
-        {"model_name": "claude", "litellm_params": {"model": "bedrock/anthropic.claude-v2"}},
-        {"model_name": "claude-2", "litellm_params": {"model": "bedrock/anthropic.claude-v2:1"}},
+        {"model_name": "mistral", "litellm_params": {"model": "mistralai/mistral-7b-instruct"}},
+        {"model_name": "mistral-2", "litellm_params": {"model": "mistralai/mistral-7b-instruct-v2"}},
     ]
     check, serve = _refused_by_both(tmp_path, config)
     for text in (check, serve):
-        assert "'bedrock'" in text and "claude, claude-2" in text
+        assert "'mistralai'" in text and "mistral, mistral-2" in text
         assert "model_list[" in text
 
 

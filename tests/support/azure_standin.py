@@ -4,8 +4,9 @@ https://learn.microsoft.com/azure/ai-services/openai/reference: ``POST
 {endpoint}/openai/deployments/{deployment-id}/chat/completions?api-version=…`` (and
 ``/embeddings``), the key in an ``api-key`` header, OpenAI's bodies and SSE streams.
 Anything else (another path, no or another ``api-version``, a bearer token, a wrong
-key, a body that is not a JSON object) is answered 400/401/404 in Azure's error shape
-and counted in :attr:`AzureStandIn.rejected`, so a test can assert it stayed zero.
+key (or, with ``bearer_token`` set, anything but that Entra ID token), a body that is
+not a JSON object) is answered 400/401/404 in Azure's error shape and counted in
+:attr:`AzureStandIn.rejected`, so a test can assert it stayed zero.
 
 A deployment named ``throttled`` answers 429 with ``retry-after``, for the
 "provider errors are not cached" tests. Runs an aiohttp server in a thread.
@@ -29,8 +30,11 @@ def _error(status: int, code: str, message: str) -> web.Response:
 
 
 class AzureStandIn:
-    def __init__(self, api_key: str = "azure-key", api_version: str = "2024-10-21") -> None:
+    def __init__(self, api_key: str = "azure-key", api_version: str = "2024-10-21",
+                 bearer_token: str | None = None) -> None:
         self.api_key = api_key
+        self.bearer_token = bearer_token
+        """With it, only ``Authorization: Bearer <bearer_token>`` (an Entra ID token) is accepted."""
         self.api_version = api_version
         self.requests: list[dict[str, Any]] = []
         self.rejected: list[str] = []
@@ -73,6 +77,11 @@ class AzureStandIn:
             return self._reject(_error(404, "404", "Resource not found"), f"{request.method} {request.path}")
         if request.query.get("api-version") != self.api_version:
             return self._reject(_error(400, "BadRequest", "API version not supported"), "api-version")
+        if self.bearer_token is not None:
+            if "api-key" in request.headers or \
+                    request.headers.get("Authorization") != f"Bearer {self.bearer_token}":
+                return self._reject(_error(401, "401", "invalid Entra ID token"), "bearer")
+            return None
         if "Authorization" in request.headers:
             return self._reject(_error(401, "401", "bearer token sent instead of api-key"), "authorization")
         if request.headers.get("api-key") != self.api_key:

@@ -82,8 +82,12 @@ def _config_check(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     check_serving(config)
     _check_routes(config)
+    from reprise.server.sdk_upstream import sdk_keys
+
+    passed = set(sdk_keys(config))
     for key in config.ignored_keys:
-        print(f"warning: {key} is not used by Reprise (ignored)")
+        print(f"note: {key} is passed to the LiteLLM SDK" if key in passed
+              else f"warning: {key} is not used by Reprise (ignored)")
     store = key_store_file.inspect(config.general_settings.keys_file)
     if store is not None:
         print(f"ok: {store}")

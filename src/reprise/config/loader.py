@@ -176,9 +176,20 @@ def _problems(exc: ValidationError, data: Any) -> list[Problem]:
         if error["type"] == "union_tag_invalid":  # only cache_params is a tagged union
             ctx = error.get("ctx", {})
             problems.append((f"{path}.type", describe_cache_type(str(ctx.get("tag")))))
+        elif error["type"] == "missing":
+            key = path.rpartition(".")[2]
+            problems.append((path, MISSING_HINTS.get(key, f"required but missing: add {key}")))
         else:
             problems.append((path or "(top level)", error["msg"]))
     return problems
+
+
+MISSING_HINTS = {
+    "litellm_params": "required but missing: every model_list entry says where its model is served, "
+                      "e.g. litellm_params: {model: openai/gpt-4o} (LiteLLM's router requires it too)",
+    "model": "required but missing: the provider and model, e.g. model: openai/gpt-4o",
+}
+"""What to write for a required key that is missing, by key name."""
 
 
 def _yaml_path(loc: tuple[int | str, ...], data: Any) -> str:

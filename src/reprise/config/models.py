@@ -426,6 +426,19 @@ class LiteLLMParams(Section):
     mock_response: str | None = None
     timeout: float | None = Field(default=None, gt=0)
     stream_timeout: float | None = Field(default=None, gt=0)
+    #: ``azure/``: an Entra ID access token, used when there is no api_key (else env AZURE_AD_TOKEN).
+    azure_ad_token: SecretStr | None = None
+    #: ``azure/``: a service principal's tenant, client id and secret for Entra ID tokens
+    #: (else env AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET; else DefaultAzureCredential).
+    tenant_id: str | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    #: ``vertex_ai/``: the Google Cloud project (else env VERTEXAI_PROJECT, else the credentials' project).
+    vertex_project: str | None = None
+    #: ``vertex_ai/``: the region (else env VERTEXAI_LOCATION, else us-central1).
+    vertex_location: str | None = None
+    #: ``vertex_ai/``: a service-account JSON, or the path of one (else Application Default Credentials).
+    vertex_credentials: SecretStr | dict[str, Any] | None = None
     #: LiteLLM's per-deployment concurrency cap; Reprise defaults it to 128 so one busy
     #: deployment (or one tenant's open streams) cannot take every upstream connection.
     max_parallel_requests: int | None = Field(default=None, gt=0)

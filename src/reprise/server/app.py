@@ -39,6 +39,7 @@ from reprise.server.observe import observe
 from reprise.server.openapi import openapi_json
 from reprise.server.protocol import REFUSED
 from reprise.server.routes import AZURE_DEPLOYMENTS, Access, Call, admit, build_routes, without_body
+from reprise.server.sdk_upstream import sdk_keys
 from reprise.server.ui_assets import UiAssets
 from reprise.server.verbatim import handle_verbatim
 
@@ -76,8 +77,10 @@ class RepriseApp:
             metrics=metrics,
             anthropic=anthropic_answers,
         )
-        if config.ignored_keys:
-            log.warning("config keys not used by Reprise (ignored): %s", ", ".join(config.ignored_keys))
+        passed = set(sdk_keys(config))  # provider keys of entries the LiteLLM SDK calls
+        ignored = [key for key in config.ignored_keys if key not in passed]
+        if ignored:
+            log.warning("config keys not used by Reprise (ignored): %s", ", ".join(ignored))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

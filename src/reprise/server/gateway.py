@@ -70,6 +70,8 @@ class Gateway:
     shared_namespaces: frozenset[str] = frozenset()
     forwarder: AsyncCache = field(default_factory=AsyncCache)
     """The driver of requests that bypass the cache (or when there is none): it only forwards."""
+    sdk: Upstream | None = None
+    """The LiteLLM SDK caller (``litellm`` extra), made when a deployment first needs it."""
     routes: Routes | None = None
     """The router (exact names, aliases, wildcards); None: :attr:`deployments` only, by exact name."""
     _round_robin: dict[str, Iterator[Deployment]] = field(default_factory=dict)
@@ -167,6 +169,12 @@ class Gateway:
         return next(rotation)
 
     def upstream(self, deployment: Deployment) -> Upstream:
+        if deployment.sdk_params is not None:  # a provider only the LiteLLM SDK reaches
+            if self.sdk is None:
+                from reprise.server.sdk_upstream import SdkUpstream
+
+                self.sdk = SdkUpstream()
+            return self.sdk
         if deployment.mock_response is not None:
             return self.mock
         if isinstance(deployment.wire, AnthropicWire):

@@ -14,17 +14,18 @@ Everything a config can get wrong here is found by :func:`build_routes`, which r
 both call it, so they never disagree. A wildcard's concrete deployment is built
 on first use and remembered (a bounded memo: the names come from clients).
 
-Reprise speaks the OpenAI wire format upstream, and reaches a few other providers
-through adapters (:data:`ADAPTED`: Azure's deployment paths, Anthropic's Messages API).
-Any other provider (Bedrock...) is refused at start with the models that use it,
-rather than sent requests it cannot read.
+Reprise speaks the OpenAI wire format upstream; ``gemini/``, ``vertex_ai/`` and ``azure/``
+differ only in address and credentials, ``anthropic/`` is translated to its Messages API
+(:mod:`reprise.server.providers`, :mod:`reprise.providers.anthropic`). Any other
+LiteLLM provider (Bedrock, Cohere...) is called through the LiteLLM SDK when the
+``litellm`` extra is installed (:mod:`reprise.server.sdk_upstream`), and refused at start,
+naming the models and the extra, when it is not.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -32,9 +33,10 @@ from dataclasses import dataclass, field, replace
 from reprise.config import GatewayConfig
 from reprise.config.models import LiteLLMParams
 from reprise.errors import ConfigError, NotFoundError
-from reprise.providers.anthropic import ANTHROPIC, api_key_of, messages_url
+from reprise.server.providers import RESOLVERS, resolve_access
+from reprise.server.sdk_upstream import check_sdk_env, check_sdk_providers, sdk_installed, sdk_params
 from reprise.server.upstream import DEFAULT_MAX_PARALLEL, PROVIDER_BASES, Deployment, split_credentials
-from reprise.server.wires import AZURE_API_VERSION, OPENAI, AzureWire, Wire
+from reprise.server.wires import OPENAI, Wire
 
 log = logging.getLogger("reprise.server")
 
@@ -44,8 +46,22 @@ OPENAI_WIRE = frozenset(PROVIDER_BASES) | {
 }
 """LiteLLM provider prefixes whose endpoints speak the OpenAI API: the ones Reprise can call."""
 
-ADAPTED = frozenset({"azure", "anthropic"})
-"""Providers reached through an adapter (:mod:`reprise.server.wires`, :mod:`reprise.providers`)."""
+ADAPTED = frozenset(RESOLVERS)
+"""Providers reached through an adapter (:mod:`reprise.server.providers`)."""
+
+
+
+def needs_sdk(params: LiteLLMParams) -> bool:
+    """The entry's provider is neither OpenAI-compatible nor adapted: the LiteLLM SDK calls it.
+
+    So is Claude on Vertex AI (``vertex_ai/claude-…``): Vertex serves it through Anthropic's
+    API, not through the OpenAI-compatible endpoint the ``vertex_ai/`` adapter uses."""
+    if params.mock_response is not None:
+        return False
+    if params.provider == "vertex_ai":
+        return params.upstream_model.startswith("claude")
+    return params.provider not in OPENAI_WIRE and params.provider not in ADAPTED
+
 
 MEMO_LIMIT = 1024
 """Concrete deployments remembered per wildcard route before the memo is cleared."""
@@ -109,14 +125,21 @@ class Routes:
     def _concrete(self, index: int, model: str, params: LiteLLMParams, parts: tuple[str, ...]) -> Deployment:
         filled = _fill(params.model, parts)
         concrete = params.model_copy(update={"model": filled})
-        if concrete.mock_response is None and concrete.provider not in ADAPTED and (
-                concrete.provider not in OPENAI_WIRE or (
-                concrete.api_base is None and concrete.provider not in PROVIDER_BASES)):
+        provider = concrete.provider
+        reachable = (concrete.mock_response is not None
+                     or (provider in ADAPTED and not needs_sdk(concrete))
+                     or (needs_sdk(concrete) and sdk_installed())
+                     or (provider in OPENAI_WIRE and (concrete.api_base is not None or provider in PROVIDER_BASES)))
+        if not reachable:
             raise NotFoundError(
-                f"The model '{model}' is served by provider {concrete.provider!r}, which Reprise cannot "
+                f"The model '{model}' is served by provider {provider!r}, which Reprise cannot "
                 f"reach (model_list[{index}] is a wildcard); ask for a model of a supported provider",
                 param="model", code="model_not_found")
-        made = make_deployment(index, model, concrete, self.config, self.default_timeout)
+        try:
+            made = make_deployment(index, model, concrete, self.config, self.default_timeout)
+        except ConfigError as exc:  # e.g. gemini/ chosen through a catch-all entry, with no key set
+            raise NotFoundError(f"The model '{model}' cannot be served here ({exc})", param="model",
+                                code="model_not_found") from None
         return replace(made, entry=f"model_list[{index}]")
 
 
@@ -141,21 +164,21 @@ def make_deployment(index: int, model_name: str, params: LiteLLMParams, config: 
     """One entry resolved to what a call needs (its api_base, credentials, limits)."""
     api_base = params.api_base or PROVIDER_BASES.get(params.provider) or ""
     timeout = params.timeout or default_timeout
-    api_base, basic_auth = split_credentials(api_base)
     api_key = params.api_key.get_secret_value() if params.api_key else None
     wire: Wire = OPENAI
-    if params.provider == "azure" and params.mock_response is None:
-        api_base = api_base or os.environ.get("AZURE_API_BASE", "")
-        api_key = api_key or os.environ.get("AZURE_API_KEY") or None
-        wire = AzureWire(params.api_version or os.environ.get("AZURE_API_VERSION") or AZURE_API_VERSION)
-    if params.provider == "anthropic" and params.mock_response is None:
-        api_base, api_key, wire = messages_url(api_base or None), api_key_of(api_key), ANTHROPIC
+    upstream_model, tokens = params.upstream_model, None
+    access = resolve_access(index, model_name, params) if params.mock_response is None \
+        and not needs_sdk(params) else None
+    if access is not None:  # gemini/, vertex_ai/, azure/ (server/providers.py)
+        api_base, api_key, upstream_model, wire, tokens = (
+            access.api_base, access.api_key, access.upstream_model, access.wire, access.tokens)
+    api_base, basic_auth = split_credentials(api_base)
     if basic_auth and api_key:
         log.warning("model_list[%d] (%s): api_base carries credentials and api_key is set; "
                     "the api_key is sent, the URL's credentials are not", index, model_name)
     return Deployment(
         model_name=model_name,
-        upstream_model=params.upstream_model,
+        upstream_model=upstream_model,
         api_base=api_base,
         api_key=api_key,
         basic_auth=basic_auth,
@@ -165,6 +188,9 @@ def make_deployment(index: int, model_name: str, params: LiteLLMParams, config: 
         max_parallel=params.max_parallel_requests or DEFAULT_MAX_PARALLEL,
         queue_timeout=config.litellm_settings.upstream_queue_timeout,
         wire=wire,
+        tokens=tokens,
+        sdk_params=sdk_params(params, bool(config.litellm_settings.extras.get("drop_params")))
+        if needs_sdk(params) else None,
     )
 
 
@@ -175,12 +201,11 @@ def _check_provider(config: GatewayConfig) -> None:
         params = entry.litellm_params
         if params.mock_response is not None or "*" in params.provider:
             continue
-        if params.provider == "azure":
-            _check_azure(i, params)
-        elif params.provider == "anthropic":
-            _check_anthropic(i, params)
-        elif params.provider not in OPENAI_WIRE:
+        if needs_sdk(params):
             unreachable.setdefault(params.provider, []).append((i, entry.model_name))
+            check_sdk_env(i, params)
+        elif params.provider in RESOLVERS:
+            resolve_access(i, entry.model_name, params)  # ConfigError naming the key
         elif params.api_base is None and params.provider not in PROVIDER_BASES:
             raise ConfigError(
                 f"provider {params.provider!r} has no default api_base; set api_base to its "
@@ -188,31 +213,7 @@ def _check_provider(config: GatewayConfig) -> None:
                 f"model_list[{i}].litellm_params.api_base",
             )
     if unreachable:
-        lines = [
-            f"provider {provider!r} (models: {', '.join(dict.fromkeys(name for _, name in where))}) "
-            "does not speak the OpenAI API and Reprise has no adapter for it yet; point those "
-            "entries at an OpenAI-compatible endpoint (e.g. openai/<model> with api_base set to a "
-            "LiteLLM proxy), give them mock_response, or remove them"
-            for provider, where in unreachable.items()
-        ]
-        first = next(iter(unreachable.values()))[0][0]
-        raise ConfigError("\n".join(lines), f"model_list[{first}].litellm_params.model")
-
-
-def _check_azure(index: int, params: LiteLLMParams) -> None:
-    where = f"model_list[{index}].litellm_params"
-    if not (params.api_base or os.environ.get("AZURE_API_BASE")):
-        raise ConfigError("an azure/ model needs its resource's endpoint: set api_base "
-                          "(https://<resource>.openai.azure.com) or AZURE_API_BASE", f"{where}.api_base")
-    if not (params.api_key or os.environ.get("AZURE_API_KEY")):
-        raise ConfigError("an azure/ model needs a key: set api_key or AZURE_API_KEY "
-                          "(Microsoft Entra ID tokens are not supported yet)", f"{where}.api_key")
-
-
-def _check_anthropic(index: int, params: LiteLLMParams) -> None:
-    if api_key_of(params.api_key.get_secret_value() if params.api_key else None) is None:
-        raise ConfigError("an anthropic/ model needs a key: set api_key or ANTHROPIC_API_KEY",
-                          f"model_list[{index}].litellm_params.api_key")
+        check_sdk_providers(unreachable)
 
 
 def build_routes(config: GatewayConfig, default_timeout: float | None = None) -> Routes:

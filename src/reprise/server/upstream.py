@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -34,6 +34,7 @@ from reprise.core.request import asks_usage
 from reprise.core.streaming import render_sse
 from reprise.errors import UpstreamError
 from reprise.outcome import Outcome
+from reprise.server.credentials import TokenSource
 from reprise.server.headers import provider_headers
 from reprise.server.wires import OPENAI, Wire
 from reprise.stream_lead import StreamReply
@@ -55,6 +56,7 @@ PROVIDER_BASES: dict[str, str] = {
     "openrouter": "https://openrouter.ai/api/v1",
     "ollama": "http://localhost:11434/v1",
     "ollama_chat": "http://localhost:11434/v1",
+    "gemini": "https://generativelanguage.googleapis.com/v1beta/openai",
 }
 
 
@@ -90,6 +92,11 @@ class Deployment:
     """The longest a call waits for one of those slots before failing as 503 ``upstream_busy``."""
     wire: Wire = OPENAI
     """How the provider is addressed (URL, credentials): OpenAI's way, or Azure's (server/wires.py)."""
+    tokens: TokenSource | None = field(default=None, compare=False)
+    """A bearer token fetched per call (Vertex AI, Azure Entra ID), sent instead of ``api_key``."""
+    sdk_params: dict[str, Any] | None = field(default=None, compare=False)
+    """For a provider reached through the LiteLLM SDK: the entry's litellm_params (model with its
+    prefix, api_base, provider-specific keys), passed to ``litellm.acompletion``."""
     entry: str | None = None
     """For a wildcard entry's deployment (one per model name a client asks for): the entry it
     comes from. Its connection slots and remembered refusals are the entry's, so clients
@@ -138,22 +145,18 @@ def _timed_out(deployment: Deployment, seconds: float | None, what: str) -> Upst
     return UpstreamError(f"model {deployment.model_name!r}: the provider timed out{limit} {what}", 504)
 
 
-class HttpUpstream:
-    """OpenAI-compatible provider over HTTP with a shared connection pool."""
+class CallSlots:
+    """Each deployment's ``max_parallel`` provider-call slots, waited for at most ``queue_timeout``.
 
-    def __init__(self, pool_size: int = 512) -> None:
-        self._pool_size = pool_size
-        self._session: aiohttp.ClientSession | None = None
-        self._refuse_usage: set[Deployment | str] = set()
-        """Deployments that answered 400/422 to ``stream_options``: not asked for it again."""
+    Fairness between deployments: one model's (or one tenant's) open streams hold only
+    their own deployment's slots, never the whole pool. One table per upstream; keyed by
+    :attr:`Deployment.pool`, so clients choosing wildcard names cannot grow it."""
+
+    def __init__(self) -> None:
         self._slots: dict[Deployment | str, asyncio.Semaphore] = {}
 
     @asynccontextmanager
-    async def _slot(self, deployment: Deployment) -> AsyncIterator[None]:
-        """One of the deployment's ``max_parallel`` call slots, waited for at most ``queue_timeout``.
-
-        Fairness between deployments: one model's (or one tenant's) open streams hold only
-        their own deployment's slots, never the whole pool."""
+    async def slot(self, deployment: Deployment) -> AsyncIterator[None]:
         slots = self._slots.get(deployment.pool)
         if slots is None:
             slots = self._slots[deployment.pool] = asyncio.Semaphore(deployment.max_parallel)
@@ -171,6 +174,17 @@ class HttpUpstream:
         finally:
             slots.release()
 
+
+class HttpUpstream:
+    """OpenAI-compatible provider over HTTP with a shared connection pool."""
+
+    def __init__(self, pool_size: int = 512) -> None:
+        self._pool_size = pool_size
+        self._session: aiohttp.ClientSession | None = None
+        self._refuse_usage: set[Deployment | str] = set()
+        """Deployments that answered 400/422 to ``stream_options``: not asked for it again."""
+        self._slot = CallSlots().slot
+
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=self._pool_size, ttl_dns_cache=300)
@@ -178,15 +192,19 @@ class HttpUpstream:
         return self._session
 
     @staticmethod
-    def _headers(deployment: Deployment) -> dict[str, str]:
-        return deployment.wire.headers(deployment)
+    async def _headers(deployment: Deployment) -> dict[str, str]:
+        headers = deployment.wire.headers(deployment)
+        if deployment.tokens is not None:
+            headers["Authorization"] = f"Bearer {await deployment.tokens.token()}"
+        return headers
 
     async def post(self, deployment: Deployment, path: str, body: dict[str, Any]) -> Outcome:
         url = deployment.wire.url(deployment, path)
         timeout = aiohttp.ClientTimeout(total=deployment.timeout)
+        headers = await self._headers(deployment)
         try:
             async with self._slot(deployment), self._client().post(
-                url, data=orjson.dumps(body), headers=self._headers(deployment), timeout=timeout
+                url, data=orjson.dumps(body), headers=headers, timeout=timeout
             ) as resp:
                 return Outcome(resp.status, await resp.read(), headers=provider_headers(resp.headers.items()))
         except TimeoutError as exc:
@@ -223,9 +241,10 @@ class HttpUpstream:
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=deployment.timeout, sock_read=deployment.stream_timeout
         )
+        headers = await self._headers(deployment)
         try:
             async with self._slot(deployment), self._client().post(
-                url, data=orjson.dumps(body), headers=self._headers(deployment), timeout=timeout
+                url, data=orjson.dumps(body), headers=headers, timeout=timeout
             ) as resp:
                 passed_on = provider_headers(resp.headers.items())
                 if resp.status >= 300:
