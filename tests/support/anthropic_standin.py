@@ -24,12 +24,12 @@ kept in :attr:`AnthropicStandIn.counted`, apart from the Messages ``requests``.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 from typing import Any
 
 from aiohttp import web
+
+from tests.support.threaded_server import ThreadedServer
 
 TOP_LEVEL = frozenset({"model", "messages", "max_tokens", "system", "stop_sequences", "stream", "temperature",
                        "top_p", "top_k", "tools", "tool_choice", "metadata"})
@@ -133,41 +133,12 @@ def _block_problem(role: str, block: Any) -> str | None:
     return None
 
 
-class AnthropicStandIn:
+class AnthropicStandIn(ThreadedServer):
     def __init__(self, api_key: str = "anthropic-key") -> None:
         self.api_key = api_key
         self.requests: list[dict[str, Any]] = []
         self.counted: list[dict[str, Any]] = []
-        self.rejected: list[str] = []
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._runner: web.AppRunner | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> AnthropicStandIn:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
-
-    async def _start(self) -> None:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        super().__init__()
 
     def _reject(self, response: web.Response, why: str) -> web.Response:
         self.rejected.append(why)

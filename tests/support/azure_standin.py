@@ -14,13 +14,13 @@ A deployment named ``throttled`` answers 429 with ``retry-after``, for the
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import threading
 from typing import Any
 
 from aiohttp import web
+
+from tests.support.threaded_server import ThreadedServer
 
 PATH = re.compile(r"^/openai/deployments/([^/]+)/(chat/completions|embeddings)$")
 
@@ -29,7 +29,7 @@ def _error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
-class AzureStandIn:
+class AzureStandIn(ThreadedServer):
     def __init__(self, api_key: str = "azure-key", api_version: str = "2024-10-21",
                  bearer_token: str | None = None) -> None:
         self.api_key = api_key
@@ -37,36 +37,7 @@ class AzureStandIn:
         """With it, only ``Authorization: Bearer <bearer_token>`` (an Entra ID token) is accepted."""
         self.api_version = api_version
         self.requests: list[dict[str, Any]] = []
-        self.rejected: list[str] = []
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._runner: web.AppRunner | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> AzureStandIn:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
-
-    async def _start(self) -> None:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        super().__init__()
 
     def _reject(self, response: web.Response, why: str) -> web.Response:
         self.rejected.append(why)

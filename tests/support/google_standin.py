@@ -14,9 +14,7 @@ OAuth token endpoint, in one loopback aiohttp server (a thread), and nothing els
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 import time
 from typing import Any
 
@@ -24,6 +22,8 @@ import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.support.threaded_server import ThreadedServer
 
 
 def service_account(token_uri: str, project: str = "sa-project") -> tuple[dict[str, Any], bytes]:
@@ -39,43 +39,14 @@ def service_account(token_uri: str, project: str = "sa-project") -> tuple[dict[s
     return info, public
 
 
-class GoogleStandIn:
+class GoogleStandIn(ThreadedServer):
     def __init__(self, prefix: str, api_key: str | None = None, public_key: bytes | None = None) -> None:
         self.prefix = prefix
         self.accepted: set[str] = {api_key} if api_key else set()
         self.public_key = public_key
         self.requests: list[dict[str, Any]] = []
         self.tokens_issued: list[str] = []
-        self.rejected: list[str] = []
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._runner: web.AppRunner | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> GoogleStandIn:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
-
-    async def _start(self) -> None:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        super().__init__()
 
     def _reject(self, status: int, why: str) -> web.Response:
         self.rejected.append(why)

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from typing import Any
 
 from aiohttp import web
+
+from tests.support.threaded_server import ThreadedServer
 
 UPSTREAM_KEY = "sk-upstream"
 GATEWAY_FIELDS = ("cache", "api_base", "api_key", "extra_headers", "mock_response", "base_url", "caching")
@@ -35,44 +36,17 @@ def _error(status: int, message: str, param: str | None = None) -> web.Response:
                              status=status)
 
 
-class OpenAIApisStandIn:
+class OpenAIApisStandIn(ThreadedServer):
+    url_path = "/v1"
+
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
-        self.rejected: list[str] = []
         self.stored: set[str] = set()
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._runner: web.AppRunner | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        super().__init__()
 
     def calls(self, path: str, marker: str) -> int:
         """Requests to ``path`` whose body mentions ``marker`` (a test's unique text)."""
         return sum(1 for r in self.requests if r["path"] == path and marker in json.dumps(r["body"]))
-
-    def __enter__(self) -> OpenAIApisStandIn:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
-
-    async def _start(self) -> None:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     def _reject(self, response: web.Response, why: str) -> web.Response:
         self.rejected.append(why)
