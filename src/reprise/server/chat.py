@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from reprise.cache import AsyncCache, Outcome, StreamAnswer
+from reprise.cache import AsyncCache, Outcome
 from reprise.core.body import parse_json_object
 from reprise.core.chat_request import ChatFacts, ChatFactsMemo, controls_of
 from reprise.core.keys import storage_key
@@ -23,7 +23,6 @@ from reprise.errors import UpstreamError
 from reprise.observability.observer import RequestRecord, unobserved
 from reprise.server import semantic_chat
 from reprise.server.auth import OPEN, Principal
-from reprise.server.errors import error_body
 from reprise.server.gateway import Gateway
 from reprise.server.headers import cache_headers
 from reprise.server.http import (
@@ -34,10 +33,10 @@ from reprise.server.http import (
     Send,
     header_text,
     send_bytes,
-    watch_disconnect,
 )
+from reprise.server.lead_forward import forward_lead
 from reprise.server.upstream import Deployment, upstream_body
-from reprise.stream_lead import StreamLead, StreamSource
+from reprise.stream_lead import StreamSource
 
 PATH = "/chat/completions"
 _REPLAYS = ReplayMemo()
@@ -162,7 +161,11 @@ async def _stream(gw: Gateway, cache: AsyncCache, record: RequestRecord, receive
         await _send_replay(send, key, usage, answer.shared.status, answer.shared.body, headers)
     else:
         assert answer.lead is not None
-        await _forward(send, receive, key, usage, answer, answer.lead, headers)
+
+        async def replay_instead(instead: Outcome) -> None:  # the provider's error, or a stored answer
+            await _send_replay(send, key, usage, instead.status, instead.body, [*headers, *instead.headers])
+
+        await forward_lead(send, receive, answer.lead, headers, replay_instead)
 
 
 async def _send_replay(send: Send, key: str | None, usage: bool, status: int, answer: bytes | memoryview,
@@ -173,29 +176,3 @@ async def _send_replay(send: Send, key: str | None, usage: bool, status: int, an
         return
     sse = _REPLAYS.render(key, answer, usage)
     await send_bytes(send, 200, sse, [*SSE_HEADERS, *headers])
-
-
-async def _forward(send: Send, receive: Receive, key: str | None, usage: bool, answer: StreamAnswer, lead: StreamLead,
-                   headers: list[tuple[bytes, bytes]]) -> None:
-    """Send the provider's events as the driver passes them on; stop at once if the client left."""
-    watcher = watch_disconnect(receive)
-    watcher.add_done_callback(lambda task: None if task.cancelled() else lead.detach())
-    try:
-        instead = await lead.opened()
-        if lead.gone:
-            return
-        if instead is not None:  # the provider's error, or an answer another instance stored
-            await _send_replay(send, key, usage, instead.status, instead.body, [*headers, *instead.headers])
-            return
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [*SSE_HEADERS, *headers, *lead.upstream_headers]})
-        async for events in lead.events():
-            await send({"type": "http.response.body", "body": events, "more_body": True})
-        if lead.gone:
-            return
-        tail = b""
-        if lead.failure is not None:
-            tail = b"data: " + error_body(str(lead.failure), "upstream_error", None, "stream_broken") + b"\n\n"
-        await send({"type": "http.response.body", "body": tail, "more_body": False})
-    finally:
-        watcher.cancel()

@@ -36,14 +36,14 @@ from reprise.core.verbatim import (
 from reprise.errors import RequestError, UpstreamError
 from reprise.observability.observer import RequestRecord, unobserved
 from reprise.server.auth import OPEN, Principal
-from reprise.server.errors import error_body
 from reprise.server.gateway import Gateway
 from reprise.server.headers import cache_headers
-from reprise.server.http import JSON_TYPE, SSE_HEADERS, Receive, Scope, Send, header_text, send_bytes, watch_disconnect
+from reprise.server.http import JSON_TYPE, SSE_HEADERS, Receive, Scope, Send, header_text, send_bytes
+from reprise.server.lead_forward import forward_lead
 from reprise.server.mock_verbatim import MOCK, MockVerbatim
 from reprise.server.upstream import Deployment, HttpUpstream
 from reprise.server.wires import OpenAIWire
-from reprise.stream_lead import StreamLead, StreamSource
+from reprise.stream_lead import StreamSource
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -126,7 +126,9 @@ async def _stream(gw: Gateway, cache: AsyncCache, record: RequestRecord, receive
         await _send_whole(send, answer.shared, headers)
     else:
         assert answer.lead is not None
-        await _forward(send, receive, facts.kind, answer.lead, headers)
+        event = b"event: error\n" if facts.kind == RESPONSES else b""
+        await forward_lead(send, receive, answer.lead, headers,
+                           lambda instead: _send_whole(send, instead, headers), event)
 
 
 async def _send_whole(send: Send, outcome: Outcome, headers: Headers) -> None:
@@ -135,29 +137,3 @@ async def _send_whole(send: Send, outcome: Outcome, headers: Headers) -> None:
         await send_bytes(send, outcome.status, outcome.body, [JSON_TYPE, *headers, *outcome.headers])
     else:
         await send_bytes(send, outcome.status, outcome.body, [*SSE_HEADERS, *headers, *outcome.headers])
-
-
-async def _forward(send: Send, receive: Receive, kind: str, lead: StreamLead, headers: Headers) -> None:
-    """Send the provider's events as the driver passes them on; stop at once if the client left."""
-    watcher = watch_disconnect(receive)
-    watcher.add_done_callback(lambda task: None if task.cancelled() else lead.detach())
-    try:
-        instead = await lead.opened()
-        if lead.gone:
-            return
-        if instead is not None:  # the provider's error, or the events another instance stored
-            await _send_whole(send, instead, headers)
-            return
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [*SSE_HEADERS, *headers, *lead.upstream_headers]})
-        async for events in lead.events():
-            await send({"type": "http.response.body", "body": events, "more_body": True})
-        if lead.gone:
-            return
-        tail = b""
-        if lead.failure is not None:  # an error event the SDKs raise as an APIError
-            name = b"event: error\n" if kind == RESPONSES else b""
-            tail = name + b"data: " + error_body(str(lead.failure), "upstream_error", None, "stream_broken") + b"\n\n"
-        await send({"type": "http.response.body", "body": tail, "more_body": False})
-    finally:
-        watcher.cancel()
