@@ -11,7 +11,11 @@ a hit, a shared outcome, or the lead.
 A production runs in its own task and owns its flight (:mod:`reprise.coalesce`): a
 leader whose client hangs up cancels nothing others wait for, and the result, answer
 or failure, is shared with every follower, so N identical concurrent misses cost one
-upstream call per process also when the call fails. Across processes, when the backend
+upstream call per process also when the call fails. One exception: a stream longer than
+the recording bound (:data:`~reprise.core.answer_bounds.MAX_RECORDED_BYTES`) is forwarded
+whole to its leader but not kept, so there is nothing to share; each request that waited
+for it then makes its own provider call at once (in parallel, not stored), rather than
+get an error for an answer the provider gave. Across processes, when the backend
 is also a :class:`~reprise.backends.base.DistributedLock` (Redis), the production
 first takes a short lock (:mod:`reprise.peer_lock`).
 
@@ -195,6 +199,8 @@ class AsyncCache(StoreAccess):
             entry, shared = await self._await_others(key, plan, mark)
             if shared is not None:
                 self.stats.misses += 1
+                if isinstance(shared, Outcome) and shared.too_long:  # a stream too long to share
+                    return _answer(await self._produce(key, plan, produce, second), "miss")
                 return _answer(shared, "miss")
         if entry is not None:
             return Answer(200, entry.body, "hit", entry)
@@ -268,6 +274,8 @@ class AsyncCache(StoreAccess):
                 self.stats.misses += 1
                 if isinstance(shared, UpstreamError):
                     raise reraise(shared)
+                if shared.too_long:  # nothing kept to share: a stream of its own, neither coalesced nor stored
+                    return StreamAnswer("miss", lead=self._start_stream(None, None, plan, source, None))
                 return StreamAnswer("miss", shared=shared)
         if entry is not None:
             return StreamAnswer("hit", entry=entry)
@@ -339,6 +347,8 @@ class AsyncCache(StoreAccess):
             # Ended before its last event (a clean HTTP end is no proof of a whole answer): the
             # client is told the stream broke, as for a dropped connection.
             lead.finish_with(b"".join(tail) if assembler.done else incomplete)
+            if assembler.done and assembler.overflow:
+                return _TOO_LONG  # whole, but too long to keep: the followers produce their own
             whole = assembler.unstored_body()
             return incomplete if whole is None else Outcome(200, whole, storable=False)
         completion = assembler.completion()
@@ -500,6 +510,11 @@ class AsyncCache(StoreAccess):
         return CacheResult(
             orjson.loads(answer.body), answer.cache_status, key if plan.uses_cache else None, age
         )
+
+
+#: What a stream too long to keep shares (:attr:`Outcome.too_long`): the requests that waited
+#: for it produce their own answer, since nothing of it is left to send them.
+_TOO_LONG = Outcome(200, b"", storable=False, too_long=True)
 
 
 def _first_positions(keys: Sequence[str]) -> dict[str, int]:

@@ -134,8 +134,10 @@ class BackendTimeout(BackendError):
 class UpstreamError(RepriseError):
     """The provider could not be reached, or did not answer in time."""
 
-    def __init__(self, message: str, status: int = 502) -> None:
+    def __init__(self, message: str, status: int = 502, code: str | None = None) -> None:
         self.status = status
+        self.code = code
+        """OpenAI's ``error.code`` when the failure has its own (an answer over the size limit)."""
         self.cache_status: str | None = None
         """``miss`` or ``bypass``: what the cache did before the provider failed (for the header)."""
         self.cache_key: str | None = None

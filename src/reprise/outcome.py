@@ -27,6 +27,10 @@ class Outcome:
     storable: bool = True
     """False for a 2xx answer that is not final (a Responses API ``incomplete`` or queued
     response): sent and shared with followers, never stored."""
+    too_long: bool = False
+    """A stream forwarded whole to the request that led it, but past the recording bound
+    (:data:`~reprise.core.answer_bounds.MAX_RECORDED_BYTES`): nothing was kept to share, so the
+    requests that waited for it produce their own answer instead."""
 
     @property
     def ok(self) -> bool:
@@ -54,4 +58,4 @@ Shared = Outcome | UpstreamError
 
 def reraise(failure: UpstreamError) -> UpstreamError:
     """A fresh copy of a shared failure, so each follower raises its own exception."""
-    return UpstreamError(str(failure), failure.status)
+    return UpstreamError(str(failure), failure.status, failure.code)

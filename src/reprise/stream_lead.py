@@ -47,6 +47,11 @@ class Assembler(Protocol):
         """What arrived is a complete, valid answer: safe to store."""
         ...
 
+    @property
+    def overflow(self) -> bool:
+        """More arrived than the recording bound: forwarded to the leader, neither stored nor shared."""
+        ...
+
     def feed(self, data: bytes) -> list[bytes]:
         """Add raw bytes; return the whole events to forward."""
         ...

@@ -22,22 +22,31 @@ saw is a complete, valid answer worth storing (:attr:`complete`):
   complete only when ``data: [DONE]`` arrived, every payload was a JSON object without
   ``error``, and every choice seen got a ``finish_reason``.
 
-Recording is bounded (:data:`MAX_RECORDED_BYTES`): a longer stream is still forwarded,
-but not stored, and so is one event longer than the bound (passed on as its bytes come,
-never held whole).
+Recording is bounded (:data:`MAX_RECORDED_BYTES`, see :mod:`reprise.core.answer_bounds`):
+a longer stream is still forwarded, but not stored, and so is one event longer than the
+bound (passed on as its bytes come, never held whole; its name, read from its first bytes,
+still says whether it ended the stream).
+
+A Responses stream may end with ``data: [DONE]`` after its last event, as some
+OpenAI-compatible servers send it: it is kept with the events and replayed as it came.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from reprise.core.answer_bounds import MAX_RECORDED_BYTES
 from reprise.core.streaming import _Events, _payload
 
-#: The most bytes of one stream kept for storing; past it the stream is forwarded, never stored.
-MAX_RECORDED_BYTES = 32 * 2**20
+__all__ = ["MAX_RECORDED_BYTES", "CompletionsRecorder", "ResponsesRecorder", "SseRecorder"]
+
+_HEAD_BYTES = 4096
+#: An event's name (``event:``), else the ``type`` its data begins with, as OpenAI writes it.
+_KIND = re.compile(rb'^event: ?(\S+)|^data: ?\{\s*"type"\s*:\s*"([^"\\]+)"', re.MULTILINE)
 RESPONSE_ENDS = frozenset({"response.completed", "response.failed", "response.incomplete", "error"})
 
 
@@ -57,29 +66,37 @@ class SseRecorder:
     _events: _Events = field(default_factory=_Events)
     _kept: list[bytes] = field(default_factory=list)
     _size: int = 0
+    _spilled: bytes | None = None
+    """The head of an event longer than the bound, passed on as it comes: judged when it ends."""
 
     def feed(self, data: bytes) -> list[bytes]:
         """Add raw bytes; return the whole events (with their blank line) to forward."""
         events = self._events.split(data)
         for block in events:
+            self._size += len(block)
+            if self._spilled is not None:  # the end of the long event passed on as it came
+                self._judge_head(self._spilled)
+                self._spilled = None
+                continue
             payload = _payload(block)
             if payload is not None:
                 self._take(payload)
-            self._size += len(block)
             if self._size > MAX_RECORDED_BYTES:
                 self.overflow = True
                 self._kept.clear()
             elif not self.overflow:
                 self._kept.append(block)
-        pending = self._events.buf
-        if len(pending) > MAX_RECORDED_BYTES:
-            # One event longer than anything kept: pass its bytes on as they come rather than
-            # hold them. The last byte stays, so a blank line split across feeds is still seen.
+        spilled = self._events.spill(MAX_RECORDED_BYTES)
+        if spilled is not None:  # one event longer than anything kept: never held whole
             self.overflow = True
             self._kept.clear()
-            events.append(bytes(pending[:-1]))
-            del pending[:-1]
+            if self._spilled is None:
+                self._spilled = spilled[:_HEAD_BYTES]
+            events.append(spilled)
         return events
+
+    def _judge_head(self, head: bytes) -> None:
+        """An event too long to parse has ended; ``head`` is its start (its name, its type)."""
 
     def _take(self, payload: bytes) -> None:
         if payload.strip() == b"[DONE]":
@@ -147,6 +164,21 @@ class ResponsesRecorder(SseRecorder):
                 self.final = response
             else:
                 self.malformed = True
+
+    def _judge_done(self) -> None:
+        # Some OpenAI-compatible servers end a Responses stream with ``data: [DONE]`` after its
+        # last event, as chat streams end: accepted there (and kept, so a hit replays it as it
+        # came), a failure anywhere else.
+        if not self.done:
+            self.malformed = True
+
+    def _judge_head(self, head: bytes) -> None:
+        # A ``response.completed`` repeats the whole output: past the bound it is the one event
+        # too long to parse. Its name still says the stream ended (forwarded whole, never stored).
+        found = _KIND.search(head)
+        kind = found and (found.group(1) or found.group(2))
+        if kind and kind.decode(errors="replace") in RESPONSE_ENDS:
+            self.done = True
 
     @property
     def whole(self) -> bool:

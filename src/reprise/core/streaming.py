@@ -27,6 +27,8 @@ What is promised:
   ``data:`` payload was a JSON object, none carried ``error``, and every choice (at least
   one) has a ``finish_reason``. Objects nested deeper than ``_MAX_DEPTH`` are kept whole;
   a chunk nested deeper than JSON can be written back (``_MAX_NESTING``) is malformed.
+  It holds at most :data:`~reprise.core.answer_bounds.MAX_RECORDED_BYTES` of a stream:
+  a longer one is still forwarded, but not merged, so never stored (:attr:`~StreamAssembler.overflow`).
 * :func:`render_sse` is its inverse up to chunk boundaries: ``assemble(render_sse(c, True))
   == c`` for any chat completion ``c`` with distinct choice indexes, except that a message
   without ``role`` gets ``"assistant"``, a missing ``content`` or ``usage`` comes back as
@@ -41,6 +43,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
+from reprise.core.answer_bounds import MAX_RECORDED_BYTES
 
 DONE_EVENT = b"data: [DONE]\n\n"
 _IDENTIFIERS = frozenset({"role", "id", "type"})
@@ -193,6 +197,17 @@ class _Events:
             del buf[:start]
         return events
 
+    def spill(self, limit: int) -> bytes | None:
+        """The unfinished event's bytes when more than ``limit`` wait: to pass on as they come
+        rather than hold them. The last byte stays, so a blank line split across feeds is still
+        seen and the event's end is found."""
+        buf = self.buf
+        if len(buf) <= limit:
+            return None
+        spilled = bytes(buf[:-1])
+        del buf[:-1]
+        return spilled
+
     def _normalise(self, data: bytes) -> bytes:
         if self.skip_lf and data[:1] == b"\n":
             data = data[1:]
@@ -260,13 +275,42 @@ class StreamAssembler:
     """``data: [DONE]`` was seen."""
     malformed: bool = False
     """A ``data:`` payload was not a JSON object of the chunk's shape, or carried ``error``."""
+    overflow: bool = False
+    """More than :data:`MAX_RECORDED_BYTES` arrived: forwarded, not kept (never stored nor shared)."""
     _events: _Events = field(default_factory=_Events)
     _top: dict[str, Any] = field(default_factory=dict)
     _choices: dict[int, _Choice] = field(default_factory=dict)
+    _size: int = 0
+    _spilling: bool = False
+    """An event longer than the bound is being passed on as it comes (its end is not parsed)."""
 
     def feed(self, data: bytes) -> list[bytes]:
-        """Add raw bytes; return the complete events (with their blank line) to forward."""
-        return [block for block in self._events.split(data) if self._take_event(block)]
+        """Add raw bytes; return the complete events (with their blank line) to forward.
+
+        Bounded (:data:`MAX_RECORDED_BYTES`): past it the answer is no longer merged, and one
+        event longer than it is forwarded as its bytes arrive, never held whole."""
+        self._size += len(data)
+        if self._size > MAX_RECORDED_BYTES and not self.overflow:
+            self._drop_answer()
+        events = self._events.split(data)
+        if self._spilling and events:  # the first event to end is the long one passed on
+            self._spilling = False
+            out = [events[0]]
+            out.extend(block for block in events[1:] if self._take_event(block))
+        else:
+            out = [block for block in events if self._take_event(block)]
+        spilled = self._events.spill(MAX_RECORDED_BYTES)
+        if spilled is not None:
+            self._spilling = True
+            self._drop_answer()
+            out.append(spilled)
+        return out
+
+    def _drop_answer(self) -> None:
+        """Too long to keep: stop merging and let go of what was merged (events still pass)."""
+        self.overflow = True
+        self._top.clear()
+        self._choices.clear()
 
     def _take_event(self, block: bytes) -> bool:
         """Absorb one event; return whether to forward it."""
@@ -283,7 +327,8 @@ class StreamAssembler:
         if not isinstance(chunk, dict) or _too_deep(payload, chunk):
             self.malformed = True
             return True
-        self._absorb(chunk)
+        if not self.overflow:
+            self._absorb(chunk)
         usage_only = not chunk.get("choices") and chunk.get("usage") is not None
         return not (usage_only and self.drop_usage_chunk)
 
@@ -325,6 +370,7 @@ class StreamAssembler:
         return (
             self.done
             and not self.malformed
+            and not self.overflow
             and bool(self._choices)
             and all(c.fields.get("finish_reason") for c in self._choices.values())
         )

@@ -104,7 +104,7 @@ def render_error(exc: BaseException) -> ErrorResponse:
         return ErrorResponse(status, error_body(exc.message, error_type, exc.param, exc.code), headers)
     if isinstance(exc, UpstreamError):
         kind = _UPSTREAM_CODES.get(exc.status, error_type)
-        return ErrorResponse(exc.status, error_body(str(exc), kind, None, kind), [])
+        return ErrorResponse(exc.status, error_body(str(exc), kind, None, exc.code or kind), [])
     if isinstance(exc, RepriseError):
         return ErrorResponse(status, error_body(str(exc), error_type), [])
     return ErrorResponse(status, error_body("internal error", error_type), [])

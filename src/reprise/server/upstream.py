@@ -29,6 +29,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import aiohttp
 import orjson
 
+from reprise.core.answer_bounds import MAX_ANSWER_BYTES, TOO_LARGE_CODE, too_large_message
 from reprise.core.keys import provider_params
 from reprise.core.request import asks_usage
 from reprise.core.streaming import render_sse
@@ -206,7 +207,8 @@ class HttpUpstream:
             async with self._slot(deployment), self._client().post(
                 url, data=orjson.dumps(body), headers=headers, timeout=timeout
             ) as resp:
-                return Outcome(resp.status, await resp.read(), headers=provider_headers(resp.headers.items()))
+                answer = await _read_whole(resp, deployment)
+                return Outcome(resp.status, answer, headers=provider_headers(resp.headers.items()))
         except TimeoutError as exc:
             raise _timed_out(deployment, deployment.timeout, "before answering") from exc
         except aiohttp.ClientError as exc:
@@ -248,7 +250,7 @@ class HttpUpstream:
             ) as resp:
                 passed_on = provider_headers(resp.headers.items())
                 if resp.status >= 300:
-                    yield StreamReply(resp.status, await resp.read(), _no_chunks(), passed_on)
+                    yield StreamReply(resp.status, await _read_whole(resp, deployment), _no_chunks(), passed_on)
                 elif not resp.content_type.startswith("text/event-stream"):
                     log.warning("model %r answered a stream with %s, not text/event-stream",
                                 deployment.model_name, resp.content_type)
@@ -281,6 +283,26 @@ def _not_a_stream(deployment: Deployment) -> bytes:
     message = f"model {deployment.model_name!r}: the provider did not answer with an event stream"
     return orjson.dumps({"error": {"message": message, "type": "upstream_error", "param": None,
                                    "code": "upstream_error"}})
+
+
+async def _read_whole(resp: aiohttp.ClientResponse, deployment: Deployment) -> bytes:
+    """The provider's whole answer (decompressed), at most :data:`MAX_ANSWER_BYTES`; past it a
+    502 naming the limit, read no further (``resp.read()`` would hold any size)."""
+    declared = resp.content_length
+    if declared is not None and declared > MAX_ANSWER_BYTES:
+        raise _too_large(deployment, f"declared {declared} bytes")
+    answer = bytearray()
+    async for piece in resp.content.iter_any():
+        answer += piece
+        if len(answer) > MAX_ANSWER_BYTES:
+            raise _too_large(deployment, f"more than {MAX_ANSWER_BYTES} bytes read")
+    return bytes(answer)
+
+
+def _too_large(deployment: Deployment, seen: str) -> UpstreamError:
+    log.warning("model %r: the provider's answer is over the %d-byte limit (%s); not read further",
+                deployment.model_name, MAX_ANSWER_BYTES, seen)
+    return UpstreamError(too_large_message(deployment.model_name), code=TOO_LARGE_CODE)
 
 
 async def _read_chunks(resp: aiohttp.ClientResponse, deployment: Deployment) -> AsyncIterator[bytes]:
