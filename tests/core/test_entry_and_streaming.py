@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from reprise.core.answer_bounds import MAX_RECORDED_BYTES
 from reprise.core.entry import CacheEntry, EntryFormatError, decode_entry, encode_entry
 from reprise.core.streaming import DONE_EVENT, StreamAssembler, is_chat_completion, render_sse
 
@@ -259,3 +260,33 @@ def test_is_chat_completion() -> None:
     others: list[object] = [None, [], {}, {"choices": []}, {"choices": [{}]}, {"choices": [{"message": "x"}]}]
     for other in others:
         assert not is_chat_completion(other)
+
+
+def test_a_stream_past_the_recording_bound_is_forwarded_but_never_complete() -> None:
+    piece = chunk({"content": "x" * 2**16})
+    asm = StreamAssembler()
+    fed = chunk({"role": "assistant", "content": ""})
+    forwarded = asm.feed(fed)
+    for _ in range(MAX_RECORDED_BYTES // len(piece) + 2):
+        forwarded += asm.feed(piece)
+        fed += piece
+    end = chunk({}, "stop") + USAGE + b"data: [DONE]\n\n"
+    forwarded += asm.feed(end)
+    assert b"".join(forwarded) == fed + end  # every event passed on
+    assert asm.done and asm.overflow and not asm.complete
+    assert asm.completion()["choices"] == []  # what was merged was let go
+
+
+def test_one_event_longer_than_the_bound_is_passed_on_as_it_comes() -> None:
+    asm = StreamAssembler(drop_usage_chunk=True)
+    head = b'data: {"choices":[{"index":0,"delta":{"content":"'
+    forwarded = asm.feed(head)
+    fed, piece = head, b"x" * 2**20
+    for _ in range(MAX_RECORDED_BYTES // len(piece) + 4):
+        forwarded += asm.feed(piece)
+        fed += piece
+        assert len(fed) - sum(map(len, forwarded)) <= MAX_RECORDED_BYTES + len(piece)
+    end = b'"}}]}\n\n' + chunk({}, "stop") + USAGE + b"data: [DONE]\n\n"
+    forwarded += asm.feed(end)
+    assert b"".join(forwarded) == fed + end.replace(USAGE, b"")  # the unasked usage chunk still dropped
+    assert asm.done and asm.overflow and not asm.complete

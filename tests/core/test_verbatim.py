@@ -131,3 +131,28 @@ def test_one_endless_event_is_forwarded_as_it_comes_not_held_whole() -> None:
     forwarded += recorder.feed(end)
     assert recorder.done and not recorder.complete and recorder.unstored_body() is None
     assert b"".join(forwarded) == fed + end  # every byte passed on, in order
+
+
+def test_done_after_the_last_responses_event_is_kept_and_complete() -> None:
+    # Some OpenAI-compatible servers end a Responses stream as a chat stream ends.
+    sse = responses_stream() + b"data: [DONE]\n\n"
+    recorder = ResponsesRecorder()
+    forwarded = recorder.feed(sse)
+    assert recorder.complete and recorder.recorded() == b"".join(forwarded) == sse
+    for early in (b"data: [DONE]\n\n" + responses_stream(), responses_stream()[:-40] + b"\n\ndata: [DONE]\n\n"):
+        recorder = ResponsesRecorder()
+        recorder.feed(early)
+        assert not recorder.complete, early
+
+
+@pytest.mark.parametrize("last", ["response.completed", "response.failed"])
+def test_a_last_event_longer_than_the_bound_still_ends_the_stream(last: str) -> None:
+    # response.completed repeats the whole output: past the bound it is never held nor parsed,
+    # but its name says the stream ended (the leader gets no error after a whole answer).
+    recorder = ResponsesRecorder()
+    text = "y" * (MAX_RECORDED_BYTES + 2**20)
+    sse = event("response.created", 0, response={"status": "in_progress"}) + event(
+        last, 1, response={"status": "completed", "output_text": text})
+    forwarded = [e for i in range(0, len(sse), 2**20) for e in recorder.feed(sse[i:i + 2**20])]
+    assert b"".join(forwarded) == sse
+    assert recorder.done and recorder.overflow and not recorder.complete

@@ -1,0 +1,130 @@
+"""A provider's answer is bounded in the gateway's memory (core/answer_bounds.py), through ``reprise serve``
+against a stand-in provider (tests/support/oversized_standin.py), on every route that reads one.
+
+Past 64 MiB read whole (a plain answer, an error body): 502 ``upstream_answer_too_large``
+naming the limit, shared with the identical requests in flight, never stored, logged.
+Past 32 MiB of stream: forwarded whole to every request that waited for it (each then
+calls the provider itself), never stored. And a Responses stream ending with
+``data: [DONE]`` after ``response.completed`` is a whole answer, stored and replayed as sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.server.conftest import AUTH, MASTER_KEY, GatewayProcess, unique
+from tests.support.oversized_standin import LONG, OversizedStandIn, oversized_config
+
+ROUTES = {"chat": "/v1/chat/completions", "responses": "/v1/responses", "completions": "/v1/completions"}
+
+
+@pytest.fixture(scope="module")
+def standin() -> Iterator[OversizedStandIn]:
+    with OversizedStandIn() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def gw(standin: OversizedStandIn, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    gateway = GatewayProcess(oversized_config(standin, MASTER_KEY), tmp_path_factory.mktemp("bounds")).start()
+    yield gateway
+    gateway.stop()
+
+
+def body_for(route: str, model: str, text: str, stream: bool) -> dict[str, Any]:
+    if route == "chat":
+        return {"model": model, "messages": [{"role": "user", "content": text}], "stream": stream}
+    return {"model": model, ("input" if route == "responses" else "prompt"): text, "stream": stream}
+
+
+async def _many(gw: GatewayProcess, route: str, body: dict[str, Any], n: int) -> list[httpx.Response]:
+    async with httpx.AsyncClient(base_url=gw.url, headers=AUTH, timeout=60,
+                                 limits=httpx.Limits(max_connections=n)) as client:
+        return await asyncio.gather(*(client.post(ROUTES[route], json=body) for _ in range(n)))
+
+
+def post(gw: GatewayProcess, route: str, body: dict[str, Any]) -> httpx.Response:
+    return httpx.post(gw.url + ROUTES[route], json=body, headers=AUTH, timeout=60)
+
+
+def assert_too_large(answer: httpx.Response) -> None:
+    assert answer.status_code == 502, answer.text[:300]
+    error = answer.json()["error"]
+    assert error["code"] == "upstream_answer_too_large" and error["type"] == "upstream_error"
+    assert "64 MiB" in error["message"]
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize(("model", "stream"), [("huge-json", False), ("huge-error", False), ("huge-error", True)])
+def test_an_answer_over_the_limit_is_a_502_naming_it_shared_and_never_stored(
+        gw: GatewayProcess, standin: OversizedStandIn, route: str, model: str, stream: bool) -> None:
+    if model == "huge-json" and stream:
+        pytest.skip("a stream's 2xx answer is not read whole")
+    text = unique()
+    body = body_for(route, model, text, stream)
+    answers = asyncio.run(_many(gw, route, body, 3))
+    for answer in answers:
+        assert_too_large(answer)
+        assert answer.headers["x-reprise-cache"] == "miss"
+    assert standin.calls(text) == 1  # the failure was shared
+    again = post(gw, route, body)
+    assert_too_large(again)  # nothing was stored
+    assert again.headers["x-reprise-cache"] == "miss"
+    assert "the provider's answer is over the 67108864-byte limit" in gw.log
+    metrics = httpx.get(gw.url + "/metrics", headers=AUTH, timeout=10).text
+    assert f'reprise_upstream_errors_total{{model="{model}"' in metrics
+
+
+def _whole_stream(route: str, content: bytes) -> bool:
+    """The stream reached its last event and no error was added to it."""
+    if b"stream_broken" in content or b"event: error" in content:
+        return False
+    if route == "responses":
+        return b"event: response.completed\n" in content
+    return content.endswith(b"data: [DONE]\n\n")
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_a_stream_over_the_recording_bound_reaches_every_waiting_request_whole(
+        gw: GatewayProcess, standin: OversizedStandIn, route: str) -> None:
+    text = unique()
+    body = body_for(route, "long", text, True)
+    answers = asyncio.run(_many(gw, route, body, 3))
+    for answer in answers:
+        assert answer.status_code == 200, answer.text[:300]
+        assert answer.headers["x-reprise-cache"] == "miss"
+        assert len(answer.content) > LONG and _whole_stream(route, answer.content)
+    # Nothing was kept to share: each waiting request called the provider itself.
+    assert standin.calls(text) == 3
+    again = post(gw, route, body)
+    assert again.headers["x-reprise-cache"] == "miss" and _whole_stream(route, again.content)  # never stored
+    assert standin.calls(text) == 4
+
+
+def test_identical_normal_streams_still_cost_one_call(gw: GatewayProcess, standin: OversizedStandIn) -> None:
+    text = unique()
+    answers = asyncio.run(_many(gw, "chat", body_for("chat", "done", text, True), 4))
+    assert [a.status_code for a in answers] == [200] * 4
+    assert all(a.content.endswith(b"data: [DONE]\n\n") and b'"content":"answer' in a.content.replace(b" ", b"")
+               for a in answers)
+    assert standin.calls(text) == 1
+
+
+def test_a_responses_stream_ending_with_done_after_completed_is_stored(
+        gw: GatewayProcess, standin: OversizedStandIn) -> None:
+    body = body_for("responses", "done", unique(), True)
+    first, second = post(gw, "responses", body), post(gw, "responses", body)
+    assert (first.headers["x-reprise-cache"], second.headers["x-reprise-cache"]) == ("miss", "hit")
+    assert first.content.endswith(b"\n\ndata: [DONE]\n\n") and b"stream_broken" not in first.content
+    assert second.content == first.content  # the [DONE] replayed as the provider sent it
+    assert standin.calls(body["input"]) == 1
+    with openai.OpenAI(base_url=gw.url + "/v1", api_key=MASTER_KEY, max_retries=0) as sdk:
+        events = list(sdk.responses.create(model="done", input=body["input"], stream=True))
+    assert events[-1].type == "response.completed"
+    assert standin.calls(body["input"]) == 1
