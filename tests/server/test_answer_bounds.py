@@ -128,3 +128,28 @@ def test_a_responses_stream_ending_with_done_after_completed_is_stored(
         events = list(sdk.responses.create(model="done", input=body["input"], stream=True))
     assert events[-1].type == "response.completed"
     assert standin.calls(body["input"]) == 1
+
+
+def test_plain_chat_requests_waiting_for_a_stream_too_long_to_keep_get_their_own_answer(
+        gw: GatewayProcess, standin: OversizedStandIn) -> None:
+    # Chat's plain and streamed requests share an entry: plain ones arriving while a stream
+    # leads wait for it; when it is too long to keep they make their own (plain) call.
+    text = unique()
+
+    async def together() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=gw.url, headers=AUTH, timeout=60) as first, \
+                httpx.AsyncClient(base_url=gw.url, headers=AUTH, timeout=60) as others:
+            leader = asyncio.ensure_future(first.post(ROUTES["chat"], json=body_for("chat", "long", text, True)))
+            while standin.calls(text) == 0:  # the stream's call is in flight (answered after 0.4 s)
+                await asyncio.sleep(0.01)
+            plain = asyncio.gather(*(others.post(ROUTES["chat"], json=body_for("chat", "long", text, False))
+                                     for _ in range(2)))
+            return [await leader, *await plain]
+
+    streamed, *plain = asyncio.run(together())
+    assert streamed.status_code == 200 and _whole_stream("chat", streamed.content)
+    for answer in plain:
+        assert answer.status_code == 200, answer.text[:300]
+        assert answer.json()["choices"][0]["message"]["content"].startswith("answer ")
+    assert standin.calls(text) == 3
+    assert post(gw, "chat", body_for("chat", "long", text, False)).headers["x-reprise-cache"] == "hit"

@@ -38,6 +38,7 @@ from pydantic import SecretStr
 
 from reprise.config import GatewayConfig
 from reprise.config.models import LiteLLMParams
+from reprise.core.answer_bounds import MAX_ANSWER_BYTES, TOO_LARGE_CODE, too_large_message
 from reprise.errors import ConfigError, UpstreamError
 from reprise.outcome import Outcome
 from reprise.server.upstream import CallSlots, Deployment, _no_chunks, _sets_include_usage
@@ -202,7 +203,10 @@ class SdkUpstream:
                 response = await call(**self._kwargs(deployment, body, stream=False))
             except Exception as exc:
                 return _failure(litellm, deployment, exc)
-        return Outcome(200, orjson.dumps(response.model_dump(mode="json")))
+        answer = orjson.dumps(response.model_dump(mode="json"))
+        if len(answer) > MAX_ANSWER_BYTES:  # read by the SDK already: at least never stored nor shared
+            raise UpstreamError(too_large_message(deployment.model_name), code=TOO_LARGE_CODE)
+        return Outcome(200, answer)
 
     @asynccontextmanager
     async def open_chat_stream(self, deployment: Deployment, path: str, body: dict[str, Any],
