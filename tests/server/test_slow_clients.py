@@ -302,3 +302,28 @@ def test_a_key_at_its_limit_gets_429_and_others_are_served(per_key: GatewayProce
     while (status := as_key(per_key, key).status_code) == 429 and time.monotonic() < deadline:
         time.sleep(0.1)  # the gateway notices the closed connections and frees their slots
     assert status == 200
+
+
+# -- pipelining (the protocol makes its own request cycles: server/protocol.py) ------------
+
+
+def test_pipelined_requests_are_answered_in_order_on_one_connection(tight: GatewayProcess) -> None:
+    """Three requests in one write: three answers, in order, each complete (HTTP/1.1 pipelining)."""
+    bodies = [orjson.dumps(chat(unique())) for _ in range(3)]
+    sock = connect(tight, b"".join(post_head(len(body)) + body for body in bodies)
+                   + b"GET /v1/models?x=%41 HTTP/1.1\r\nHost: x\r\n" + KEY_LINE + b"Connection: close\r\n\r\n")
+    answer = read_until_closed(sock)
+    sock.close()
+    contents = []
+    for _ in range(3):
+        status, headers, rest = parse(answer)
+        assert status == 200, answer[:300]
+        length = int(headers["content-length"])
+        completion = orjson.loads(rest[:length])
+        contents.append(completion["choices"][0]["message"]["content"])
+        answer = rest[length:]
+    for body, content in zip(bodies, contents, strict=True):  # each answer is its own request's
+        assert orjson.loads(body)["messages"][-1]["content"] in content
+    status, headers, rest = parse(answer)
+    assert status == 200 and headers["connection"] == "close"
+    assert orjson.loads(rest)["data"], rest[:300]

@@ -46,14 +46,23 @@ class AccessLog:
         self._pending: list[str] = []
         self._stamp_second = -1
         self._stamp = ""
+        self._prefix_milli = -1
+        self._prefix = ""
 
     def prefix(self, now: float) -> str:
-        """The ``logging`` layout's start of a text line written at ``now`` (Unix seconds)."""
-        second = int(now)
+        """The ``logging`` layout's start of a text line written at ``now`` (Unix seconds).
+
+        Memoised per millisecond, its resolution: under load many lines share one."""
+        milli = int(now * 1000)
+        if milli == self._prefix_milli:
+            return self._prefix
+        second = milli // 1000
         if second != self._stamp_second:
             self._stamp_second = second
             self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
-        return f"{self._stamp},{int((now - second) * 1000):03d} INFO {ACCESS_LOGGER}: "
+        self._prefix_milli = milli
+        self._prefix = f"{self._stamp},{milli % 1000:03d} INFO {ACCESS_LOGGER}: "
+        return self._prefix
 
     def emit(self, line: str) -> None:
         """Queue one line (a text line gets the ``logging`` layout's prefix for now)."""

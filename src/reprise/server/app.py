@@ -85,8 +85,12 @@ class RepriseApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            if scope["path"] in self.routes.observed_paths:
-                await self._observed(scope, receive, send)
+            if scope["path"] in self.routes.observed_paths:  # inline, not a coroutine of its own: the hot path
+                record, observed_send = observe(self.observer, scope, send)
+                try:
+                    await self._http(scope, receive, observed_send, record)
+                finally:
+                    self.observer.end(record)
             else:
                 await self._http(scope, receive, send)
         elif kind == "lifespan":
@@ -111,13 +115,6 @@ class RepriseApp:
                 await self.gateway.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-
-    async def _observed(self, scope: Scope, receive: Receive, send: Send) -> None:
-        record, observed_send = observe(self.observer, scope, send)
-        try:
-            await self._http(scope, receive, observed_send, record)
-        finally:
-            self.observer.end(record)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send, record: RequestRecord | None = None) -> None:
         path: str = scope["path"]

@@ -9,8 +9,8 @@ body's. An answer whose length is known (every JSON answer Reprise sends) is hel
 seconds away, and the client should see the status before.
 
 Headers are checked as uvicorn checks them (the same patterns: no control characters,
-names are tokens), over all names and all values at once: two searches per answer,
-not two per header (~1 µs each).
+names are tokens), over all names and all values at once: two passes per answer,
+not two searches per header (~1 µs each).
 """
 
 from __future__ import annotations
@@ -23,6 +23,14 @@ from uvicorn.protocols.http.httptools_impl import (
     STATUS_LINE,
     RequestResponseCycle,
 )
+
+_NAME_BYTES = bytes(b for b in range(256) if not HEADER_RE.match(bytes([b])))
+_VALUE_BYTES = bytes(b for b in range(256) if not HEADER_VALUE_RE.match(bytes([b])))
+"""The bytes uvicorn's patterns allow in header names and values: deleting them (``translate``)
+leaves nothing from a valid head, in one C loop (the regular expressions' search cost ~3% of a hit)."""
+
+_FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection"})
+"""Header names that change how the answer is framed or the connection kept."""
 
 _COPY_LIMIT = 16 * 1024
 """Bodies larger than this are not copied behind their head: the two go out in one ``writev``."""
@@ -50,23 +58,16 @@ class OneWriteCycle(RequestResponseCycle):
         self.response_started = True
         self.waiting_for_100_continue = False
         status = message["status"]
-        headers = self.default_headers + list(message.get("headers", []))
-        if HEADER_RE.search(b"".join(name for name, _ in headers)):
+        headers = [*self.default_headers, *message.get("headers", ())]
+        if b"".join([name for name, _ in headers]).translate(None, _NAME_BYTES):
             raise RuntimeError("Invalid HTTP header name.")
-        if HEADER_VALUE_RE.search(b"".join(value for _, value in headers)):
+        if b"".join([value for _, value in headers]).translate(None, _VALUE_BYTES):
             raise RuntimeError("Invalid HTTP header value.")
         content = [STATUS_LINE[status]]
         close = False
         for name, value in headers:
             name = name.lower()
-            if name == b"content-length" and self.chunked_encoding is None:
-                self.expected_content_length = int(value.decode())
-                self.chunked_encoding = False
-            elif name == b"transfer-encoding" and value.lower() == b"chunked":
-                self.expected_content_length = 0
-                self.chunked_encoding = True
-            elif name == b"connection" and b"close" in [t.lower().strip() for t in value.split(b",")]:
-                self.keep_alive = False
+            if name in _FRAMING and self._framing(name, value):  # one set lookup for the common header
                 close = True
             content += (name, b": ", value, b"\r\n")
         if not self.keep_alive and not close:
@@ -80,6 +81,21 @@ class OneWriteCycle(RequestResponseCycle):
             self.transport.write(b"".join(content))  # streamed, or nothing will follow: at once
         else:
             self._head = b"".join(content)
+
+    def _framing(self, name: bytes, value: bytes) -> bool:
+        """Note a framing header as uvicorn does; True if it asks to close the connection."""
+        if name == b"content-length":
+            if self.chunked_encoding is None:
+                self.expected_content_length = int(value.decode())
+                self.chunked_encoding = False
+        elif name == b"transfer-encoding":
+            if value.lower() == b"chunked":
+                self.expected_content_length = 0
+                self.chunked_encoding = True
+        elif b"close" in [t.lower().strip() for t in value.split(b",")]:
+            self.keep_alive = False
+            return True
+        return False
 
     def _send_with_head(self, message: Any) -> None:
         head, self._head = self._head, None
