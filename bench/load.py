@@ -2,18 +2,18 @@
 
 Why two tools: throughput needs a load generator that is not itself the
 bottleneck (``wrk``, written in C); latency at concurrency 1 needs exact
-per-request timings with the connection kept open, which a plain
-``http.client`` loop gives with a known, small and constant client overhead
+per-request timings with the connection kept open, which a raw-socket loop
+(:class:`KeepAliveClient`) gives with a small and constant client overhead
 (the same for every target, so ratios are fair).
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import tempfile
@@ -71,32 +71,87 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
 
 
 class KeepAliveClient:
-    """One HTTP/1.1 connection reused for every request, reopened if the server drops it."""
+    """One HTTP/1.1 connection reused for every request, reopened if the server drops it.
+
+    A raw socket and a request head built once: ``http.client`` spent ~0.1 ms of its own per
+    request (header formatting, an ``email`` parser for the answer's head; measured against the
+    trivial app: p50 0.224 ms through it, 0.117 ms through this), about a cache hit's whole
+    server time, so a latency measured through it was half the client's. The
+    answer is read whole (``content-length`` or chunked) and its status returned, so a
+    target that answers wrongly still fails the run.
+    """
 
     def __init__(self, endpoint: Endpoint, timeout: float = 30.0) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
-        self._conn: http.client.HTTPConnection | None = None
-        self._headers = {"Content-Type": "application/json", **endpoint.headers}
+        self._sock: socket.socket | None = None
+        self._buffer = b""
+        headers = {"Host": f"{endpoint.host}:{endpoint.port}", "Content-Type": "application/json",
+                   **endpoint.headers}
+        lines = [f"POST {endpoint.path} HTTP/1.1", *(f"{k}: {v}" for k, v in headers.items())]
+        self._head = ("\r\n".join(lines) + "\r\nContent-Length: ").encode("latin-1")
 
     def post(self, body: bytes) -> tuple[int, bytes]:
         for attempt in (1, 2):
-            if self._conn is None:
-                self._conn = http.client.HTTPConnection(self.endpoint.host, self.endpoint.port, timeout=self.timeout)
+            if self._sock is None:
+                self._sock = socket.create_connection((self.endpoint.host, self.endpoint.port), timeout=self.timeout)
+                self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self._buffer = b""
             try:
-                self._conn.request("POST", self.endpoint.path, body, self._headers)
-                response = self._conn.getresponse()
-                return response.status, response.read()
-            except (http.client.RemoteDisconnected, ConnectionError):
+                self._sock.sendall(b"%s%d\r\n\r\n%s" % (self._head, len(body), body))
+                return self._read_answer()
+            except ConnectionError:
                 self.close()
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
 
+    def _read_answer(self) -> tuple[int, bytes]:
+        head = self._read_until(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split(b" ", 2)[1])
+        fields = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            fields[name.strip().lower()] = value.strip()
+        if b"content-length" in fields:
+            body = self._read_exactly(int(fields[b"content-length"]))
+        elif fields.get(b"transfer-encoding", b"").lower() == b"chunked":
+            parts = []
+            while size := int(self._read_until(b"\r\n").split(b";")[0], 16):
+                parts.append(self._read_exactly(size))
+                self._read_exactly(2)
+            self._read_until(b"\r\n")  # no trailers are sent: the empty line after the last chunk
+            body = b"".join(parts)
+        else:
+            raise BenchError(f"{self.endpoint.name}: an answer without content-length or chunked framing")
+        if fields.get(b"connection", b"").lower() == b"close":
+            self.close()
+        return status, body
+
+    def _fill(self) -> None:
+        assert self._sock is not None
+        piece = self._sock.recv(262144)
+        if not piece:
+            raise ConnectionResetError("the server closed the connection")
+        self._buffer += piece
+
+    def _read_until(self, marker: bytes) -> bytes:
+        while (at := self._buffer.find(marker)) < 0:
+            self._fill()
+        found, self._buffer = self._buffer[:at], self._buffer[at + len(marker):]
+        return found
+
+    def _read_exactly(self, size: int) -> bytes:
+        while len(self._buffer) < size:
+            self._fill()
+        found, self._buffer = self._buffer[:size], self._buffer[size:]
+        return found
+
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
 
     def __enter__(self) -> KeepAliveClient:
         return self
