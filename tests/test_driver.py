@@ -159,7 +159,7 @@ class Stream:
 
 async def test_a_stream_whose_leader_leaves_alone_is_abandoned_and_not_stored() -> None:
     cache, stream = AsyncCache(), Stream()
-    answer = await cache.stream("k", PLAN, stream.source())
+    answer = await cache.stream("k", PLAN, stream.source)
     assert answer.lead is not None and await answer.lead.opened() is None
     answer.lead.detach()
     await asyncio.sleep(0.4)
@@ -168,16 +168,16 @@ async def test_a_stream_whose_leader_leaves_alone_is_abandoned_and_not_stored() 
 
 async def test_a_stream_whose_leader_leaves_is_finished_for_its_followers() -> None:
     cache, stream = AsyncCache(), Stream()
-    answer = await cache.stream("k", PLAN, stream.source())
+    answer = await cache.stream("k", PLAN, stream.source)
     assert answer.lead is not None
-    followers = [asyncio.create_task(cache.stream("k", PLAN, stream.source())) for _ in range(3)]
+    followers = [asyncio.create_task(cache.stream("k", PLAN, stream.source)) for _ in range(3)]
     await asyncio.sleep(0.06)
     answer.lead.detach()
     shared = await asyncio.gather(*followers)
     assert stream.calls == 1
     assert {orjson.loads(s.shared.body)["choices"][0]["message"]["content"] for s in shared if s.shared} == {"hello"}
     assert all(s.shared is not None for s in shared)
-    assert (await cache.stream("k", PLAN, stream.source())).cache_status == "hit"
+    assert (await cache.stream("k", PLAN, stream.source)).cache_status == "hit"
 
 
 async def test_an_unexpected_failure_of_a_stream_reaches_its_leader_instead_of_hanging() -> None:
@@ -187,8 +187,8 @@ async def test_an_unexpected_failure_of_a_stream_reaches_its_leader_instead_of_h
         yield  # pragma: no cover
 
     cache = AsyncCache()
-    answer = await cache.stream("k", PLAN, StreamSource(open=broken, assembler=StreamAssembler(),
-                                                        describe=lambda c: {}))
+    answer = await cache.stream("k", PLAN, lambda: StreamSource(open=broken, assembler=StreamAssembler(),
+                                                                describe=lambda c: {}))
     assert answer.lead is not None
     with pytest.raises(ValueError, match="a bug"):
         await asyncio.wait_for(answer.lead.opened(), 5)
@@ -199,7 +199,7 @@ async def test_a_stream_has_left_its_flight_when_its_client_sees_the_end() -> No
     """Found in CI (Redis): a request sent right after a stream ended joined the finishing
     production and shared its failure instead of calling the provider again."""
     cache, stream = AsyncCache(), Stream(gap=0)
-    answer = await cache.stream("k", PLAN, stream.source())
+    answer = await cache.stream("k", PLAN, stream.source)
     assert answer.lead is not None and await answer.lead.opened() is None
     async for _ in answer.lead.events():
         pass

@@ -254,10 +254,11 @@ class AsyncCache(StoreAccess):
 
     # -- a streamed answer ---------------------------------------------------------------
 
-    async def stream(self, key: str | None, plan: CachePlan, source: StreamSource,
+    async def stream(self, key: str | None, plan: CachePlan, source: Callable[[], StreamSource],
                      second: SecondLookup | None = None) -> StreamAnswer:
         """Like :meth:`get_or_produce` for a streamed answer; the lead's events are forwarded
-        by the caller while the driver reassembles and stores them.
+        by the caller while the driver reassembles and stores them. ``source`` is called only
+        when this request leads (a hit costs no assembler).
 
         A complete stream is stored as the equivalent plain answer (the two share an entry).
         """
@@ -283,9 +284,9 @@ class AsyncCache(StoreAccess):
         return StreamAnswer("miss", lead=self._start_stream(key, self.flights.start(key), plan, source, second))
 
     def _start_stream(self, key: str | None, flight: Flight[Any] | None, plan: CachePlan,
-                      source: StreamSource, second: SecondLookup | None) -> StreamLead:
+                      source: Callable[[], StreamSource], second: SecondLookup | None) -> StreamLead:
         lead = StreamLead()
-        task = self._spawn(self._lead_stream(lead, key, flight, plan, source, second))
+        task = self._spawn(self._lead_stream(lead, key, flight, plan, source(), second))
 
         def detach() -> None:  # the leader's client left: stop unless others wait for the answer
             if flight is None or flight.followers == 0:

@@ -142,13 +142,15 @@ async def _stream(gw: Gateway, cache: AsyncCache, record: RequestRecord, receive
         # The client's explicit ``include_usage: false`` is forwarded as it is, so this stream has no
         # usage: stored, it would make plain hits lack the provider's usage. Read, never store.
         plan = replace(plan, store=False)
-    source = StreamSource(
-        open=lambda: gw.upstream(deployment).open_chat_stream(
-            deployment, PATH, request.body, record_usage=request.reports_usage or (key is not None and plan.store)
-        ),
-        assembler=StreamAssembler(drop_usage_chunk=not usage),
-        describe=lambda completion: entry_meta(request.body, completion),
-    )
+    def source() -> StreamSource:  # made only by a request that leads (a hit needs none)
+        return StreamSource(
+            open=lambda: gw.upstream(deployment).open_chat_stream(
+                deployment, PATH, request.body, record_usage=request.reports_usage or (key is not None and plan.store)
+            ),
+            assembler=StreamAssembler(drop_usage_chunk=not usage),
+            describe=lambda completion: entry_meta(request.body, completion),
+        )
+
     semantic = semantic_chat.slot(gw, request.body, plan, caller.tenant) if key is not None and gw.semantic else None
     answer = await cache.stream(key, plan, source, semantic)
     headers = cache_headers(answer.cache_status, key, answer.entry, cache.clock())

@@ -111,12 +111,14 @@ async def _stream(gw: Gateway, cache: AsyncCache, record: RequestRecord, receive
                   facts: VerbatimFacts, body: dict[str, Any], request: dict[str, Any], deployment: Deployment,
                   plan: CachePlan, key: str | None) -> None:
     """A streamed request: its events stored as they pass, replayed byte for byte."""
-    recorder: SseRecorder = ResponsesRecorder() if facts.kind == RESPONSES else CompletionsRecorder()
-    source = StreamSource(
-        open=lambda: _upstream(gw, deployment).open_stream(deployment, "/" + facts.kind, request),
-        assembler=recorder,
-        describe=lambda completion: entry_meta(facts.kind, body, completion),
-    )
+    def source() -> StreamSource:  # made only by a request that leads (a hit needs none)
+        recorder: SseRecorder = ResponsesRecorder() if facts.kind == RESPONSES else CompletionsRecorder()
+        return StreamSource(
+            open=lambda: _upstream(gw, deployment).open_stream(deployment, "/" + facts.kind, request),
+            assembler=recorder,
+            describe=lambda completion: entry_meta(facts.kind, body, completion),
+        )
+
     answer = await cache.stream(key, plan, source)
     headers = cache_headers(answer.cache_status, key, answer.entry, cache.clock())
     record.report(answer.cache_status, key, answer.entry)
