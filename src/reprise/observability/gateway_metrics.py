@@ -11,6 +11,7 @@ read from its :class:`~reprise.cache.CacheStats` at scrape time, by ``backend``.
 from __future__ import annotations
 
 import asyncio
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
@@ -89,6 +90,40 @@ class GatewayMetrics:
             return [((self.cache.backend.name,), float(getattr(self.cache.stats, attr)))]
 
         return read
+
+    def record_hits(self, model: str, namespace: str, elapsed: list[float], prompt: int, completion: int,
+                    usd: float) -> float:
+        """Count exact hits of one model and namespace at once (the observer groups them);
+        return the latency they saved. The same counts as :meth:`record` for each of them."""
+        labels = (model, namespace)
+        count = float(len(elapsed))
+        values = self.requests.values
+        values[labels] = values.get(labels, 0.0) + count
+        values = self.hits.values
+        values[labels] = values.get(labels, 0.0) + count
+        state = self.hit_latency.values.get((model,))
+        if state is None:
+            state = self.hit_latency.values[(model,)] = [0.0] * (len(self.hit_latency.buckets) + 2)
+        buckets = self.hit_latency.buckets
+        for seconds in elapsed:
+            state[bisect_left(buckets, seconds)] += 1
+        state[-1] += sum(elapsed)
+        if prompt or completion:
+            values = self.saved_tokens.values
+            kind = (model, namespace, "prompt")
+            values[kind] = values.get(kind, 0.0) + prompt
+            kind = (model, namespace, "completion")
+            values[kind] = values.get(kind, 0.0) + completion
+        if usd:
+            values = self.saved_usd.values
+            values[labels] = values.get(labels, 0.0) + usd
+        calls = self._upstream_calls.get((model,))
+        if not calls:
+            return 0.0
+        upstream = self.upstream_latency.values[(model,)][-1] / calls
+        saved = sum(max(0.0, upstream - seconds) for seconds in elapsed)
+        self.saved_seconds.inc((model,), saved)
+        return saved
 
     def record(self, rec: RequestRecord, namespace: str, elapsed: float) -> float:
         """Count one finished request; return the latency it saved (hits only)."""

@@ -93,14 +93,14 @@ class HitCounter:
         self.max_keys = max_keys
         self._counts: OrderedDict[str, list[Any]] = OrderedDict()  # key -> [hits, model, last hit]
 
-    def hit(self, key: str, model: str, now: float) -> None:
+    def hit(self, key: str, model: str, now: float, count: int = 1) -> None:
         row = self._counts.get(key)
         if row is None:
-            self._counts[key] = [1, model, now]
+            self._counts[key] = [count, model, now]
             if len(self._counts) > self.max_keys:
                 self._counts.popitem(last=False)
             return
-        row[0] += 1
+        row[0] += count
         row[2] = now
         self._counts.move_to_end(key)
 
