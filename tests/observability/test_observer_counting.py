@@ -58,7 +58,7 @@ def test_grouped_hits_count_as_each_would() -> None:
     assert abs(metrics.saved_seconds.get(("m",)) - sum(0.25 - e for e in
                [0.001 * (i + 1) for i in range(8)] + [0.002, 0.004])) < 1e-9
     first, second = observer.series._buckets[-2:]
-    assert (first.start, first.requests, first.hits, first.misses) == (1_700_000_000, 8, 6, 1)  # t0..t0+4 (+ k2, bypass)
+    assert (first.start, first.requests, first.hits, first.misses) == (1_700_000_000, 8, 6, 1)  # t0..t0+4, k2, bypass
     assert (second.start, second.requests, second.hits, second.semantic_hits) == (1_700_000_010, 4, 4, 1)
     assert first.saved_tokens + second.saved_tokens == 10 * 7
     assert observer.hits.get("ns:k1") == 8 and observer.hits.get("k2") == 2
