@@ -11,7 +11,6 @@ read from its :class:`~reprise.cache.CacheStats` at scrape time, by ``backend``.
 from __future__ import annotations
 
 import asyncio
-from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
@@ -92,22 +91,18 @@ class GatewayMetrics:
         return read
 
     def record_hits(self, model: str, namespace: str, elapsed: list[float], prompt: int, completion: int,
-                    usd: float) -> float:
-        """Count exact hits of one model and namespace at once (the observer groups them);
-        return the latency they saved. The same counts as :meth:`record` for each of them."""
+                    usd: float, similarity: float | None = None) -> float:
+        """Count hits of one model and namespace (one, or a group of exact hits the observer
+        gathered); return the latency they saved. ``similarity``: one semantic hit's."""
         labels = (model, namespace)
         count = float(len(elapsed))
-        values = self.requests.values
+        values = self.requests.values  # Counter.inc, inline: this runs for every hit
         values[labels] = values.get(labels, 0.0) + count
-        values = self.hits.values
+        if similarity is not None:
+            self.similarity.observe((), similarity)
+        values = (self.hits if similarity is None else self.semantic_hits).values
         values[labels] = values.get(labels, 0.0) + count
-        state = self.hit_latency.values.get((model,))
-        if state is None:
-            state = self.hit_latency.values[(model,)] = [0.0] * (len(self.hit_latency.buckets) + 2)
-        buckets = self.hit_latency.buckets
-        for seconds in elapsed:
-            state[bisect_left(buckets, seconds)] += 1
-        state[-1] += sum(elapsed)
+        self.hit_latency.observe_many((model,), elapsed)
         if prompt or completion:
             values = self.saved_tokens.values
             kind = (model, namespace, "prompt")
@@ -125,34 +120,12 @@ class GatewayMetrics:
         self.saved_seconds.inc((model,), saved)
         return saved
 
-    def record(self, rec: RequestRecord, namespace: str, elapsed: float) -> float:
-        """Count one finished request; return the latency it saved (hits only)."""
+    def record(self, rec: RequestRecord, namespace: str, elapsed: float) -> None:
+        """Count one finished request that was not a hit (hits: :meth:`record_hits`)."""
         labels = (rec.model, namespace)
         values = self.requests.values  # Counter.inc, inline: this runs for every request
         values[labels] = values.get(labels, 0.0) + 1.0
-        if rec.similarity is not None:
-            self.similarity.observe((), rec.similarity)
         outcome = rec.cache
-        if outcome == "hit":
-            values = (self.hits if rec.similarity is None else self.semantic_hits).values
-            values[labels] = values.get(labels, 0.0) + 1.0
-            model = (rec.model,)
-            self.hit_latency.observe(model, elapsed)
-            if rec.saved_prompt or rec.saved_completion:
-                values = self.saved_tokens.values
-                kind = (rec.model, namespace, "prompt")
-                values[kind] = values.get(kind, 0.0) + rec.saved_prompt
-                kind = (rec.model, namespace, "completion")
-                values[kind] = values.get(kind, 0.0) + rec.saved_completion
-            if rec.saved_usd:
-                values = self.saved_usd.values
-                values[labels] = values.get(labels, 0.0) + rec.saved_usd
-            calls = self._upstream_calls.get(model)
-            if not calls:
-                return 0.0
-            saved = max(0.0, self.upstream_latency.values[model][-1] / calls - elapsed)
-            self.saved_seconds.inc(model, saved)
-            return saved
         if outcome == "miss" or outcome == "bypass":
             (self.misses if outcome == "miss" else self.bypasses).inc(labels)
             if rec.status < 400:
@@ -163,4 +136,3 @@ class GatewayMetrics:
                 self.upstream_errors.inc(labels)
         elif rec.status in (502, 504):  # the provider was unreachable or timed out
             self.upstream_errors.inc(labels)
-        return 0.0

@@ -91,6 +91,16 @@ class Histogram:
         state[bisect_left(self.buckets, value)] += 1
         state[-1] += value
 
+    def observe_many(self, labels: Labels, values: list[float]) -> None:
+        """:meth:`observe` of each of ``values``, the label's row looked up once."""
+        state = self.values.get(labels)
+        if state is None:
+            state = self.values[labels] = [0.0] * (len(self.buckets) + 2)
+        buckets = self.buckets
+        for value in values:
+            state[bisect_left(buckets, value)] += 1
+        state[-1] += sum(values)
+
     def count(self, labels: Labels | None = None) -> int:
         rows = self.values.values() if labels is None else [self.values.get(labels, [0.0])]
         return int(sum(sum(row[:-1]) for row in rows))

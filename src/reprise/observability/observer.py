@@ -229,42 +229,41 @@ class Observer:
                 self.log.write(lines)
         self.log.flush()
 
-    def _count_hits(self, model: str, key: str, group: _HitGroup) -> None:
-        """Count a group of exact hits on one key in one time bucket (see :meth:`settle`)."""
-        namespace = self._namespace_label(key.rpartition(":")[0])
+    def _count_hits(self, model: str, key: str | None, group: _HitGroup, similarity: float | None = None) -> None:
+        """Count hits on one key in one time bucket: a group of exact hits (see :meth:`settle`),
+        or one hit alone (``similarity``: a semantic hit's)."""
+        namespace = self._namespace_label(key.rpartition(":")[0]) if key else ""
         saved_seconds = self.metrics.record_hits(model, namespace, group.elapsed, group.prompt,
-                                                 group.completion, group.usd)
+                                                 group.completion, group.usd, similarity)
         count = len(group.elapsed)
         bucket = group.bucket
         bucket.requests += count
         bucket.hits += count
+        if similarity is not None:
+            bucket.semantic_hits += count
         bucket.saved_tokens += group.prompt + group.completion
         bucket.saved_usd += group.usd
         bucket.saved_seconds += saved_seconds
-        self.hits.hit(key, model, group.last, count)
+        if key is not None:
+            self.hits.hit(key, model, group.last, count)
 
     def _count(self, record: RequestRecord) -> str | None:
         """Count one finished request; its log line (None when the log is off)."""
         elapsed = record.elapsed
         key = record.key
-        namespace = self._namespace_label(key.rpartition(":")[0]) if key else ""
         now = record.ended
         bucket = self._bucket
         if not bucket.start <= now < bucket.start + self._bucket_seconds:
             bucket = self._bucket = self.series.current(now)
-        bucket.requests += 1
-        saved_seconds = self.metrics.record(record, namespace, elapsed)
         outcome = record.cache
-        if outcome == "hit":
-            if record.similarity is not None:
-                bucket.semantic_hits += 1
-            bucket.hits += 1
-            bucket.saved_tokens += record.saved_prompt + record.saved_completion
-            bucket.saved_usd += record.saved_usd
-            bucket.saved_seconds += saved_seconds
-            if key is not None:
-                self.hits.hit(key, record.model, now)
-        elif outcome == "miss":
+        if outcome == "hit":  # a semantic hit (settle groups the exact ones): a group of one
+            group = _HitGroup(bucket)
+            group.add(record)
+            self._count_hits(record.model, key, group, record.similarity)
+            return self._log_line(record, outcome, elapsed) if self.log.enabled else None
+        bucket.requests += 1
+        self.metrics.record(record, self._namespace_label(key.rpartition(":")[0]) if key else "", elapsed)
+        if outcome == "miss":
             bucket.misses += 1
         elif outcome == "bypass":
             bucket.bypasses += 1
