@@ -291,12 +291,14 @@ async def _read_whole(resp: aiohttp.ClientResponse, deployment: Deployment) -> b
     declared = resp.content_length
     if declared is not None and declared > MAX_ANSWER_BYTES:
         raise _too_large(deployment, f"declared {declared} bytes")
-    answer = bytearray()
+    parts: list[bytes] = []
+    size = 0
     async for piece in resp.content.iter_any():
-        answer += piece
-        if len(answer) > MAX_ANSWER_BYTES:
+        size += len(piece)
+        if size > MAX_ANSWER_BYTES:
             raise _too_large(deployment, f"more than {MAX_ANSWER_BYTES} bytes read")
-    return bytes(answer)
+        parts.append(piece)
+    return b"".join(parts)  # one copy (a bytearray grown and then copied out made two)
 
 
 def _too_large(deployment: Deployment, seen: str) -> UpstreamError:
