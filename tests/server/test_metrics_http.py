@@ -146,3 +146,13 @@ def test_client_namespaces_cannot_blow_up_the_series(make_gateway: Callable[...,
     assert namespaces <= {"", "_other", "docs"}
     assert value(samples, "reprise_requests_total", model="mock", namespace="_other") == 10_000
     assert len(samples) < 200
+
+
+def test_the_served_gateway_is_frozen_out_of_garbage_collection(client: httpx.Client,
+                                                                 gateway: GatewayProcess) -> None:
+    """``reprise serve`` freezes the loaded gateway (server/collector.py): collections skip it."""
+    for _ in range(20):
+        assert client.post("/chat/completions", json=chat(unique("gc"), model="mock")).status_code == 200
+    samples = scrape(gateway.url)
+    assert value(samples, "reprise_gc_frozen_objects") > 10_000  # config, models, routes, modules
+    assert value(samples, "reprise_gc_collections_total", generation="2") >= 1  # the collection before freezing

@@ -27,9 +27,11 @@ def _serve(args: argparse.Namespace) -> int:
     _check_routes(config)
     key_store.prepare(config.general_settings.keys_file)  # create or convert it once; refuse a broken one
     from reprise.server.app import CONFIG_ENV, RepriseApp
+    from reprise.server.collector import SERVE_PROCESS_ENV
     from reprise.server.protocol import ConnectionLimits, protocol_class
 
     os.environ[CONFIG_ENV] = os.path.abspath(args.config)
+    os.environ[SERVE_PROCESS_ENV] = "1"  # this process and its workers are the gateway's (server/collector.py)
     limits = ConnectionLimits.from_settings(config.general_settings)  # resolved once, for every worker
     options = dict(
         host=args.host,

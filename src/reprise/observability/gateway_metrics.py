@@ -11,6 +11,7 @@ read from its :class:`~reprise.cache.CacheStats` at scrape time, by ``backend``.
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
@@ -74,6 +75,13 @@ class GatewayMetrics:
         r.add(Collected("reprise_event_loop_tasks",
                         "asyncio tasks alive in the running workers (a leak shows as growth).",
                         "gauge", (), lambda: [((), float(len(asyncio.all_tasks())))]))
+        r.add(Collected("reprise_gc_collections_total",
+                        "Cyclic garbage collections run by the workers, by generation (server/collector.py).",
+                        "counter", ("generation",),
+                        lambda: [((str(n),), float(s["collections"])) for n, s in enumerate(gc.get_stats())]))
+        r.add(Collected("reprise_gc_frozen_objects",
+                        "Objects of the loaded gateway that collections never walk (gc.freeze at start).",
+                        "gauge", (), lambda: [((), float(gc.get_freeze_count()))]))
 
     def initialize(self, models: Iterable[str], namespace: str) -> None:
         """Zero series for the configured models, so dashboards see 0 rather than no data."""

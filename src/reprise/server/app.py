@@ -28,6 +28,7 @@ from reprise.observability.workers import WorkerMetrics
 from reprise.server.body_parser import BodyParser
 from reprise.server.cache_admin import CacheAdmin
 from reprise.server.chat import ChatRequest, handle_chat
+from reprise.server.collector import settle_for_serving
 from reprise.server.embeddings import handle_embeddings
 from reprise.server.errors import error_body, render_error
 from reprise.server.gateway import Gateway
@@ -107,6 +108,7 @@ class RepriseApp:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 self.worker_metrics.start()
+                settle_for_serving()  # `reprise serve` only: the loaded gateway is never garbage
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.observer.settle()
