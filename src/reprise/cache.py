@@ -340,6 +340,7 @@ class AsyncCache(StoreAccess):
                         tail.extend(events)
                     elif events:
                         lead.put(b"".join(events))
+                        await lead.keep_pace()  # a client far behind holds the provider back, for a while
         except UpstreamError as exc:
             lead.finish_with(exc)
             return exc

@@ -10,6 +10,8 @@ events to send, and says at the end whether the stream broke (:attr:`StreamLead.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -95,6 +97,21 @@ OPEN = _Open()
 END = _End()
 Item = _Open | _End | bytes | Outcome | Exception
 
+BACKLOG_LIMIT = 8 * 2**20
+"""Bytes of a led stream queued for a client that reads more slowly than the provider sends:
+past it the driver stops reading the provider until the client has taken some
+(:meth:`StreamLead.keep_pace`). Without it a client that stopped reading made the gateway
+hold the provider's whole stream, however long (the 32 MiB recording bound is not about
+forwarding)."""
+
+STALL_BUDGET = 15.0
+"""Seconds in all that one client's backlog may hold the provider's stream back. Past them
+the client is cut off (:attr:`StreamLead.too_slow`): what it did not take is freed, it gets
+an error event (code ``client_too_slow``) when it reads again, and the driver reads on for
+the requests waiting for the same answer, so one slow client cannot stall them for longer."""
+
+log = logging.getLogger("reprise.stream")
+
 
 @dataclass(eq=False)
 class StreamLead:
@@ -106,9 +123,17 @@ class StreamLead:
     """The client went away (:meth:`detach`): send nothing more."""
     upstream_headers: tuple[tuple[bytes, bytes], ...] = ()
     """The provider's headers of the stream being forwarded, set before it is opened."""
+    too_slow: bool = False
+    """The client fell :data:`BACKLOG_LIMIT` behind the provider and was cut off (also ``gone``)."""
     _queue: asyncio.Queue[Item] = field(default_factory=asyncio.Queue)
     _detach: Callable[[], None] | None = None
     _ending: list[Item] = field(default_factory=list)
+    _backlog: int = 0
+    """Bytes queued and not yet taken by the handler."""
+    _room: asyncio.Event | None = None
+    """Set when the backlog is back within bounds (or the client left), while the driver waits for it."""
+    _stalled: float = 0.0
+    """Seconds the driver has waited for this client so far."""
 
     async def opened(self) -> Outcome | None:
         """None when the provider's events follow; else the whole answer to send instead.
@@ -134,6 +159,9 @@ class StreamLead:
             if self.gone:
                 return
             if isinstance(item, bytes):
+                self._backlog -= len(item)
+                if self._room is not None and self._backlog <= BACKLOG_LIMIT:
+                    self._room.set()
                 yield item
             elif isinstance(item, Exception):
                 self.failure = item if isinstance(item, UpstreamError) else UpstreamError("internal error", 500)
@@ -149,13 +177,44 @@ class StreamLead:
             return
         self.gone = True
         self._queue.put_nowait(END)
+        if self._room is not None:
+            self._room.set()  # the driver need not wait for a client that left
         if self._detach is not None:
             self._detach()
 
     # -- the driver's side -------------------------------------------------------------
 
     def put(self, item: Item) -> None:
+        if isinstance(item, bytes):
+            if self.gone:
+                return  # nobody will take it
+            self._backlog += len(item)
         self._queue.put_nowait(item)
+
+    async def keep_pace(self) -> None:
+        """After :meth:`put`: wait while the client is more than :data:`BACKLOG_LIMIT` behind,
+        for at most what is left of :data:`STALL_BUDGET`; then cut it off and go on."""
+        if self._backlog <= BACKLOG_LIMIT or self.gone:
+            return
+        room = self._room = asyncio.Event()
+        started = time.monotonic()
+        try:
+            await asyncio.wait_for(room.wait(), max(0.0, STALL_BUDGET - self._stalled))
+        except TimeoutError:
+            self._cut_off()
+        finally:
+            self._stalled += time.monotonic() - started
+            self._room = None
+
+    def _cut_off(self) -> None:
+        """The client kept the provider waiting too long: free what it did not take, stop as if it had left."""
+        log.warning("a streaming client stayed %d MiB behind the provider for %g s: cut off (client_too_slow)",
+                    BACKLOG_LIMIT >> 20, STALL_BUDGET)
+        self.too_slow = True
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._backlog = 0
+        self.detach()
 
     def finish_with(self, last: bytes | Outcome | Exception) -> None:
         """Hold the stream's last events (or the answer instead of it, or its failure) until

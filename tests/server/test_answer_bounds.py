@@ -11,6 +11,9 @@ calls the provider itself), never stored. And a Responses stream ending with
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -153,3 +156,36 @@ def test_plain_chat_requests_waiting_for_a_stream_too_long_to_keep_get_their_own
         assert answer.json()["choices"][0]["message"]["content"].startswith("answer ")
     assert standin.calls(text) == 3
     assert post(gw, "chat", body_for("chat", "long", text, False)).headers["x-reprise-cache"] == "hit"
+
+
+def _read_until_end(sock: socket.socket, limit: int) -> bytes:
+    """A chunked answer read whole (its last chunk), or until ``limit`` bytes or the connection ends."""
+    received = bytearray()
+    while not received.endswith(b"\r\n0\r\n\r\n") and len(received) < limit:
+        piece = sock.recv(1 << 20)
+        if not piece:
+            break
+        received += piece
+    return bytes(received)
+
+
+def test_a_client_that_stops_reading_a_stream_holds_at_most_8_mib_and_is_cut_off_after_15_s(
+        gw: GatewayProcess, standin: OversizedStandIn) -> None:
+    """The provider streams 33 MiB at once; the client reads nothing for 18 s. The gateway
+    queues at most 8 MiB for it and stops reading the provider, for 15 s; then it ends the
+    client's stream with ``client_too_slow``."""
+    route = "chat"
+    body = json.dumps(body_for(route, "long", unique(), True)).encode()
+    head = (f"POST {ROUTES[route]} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {MASTER_KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=60) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.sendall(head + body)
+        time.sleep(18)  # past the 15 s the gateway waits for a client that is far behind
+        received = _read_until_end(sock, 2 * LONG)
+    assert received.startswith(b"HTTP/1.1 200"), received[:200]
+    assert b"client_too_slow" in received and b"8 MiB behind the provider for 15 s" in received
+    assert b"[DONE]" not in received
+    assert len(received) < 10 * 2**20  # what was queued for it (8 MiB) and in flight: not the provider's 33 MiB
+    assert received.endswith(b"\r\n0\r\n\r\n")  # a properly ended answer, not a dropped connection
+    assert "client_too_slow" in gw.log

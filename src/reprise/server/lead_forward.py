@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from reprise.outcome import Outcome
 from reprise.server.errors import error_body
 from reprise.server.http import SSE_HEADERS, Receive, Send, watch_disconnect
-from reprise.stream_lead import StreamLead
+from reprise.stream_lead import BACKLOG_LIMIT, STALL_BUDGET, StreamLead
 
 
 async def forward_lead(send: Send, receive: Receive, lead: StreamLead, headers: list[tuple[bytes, bytes]],
@@ -36,10 +36,15 @@ async def forward_lead(send: Send, receive: Receive, lead: StreamLead, headers: 
                     "headers": [*SSE_HEADERS, *headers, *lead.upstream_headers]})
         async for events in lead.events():
             await send({"type": "http.response.body", "body": events, "more_body": True})
-        if lead.gone:
-            return
         tail = b""
-        if lead.failure is not None:
+        if lead.too_slow:  # the client stopped keeping up: told why, if it reads on
+            message = error_body(f"this stream was cut off: the client stayed more than {BACKLOG_LIMIT >> 20} MiB "
+                                 f"behind the provider for {STALL_BUDGET:g} s", "invalid_request_error", None,
+                                 "client_too_slow")
+            tail = error_event + b"data: " + message + b"\n\n"
+        elif lead.gone:
+            return
+        elif lead.failure is not None:
             message = error_body(str(lead.failure), "upstream_error", None, "stream_broken")
             tail = error_event + b"data: " + message + b"\n\n"
         await send({"type": "http.response.body", "body": tail, "more_body": False})
