@@ -15,6 +15,7 @@ not two searches per header (~1 µs each).
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import (
@@ -28,6 +29,8 @@ _NAME_BYTES = bytes(b for b in range(256) if not HEADER_RE.match(bytes([b])))
 _VALUE_BYTES = bytes(b for b in range(256) if not HEADER_VALUE_RE.match(bytes([b])))
 """The bytes uvicorn's patterns allow in header names and values: deleting them (``translate``)
 leaves nothing from a valid head, in one C loop (the regular expressions' search cost ~3% of a hit)."""
+
+_NAME, _VALUE = itemgetter(0), itemgetter(1)
 
 _FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection"})
 """Header names that change how the answer is framed or the connection kept."""
@@ -59,14 +62,17 @@ class OneWriteCycle(RequestResponseCycle):
         self.waiting_for_100_continue = False
         status = message["status"]
         headers = [*self.default_headers, *message.get("headers", ())]
-        if b"".join([name for name, _ in headers]).translate(None, _NAME_BYTES):
+        names = b"".join(map(_NAME, headers))
+        if names.translate(None, _NAME_BYTES):
             raise RuntimeError("Invalid HTTP header name.")
-        if b"".join([value for _, value in headers]).translate(None, _VALUE_BYTES):
+        if b"".join(map(_VALUE, headers)).translate(None, _VALUE_BYTES):
             raise RuntimeError("Invalid HTTP header value.")
+        lowercase = names.islower()  # no capital anywhere (Reprise's own headers): nothing to lower
         content = [STATUS_LINE[status]]
         close = False
         for name, value in headers:
-            name = name.lower()
+            if not lowercase:
+                name = name.lower()
             if name in _FRAMING and self._framing(name, value):  # one set lookup for the common header
                 close = True
             content += (name, b": ", value, b"\r\n")
