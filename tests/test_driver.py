@@ -204,3 +204,19 @@ async def test_a_stream_has_left_its_flight_when_its_client_sees_the_end() -> No
     async for _ in answer.lead.events():
         pass
     assert cache.flights.current("k") is None
+
+
+async def test_a_value_that_is_not_an_entry_reads_as_a_miss_and_is_replaced() -> None:
+    from reprise.backends.memory import MemoryBackend
+
+    store = MemoryBackend()
+    cache, provider = AsyncCache(store), Provider(delay=0)
+    await store.set("k", b"not an entry", None)
+    for _ in range(2):  # the decoded form of a corrupt value is "absent", every time
+        assert (await cache.get_or_produce("k", PLAN, provider)).cache_status == "miss"
+        await store.set("k", b"not an entry", None)
+    assert provider.calls == 2
+    await store.delete("k")
+    assert (await cache.get_or_produce("k", PLAN, provider)).cache_status == "miss"
+    hit = await cache.get_or_produce("k", PLAN, provider)
+    assert hit.cache_status == "hit" and hit.body == provider.outcome.body and provider.calls == 3

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reprise.backends.base import Backend, Degradable, StartupCheck
+from reprise.backends.base import Backend, Degradable, KeepsDecoded, StartupCheck
 from reprise.core.entry import CacheEntry, EntryFormatError, decode_entry, encode_entry
 from reprise.core.policy import CachePolicy, expiry_time, is_usable
 from reprise.errors import BackendError
@@ -62,6 +62,8 @@ class StoreAccess:
         """True from a store failure until the next success (an outage is logged once)."""
         self._decoded: dict[int, tuple[bytes, CacheEntry]] = {}
         self._decoded_bytes = 0
+        self._keeps_decoded = backend.get_decoded if isinstance(backend, KeepsDecoded) else None
+        """An in-process store's own decoded forms (dropped with its values), used instead of the memo."""
 
     def fault(self, exc: BackendError, action: str) -> None:
         self.stats.backend_errors += 1
@@ -114,6 +116,12 @@ class StoreAccess:
 
     async def read(self, key: str, max_age: float | None = None) -> CacheEntry | None:
         """The usable entry for ``key``, or None (absent, stale, corrupt, or store down)."""
+        if self._keeps_decoded is not None:
+            entry = self._keeps_decoded(key, _decoded_or_none)
+            if entry is None:
+                return None
+            assert isinstance(entry, CacheEntry)
+            return entry if is_usable(entry, self.clock(), max_age) else None
         try:
             raw = await self.backend.get(key)
         except BackendError as exc:
@@ -173,3 +181,11 @@ class StoreAccess:
 
     async def aclose(self) -> None:
         await self.backend.aclose()
+
+
+def _decoded_or_none(raw: bytes) -> CacheEntry | None:
+    """A stored value's entry, or None when it is not one (a corrupt value reads as absent)."""
+    try:
+        return decode_entry(raw)
+    except EntryFormatError:
+        return None

@@ -98,3 +98,52 @@ async def test_bounded_by_bytes_only_by_default() -> None:
     assert len(store) == 20_000 and store.evictions == 0
     await store.set("one-more", b"x" * 100, None)
     assert len(store) == 20_000 and store.evictions == 1 and await store.get("k0") is None
+
+
+class Decoded:
+    """A decoded form a test can watch die (weak references)."""
+
+    def __init__(self, value: bytes) -> None:
+        self.value = value
+
+
+async def test_a_value_is_decoded_once_and_its_decoded_form_goes_with_it() -> None:
+    import gc
+    import weakref
+
+    store = MemoryBackend(max_entries=2)
+    calls: list[bytes] = []
+
+    def decode(value: bytes) -> Decoded:
+        calls.append(value)
+        return Decoded(value)
+
+    await store.set("a", b"one", None)
+    first = store.get_decoded("a", decode)
+    assert isinstance(first, Decoded) and store.get_decoded("a", decode) is first
+    assert calls == [b"one"]  # read twice, decoded once
+    await store.set("a", b"two", None)  # a new value is decoded anew
+    second = store.get_decoded("a", decode)
+    assert isinstance(second, Decoded) and second.value == b"two" and calls == [b"one", b"two"]
+    assert store.get_decoded("missing", decode) is None
+
+    watched = weakref.ref(second)
+    del first, second
+    await store.set("b", b"x", None)
+    await store.set("c", b"y", None)  # evicts "a" (max_entries=2): its decoded form must not stay behind
+    gc.collect()
+    assert store.get_decoded("a", decode) is None and watched() is None
+
+    store.get_decoded("b", decode)
+    watched = weakref.ref(store.get_decoded("b", decode))  # type: ignore[arg-type]
+    assert await store.delete("b")
+    gc.collect()
+    assert watched() is None
+
+
+async def test_expired_values_are_not_decoded() -> None:
+    clock = FakeClock()
+    store = MemoryBackend(clock=clock)
+    await store.set("a", b"v", 10)
+    clock.now += 11
+    assert store.get_decoded("a", Decoded) is None and len(store) == 0

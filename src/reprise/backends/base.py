@@ -12,7 +12,7 @@ only that family to fail open.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -114,6 +114,22 @@ class Degradable(Protocol):
     """
 
     degraded: bool
+
+
+@runtime_checkable
+class KeepsDecoded(Protocol):
+    """Optional: an in-process store that keeps a value's decoded form beside the value.
+
+    The driver decodes what a store returns (an entry's header and metadata JSON). A
+    store in this process hands out the same ``bytes`` on every hit, so it can keep the
+    decoded form with the value and drop both together: no memory is held for a value the
+    store no longer has, and a 100 KB answer is not decoded again on every hit. Reads
+    through it are otherwise :meth:`Backend.get`'s (expiry, recency).
+    """
+
+    def get_decoded(self, key: str, decode: Callable[[bytes], object]) -> object | None:
+        """``decode(value)`` for the value under ``key`` (computed once per value), or None if absent."""
+        ...
 
 
 def namespace_of(key: str) -> str | None:

@@ -28,6 +28,11 @@ if TYPE_CHECKING:
     from reprise.backends.base import Backend
     from reprise.config.models import LocalCacheParams
 
+DECODED_MAX_ENTRIES = 16_384
+"""Decoded forms kept (:meth:`MemoryBackend.get_decoded`); past it they are all dropped and made again.
+Each is a few hundred bytes (the value itself is the store's); the bound keeps them few
+when the store holds many small entries."""
+
 SWEEP_INTERVAL = 30.0
 """Seconds of the backend's clock between two full sweeps of expired entries."""
 
@@ -64,6 +69,8 @@ class MemoryBackend:
         # key -> (value, deadline on self._clock; inf for no expiry), oldest use first
         self._data: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
         self._size = 0
+        self._decoded: dict[str, tuple[bytes, object]] = {}
+        """key -> (the value, its decoded form): dropped with the value (:meth:`_discard`, bounds, clear)."""
         self._next_sweep = -_NEVER
         self.evictions = 0
         """Entries pushed out by the bounds (not by expiry) since creation."""
@@ -101,6 +108,25 @@ class MemoryBackend:
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         return [self._get(key) for key in keys]
 
+    def get_decoded(self, key: str, decode: Callable[[bytes], object]) -> object | None:
+        """:class:`~reprise.backends.base.KeepsDecoded`: the value's decoded form, made once per value.
+
+        Decoding a hit's entry (its header and metadata JSON, a new entry object) was
+        23k of ~400k instructions of a 100 KB streamed hit; it is now done when the value
+        is first read after being stored.
+        """
+        value = self._get(key)
+        if value is None:
+            return None
+        known = self._decoded.get(key)
+        if known is not None and known[0] is value:
+            return known[1]
+        decoded = decode(value)
+        if len(self._decoded) >= DECODED_MAX_ENTRIES:
+            self._decoded.clear()
+        self._decoded[key] = (value, decoded)
+        return decoded
+
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
         now = self._clock()
         self._discard(key)
@@ -123,6 +149,7 @@ class MemoryBackend:
         if namespace is None:
             count = len(self._data)
             self._data.clear()
+            self._decoded.clear()
             self._size = 0
             return count
         prefix = f"{namespace}:"
@@ -142,6 +169,7 @@ class MemoryBackend:
     async def aclose(self) -> None:
         """Drop every entry to free the memory; the store stays usable (and empty)."""
         self._data.clear()
+        self._decoded.clear()
         self._size = 0
 
     # -- internals --------------------------------------------------------------------
@@ -161,6 +189,7 @@ class MemoryBackend:
         item = self._data.pop(key, None)
         if item is not None:
             self._size -= len(item[0])
+            self._decoded.pop(key, None)
 
     def _sweep(self, now: float) -> None:
         expired = [key for key, (_, deadline) in self._data.items() if deadline <= now]
@@ -172,6 +201,7 @@ class MemoryBackend:
         data = self._data
         max_entries = len(data) if self.max_entries is None else self.max_entries
         while len(data) > max_entries or self._size > self.max_bytes:
-            _, (value, _) = data.popitem(last=False)
+            key, (value, _) = data.popitem(last=False)
             self._size -= len(value)
+            self._decoded.pop(key, None)
             self.evictions += 1
