@@ -6,36 +6,20 @@ plain and streamed answers cached verbatim, single-flight, ``previous_response_i
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import openai
 import pytest
 
-from tests.server.conftest import AUTH, MASTER_KEY, GatewayProcess, unique
-from tests.support.openai_apis_standin import OpenAIApisStandIn, standin_config
+from tests.server.conftest import AUTH, GatewayProcess, unique
+from tests.server.openai_apis_fixtures import openai_apis_fixtures
+from tests.support.openai_apis_standin import OpenAIApisStandIn
 
 PATH = "/v1/responses"
 
 
-@pytest.fixture(scope="module")
-def standin() -> Iterator[OpenAIApisStandIn]:
-    with OpenAIApisStandIn() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def gw(standin: OpenAIApisStandIn, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    gateway = GatewayProcess(standin_config(standin, MASTER_KEY), tmp_path_factory.mktemp("responses")).start()
-    yield gateway
-    gateway.stop()
-
-
-@pytest.fixture()
-def sdk(gw: GatewayProcess) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=gw.url + "/v1", api_key=MASTER_KEY, max_retries=0) as client:
-        yield client
+standin, gw, sdk = openai_apis_fixtures("responses")
 
 
 def post(gw: GatewayProcess, body: dict[str, Any], **headers: str) -> httpx.Response:
