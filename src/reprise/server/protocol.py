@@ -153,6 +153,10 @@ def _timed_out(part: str, seconds: float) -> Refusal:
     return Refusal(408, "invalid_request_error", "request_timeout", message)
 
 
+_MALFORMED: Final = Refusal(
+    400, "invalid_request_error", "invalid_http_request",
+    "the request is not valid HTTP/1.1 (a malformed request line, header, Content-Length or chunk)",
+)
 EVICTED: Final = Refusal(
     408, "invalid_request_error", "request_timeout",
     "the connection was closed to make room for others before its request head was complete",
@@ -250,6 +254,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         msg = "Invalid HTTP request received."
         self.logger.warning(msg)
         self.send_400_response(msg)
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn answers a request it cannot parse in plain text; every other error of the
+        gateway is OpenAI's error JSON, so this one is too (counted like the other refusals)."""
+        self._refuse(_MALFORMED)
 
     # -- parser callbacks ------------------------------------------------------------
     # The parent is called directly: super() costs about 0.3 us a call on CPython 3.11,
