@@ -333,7 +333,8 @@ def test_pipelined_requests_are_answered_in_order_on_one_connection(tight: Gatew
     b"GET /health HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
     b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
     b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\nabc\r\n",
-    b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
 ], ids=["header-without-colon", "content-length-not-a-number", "bad-chunk-size", "length-and-chunked"])
 def test_malformed_http_is_a_400_in_openai_error_json(tight: GatewayProcess, request_bytes: bytes) -> None:
     """Was: uvicorn's ``text/plain`` "Invalid HTTP request received." (every other error is JSON)."""
