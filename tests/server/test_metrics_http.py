@@ -8,7 +8,8 @@ from collections.abc import Callable
 
 import httpx
 
-from tests.server.conftest import AUTH, MASTER_KEY, GatewayProcess, chat, unique
+from tests.server.conftest import AUTH, MASTER_KEY, GatewayProcess, chat, gateway_config, unique
+from tests.support.stub_upstream import StubUpstream
 
 _SAMPLE = re.compile(r'^([a-z_]+)(?:\{(.*)\})? (\S+)$')
 
@@ -156,3 +157,21 @@ def test_the_served_gateway_is_frozen_out_of_garbage_collection(client: httpx.Cl
     samples = scrape(gateway.url)
     assert value(samples, "reprise_gc_frozen_objects") > 10_000  # config, models, routes, modules
     assert value(samples, "reprise_gc_collections_total", generation="2") >= 1  # the collection before freezing
+
+
+def test_streamed_hits_keep_their_sse_forms_within_the_local_caches_max_bytes(
+        make_gateway: Callable[..., GatewayProcess], stub: StubUpstream) -> None:
+    """Was: 256 MiB for every gateway (200 streamed hits of 1 MB answers under ``max_bytes: 4194304``
+    grew a worker from 57 to 320 MB), and replays of evicted answers kept them alive."""
+    config = gateway_config(stub.url, {"type": "local", "ttl": 600, "max_bytes": 4 * 2**20})
+    config["model_list"].append({"model_name": "big", "litellm_params": {"model": "openai/big",
+                                                                         "mock_response": "x" * 100_000}})
+    gw = make_gateway(config)
+    with httpx.Client(base_url=gw.url, headers=AUTH, timeout=30) as client:
+        for i in range(40):  # 40 answers of 100 KB, their SSE forms ~110 KB each: ~8.4 MB to keep
+            body = chat(unique(f"replay {i}"), model="big")
+            assert client.post("/chat/completions", json=body).headers["x-reprise-cache"] == "miss"
+            streamed = client.post("/chat/completions", json={**body, "stream": True})
+            assert streamed.headers["x-reprise-cache"] == "hit" and streamed.content.endswith(b"data: [DONE]\n\n")
+    held = value(scrape(gw.url), "reprise_replay_memo_bytes")
+    assert 2_000_000 < held <= 4 * 2**20  # replays kept, never more than max_bytes (was ~8.4 MB here)

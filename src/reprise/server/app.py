@@ -65,6 +65,10 @@ class RepriseApp:
         self.observer.metrics.registry.add(Collected(
             "reprise_connections_refused_total", "Requests refused by the HTTP protocol's bounds, by error code.",
             "counter", ("code",), lambda: [((code,), float(n)) for code, n in sorted(REFUSED.items())]))
+        self.observer.metrics.registry.add(Collected(
+            "reprise_replay_memo_bytes", "Memory held by the SSE forms of stored answers made for streamed hits "
+            "(bounded by a local cache's max_bytes, else 64 MiB).",
+            "gauge", (), lambda: [((), float(self.gateway.replays.size_bytes))]))
         self.worker_metrics = WorkerMetrics.from_environ(self.observer)  # machine-wide with --workers N
         self.ui = UiAssets()
         self.bodies = BodyParser()

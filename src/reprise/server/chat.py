@@ -18,7 +18,7 @@ from reprise.core.body import parse_json_object
 from reprise.core.chat_request import ChatFacts, ChatFactsMemo, controls_of
 from reprise.core.keys import storage_key
 from reprise.core.policy import CachePlan
-from reprise.core.streaming import ReplayMemo, StreamAssembler, is_chat_completion
+from reprise.core.streaming import StreamAssembler, is_chat_completion
 from reprise.errors import UpstreamError
 from reprise.observability.observer import RequestRecord, unobserved
 from reprise.server import semantic_chat
@@ -39,8 +39,6 @@ from reprise.server.upstream import Deployment, upstream_body
 from reprise.stream_lead import StreamSource
 
 PATH = "/chat/completions"
-_REPLAYS = ReplayMemo()
-"""Per process: the SSE forms of stored answers are the same for every gateway in it."""
 
 
 def entry_meta(body: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
@@ -158,23 +156,23 @@ async def _stream(gw: Gateway, cache: AsyncCache, record: RequestRecord, receive
     if answer.entry is not None:
         if semantic is not None:
             headers += semantic.headers()
-        await _send_replay(send, key, usage, 200, answer.entry.body, headers)
+        await _send_replay(gw, send, key, usage, 200, answer.entry.body, headers)
     elif answer.shared is not None:
-        await _send_replay(send, key, usage, answer.shared.status, answer.shared.body, headers)
+        await _send_replay(gw, send, key, usage, answer.shared.status, answer.shared.body, headers)
     else:
         assert answer.lead is not None
 
         async def replay_instead(instead: Outcome) -> None:  # the provider's error, or a stored answer
-            await _send_replay(send, key, usage, instead.status, instead.body, [*headers, *instead.headers])
+            await _send_replay(gw, send, key, usage, instead.status, instead.body, [*headers, *instead.headers])
 
         await forward_lead(send, receive, answer.lead, headers, replay_instead)
 
 
-async def _send_replay(send: Send, key: str | None, usage: bool, status: int, answer: bytes | memoryview,
+async def _send_replay(gw: Gateway, send: Send, key: str | None, usage: bool, status: int, answer: bytes | memoryview,
                        headers: list[tuple[bytes, bytes]]) -> None:
     """Send a stored (or shared) non-streamed answer in the client's streaming format."""
     if status >= 300:
         await send_bytes(send, status, answer, [JSON_TYPE, *headers])
         return
-    sse = _REPLAYS.render(key, answer, usage)
+    sse = gw.replays.render(key, answer, usage)
     await send_bytes(send, 200, sse, [*SSE_HEADERS, *headers])

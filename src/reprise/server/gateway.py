@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING
 from reprise.backends.registry import load_backend_class
 from reprise.cache import AsyncCache
 from reprise.config import GatewayConfig
-from reprise.config.models import SemanticCacheParams
+from reprise.config.models import LocalCacheParams, SemanticCacheParams
 from reprise.config.tenancy import KeyCacheDefaults
 from reprise.core.controls import CacheControls
 from reprise.core.policy import BYPASS, CachePlan, CachePolicy, decide
+from reprise.core.streaming import ReplayMemo
 from reprise.core.tenancy import partition_namespace
 from reprise.errors import AuthError, Forbidden, NotFoundError
 from reprise.providers.anthropic import AnthropicUpstream, AnthropicWire
@@ -35,6 +36,22 @@ CHAT_CALL_TYPES = frozenset({"completion", "acompletion"})
 EMBEDDING_CALL_TYPES = frozenset({"embedding", "aembedding"})
 RESPONSES_CALL_TYPES = frozenset({"responses", "aresponses"})
 TEXT_COMPLETION_CALL_TYPES = frozenset({"text_completion", "atext_completion"})
+
+
+OTHER_REPLAY_BYTES = 64 * 2**20
+"""The replay memo's bound in front of a store that is not in this process's memory."""
+
+
+def replay_bytes(params: object) -> int:
+    """The replay memo's bound: a ``local`` cache's own ``max_bytes`` (at most 256 MiB), so the
+    SSE forms of its answers take no more memory than the answers may; 64 MiB otherwise.
+
+    It was 256 MiB for every gateway: with ``max_bytes: 4194304`` 200 streamed hits of 1 MB
+    answers grew a worker from 57 to 320 MB, and replays of evicted answers held them alive.
+    """
+    if isinstance(params, LocalCacheParams):
+        return min(ReplayMemo.MAX_BYTES, params.max_bytes)
+    return OTHER_REPLAY_BYTES
 
 
 def with_key_defaults(policy: CachePolicy, defaults: KeyCacheDefaults) -> CachePolicy:
@@ -74,6 +91,8 @@ class Gateway:
     """The LiteLLM SDK caller (``litellm`` extra), made when a deployment first needs it."""
     routes: Routes | None = None
     """The router (exact names, aliases, wildcards); None: :attr:`deployments` only, by exact name."""
+    replays: ReplayMemo = field(default_factory=lambda: ReplayMemo(OTHER_REPLAY_BYTES))
+    """The SSE forms of stored chat answers, made once (streamed hits send them as they are)."""
     _round_robin: dict[str, Iterator[Deployment]] = field(default_factory=dict)
     _plans: dict[tuple[CacheControls, str | None], CachePlan] = field(default_factory=dict)
 
@@ -114,6 +133,7 @@ class Gateway:
             keys=KeyStore(config.general_settings.virtual_keys, config.general_settings.keys_file,
                           config.general_settings.max_parallel_requests_per_key),
             shared_namespaces=frozenset(config.general_settings.shared_namespaces),
+            replays=ReplayMemo(replay_bytes(params if config.cache_enabled else None)),
         )
         if semantic is not None:  # after the gateway exists: a model_list embedder calls it
             from reprise.semantic.build import build_semantic
