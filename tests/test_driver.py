@@ -220,3 +220,45 @@ async def test_a_value_that_is_not_an_entry_reads_as_a_miss_and_is_replaced() ->
     assert (await cache.get_or_produce("k", PLAN, provider)).cache_status == "miss"
     hit = await cache.get_or_produce("k", PLAN, provider)
     assert hit.cache_status == "hit" and hit.body == provider.outcome.body and provider.calls == 3
+
+
+async def test_a_follower_that_stores_stores_what_a_no_store_leader_produced() -> None:
+    """Was: a ``no-store`` request leading made its normal followers' answer unstored too,
+    so the next identical request called the provider again."""
+    cache, provider = AsyncCache(), Provider()
+    leader = asyncio.ensure_future(cache.get_or_produce("k", NO_STORE, provider))
+    await asyncio.sleep(0.01)  # the leader's call is in flight
+    follower = await cache.get_or_produce("k", PLAN, provider)
+    assert (await leader).cache_status == "miss" and follower.cache_status == "miss" and provider.calls == 1
+    again = await cache.get_or_produce("k", PLAN, provider)
+    assert again.cache_status == "hit" and again.body == provider.outcome.body and provider.calls == 1
+
+
+async def test_a_stream_follower_that_stores_stores_what_a_no_store_leader_produced() -> None:
+    cache = AsyncCache()
+    opened: list[int] = []
+
+    @asynccontextmanager
+    async def open_stream() -> AsyncIterator[StreamReply]:
+        opened.append(1)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            await asyncio.sleep(0.05)
+            yield b"data: " + orjson.dumps({**ANSWER, "object": "chat.completion.chunk", "choices": [
+                {"index": 0, "delta": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}]}) + b"\n\n"
+            yield b"data: [DONE]\n\n"
+
+        yield StreamReply(200, b"", chunks())
+
+    def source() -> StreamSource:
+        return StreamSource(open=open_stream, assembler=StreamAssembler(), describe=lambda completion: {})
+
+    lead = await cache.stream("k", NO_STORE, source)
+    assert lead.lead is not None
+    follow = asyncio.ensure_future(cache.stream("k", PLAN, source))
+    await asyncio.sleep(0.01)
+    assert await lead.lead.opened() is None
+    async for _ in lead.lead.events():
+        pass
+    assert (await follow).shared is not None and len(opened) == 1
+    assert (await cache.stream("k", PLAN, source)).cache_status == "hit" and len(opened) == 1

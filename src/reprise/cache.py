@@ -29,7 +29,7 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
 import orjson
@@ -201,6 +201,7 @@ class AsyncCache(StoreAccess):
                 self.stats.misses += 1
                 if isinstance(shared, Outcome) and shared.too_long:  # a stream too long to share
                     return _answer(await self._produce(key, plan, produce, second), "miss")
+                await self._store_unstored(key, plan, shared, second)
                 return _answer(shared, "miss")
         if entry is not None:
             return Answer(200, entry.body, "hit", entry)
@@ -229,7 +230,14 @@ class AsyncCache(StoreAccess):
             return exc
         if outcome.ok and outcome.storable and plan.store:
             await self._store(key, plan, outcome.body, outcome.meta, second)
+            return replace(outcome, stored=True)
         return outcome
+
+    async def _store_unstored(self, key: str, plan: CachePlan, shared: Shared, second: SecondLookup | None) -> None:
+        """A follower stores the answer it shared when the leader's plan did not (``no-store``)
+        and its own does: else the next identical request would call the provider again."""
+        if isinstance(shared, Outcome) and plan.store and shared.ok and shared.storable and not shared.stored:
+            await self._store(key, plan, shared.body, shared.meta, second)
 
     async def _store(self, key: str, plan: CachePlan, body: bytes, meta: dict[str, Any],
                      second: SecondLookup | None) -> None:
@@ -250,7 +258,7 @@ class AsyncCache(StoreAccess):
 
     async def _stored_outcome(self, key: str, plan: CachePlan) -> Outcome | None:
         entry = await self.read(key, plan.max_age)
-        return None if entry is None else Outcome(200, bytes(entry.body))
+        return None if entry is None else Outcome(200, bytes(entry.body), stored=True)
 
     # -- a streamed answer ---------------------------------------------------------------
 
@@ -277,6 +285,7 @@ class AsyncCache(StoreAccess):
                     raise reraise(shared)
                 if shared.too_long:  # nothing kept to share: a stream of its own, neither coalesced nor stored
                     return StreamAnswer("miss", lead=self._start_stream(None, None, plan, source, None))
+                await self._store_unstored(key, plan, shared, second)
                 return StreamAnswer("miss", shared=shared)
         if entry is not None:
             return StreamAnswer("hit", entry=entry)
@@ -358,10 +367,11 @@ class AsyncCache(StoreAccess):
         meta = source.describe(completion)
         # Stored before [DONE] is sent, as a plain answer is stored before it is sent: a client
         # that repeats the request as soon as it has read [DONE] gets a hit, also on a slow store.
+        stored = key is not None and plan.store
         if key is not None and plan.store:
             await self._store(key, plan, body, meta, second)
         lead.finish_with(b"".join(tail))
-        return Outcome(200, body, meta)
+        return Outcome(200, body, meta, stored=stored)
 
     # -- a batch of items (embeddings) -------------------------------------------------------
 

@@ -27,6 +27,9 @@ class Outcome:
     storable: bool = True
     """False for a 2xx answer that is not final (a Responses API ``incomplete`` or queued
     response): sent and shared with followers, never stored."""
+    stored: bool = False
+    """The request that produced it stored it. One that did not (its ``no-store``) still
+    shares it: a follower whose own plan stores then stores it itself."""
     too_long: bool = False
     """A stream forwarded whole to the request that led it, but past the recording bound
     (:data:`~reprise.core.answer_bounds.MAX_RECORDED_BYTES`): nothing was kept to share, so the
