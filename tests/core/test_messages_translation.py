@@ -159,6 +159,13 @@ def test_a_text_answer() -> None:
         "usage": {"input_tokens": 7, "output_tokens": 3}}
 
 
+def test_a_refusal_is_said_as_text_and_ends_as_a_refusal() -> None:
+    """Was: ``{"content": [], "stop_reason": "end_turn"}``, indistinguishable from an empty answer."""
+    message = message_of(completion({"content": None, "refusal": "I can't help with that."}))
+    assert message["content"] == [{"type": "text", "text": "I can't help with that."}]
+    assert (message["stop_reason"], message["stop_sequence"]) == ("refusal", None)
+
+
 def test_a_tool_answer() -> None:
     message = message_of(completion({"content": None, "tool_calls": [TOOL_CALL]}, "tool_calls"))
     assert message["content"] == [{"type": "tool_use", "id": "call_1", "name": "w", "input": {"city": "Paris"}}]
@@ -247,6 +254,7 @@ def assemble(sse: bytes) -> dict[str, Any]:
     completion({"content": None, "tool_calls": [TOOL_CALL]}, "tool_calls"),
     completion({"content": "first", "tool_calls": [TOOL_CALL, {**TOOL_CALL, "id": "call_2"}]}, "tool_calls"),
     completion({"content": "cut"}, "length"),
+    completion({"content": None, "refusal": "I can't help with that."}),
 ])
 def test_a_replayed_stream_assembles_to_the_plain_message(answer: dict[str, Any]) -> None:
     sse = render_sse(answer, include_usage=True)

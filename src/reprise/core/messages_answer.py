@@ -95,13 +95,18 @@ def message_of(completion: dict[str, Any]) -> dict[str, Any]:
     message = choice["message"]
     content: list[dict[str, Any]] = []
     text = _text(message.get("content"))
+    refusal = message.get("refusal")
     if text:
         content.append({"type": "text", "text": text})
+    elif isinstance(refusal, str) and refusal:  # OpenAI's refusal: Anthropic says it with stop_reason "refusal"
+        content.append({"type": "text", "text": refusal})
     for i, call in enumerate(_calls(message, completion)):
         function = call.get("function") or {}
         content.append({"type": "tool_use", "id": call.get("id") or _call_id(completion, i),
                         "name": function.get("name") or "", "input": tool_input(function.get("arguments"))})
     reason, sequence = stop_reason(choice)
+    if not text and isinstance(refusal, str) and refusal:
+        reason, sequence = "refusal", None
     return {"id": completion.get("id"), "type": "message", "role": "assistant", "model": completion.get("model"),
             "content": content, "stop_reason": reason, "stop_sequence": sequence,
             "usage": usage_of(completion.get("usage"))}
@@ -176,6 +181,8 @@ class MessageStream:
     tool_index: Any = None
     """The chat stream's ``index`` of the tool call the open block holds."""
     finish: tuple[str | None, str | None] = (None, None)
+    refused: bool = False
+    """The provider's answer was a refusal (OpenAI's ``refusal`` delta): it ends with stop_reason "refusal"."""
     usage: dict[str, int] = field(default_factory=lambda: {"input_tokens": 0, "output_tokens": 0})
 
     def feed(self, data: bytes) -> bytes:
@@ -220,12 +227,15 @@ class MessageStream:
         delta = choice.get("delta")
         if isinstance(delta, dict):
             text = _text(delta.get("content"))
+            refusal = delta.get("refusal")
+            if not text and isinstance(refusal, str) and refusal:  # said as text, and ended as a refusal
+                text, self.refused = refusal, True
             if text:
                 out += self._open("text", None, {"type": "text", "text": ""})
                 out.append(self._delta({"type": "text_delta", "text": text}))
             out += self._tool_deltas(delta, chunk)
         if choice.get("finish_reason") is not None:
-            self.finish = stop_reason(choice)
+            self.finish = ("refusal", None) if self.refused else stop_reason(choice)
         return out
 
     def _tool_deltas(self, delta: dict[str, Any], chunk: dict[str, Any]) -> list[bytes]:
