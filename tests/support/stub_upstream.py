@@ -99,6 +99,10 @@ MODE_MODELS: dict[str, str] = {
     "stall": f"accepts the request and sleeps {30.0:g} s before answering (a gateway timeout fires first)",
     "slow-stream": "a normal streamed answer with a pause between chunks (0.3 s, or the x-stub-chunk-delay-ms "
     "header); a plain request is answered at once",
+    "unfinished": "a plain answer whose last choice has finish_reason null (cut short; with n=2 the first "
+    "choice still finished with stop); streamed: a normal answer",
+    "error-field": "a plain HTTP 200 answer with well-formed finished choices and, beside them, a top-level "
+    "error object (message \"upstream overloaded\"); streamed: a normal answer",
 }
 SLOW_SECONDS = 5.0
 STALL_SECONDS = 30.0
@@ -316,7 +320,9 @@ def chat_completion_json(answer: ChatAnswer) -> dict[str, Any]:
                 "finish_reason": answer.finish_reason,
             }
         )
-    return {
+    if "unfinished" in answer.model:
+        choices[-1]["finish_reason"] = None
+    completion = {
         "id": answer.id,
         "object": "chat.completion",
         "created": answer.created,
@@ -325,6 +331,9 @@ def chat_completion_json(answer: ChatAnswer) -> dict[str, Any]:
         "choices": choices,
         "usage": answer.usage(),
     }
+    if "error-field" in answer.model:
+        completion["error"] = {"message": "upstream overloaded", "type": "server_error", "code": 503}
+    return completion
 
 
 def chat_chunks(answer: ChatAnswer, include_usage: bool, finish: bool = True) -> list[dict[str, Any]]:
