@@ -9,7 +9,13 @@ from hypothesis import strategies as st
 
 from reprise.core.answer_bounds import MAX_RECORDED_BYTES
 from reprise.core.entry import CacheEntry, EntryFormatError, decode_entry, encode_entry
-from reprise.core.streaming import DONE_EVENT, StreamAssembler, is_chat_completion, render_sse
+from reprise.core.streaming import (
+    DONE_EVENT,
+    StreamAssembler,
+    is_chat_completion,
+    judge_chat_completion,
+    render_sse,
+)
 
 
 def test_entry_round_trip() -> None:
@@ -260,6 +266,17 @@ def test_is_chat_completion() -> None:
     others: list[object] = [None, [], {}, {"choices": []}, {"choices": [{}]}, {"choices": [{"message": "x"}]}]
     for other in others:
         assert not is_chat_completion(other)
+
+
+def test_a_plain_chat_answer_is_judged_as_its_stream_would_be() -> None:
+    done = {"message": {"content": "a"}, "finish_reason": "stop"}
+    cut = {"message": {"content": "b"}, "finish_reason": None}
+    assert judge_chat_completion({"choices": [done, done]}) is True
+    assert judge_chat_completion({"choices": [done, done], "error": None}) is True
+    assert judge_chat_completion({"choices": [cut]}) is False
+    assert judge_chat_completion({"choices": [done, cut]}) is False
+    assert judge_chat_completion({"choices": [done], "error": {"message": "overloaded"}}) is None
+    assert judge_chat_completion({"choices": [{"finish_reason": "stop"}]}) is None
 
 
 def test_a_stream_past_the_recording_bound_is_forwarded_but_never_complete() -> None:

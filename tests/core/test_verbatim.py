@@ -73,6 +73,8 @@ def test_plain_answers_are_judged() -> None:
     assert judge_completion({"choices": [{"text": "a", "finish_reason": "stop"}]}) is True
     assert judge_completion({"choices": [{"text": "a", "finish_reason": None}]}) is False
     assert judge_completion({"choices": []}) is None
+    error = {"message": "upstream overloaded"}
+    assert judge_completion({"choices": [{"text": "", "finish_reason": "stop"}], "error": error}) is None
 
 
 def test_a_completed_responses_stream_is_recorded_byte_for_byte_whatever_the_chunking() -> None:

@@ -110,3 +110,42 @@ def test_models_and_health(client: httpx.Client) -> None:
     assert client.get("/models").status_code == 200
     assert client.get("/health/liveliness").status_code == 200
     assert client.get("/health/readiness").json()["status"] == "healthy"
+
+
+def test_a_plain_answer_cut_short_is_sent_as_it_came_and_never_stored(client: httpx.Client,
+                                                                       upstream: StubUpstream) -> None:
+    """A plain and a streamed request share one entry, and a stream whose choice has no
+    finish_reason is never stored: the plain answer must not be either (found: it was, and
+    then replayed to both kinds of client as a hit)."""
+    for n in (1, 2):
+        body = chat(unique("cut short"), model="unfinished", n=n)
+        first = client.post("/chat/completions", json=body)
+        assert first.status_code == 200 and first.headers["x-reprise-cache"] == "miss"
+        choices = first.json()["choices"]
+        assert [c["finish_reason"] for c in choices] == ["stop"] * (n - 1) + [None]
+        again = client.post("/chat/completions", json=body)
+        assert again.status_code == 200 and again.headers["x-reprise-cache"] == "miss"
+        assert again.json()["id"] != first.json()["id"]  # the provider's fresh answer, not a replay
+        with client.stream("POST", "/chat/completions", json={**body, "stream": True}) as streamed:
+            streamed.read()
+        assert streamed.headers["x-reprise-cache"] == "miss"
+    assert upstream.calls_for("unfinished") == 6
+
+
+def test_a_plain_answer_carrying_an_error_is_a_502_never_stored(client: httpx.Client,
+                                                                upstream: StubUpstream) -> None:
+    """HTTP 200 with ``error`` beside the choices is the provider's failure, as the same
+    ``error`` in a stream is: the client is told so (with the provider's message) and the
+    repeat, plain or streamed, asks the provider again."""
+    body = chat(unique("error inside"), model="error-field")
+    for call in (1, 2):
+        r = client.post("/chat/completions", json=body)
+        assert r.status_code == 502, r.text
+        assert r.headers["x-reprise-cache"] == "miss"
+        error = r.json()["error"]
+        assert error["type"] == "upstream_error" and "upstream overloaded" in error["message"]
+        assert upstream.calls_for("error-field") == call
+    with client.stream("POST", "/chat/completions", json={**body, "stream": True}) as streamed:
+        streamed.read()
+    assert streamed.headers["x-reprise-cache"] == "miss"
+    assert upstream.calls_for("error-field") == 3

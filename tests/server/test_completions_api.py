@@ -108,6 +108,19 @@ def test_errors_and_cut_streams_are_not_stored(sdk: openai.OpenAI, gw: GatewayPr
         list(sdk.completions.create(model="cut-model", prompt=unique(), stream=True))
 
 
+def test_a_plain_answer_carrying_an_error_is_a_502_never_stored(gw: GatewayProcess,
+                                                                standin: OpenAIApisStandIn) -> None:
+    """HTTP 200 with ``error`` beside a finished choice is the provider's failure, as an ``error``
+    event in a stream is (found: it was stored and replayed as a hit)."""
+    body = {"model": "error-field-model", "prompt": unique()}
+    for call in (1, 2):
+        answer = post(gw, body)
+        assert answer.status_code == 502, answer.text
+        assert answer.headers["x-reprise-cache"] == "miss"
+        assert answer.json()["error"]["type"] == "upstream_error"
+        assert standin.calls("/v1/completions", body["prompt"]) == call
+
+
 def test_cache_controls_are_honoured(gw: GatewayProcess, standin: OpenAIApisStandIn) -> None:
     body = {"model": "gpt-4.1", "prompt": unique()}
     assert post(gw, {**body, "cache": {"no-store": True}}).headers["x-reprise-cache"] == "miss"

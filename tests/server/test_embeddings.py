@@ -89,3 +89,36 @@ def test_duplicates_go_upstream_once_also_when_the_cache_is_bypassed(client: htt
     r = embed(client, [a, a, a], cache={"no-cache": True, "no-store": True})
     assert r.status_code == 200 and len({str(d["embedding"]) for d in r.json()["data"]}) == 1
     assert upstream.calls()["embedding_items"] == 1
+
+
+def assert_invalid_and_not_stored(client: httpx.Client, upstream: StubUpstream, model: str,
+                                  inputs: list[str], message: str) -> None:
+    r = client.post("/embeddings", json={"model": model, "input": inputs})
+    assert r.status_code == 502, r.text
+    error = r.json()["error"]
+    assert error["type"] == "upstream_error" and message in error["message"], error
+    for text in inputs:  # nothing of the batch was stored: each item alone asks the provider again
+        before = upstream.calls_for(model)
+        client.post("/embeddings", json={"model": model, "input": text})
+        assert upstream.calls_for(model) == before + 1, text
+
+
+def test_items_not_indexed_0_to_n_are_refused_not_stored_by_position(client: httpx.Client,
+                                                                     upstream: StubUpstream) -> None:
+    """Each vector is stored as its own input's answer: two items both index 0 (found: stored
+    by position, so B alone was a hit with a vector that may be A's)."""
+    assert_invalid_and_not_stored(client, upstream, "dup-index", [unique("a"), unique("b")],
+                                  "not indexed 0..1, each once")
+
+
+def test_an_embedding_that_is_not_a_list_of_numbers_is_refused_and_not_stored(client: httpx.Client,
+                                                                              upstream: StubUpstream) -> None:
+    for bad in ("null", "mixed", "bool"):
+        assert_invalid_and_not_stored(client, upstream, "bad-vectors", [unique("fine"), unique(bad)],
+                                      "embedding 1 is not a list of numbers")
+    good = [unique("fine"), unique("also fine")]
+    for status in ("miss", "hit"):
+        r = client.post("/embeddings", json={"model": "bad-vectors", "input": good})
+        assert r.status_code == 200 and r.headers["x-reprise-cache"] == status
+    r = client.post("/embeddings", json={"model": "bad-vectors", "input": good, "encoding_format": "base64"})
+    assert r.status_code == 200 and all(isinstance(d["embedding"], str) for d in r.json()["data"])

@@ -12,7 +12,8 @@ Answers are unique per call (``answer <n>``), so a test tells a cached answer fr
 fresh one. The ``model`` chooses a behaviour: ``fail`` (HTTP 500), ``slow`` (0.4 s before
 answering), ``cut`` (a stream cut before its end), ``failed`` (``response.failed``),
 ``incomplete`` (``status: incomplete`` / ``response.incomplete``), ``short`` (a stream that
-ends cleanly, HTTP-wise, before its last event). ``background: true``
+ends cleanly, HTTP-wise, before its last event), ``error-field`` (a plain completion, HTTP 200,
+whose finished choice has a top-level ``error`` object beside it). ``background: true``
 answers a ``queued`` response. Runs an aiohttp server in a thread.
 """
 
@@ -174,7 +175,9 @@ class OpenAIApisStandIn(ThreadedServer):
         usage = {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}
         if not body.get("stream"):
             choice = {"text": text, "index": 0, "logprobs": None, "finish_reason": "stop"}
-            return web.json_response({**head, "choices": [choice], "usage": usage})
+            failed = {"error": {"message": "upstream overloaded", "type": "server_error"}} \
+                if "error-field" in body["model"] else {}
+            return web.json_response({**head, "choices": [choice], "usage": usage, **failed})
         chunks = [{**head, "choices": [{"text": word, "index": 0, "logprobs": None, "finish_reason": None}]}
                   for word in (" " + word for word in text.split())]
         chunks.append({**head, "choices": [{"text": "", "index": 0, "logprobs": None, "finish_reason": "stop"}]})
@@ -202,7 +205,8 @@ def standin_config(standin: OpenAIApisStandIn, master_key: str) -> dict[str, Any
         return {"model_name": name, "litellm_params": {"model": f"openai/{name}", "api_base": standin.url,
                                                         "api_key": UPSTREAM_KEY, "timeout": 5}}
     models = [entry(name) for name in ("gpt-4.1", "slow-model", "fail-model", "cut-model", "failed-model",
-                                       "incomplete-model", "short-model", "slow-incomplete-model", "slow-failed-model")]
+                                       "incomplete-model", "short-model", "slow-incomplete-model", "slow-failed-model",
+                                       "error-field-model")]
     models.append({"model_name": "mock", "litellm_params": {"model": "openai/mock", "mock_response": "mocked!"}})
     models.append({"model_name": "azure-gpt", "litellm_params": {
         "model": "azure/my-deployment", "api_base": standin.url, "api_key": "k", "api_version": "2024-10-21"}})

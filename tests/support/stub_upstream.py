@@ -99,6 +99,13 @@ MODE_MODELS: dict[str, str] = {
     "stall": f"accepts the request and sleeps {30.0:g} s before answering (a gateway timeout fires first)",
     "slow-stream": "a normal streamed answer with a pause between chunks (0.3 s, or the x-stub-chunk-delay-ms "
     "header); a plain request is answered at once",
+    "unfinished": "a plain answer whose last choice has finish_reason null (cut short; with n=2 the first "
+    "choice still finished with stop); streamed: a normal answer",
+    "dup-index": "embeddings: every item of the answer has index 0",
+    "bad-vectors": "embeddings: an item whose input mentions null, mixed or bool gets the embedding null, "
+    "[1.5, \"x\", {}] or [true, 0.5]; other items a normal vector",
+    "error-field": "a plain HTTP 200 answer with well-formed finished choices and, beside them, a top-level "
+    "error object (message \"upstream overloaded\"); streamed: a normal answer",
 }
 SLOW_SECONDS = 5.0
 STALL_SECONDS = 30.0
@@ -316,7 +323,9 @@ def chat_completion_json(answer: ChatAnswer) -> dict[str, Any]:
                 "finish_reason": answer.finish_reason,
             }
         )
-    return {
+    if "unfinished" in answer.model:
+        choices[-1]["finish_reason"] = None
+    completion = {
         "id": answer.id,
         "object": "chat.completion",
         "created": answer.created,
@@ -325,6 +334,9 @@ def chat_completion_json(answer: ChatAnswer) -> dict[str, Any]:
         "choices": choices,
         "usage": answer.usage(),
     }
+    if "error-field" in answer.model:
+        completion["error"] = {"message": "upstream overloaded", "type": "server_error", "code": 503}
+    return completion
 
 
 def chat_chunks(answer: ChatAnswer, include_usage: bool, finish: bool = True) -> list[dict[str, Any]]:
@@ -675,6 +687,9 @@ def encode_base64(vector: list[float]) -> str:
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
 
 
+_BAD_VECTORS: dict[str, Any] = {"null": None, "mixed": [1.5, "x", {}], "bool": [True, 0.5]}
+
+
 async def embeddings(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE_KEY]
     state.embeddings += 1
@@ -701,11 +716,14 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
     data = []
     for i, item in enumerate(items):
         vector = words_vector(item, dimensions) if words else embedding_vector(item, dimensions)
+        embedding: Any = encode_base64(vector) if as_base64 else vector
+        if "bad-vectors" in model and isinstance(item, str):
+            embedding = next((bad for word, bad in _BAD_VECTORS.items() if word in item), embedding)
         data.append(
             {
                 "object": "embedding",
-                "index": i,
-                "embedding": encode_base64(vector) if as_base64 else vector,
+                "index": 0 if "dup-index" in model else i,
+                "embedding": embedding,
             }
         )
     tokens = sum(_words(x) if isinstance(x, str) else len(x) for x in items)

@@ -127,8 +127,9 @@ def judge_response(answer: Any) -> bool | None:
 
 def judge_completion(answer: Any) -> bool | None:
     """A 2xx ``/completions`` answer: True to store (every choice finished), False to send
-    only, None when it is no ``text_completion`` (the provider failed)."""
-    if not isinstance(answer, dict):
+    only, None when it is no ``text_completion`` or carries ``error`` (the provider failed,
+    as a streamed ``error`` event says)."""
+    if not isinstance(answer, dict) or answer.get("error") is not None:
         return None
     choices = answer.get("choices")
     if not isinstance(choices, list) or not choices or not all(isinstance(c, dict) for c in choices):

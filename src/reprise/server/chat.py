@@ -18,7 +18,7 @@ from reprise.core.body import parse_json_object
 from reprise.core.chat_request import ChatFacts, ChatFactsMemo, controls_of
 from reprise.core.keys import storage_key
 from reprise.core.policy import CachePlan
-from reprise.core.streaming import StreamAssembler, is_chat_completion
+from reprise.core.streaming import StreamAssembler, judge_chat_completion
 from reprise.errors import UpstreamError
 from reprise.observability.observer import RequestRecord, unobserved
 from reprise.server import semantic_chat
@@ -107,8 +107,9 @@ async def _answer(gw: Gateway, cache: AsyncCache, record: RequestRecord, send: S
         outcome = await gw.upstream(deployment).post(deployment, PATH, upstream_body(body, deployment))
         if not outcome.ok:
             return outcome
-        return Outcome(outcome.status, outcome.body, entry_meta(body, _completion(deployment, outcome.body)),
-                       outcome.headers)
+        completion, storable = _completion(deployment, outcome.body)
+        return Outcome(outcome.status, outcome.body, entry_meta(body, completion), outcome.headers,
+                       storable=storable)
 
     semantic = semantic_chat.slot(gw, request.body, plan, caller.tenant) if key is not None and gw.semantic else None
     answer = await cache.get_or_produce(key or "", plan, produce, semantic)
@@ -120,16 +121,23 @@ async def _answer(gw: Gateway, cache: AsyncCache, record: RequestRecord, send: S
     await send_bytes(send, answer.status, answer.body, headers)
 
 
-def _completion(deployment: Deployment, raw: bytes) -> dict[str, Any]:
-    """The provider's 2xx body as a chat completion; anything else is the provider's failure."""
+def _completion(deployment: Deployment, raw: bytes) -> tuple[dict[str, Any], bool]:
+    """The provider's 2xx body as a chat completion, and whether it may be stored (every choice
+    finished); a body that is none, or carries ``error``, is the provider's failure (502)."""
     try:
         completion = orjson.loads(raw)
     except orjson.JSONDecodeError:
         completion = None
-    if not is_chat_completion(completion):
+    verdict = judge_chat_completion(completion)
+    if verdict is None:
+        error = completion.get("error") if isinstance(completion, dict) else None
+        if error is not None:
+            said = error.get("message") if isinstance(error, dict) else error
+            raise UpstreamError(f"model {deployment.model_name!r}: the provider's answer carries an error: "
+                                f"{str(said)[:200]}")
         raise UpstreamError(f"model {deployment.model_name!r}: the provider's answer is not a chat completion")
     assert isinstance(completion, dict)
-    return completion
+    return completion, verdict
 
 
 async def _stream(gw: Gateway, cache: AsyncCache, record: RequestRecord, receive: Receive, send: Send,
