@@ -24,9 +24,12 @@ What is promised:
     ones) and every top-level field (``usage`` whole) keep their last non-null value.
 
   It is :attr:`~StreamAssembler.complete` only when ``data: [DONE]`` was seen, every
-  ``data:`` payload was a JSON object, none carried ``error``, and every choice (at least
-  one) has a ``finish_reason``. Objects nested deeper than ``_MAX_DEPTH`` are kept whole;
-  a chunk nested deeper than JSON can be written back (``_MAX_NESTING``) is malformed.
+  ``data:`` payload was a JSON object shaped as a chunk (``choices``, or the usage chunk),
+  no event reported a failure (named ``error``, carrying ``error``, or ``"object": "error"``
+  as vLLM sends), and every choice (at least one) has a ``finish_reason``. A failure after
+  a finished answer is still a failure: the provider did not stand by it. Objects nested
+  deeper than ``_MAX_DEPTH`` are kept whole; a chunk nested deeper than JSON can be written
+  back (``_MAX_NESTING``) is malformed.
   It holds at most :data:`~reprise.core.answer_bounds.MAX_RECORDED_BYTES` of a stream:
   a longer one is still forwarded, but not merged, so never stored (:attr:`~StreamAssembler.overflow`).
 * :func:`render_sse` is its inverse up to chunk boundaries: ``assemble(render_sse(c, True))
@@ -220,14 +223,34 @@ class _Events:
         return data
 
 
-def _payload(block: bytes) -> bytes | None:
-    """The event's data (its ``data:`` lines joined by newlines); None when it has none."""
+def _read_event(block: bytes) -> tuple[bytes | None, bytes | None]:
+    """The event's name (its last ``event:`` line) and data (its ``data:`` lines joined by
+    newlines); None for either when it has none. The name matters: a provider may report a
+    failure as ``event: error`` with data that looks like nothing in particular."""
     if block.startswith(b"data: ") and block.find(b"\n") == len(block) - 2:
-        return block[6:-2]  # the common case: one data line
-    lines = [line[5:] for line in block.split(b"\n") if line.startswith(b"data:")]
+        return None, block[6:-2]  # the common case: one data line
+    name, lines = None, []
+    for line in block.split(b"\n"):
+        if line.startswith(b"data:"):
+            lines.append(line[5:])
+        elif line.startswith(b"event:"):
+            name = line[6:].removeprefix(b" ")
     if not lines:
-        return None
-    return b"\n".join(line[1:] if line.startswith(b" ") else line for line in lines)
+        return name, None
+    return name, b"\n".join(line[1:] if line.startswith(b" ") else line for line in lines)
+
+
+def is_failure(name: bytes | None, data: dict[str, Any]) -> bool:
+    """Whether an event reports a failure rather than carrying part of the answer: named
+    ``error``, carrying ``error``, or an error object (vLLM's ``"object": "error"``)."""
+    return name == b"error" or data.get("error") is not None or data.get("object") == "error"
+
+
+def is_chunk(data: dict[str, Any]) -> bool:
+    """Whether ``data`` is shaped as a streamed chunk: it has ``choices`` (an empty list is
+    Azure's filter results or the usage chunk) or is the usage chunk without them. Anything
+    else in a stream is no part of an answer, whatever the provider meant by it."""
+    return data.get("choices") is not None or data.get("usage") is not None
 
 
 def _too_deep(payload: bytes, chunk: dict[str, Any]) -> bool:
@@ -274,7 +297,7 @@ class StreamAssembler:
     done: bool = False
     """``data: [DONE]`` was seen."""
     malformed: bool = False
-    """A ``data:`` payload was not a JSON object of the chunk's shape, or carried ``error``."""
+    """A ``data:`` payload was not a JSON object of the chunk's shape, or an event reported a failure."""
     overflow: bool = False
     """More than :data:`MAX_RECORDED_BYTES` arrived: forwarded, not kept (never stored nor shared)."""
     _events: _Events = field(default_factory=_Events)
@@ -314,8 +337,9 @@ class StreamAssembler:
 
     def _take_event(self, block: bytes) -> bool:
         """Absorb one event; return whether to forward it."""
-        payload = _payload(block)
+        name, payload = _read_event(block)
         if payload is None:
+            self.malformed = self.malformed or name == b"error"
             return True  # comments / keep-alives / event names pass through
         if payload.strip() == b"[DONE]":
             self.done = True
@@ -327,14 +351,14 @@ class StreamAssembler:
         if not isinstance(chunk, dict) or _too_deep(payload, chunk):
             self.malformed = True
             return True
-        if not self.overflow:
+        if is_failure(name, chunk) or not is_chunk(chunk):
+            self.malformed = True  # forwarded as it came, never merged into the answer
+        elif not self.overflow:
             self._absorb(chunk)
         usage_only = not chunk.get("choices") and chunk.get("usage") is not None
         return not (usage_only and self.drop_usage_chunk)
 
     def _absorb(self, chunk: dict[str, Any]) -> None:
-        if chunk.get("error") is not None:
-            self.malformed = True
         top = self._top
         for key, value in chunk.items():
             if value is not None or key not in top:
