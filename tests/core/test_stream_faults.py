@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from reprise.core.sse_record import CompletionsRecorder
-from reprise.core.streaming import DONE_EVENT, StreamAssembler
+from reprise.core.streaming import DONE_EVENT, StreamAssembler, render_sse
 
 HEAD = {"id": "c1", "object": "chat.completion.chunk", "created": 5, "model": "m"}
 
@@ -68,3 +68,20 @@ def test_an_error_event_in_a_completions_stream_is_never_complete(error: bytes) 
     recorder = CompletionsRecorder()
     recorder.feed(whole + usage_only + DONE_EVENT)
     assert recorder.complete
+
+
+@pytest.mark.parametrize("ids", [{}, {"id": ""}], ids=["no id", "empty id"])
+def test_index_less_tool_calls_in_one_delta_are_separate_calls(ids: dict[str, str]) -> None:
+    calls = [{**ids, "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}},
+             {**ids, "type": "function", "function": {"name": "get_time", "arguments": '{"tz":"CET"}'}}]
+    raw = (chunk({"role": "assistant", "content": None, "tool_calls": calls})
+           + chunk({"tool_calls": [{"function": {"arguments": ""}}]})  # a later delta continues the last call
+           + chunk({}, "tool_calls") + USAGE_ONLY + DONE_EVENT)
+    asm = StreamAssembler()
+    asm.feed(raw)
+    assert asm.complete
+    done = asm.completion()
+    assert done["choices"][0]["message"]["tool_calls"] == calls
+    replay = StreamAssembler()
+    replay.feed(render_sse(done, include_usage=True))
+    assert replay.completion() == done

@@ -17,7 +17,8 @@ What is promised:
     these rules, other values replaced by the last non-null one; ``role``, ``id`` and
     ``type`` are identifiers, never concatenated (the first non-empty one is kept);
     ``tool_calls`` merge per their own ``index`` (a call without one continues the last
-    call, or starts a new one when it brings a new ``id``); ``content`` is ``null`` when
+    call, or starts a new one when it brings a new ``id`` or follows another item of the
+    same delta's list); ``content`` is ``null`` when
     no content arrived (OpenAI's tool-call-only answers);
   - a choice's ``logprobs`` merge as a delta does (``content``/``refusal`` lists
     concatenated); its other fields (``finish_reason``, vLLM's ``stop_reason``, unknown
@@ -102,12 +103,14 @@ class _Calls:
         self.last = 0
         self.top = -1
 
-    def slot(self, item: dict[str, Any]) -> _Fields:
-        """The call ``item`` continues: by its ``index``, else the last one unless its ``id`` is new."""
+    def slot(self, item: dict[str, Any], new: bool = False) -> _Fields:
+        """The call ``item`` continues: by its ``index``, else the last one unless its ``id`` is
+        new or it is ``new`` (a later item of the same delta's list: two items of one list are
+        two calls, a continuation only makes sense across deltas)."""
         index = item.get("index")
         if type(index) is not int:
             current = self.by_index.get(self.last)
-            fresh = item.get("id") and current is not None and current.get("id") not in (None, "", item["id"])
+            fresh = new or (item.get("id") and current is not None and current.get("id") not in (None, "", item["id"]))
             index = self.top + 1 if fresh else self.last
         self.last, self.top = index, max(self.top, index)
         return self.by_index.setdefault(index, _Fields())
@@ -151,11 +154,11 @@ def _merge_field(held: _Fields, key: str, value: Any, depth: int) -> bool:
 
 def _merge_calls(calls: _Calls, items: list[Any], depth: int) -> bool:
     ok = True
-    for item in items:
+    for position, item in enumerate(items):
         if not isinstance(item, dict):
             ok = False
             continue
-        ok = _merge(calls.slot(item), {k: v for k, v in item.items() if k != "index"}, depth) and ok
+        ok = _merge(calls.slot(item, position > 0), {k: v for k, v in item.items() if k != "index"}, depth) and ok
     return ok
 
 
