@@ -85,3 +85,27 @@ def test_index_less_tool_calls_in_one_delta_are_separate_calls(ids: dict[str, st
     replay = StreamAssembler()
     replay.feed(render_sse(done, include_usage=True))
     assert replay.completion() == done
+
+
+THINKING = [{"type": "thinking", "thinking": [{"type": "text", "text": "Let me think"}]}]
+
+
+@pytest.mark.parametrize(("deltas", "content"), [
+    # Mistral's Magistral: thinking as a list of parts, then the answer as strings.
+    (["", THINKING, "The answer ", "is 4."], [*THINKING, {"type": "text", "text": "The answer is 4."}]),
+    (["Hello ", [{"type": "text", "text": "world"}]], [{"type": "text", "text": "Hello "},
+                                                       {"type": "text", "text": "world"}]),
+    (["a", THINKING, "b", "c", THINKING], [{"type": "text", "text": "a"}, *THINKING,
+                                           {"type": "text", "text": "bc"}, *THINKING]),
+])
+def test_content_switching_between_text_and_parts_keeps_both_in_order(
+        deltas: list[object], content: list[object]) -> None:
+    raw = b"".join(chunk({"content": d}) for d in deltas) + chunk({}, "stop") + USAGE_ONLY + DONE_EVENT
+    asm = StreamAssembler()
+    asm.feed(raw)
+    assert asm.complete
+    done = asm.completion()
+    assert done["choices"][0]["message"]["content"] == content
+    replay = StreamAssembler()
+    replay.feed(render_sse(done, include_usage=True))
+    assert replay.completion() == done

@@ -13,7 +13,9 @@ What is promised:
   (https://platform.openai.com/docs/api-reference/chat-streaming):
 
   - in ``delta``, strings are concatenated in arrival order (``content``, ``refusal``,
-    ``reasoning_content``, unknown ones), lists appended, objects merged recursively by
+    ``reasoning_content``, unknown ones), lists appended (a value switching between a string
+    and a list becomes a list of parts, each run of strings one ``{"type": "text"}`` part in
+    its place: Magistral streams thinking as parts, then text), objects merged recursively by
     these rules, other values replaced by the last non-null one; ``role``, ``id`` and
     ``type`` are identifiers, never concatenated (the first non-empty one is kept);
     ``tool_calls`` merge per their own ``index`` (a call without one continues the last
@@ -70,8 +72,15 @@ class _Text:
         self.parts = [first]
 
     @classmethod
-    def grow(cls, held: Any, more: str) -> _Text:
-        """``held`` with ``more`` appended, or a new text if ``held`` is not one."""
+    def grow(cls, held: Any, more: str) -> _Text | _Items:
+        """``held`` with ``more`` appended, or a new text if ``held`` is neither a text nor a list.
+
+        After a list, ``more`` becomes a text part at its end: content may switch from parts to
+        strings (Mistral's Magistral streams its thinking as parts, then the answer as text),
+        and neither may be lost."""
+        if isinstance(held, _Items):
+            held.add_text(more)
+            return held
         if not isinstance(held, _Text):
             return cls(more)
         held.parts.append(more)
@@ -79,18 +88,43 @@ class _Text:
 
 
 class _Items:
-    __slots__ = ("items",)
+    __slots__ = ("items", "texts")
 
     def __init__(self, first: list[Any]) -> None:
         self.items = list(first)
+        self.texts = False  # some items are held strings (_Text), made text parts at the end
 
     @classmethod
     def grow(cls, held: Any, more: list[Any]) -> _Items:
-        """``held`` with ``more`` appended, or a new list if ``held`` is not one."""
+        """``held`` with ``more`` appended, or a new list if ``held`` is not one; a held text
+        becomes the list's first part rather than be dropped (see :meth:`_Text.grow`)."""
+        if isinstance(held, _Text):
+            merged = cls([held, *more])
+            merged.texts = True
+            return merged
         if not isinstance(held, _Items):
             return cls(more)
         held.items.extend(more)
         return held
+
+    def add_text(self, more: str) -> None:
+        last = self.items[-1] if self.items else None
+        if isinstance(last, _Text):
+            last.parts.append(more)
+        else:
+            self.items.append(_Text(more))
+            self.texts = True
+
+    def final(self) -> list[Any]:
+        if not self.texts:
+            return self.items
+        out: list[Any] = []
+        for item in self.items:
+            if not isinstance(item, _Text):
+                out.append(item)
+            elif text := "".join(item.parts):  # an empty one (a role chunk's ``content: ""``) says nothing
+                out.append({"type": "text", "text": text})
+        return out
 
 
 class _Calls:
@@ -169,7 +203,7 @@ def _final(value: Any) -> Any:
     if isinstance(value, _Fields):
         return {key: _final(item) for key, item in value.items()}
     if isinstance(value, _Items):
-        return value.items
+        return value.final()
     if isinstance(value, _Calls):
         return [_final(value.by_index[i]) for i in sorted(value.by_index)]
     return value
