@@ -20,8 +20,8 @@ What is promised:
     ``type`` are identifiers, never concatenated (the first non-empty one is kept);
     ``tool_calls`` merge per their own ``index`` (a call without one continues the last
     call, or starts a new one when it brings a new ``id`` or follows another item of the
-    same delta's list); ``content`` is ``null`` when
-    no content arrived (OpenAI's tool-call-only answers);
+    same delta's list); ``content`` is ``null`` when no content arrived (OpenAI's
+    tool-call-only answers);
   - a choice's ``logprobs`` merge as a delta does (``content``/``refusal`` lists
     concatenated); its other fields (``finish_reason``, vLLM's ``stop_reason``, unknown
     ones) and every top-level field (``usage`` whole) keep their last non-null value.
