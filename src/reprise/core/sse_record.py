@@ -19,8 +19,10 @@ saw is a complete, valid answer worth storing (:attr:`complete`):
   ``response.failed`` or ``response.incomplete`` event came. Those three end a stream
   too (``done``) but are never stored; neither is a stream cut before its end.
 * Legacy completions (https://platform.openai.com/docs/api-reference/completions):
-  complete only when ``data: [DONE]`` arrived, every payload was a JSON object without
-  ``error``, and every choice seen got a ``finish_reason``.
+  complete only when ``data: [DONE]`` arrived, every payload was a JSON object shaped as
+  a chunk (``choices``, or the usage chunk), no event reported a failure (named ``error``,
+  carrying ``error``, or vLLM's ``"object": "error"``), and every choice seen got a
+  ``finish_reason``.
 
 Recording is bounded (:data:`MAX_RECORDED_BYTES`, see :mod:`reprise.core.answer_bounds`):
 a longer stream is still forwarded, but not stored, and so is one event longer than the
@@ -40,7 +42,7 @@ from typing import Any
 import orjson
 
 from reprise.core.answer_bounds import MAX_RECORDED_BYTES
-from reprise.core.streaming import _Events, _payload
+from reprise.core.streaming import _Events, _read_event, is_chunk, is_failure
 
 __all__ = ["MAX_RECORDED_BYTES", "CompletionsRecorder", "ResponsesRecorder", "SseRecorder"]
 
@@ -78,9 +80,11 @@ class SseRecorder:
                 self._judge_head(self._spilled)
                 self._spilled = None
                 continue
-            payload = _payload(block)
+            name, payload = _read_event(block)
             if payload is not None:
-                self._take(payload)
+                self._take(name, payload)
+            elif name == b"error":
+                self.malformed = True
             if self._size > MAX_RECORDED_BYTES:
                 self.overflow = True
                 self._kept.clear()
@@ -98,7 +102,7 @@ class SseRecorder:
     def _judge_head(self, head: bytes) -> None:
         """An event too long to parse has ended; ``head`` is its start (its name, its type)."""
 
-    def _take(self, payload: bytes) -> None:
+    def _take(self, name: bytes | None, payload: bytes) -> None:
         if payload.strip() == b"[DONE]":
             self._judge_done()
             return
@@ -110,6 +114,8 @@ class SseRecorder:
             self.malformed = True
             return
         self._judge(data)
+        if name == b"error":  # whatever its data says, and after whatever came before
+            self.malformed = True
 
     def _judge(self, data: dict[str, Any]) -> None:
         raise NotImplementedError
@@ -197,7 +203,7 @@ class CompletionsRecorder(SseRecorder):
     _top: dict[str, Any] = field(default_factory=dict)
 
     def _judge(self, data: dict[str, Any]) -> None:
-        if data.get("error") is not None:
+        if is_failure(None, data) or not is_chunk(data):
             self.malformed = True
             return
         for name in ("model", "usage"):

@@ -13,20 +13,26 @@ What is promised:
   (https://platform.openai.com/docs/api-reference/chat-streaming):
 
   - in ``delta``, strings are concatenated in arrival order (``content``, ``refusal``,
-    ``reasoning_content``, unknown ones), lists appended, objects merged recursively by
+    ``reasoning_content``, unknown ones), lists appended (a value switching between a string
+    and a list becomes a list of parts, each run of strings one ``{"type": "text"}`` part in
+    its place: Magistral streams thinking as parts, then text), objects merged recursively by
     these rules, other values replaced by the last non-null one; ``role``, ``id`` and
     ``type`` are identifiers, never concatenated (the first non-empty one is kept);
     ``tool_calls`` merge per their own ``index`` (a call without one continues the last
-    call, or starts a new one when it brings a new ``id``); ``content`` is ``null`` when
-    no content arrived (OpenAI's tool-call-only answers);
+    call, or starts a new one when it brings a new ``id`` or follows another item of the
+    same delta's list); ``content`` is ``null`` when no content arrived (OpenAI's
+    tool-call-only answers);
   - a choice's ``logprobs`` merge as a delta does (``content``/``refusal`` lists
     concatenated); its other fields (``finish_reason``, vLLM's ``stop_reason``, unknown
     ones) and every top-level field (``usage`` whole) keep their last non-null value.
 
   It is :attr:`~StreamAssembler.complete` only when ``data: [DONE]`` was seen, every
-  ``data:`` payload was a JSON object, none carried ``error``, and every choice (at least
-  one) has a ``finish_reason``. Objects nested deeper than ``_MAX_DEPTH`` are kept whole;
-  a chunk nested deeper than JSON can be written back (``_MAX_NESTING``) is malformed.
+  ``data:`` payload was a JSON object shaped as a chunk (``choices``, or the usage chunk),
+  no event reported a failure (named ``error``, carrying ``error``, or ``"object": "error"``
+  as vLLM sends), and every choice (at least one) has a ``finish_reason``. A failure after
+  a finished answer is still a failure: the provider did not stand by it. Objects nested
+  deeper than ``_MAX_DEPTH`` are kept whole; a chunk nested deeper than JSON can be written
+  back (``_MAX_NESTING``) is malformed.
   It holds at most :data:`~reprise.core.answer_bounds.MAX_RECORDED_BYTES` of a stream:
   a longer one is still forwarded, but not merged, so never stored (:attr:`~StreamAssembler.overflow`).
 * :func:`render_sse` is its inverse up to chunk boundaries: ``assemble(render_sse(c, True))
@@ -66,8 +72,15 @@ class _Text:
         self.parts = [first]
 
     @classmethod
-    def grow(cls, held: Any, more: str) -> _Text:
-        """``held`` with ``more`` appended, or a new text if ``held`` is not one."""
+    def grow(cls, held: Any, more: str) -> _Text | _Items:
+        """``held`` with ``more`` appended, or a new text if ``held`` is neither a text nor a list.
+
+        After a list, ``more`` becomes a text part at its end: content may switch from parts to
+        strings (Mistral's Magistral streams its thinking as parts, then the answer as text),
+        and neither may be lost."""
+        if isinstance(held, _Items):
+            held.add_text(more)
+            return held
         if not isinstance(held, _Text):
             return cls(more)
         held.parts.append(more)
@@ -75,18 +88,43 @@ class _Text:
 
 
 class _Items:
-    __slots__ = ("items",)
+    __slots__ = ("items", "texts")
 
     def __init__(self, first: list[Any]) -> None:
         self.items = list(first)
+        self.texts = False  # some items are held strings (_Text), made text parts at the end
 
     @classmethod
     def grow(cls, held: Any, more: list[Any]) -> _Items:
-        """``held`` with ``more`` appended, or a new list if ``held`` is not one."""
+        """``held`` with ``more`` appended, or a new list if ``held`` is not one; a held text
+        becomes the list's first part rather than be dropped (see :meth:`_Text.grow`)."""
+        if isinstance(held, _Text):
+            merged = cls([held, *more])
+            merged.texts = True
+            return merged
         if not isinstance(held, _Items):
             return cls(more)
         held.items.extend(more)
         return held
+
+    def add_text(self, more: str) -> None:
+        last = self.items[-1] if self.items else None
+        if isinstance(last, _Text):
+            last.parts.append(more)
+        else:
+            self.items.append(_Text(more))
+            self.texts = True
+
+    def final(self) -> list[Any]:
+        if not self.texts:
+            return self.items
+        out: list[Any] = []
+        for item in self.items:
+            if not isinstance(item, _Text):
+                out.append(item)
+            elif text := "".join(item.parts):  # an empty one (a role chunk's ``content: ""``) says nothing
+                out.append({"type": "text", "text": text})
+        return out
 
 
 class _Calls:
@@ -99,12 +137,14 @@ class _Calls:
         self.last = 0
         self.top = -1
 
-    def slot(self, item: dict[str, Any]) -> _Fields:
-        """The call ``item`` continues: by its ``index``, else the last one unless its ``id`` is new."""
+    def slot(self, item: dict[str, Any], new: bool = False) -> _Fields:
+        """The call ``item`` continues: by its ``index``, else the last one unless its ``id`` is
+        new or it is ``new`` (a later item of the same delta's list: two items of one list are
+        two calls, a continuation only makes sense across deltas)."""
         index = item.get("index")
         if type(index) is not int:
             current = self.by_index.get(self.last)
-            fresh = item.get("id") and current is not None and current.get("id") not in (None, "", item["id"])
+            fresh = new or (item.get("id") and current is not None and current.get("id") not in (None, "", item["id"]))
             index = self.top + 1 if fresh else self.last
         self.last, self.top = index, max(self.top, index)
         return self.by_index.setdefault(index, _Fields())
@@ -148,11 +188,11 @@ def _merge_field(held: _Fields, key: str, value: Any, depth: int) -> bool:
 
 def _merge_calls(calls: _Calls, items: list[Any], depth: int) -> bool:
     ok = True
-    for item in items:
+    for position, item in enumerate(items):
         if not isinstance(item, dict):
             ok = False
             continue
-        ok = _merge(calls.slot(item), {k: v for k, v in item.items() if k != "index"}, depth) and ok
+        ok = _merge(calls.slot(item, position > 0), {k: v for k, v in item.items() if k != "index"}, depth) and ok
     return ok
 
 
@@ -163,7 +203,7 @@ def _final(value: Any) -> Any:
     if isinstance(value, _Fields):
         return {key: _final(item) for key, item in value.items()}
     if isinstance(value, _Items):
-        return value.items
+        return value.final()
     if isinstance(value, _Calls):
         return [_final(value.by_index[i]) for i in sorted(value.by_index)]
     return value
@@ -220,14 +260,34 @@ class _Events:
         return data
 
 
-def _payload(block: bytes) -> bytes | None:
-    """The event's data (its ``data:`` lines joined by newlines); None when it has none."""
+def _read_event(block: bytes) -> tuple[bytes | None, bytes | None]:
+    """The event's name (its last ``event:`` line) and data (its ``data:`` lines joined by
+    newlines); None for either when it has none. The name matters: a provider may report a
+    failure as ``event: error`` with data that looks like nothing in particular."""
     if block.startswith(b"data: ") and block.find(b"\n") == len(block) - 2:
-        return block[6:-2]  # the common case: one data line
-    lines = [line[5:] for line in block.split(b"\n") if line.startswith(b"data:")]
+        return None, block[6:-2]  # the common case: one data line
+    name, lines = None, []
+    for line in block.split(b"\n"):
+        if line.startswith(b"data:"):
+            lines.append(line[5:])
+        elif line.startswith(b"event:"):
+            name = line[6:].removeprefix(b" ")
     if not lines:
-        return None
-    return b"\n".join(line[1:] if line.startswith(b" ") else line for line in lines)
+        return name, None
+    return name, b"\n".join(line[1:] if line.startswith(b" ") else line for line in lines)
+
+
+def is_failure(name: bytes | None, data: dict[str, Any]) -> bool:
+    """Whether an event reports a failure rather than carrying part of the answer: named
+    ``error``, carrying ``error``, or an error object (vLLM's ``"object": "error"``)."""
+    return name == b"error" or data.get("error") is not None or data.get("object") == "error"
+
+
+def is_chunk(data: dict[str, Any]) -> bool:
+    """Whether ``data`` is shaped as a streamed chunk: it has ``choices`` (an empty list is
+    Azure's filter results or the usage chunk) or is the usage chunk without them. Anything
+    else in a stream is no part of an answer, whatever the provider meant by it."""
+    return data.get("choices") is not None or data.get("usage") is not None
 
 
 def _too_deep(payload: bytes, chunk: dict[str, Any]) -> bool:
@@ -274,7 +334,7 @@ class StreamAssembler:
     done: bool = False
     """``data: [DONE]`` was seen."""
     malformed: bool = False
-    """A ``data:`` payload was not a JSON object of the chunk's shape, or carried ``error``."""
+    """A ``data:`` payload was not a JSON object of the chunk's shape, or an event reported a failure."""
     overflow: bool = False
     """More than :data:`MAX_RECORDED_BYTES` arrived: forwarded, not kept (never stored nor shared)."""
     _events: _Events = field(default_factory=_Events)
@@ -314,8 +374,9 @@ class StreamAssembler:
 
     def _take_event(self, block: bytes) -> bool:
         """Absorb one event; return whether to forward it."""
-        payload = _payload(block)
+        name, payload = _read_event(block)
         if payload is None:
+            self.malformed = self.malformed or name == b"error"
             return True  # comments / keep-alives / event names pass through
         if payload.strip() == b"[DONE]":
             self.done = True
@@ -327,14 +388,14 @@ class StreamAssembler:
         if not isinstance(chunk, dict) or _too_deep(payload, chunk):
             self.malformed = True
             return True
-        if not self.overflow:
+        if is_failure(name, chunk) or not is_chunk(chunk):
+            self.malformed = True  # forwarded as it came, never merged into the answer
+        elif not self.overflow:
             self._absorb(chunk)
         usage_only = not chunk.get("choices") and chunk.get("usage") is not None
         return not (usage_only and self.drop_usage_chunk)
 
     def _absorb(self, chunk: dict[str, Any]) -> None:
-        if chunk.get("error") is not None:
-            self.malformed = True
         top = self._top
         for key, value in chunk.items():
             if value is not None or key not in top:

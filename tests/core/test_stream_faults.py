@@ -1,0 +1,111 @@
+"""Streams that are not what they look like: an error after a finished answer, tool calls
+without addresses, content that changes type. Each once stored something the provider never gave."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from reprise.core.sse_record import CompletionsRecorder
+from reprise.core.streaming import DONE_EVENT, StreamAssembler, render_sse
+
+HEAD = {"id": "c1", "object": "chat.completion.chunk", "created": 5, "model": "m"}
+
+
+def sse(body: dict[str, object]) -> bytes:
+    return b"data: " + orjson.dumps(body) + b"\n\n"
+
+
+def chunk(delta: dict[str, object], finish: str | None = None) -> bytes:
+    return sse({**HEAD, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+
+
+FINISHED = chunk({"role": "assistant", "content": "a"}) + chunk({"content": "b"}, "stop")
+USAGE_ONLY = sse({**HEAD, "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}})
+
+ERRORS = {
+    # OpenAI-style named event: its data has no "error" key to give it away.
+    "event: error": b'event: error\ndata: {"message":"quota exceeded","code":"insufficient_quota"}\n\n',
+    # vLLM's error object, sent as a chunk.
+    "vllm object error": sse({"object": "error", "message": "internal error", "type": "InternalServerError",
+                              "param": None, "code": 500}),
+    # Not a chunk at all: no choices, no usage.
+    "not a chunk": sse({"message": "overloaded"}),
+}
+
+
+@pytest.mark.parametrize("error", ERRORS.values(), ids=ERRORS.keys())
+def test_an_error_event_after_a_finished_answer_is_forwarded_but_never_complete(error: bytes) -> None:
+    raw = FINISHED + error + DONE_EVENT
+    asm = StreamAssembler()
+    assert b"".join(asm.feed(raw)) == raw
+    assert not asm.complete
+
+
+def test_usage_only_and_filter_result_chunks_are_still_chunks() -> None:
+    no_choices = sse({**HEAD, "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}})
+    azure_first = sse({**HEAD, "choices": [], "prompt_filter_results": []})
+    named = b"event: message\n" + chunk({"content": "c"})
+    for raw in (azure_first + FINISHED + USAGE_ONLY + DONE_EVENT, FINISHED + no_choices + DONE_EVENT,
+                FINISHED + named + DONE_EVENT):
+        asm = StreamAssembler()
+        asm.feed(raw)
+        assert asm.complete, raw
+
+
+def completions_chunk(text: str, finish: str | None) -> bytes:
+    choice = {"text": text, "index": 0, "finish_reason": finish}
+    return sse({"id": "c1", "object": "text_completion", "model": "m", "choices": [choice]})
+
+
+@pytest.mark.parametrize("error", ERRORS.values(), ids=ERRORS.keys())
+def test_an_error_event_in_a_completions_stream_is_never_complete(error: bytes) -> None:
+    whole = completions_chunk("a", None) + completions_chunk("", "stop")
+    recorder = CompletionsRecorder()
+    assert b"".join(recorder.feed(whole + error + DONE_EVENT)) == whole + error + DONE_EVENT
+    assert not recorder.complete
+    usage_only = sse({"id": "c1", "object": "text_completion", "choices": [], "usage": {"total_tokens": 3}})
+    recorder = CompletionsRecorder()
+    recorder.feed(whole + usage_only + DONE_EVENT)
+    assert recorder.complete
+
+
+@pytest.mark.parametrize("ids", [{}, {"id": ""}], ids=["no id", "empty id"])
+def test_index_less_tool_calls_in_one_delta_are_separate_calls(ids: dict[str, str]) -> None:
+    calls = [{**ids, "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}},
+             {**ids, "type": "function", "function": {"name": "get_time", "arguments": '{"tz":"CET"}'}}]
+    raw = (chunk({"role": "assistant", "content": None, "tool_calls": calls})
+           + chunk({"tool_calls": [{"function": {"arguments": ""}}]})  # a later delta continues the last call
+           + chunk({}, "tool_calls") + USAGE_ONLY + DONE_EVENT)
+    asm = StreamAssembler()
+    asm.feed(raw)
+    assert asm.complete
+    done = asm.completion()
+    assert done["choices"][0]["message"]["tool_calls"] == calls
+    replay = StreamAssembler()
+    replay.feed(render_sse(done, include_usage=True))
+    assert replay.completion() == done
+
+
+THINKING = [{"type": "thinking", "thinking": [{"type": "text", "text": "Let me think"}]}]
+
+
+@pytest.mark.parametrize(("deltas", "content"), [
+    # Mistral's Magistral: thinking as a list of parts, then the answer as strings.
+    (["", THINKING, "The answer ", "is 4."], [*THINKING, {"type": "text", "text": "The answer is 4."}]),
+    (["Hello ", [{"type": "text", "text": "world"}]], [{"type": "text", "text": "Hello "},
+                                                       {"type": "text", "text": "world"}]),
+    (["a", THINKING, "b", "c", THINKING], [{"type": "text", "text": "a"}, *THINKING,
+                                           {"type": "text", "text": "bc"}, *THINKING]),
+])
+def test_content_switching_between_text_and_parts_keeps_both_in_order(
+        deltas: list[object], content: list[object]) -> None:
+    raw = b"".join(chunk({"content": d}) for d in deltas) + chunk({}, "stop") + USAGE_ONLY + DONE_EVENT
+    asm = StreamAssembler()
+    asm.feed(raw)
+    assert asm.complete
+    done = asm.completion()
+    assert done["choices"][0]["message"]["content"] == content
+    replay = StreamAssembler()
+    replay.feed(render_sse(done, include_usage=True))
+    assert replay.completion() == done
