@@ -110,7 +110,7 @@ async def _answer(gw: Gateway, cache: AsyncCache, record: RequestRecord, send: S
         if not outcome.ok:
             return outcome
         return Outcome(outcome.status, outcome.body, entry_meta(body, _completion(deployment, outcome.body)),
-                       outcome.headers)
+                       outcome.headers, storable=outcome.storable)
 
     semantic = semantic_chat.slot(gw, request.body, plan, caller.tenant) if key is not None and gw.semantic else None
     answer = await cache.get_or_produce(key or "", plan, produce, semantic)
