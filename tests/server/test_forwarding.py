@@ -165,13 +165,34 @@ def test_a_stream_error_not_about_stream_options_is_neither_retried_nor_remember
     assert [r["body"].get("stream_options") for r in received(upstream, text)] == [{"include_usage": True}]
 
 
-def test_a_refusal_behind_a_wildcard_entry_is_remembered_for_that_model_only(
-    make_gateway: Callable[..., GatewayProcess], upstream: StubUpstream
-) -> None:
+def wildcard_gateway(make_gateway: Callable[..., GatewayProcess], upstream: StubUpstream) -> GatewayProcess:
     config = gateway_config(upstream.url)
     config["model_list"] = [{"model_name": "*", "litellm_params": {
         "model": "openai/*", "api_base": upstream.url, "api_key": "sk-upstream", "timeout": 3}}]
-    gw = make_gateway(config)
+    return make_gateway(config)
+
+
+def test_a_passing_400_on_a_stream_does_not_cost_the_model_its_usage(
+    make_gateway: Callable[..., GatewayProcess], upstream: StubUpstream
+) -> None:
+    """A 400 that names no option, then answers as usual: later streams are still stored with usage."""
+    gw = wildcard_gateway(make_gateway, upstream)
+    model = unique("hiccup-400").replace(" ", "-")
+    first = unique("hiccup")
+    response, _ = stream(gw.url, chat(first, model=model))
+    assert response.status_code == 400
+    later = unique("after the hiccup")
+    response, _ = stream(gw.url, chat(later, model=model))
+    assert response.status_code == 200
+    assert [r["body"].get("stream_options") for r in received(upstream, later)] == [{"include_usage": True}]
+    plain = httpx.post(gw.url + "/chat/completions", json=chat(later, model=model), headers=AUTH, timeout=15)
+    assert plain.headers["x-reprise-cache"] == "hit" and plain.json()["usage"]["total_tokens"] > 0
+
+
+def test_a_refusal_behind_a_wildcard_entry_is_remembered_for_that_model_only(
+    make_gateway: Callable[..., GatewayProcess], upstream: StubUpstream
+) -> None:
+    gw = wildcard_gateway(make_gateway, upstream)
     refused = unique("wildcard refuses options")
     response, _ = stream(gw.url, chat(refused, model="reject-stream-options"))
     assert response.status_code == 200
