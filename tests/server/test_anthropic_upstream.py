@@ -234,6 +234,35 @@ def test_a_stream_that_breaks_before_message_stop_is_not_stored(sdk: openai.Open
     assert len(claude.requests) - before == 3
 
 
+def test_a_full_context_window_is_length_as_max_tokens_is(sdk: openai.OpenAI, claude: AnthropicStandIn) -> None:
+    """The answer was cut where the provider stopped, as with max_tokens: whole and stored, as "length"."""
+    before, finish = len(claude.requests), "length"
+    model, messages = "anthropic/claude-stops-model_context_window_exceeded", user(unique())
+    chunks = streamed(sdk, model, messages)
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == finish
+    plain = sdk.chat.completions.with_raw_response.create(model=model, messages=messages)  # type: ignore[arg-type]
+    assert plain.headers["x-reprise-cache"] == "hit" and plain.parse().choices[0].finish_reason == finish
+    assert len(claude.requests) - before == 1
+
+
+@pytest.mark.parametrize("reason", ["pause_turn", "a_reason_added_later"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_stop_reason_that_is_no_whole_answer_is_sent_as_it_is_and_never_stored(
+        sdk: openai.OpenAI, claude: AnthropicStandIn, reason: str, stream: bool) -> None:
+    before = len(claude.requests)
+    model, messages = f"anthropic/claude-stops-{reason}", user(unique())
+    for _ in range(2):
+        if stream:
+            last = [c for c in streamed(sdk, model, messages) if c.choices][-1].choices[0]
+        else:
+            answer = sdk.chat.completions.with_raw_response.create(model=model, messages=messages)  # type: ignore[arg-type]
+            assert answer.headers["x-reprise-cache"] == "miss"
+            last = answer.parse().choices[0]
+            assert (last.message.content or "").startswith(f"anthropic claude-stops-{reason} answer")
+        assert last.finish_reason is None and last.model_extra == {"anthropic_stop_reason": reason}
+    assert len(claude.requests) - before == 2  # neither answer was stored
+
+
 @pytest.mark.parametrize(("extra", "param"), [
     ({"frequency_penalty": 0.5}, "frequency_penalty"),
     ({"response_format": {"type": "json_object"}}, "response_format"),

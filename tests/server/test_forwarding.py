@@ -5,7 +5,7 @@ controls) are neither forwarded nor hashed, so a client cannot choose where or h
 provider is called and two requests differing only in them share an entry; every field
 that can change the answer is forwarded *and* hashed. ``stream_options`` is the gateway's
 one addition, made only when it will store the streamed answer, dropped (and remembered)
-for a deployment that refuses it. A 2xx answer that is not JSON is a 502 and never stored.
+for an upstream model whose provider refuses it by name. A 2xx answer that is not JSON is a 502 and never stored.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.server.conftest import AUTH, GatewayProcess, chat, unique
+from tests.server.conftest import AUTH, GatewayProcess, chat, gateway_config, unique
 from tests.support.stub_upstream import StubUpstream
 
 #: One value per gateway-only field; each would change the call if it were obeyed.
@@ -152,6 +152,58 @@ def test_deployment_refusing_stream_options_is_retried_once_then_remembered(
     assert response.status_code == 400
     assert "stream_options" in orjson.loads(data)["error"]["message"]
     assert len(received(upstream, own)) == 1
+
+
+def test_a_stream_error_not_about_stream_options_is_neither_retried_nor_remembered(
+    make_gateway: Callable[..., GatewayProcess], upstream: StubUpstream
+) -> None:
+    """A 400 about anything else (the stub's names no option) is the client's answer after one call."""
+    gw = make_gateway()
+    text = unique("plain 400 on a stream")
+    response, data = stream(gw.url, chat(text, model="fail-400"))
+    assert response.status_code == 400, data
+    assert [r["body"].get("stream_options") for r in received(upstream, text)] == [{"include_usage": True}]
+
+
+def wildcard_gateway(make_gateway: Callable[..., GatewayProcess], upstream: StubUpstream) -> GatewayProcess:
+    config = gateway_config(upstream.url)
+    config["model_list"] = [{"model_name": "*", "litellm_params": {
+        "model": "openai/*", "api_base": upstream.url, "api_key": "sk-upstream", "timeout": 3}}]
+    return make_gateway(config)
+
+
+def test_a_passing_400_on_a_stream_does_not_cost_the_model_its_usage(
+    make_gateway: Callable[..., GatewayProcess], upstream: StubUpstream
+) -> None:
+    """A 400 that names no option, then answers as usual: later streams are still stored with usage."""
+    gw = wildcard_gateway(make_gateway, upstream)
+    model = unique("hiccup-400").replace(" ", "-")
+    first = unique("hiccup")
+    response, _ = stream(gw.url, chat(first, model=model))
+    assert response.status_code == 400
+    later = unique("after the hiccup")
+    response, _ = stream(gw.url, chat(later, model=model))
+    assert response.status_code == 200
+    assert [r["body"].get("stream_options") for r in received(upstream, later)] == [{"include_usage": True}]
+    plain = httpx.post(gw.url + "/chat/completions", json=chat(later, model=model), headers=AUTH, timeout=15)
+    assert plain.headers["x-reprise-cache"] == "hit" and plain.json()["usage"]["total_tokens"] > 0
+
+
+def test_a_refusal_behind_a_wildcard_entry_is_remembered_for_that_model_only(
+    make_gateway: Callable[..., GatewayProcess], upstream: StubUpstream
+) -> None:
+    gw = wildcard_gateway(make_gateway, upstream)
+    refused = unique("wildcard refuses options")
+    response, _ = stream(gw.url, chat(refused, model="reject-stream-options"))
+    assert response.status_code == 200
+    assert [r["body"].get("stream_options") for r in received(upstream, refused)] == [{"include_usage": True}, None]
+
+    other = unique("wildcard other model")
+    response, _ = stream(gw.url, chat(other, model="gpt-4o"))
+    assert response.status_code == 200
+    assert [r["body"].get("stream_options") for r in received(upstream, other)] == [{"include_usage": True}]
+    plain = httpx.post(gw.url + "/chat/completions", json=chat(other, model="gpt-4o"), headers=AUTH, timeout=15)
+    assert plain.headers["x-reprise-cache"] == "hit" and plain.json()["usage"]["total_tokens"] > 0
 
 
 def test_non_json_answer_is_a_502_never_stored(client: httpx.Client, upstream: StubUpstream) -> None:

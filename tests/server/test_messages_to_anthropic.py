@@ -84,6 +84,22 @@ def test_streamed_miss_then_streamed_hit_then_plain(sdk: anthropic.Anthropic, cl
     assert len(claude.requests) == call and claude.rejected == []
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_paused_turn_comes_back_as_pause_turn_and_is_never_stored(sdk: anthropic.Anthropic,
+                                                                    claude: AnthropicStandIn, stream: bool) -> None:
+    """pause_turn asks the client to send the turn back to continue it: it must see the reason."""
+    model, messages = "anthropic/claude-stops-pause_turn", user(unique())
+    before = len(claude.requests)
+    for _ in range(2):
+        if stream:
+            with sdk.messages.stream(model=model, max_tokens=64, messages=messages) as streamed:
+                message = streamed.get_final_message()
+        else:
+            message = sdk.messages.create(model=model, max_tokens=64, messages=messages)
+        assert message.stop_reason == "pause_turn"
+    assert len(claude.requests) - before == 2 and claude.rejected == []
+
+
 def test_tool_use_streamed_then_plain(sdk: anthropic.Anthropic, claude: AnthropicStandIn) -> None:
     messages = user(unique("weather in Paris?"))
     with sdk.messages.stream(model="claude", max_tokens=64, messages=messages,

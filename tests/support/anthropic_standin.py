@@ -12,7 +12,9 @@ Answers: a text block naming the call number (so a cache hit is told from a new 
 or, when the request has tools (and ``tool_choice`` is not ``none``), a short text block
 and a ``tool_use`` of the first tool. Models steer failures: ``claude-limited`` answers
 429, ``claude-overloaded`` 529; streamed, ``claude-cut`` stops before ``message_stop`` and
-``claude-error-mid`` sends an ``error`` event. Runs an aiohttp server in a thread.
+``claude-error-mid`` sends an ``error`` event; ``claude-stops-<reason>`` answers (whole or
+streamed) with ``stop_reason`` ``<reason>``, for the stop reasons a test names (Anthropic adds
+new ones). Runs an aiohttp server in a thread.
 
 ``POST /v1/messages/count_tokens`` (https://docs.anthropic.com/en/api/messages-count-tokens)
 takes the same headers and the Messages body without the answer's settings (``model``,
@@ -133,6 +135,15 @@ def _block_problem(role: str, block: Any) -> str | None:
     return None
 
 
+STOPS_PREFIX = "claude-stops-"
+
+
+def _stop_reason(model: str, use_tool: bool) -> str:
+    if model.startswith(STOPS_PREFIX):
+        return model.removeprefix(STOPS_PREFIX)
+    return "tool_use" if use_tool else "end_turn"
+
+
 class AnthropicStandIn(ThreadedServer):
     def __init__(self, api_key: str = "anthropic-key") -> None:
         self.api_key = api_key
@@ -206,7 +217,7 @@ class AnthropicStandIn(ThreadedServer):
                        {"type": "tool_use", "id": f"toolu_{call:04d}", "name": tools[0]["name"],
                         "input": {"city": "Paris", "call": call}}]
         return {"id": f"msg_{call:04d}", "type": "message", "role": "assistant", "model": body["model"],
-                "content": content, "stop_reason": "tool_use" if use_tool else "end_turn", "stop_sequence": None,
+                "content": content, "stop_reason": _stop_reason(body["model"], use_tool), "stop_sequence": None,
                 "usage": {"input_tokens": 10 + call, "output_tokens": 5, "cache_creation_input_tokens": 0,
                           "cache_read_input_tokens": 3}}
 

@@ -82,6 +82,8 @@ FAULT_MODELS: dict[str, str] = {
     "bad-sse": "streams one valid chunk, then malformed data, then [DONE] (non-stream: HTTP 200 with truncated JSON)",
     "no-done": "streams content, then ends cleanly without finish_reason and without [DONE] "
     "(non-stream: a normal answer)",
+    "hiccup-400": "the first call for this exact model name is an HTTP 400 naming no parameter (a provider's "
+    "passing hiccup); every later one a normal answer",
 }
 #: Substrings of the request's ``model`` that choose an answer shape (not an error status).
 #: Checked in this order; ``slow-stream`` is not the ``slow`` fault.
@@ -228,6 +230,8 @@ async def _apply_delay_and_faults(request: web.Request, state: StubState, model:
     for status in (500, 429, 400):
         if f"fail-{status}" in model:
             return error_response(status)
+    if "hiccup-400" in model and state.by_model[model] == 1:
+        return error_response(400)
     return None
 
 

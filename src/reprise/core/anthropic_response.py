@@ -5,7 +5,9 @@ a ``chat.completion`` (or ``chat.completion.chunk`` SSE ending in ``data: [DONE]
 as LiteLLM does (https://docs.litellm.ai/docs/providers/anthropic): text blocks joined,
 ``tool_use`` blocks as ``tool_calls`` (``input`` written as the JSON ``arguments``
 string), ``stop_reason`` as ``finish_reason``, ``usage`` as prompt/completion/total with
-Anthropic's cache token counts kept beside them.
+Anthropic's cache token counts kept beside them. A stop reason that does not end a whole
+answer (``pause_turn``, or one unknown here) gives ``finish_reason: null`` and the reason as
+``anthropic_stop_reason``: sent to the client, never stored.
 
 :class:`StreamTranslator` reads Anthropic's event stream
 (https://docs.anthropic.com/en/docs/build-with-claude/streaming) and writes the chunks
@@ -24,14 +26,37 @@ import orjson
 from reprise.core.streaming import DONE_EVENT
 
 FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
-                  "tool_use": "tool_calls", "pause_turn": "stop", "refusal": "content_filter"}
+                  "model_context_window_exceeded": "length", "tool_use": "tool_calls",
+                  "refusal": "content_filter"}
+"""Anthropic's stop reasons that end a whole answer (https://docs.anthropic.com/en/api/handling-stop-reasons).
+``pause_turn`` is left out on purpose: the turn was paused half-way and is to be sent back to be
+continued, so it is no more a whole answer than a stop reason added after this table was written."""
+UNMAPPED_FIELD = "anthropic_stop_reason"
+"""The choice field carrying a stop reason that has no ``finish_reason``: the client still learns
+why the answer ended, while ``finish_reason`` stays null, which is what keeps the answer out of the
+cache (a streamed chat answer is complete only when every choice has a finish_reason)."""
 _USAGE_EXTRAS = ("cache_creation_input_tokens", "cache_read_input_tokens")
 MAX_EVENT_BYTES = 16 * 2**20
 """An event still unfinished past this size is a broken stream, not a buffer that grows forever."""
 
 
 def finish_reason(stop_reason: Any) -> str | None:
-    return None if stop_reason is None else FINISH_REASONS.get(stop_reason, "stop")
+    """None for a stop reason that does not say the answer is whole (``pause_turn``, an unknown
+    one): calling it ``stop`` would store a cut answer as the provider's complete one."""
+    return FINISH_REASONS.get(stop_reason) if isinstance(stop_reason, str) else None
+
+
+def _finish(stop_reason: Any) -> dict[str, Any]:
+    """The choice's ``finish_reason``, with the provider's own reason beside it when it maps to none."""
+    finish = finish_reason(stop_reason)
+    if finish is None and stop_reason is not None:
+        return {"finish_reason": None, UNMAPPED_FIELD: stop_reason}
+    return {"finish_reason": finish}
+
+
+def is_whole(completion: dict[str, Any]) -> bool:
+    """Every choice of a translated answer has a ``finish_reason``: it may be stored."""
+    return all(choice.get("finish_reason") for choice in completion["choices"])
 
 
 def openai_usage(usage: dict[str, Any]) -> dict[str, Any]:
@@ -69,8 +94,7 @@ def chat_completion(message: dict[str, Any], created: int) -> dict[str, Any] | N
         "object": "chat.completion",
         "created": created,
         "model": message.get("model"),
-        "choices": [{"index": 0, "message": reply, "logprobs": None,
-                     "finish_reason": finish_reason(message.get("stop_reason"))}],
+        "choices": [{"index": 0, "message": reply, "logprobs": None, **_finish(message.get("stop_reason"))}],
         "usage": openai_usage(usage if isinstance(usage, dict) else {}),
     }
 
@@ -162,11 +186,11 @@ class StreamTranslator:
         chunk = {**self._base, **({"usage": None} if self.usage_chunk else {}), "choices": choices, **extra}
         return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
-    def _choice(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+    def _choice(self, delta: dict[str, Any], finish: dict[str, Any] | None = None) -> bytes:
         if not self._opened:  # the first chunk says the role; content null unless text comes first
             self._opened = True
             delta = {"role": "assistant", "content": None, **delta}
-        return self._chunk([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}])
+        return self._chunk([{"index": 0, "delta": delta, "logprobs": None, **(finish or {"finish_reason": None})}])
 
     def _start(self, message: Any) -> bytes:
         message = message if isinstance(message, dict) else {}
@@ -216,7 +240,7 @@ class StreamTranslator:
             self._usage.update((k, v) for k, v in usage.items() if v is not None)
         delta = event.get("delta")
         stop = delta.get("stop_reason") if isinstance(delta, dict) else None
-        return self._choice({}, finish_reason(stop)) if stop is not None else b""
+        return self._choice({}, _finish(stop)) if stop is not None else b""
 
 
 def _data_of(event: bytes) -> bytes | None:

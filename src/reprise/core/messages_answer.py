@@ -11,7 +11,9 @@ Mapping (https://docs.anthropic.com/en/api/messages, .../messages-streaming), fi
 as the ``input`` object; ``finish_reason`` stop/length/tool_calls/content_filter ->
 ``stop_reason`` end_turn/max_tokens/tool_use/refusal, or ``stop_sequence`` when the provider
 names the matched sequence (vLLM's choice-level ``stop_reason`` string; OpenAI does not say
-which sequence stopped it, so there it is ``end_turn``); ``usage`` prompt/completion tokens ->
+which sequence stopped it, so there it is ``end_turn``); no ``finish_reason`` -> the
+``anthropic/`` adapter's ``anthropic_stop_reason`` when there is one (``pause_turn``);
+``usage`` prompt/completion tokens ->
 ``input_tokens``/``output_tokens``, and ``cache_creation_input_tokens`` /
 ``cache_read_input_tokens`` as they are when present (the ``anthropic/`` adapter keeps them).
 The ``id`` and ``model`` are the provider's.
@@ -33,6 +35,8 @@ from typing import Any
 
 import orjson
 
+from reprise.core.anthropic_response import UNMAPPED_FIELD
+
 _STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
                  "function_call": "tool_use", "content_filter": "refusal"}
 #: Anthropic's ``error.type`` by HTTP status (https://docs.anthropic.com/en/api/errors).
@@ -50,7 +54,10 @@ def stop_reason(choice: dict[str, Any]) -> tuple[str | None, str | None]:
     if finish == "stop" and isinstance(matched, str) and matched:
         return "stop_sequence", matched
     if finish is None:
-        return None, None
+        # An anthropic/ answer that is not whole (pause_turn...) has no finish_reason, only
+        # Anthropic's own reason: an Anthropic client gets it back, to continue the turn.
+        own = choice.get(UNMAPPED_FIELD)
+        return (own, None) if isinstance(own, str) else (None, None)
     return _STOP_REASONS.get(finish, "end_turn"), None
 
 
@@ -234,7 +241,7 @@ class MessageStream:
                 out += self._open("text", None, {"type": "text", "text": ""})
                 out.append(self._delta({"type": "text_delta", "text": text}))
             out += self._tool_deltas(delta, chunk)
-        if choice.get("finish_reason") is not None:
+        if choice.get("finish_reason") is not None or choice.get(UNMAPPED_FIELD) is not None:
             self.finish = ("refusal", None) if self.refused else stop_reason(choice)
         return out
 

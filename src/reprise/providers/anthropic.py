@@ -11,7 +11,8 @@ The translation itself is pure (:mod:`reprise.core.anthropic_request`,
 
 A request Anthropic cannot take (an OpenAI-only parameter, ``n > 1``, embeddings) is
 answered 400 without calling the provider; a provider error keeps its status and is
-rewritten as OpenAI error JSON; neither is stored (the driver stores only 2xx). A stream
+rewritten as OpenAI error JSON; neither is stored (the driver stores only 2xx), nor is an
+answer whose stop reason does not end it whole (``pause_turn``, an unknown one: no ``finish_reason``). A stream
 that sends ``error`` or ends before ``message_stop`` raises :class:`UpstreamError`
 mid-stream: the client gets an error event and nothing is stored.
 """
@@ -28,7 +29,7 @@ from typing import Any
 import orjson
 
 from reprise.core.anthropic_request import DEFAULT_MAX_TOKENS, messages_request
-from reprise.core.anthropic_response import StreamTranslator, chat_completion, openai_error
+from reprise.core.anthropic_response import StreamTranslator, chat_completion, is_whole, openai_error
 from reprise.core.request import asks_usage
 from reprise.errors import RequestError, UpstreamError
 from reprise.outcome import Outcome
@@ -108,7 +109,8 @@ class AnthropicUpstream:
         completion = chat_completion(message, int(time.time())) if isinstance(message, dict) else None
         if completion is None:
             raise UpstreamError(f"model {deployment.model_name!r}: the provider's answer is not a Messages response")
-        return Outcome(outcome.status, orjson.dumps(completion), headers=outcome.headers)
+        return Outcome(outcome.status, orjson.dumps(completion), headers=outcome.headers,
+                       storable=is_whole(completion))
 
     async def count_tokens(self, deployment: Deployment, body: dict[str, Any]) -> Outcome:
         """Anthropic's own count for the Anthropic ``count_tokens`` body (checked by the route, without

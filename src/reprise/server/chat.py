@@ -109,7 +109,7 @@ async def _answer(gw: Gateway, cache: AsyncCache, record: RequestRecord, send: S
             return outcome
         completion, storable = _completion(deployment, outcome.body)
         return Outcome(outcome.status, outcome.body, entry_meta(body, completion), outcome.headers,
-                       storable=storable)
+                       storable=storable and outcome.storable)
 
     semantic = semantic_chat.slot(gw, request.body, plan, caller.tenant) if key is not None and gw.semantic else None
     answer = await cache.get_or_produce(key or "", plan, produce, semantic)

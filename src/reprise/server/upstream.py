@@ -10,7 +10,8 @@ body, so the client sees the provider's error and the driver does not store it.
 The provider receives :func:`~reprise.core.keys.provider_params` of the request: what
 the key covers, plus framing. For a streamed answer the gateway will store, it asks for
 ``stream_options.include_usage`` (to keep the answer's usage); a deployment that refuses
-that option with a 400/422 is asked again once without it, and remembered.
+that option with a 400/422 whose error names it is asked again once without it, and
+remembered for that upstream model.
 """
 
 from __future__ import annotations
@@ -100,12 +101,12 @@ class Deployment:
     prefix, api_base, provider-specific keys), passed to ``litellm.acompletion``."""
     entry: str | None = None
     """For a wildcard entry's deployment (one per model name a client asks for): the entry it
-    comes from. Its connection slots and remembered refusals are the entry's, so clients
-    choosing names cannot grow those tables."""
+    comes from. Its connection slots are the entry's, so clients choosing names cannot grow that
+    table (a remembered ``stream_options`` refusal is the entry's and the upstream model's)."""
 
     @property
     def pool(self) -> Deployment | str:
-        """What the connection slots and remembered refusals are kept by."""
+        """What the connection slots are kept by (with the upstream model: remembered refusals)."""
         return self.entry if self.entry is not None else self
 
 
@@ -182,8 +183,11 @@ class HttpUpstream:
     def __init__(self, pool_size: int = 512) -> None:
         self._pool_size = pool_size
         self._session: aiohttp.ClientSession | None = None
-        self._refuse_usage: set[Deployment | str] = set()
-        """Deployments that answered 400/422 to ``stream_options``: not asked for it again."""
+        self._refuse_usage: set[tuple[Deployment | str, str]] = set()
+        """(pool, upstream model) pairs whose provider refused ``stream_options`` by name (400/422),
+        then answered without it: not asked for it again. Per upstream model, not per pool, so
+        one model behind a wildcard entry refusing it does not cost the others their usage; a
+        wildcard entry's table still grows only with the names its provider actually answered."""
         self._slot = CallSlots().slot
 
     def _client(self) -> aiohttp.ClientSession:
@@ -219,11 +223,12 @@ class HttpUpstream:
                                record_usage: bool) -> AsyncIterator[StreamReply]:
         """Open a streamed chat answer; with ``record_usage``, ask for the usage chunk if allowed."""
         request = upstream_body(body, deployment)
-        ask = record_usage and deployment.pool not in self._refuse_usage and not _sets_include_usage(body)
+        refusal = (deployment.pool, deployment.upstream_model)
+        ask = record_usage and refusal not in self._refuse_usage and not _sets_include_usage(body)
         if ask:
             request["stream_options"] = {**(request.get("stream_options") or {}), "include_usage": True}
         async with self.open_stream(deployment, path, request) as reply:
-            if not (ask and reply.status in (400, 422)):
+            if not (ask and reply.status in (400, 422) and _names_stream_options(reply.error_body)):
                 yield reply
                 return
         del request["stream_options"]  # refused: once more without it, as the client asked
@@ -231,7 +236,7 @@ class HttpUpstream:
             request["stream_options"] = body["stream_options"]
         async with self.open_stream(deployment, path, request) as reply:
             if reply.status < 300:
-                self._refuse_usage.add(deployment.pool)
+                self._refuse_usage.add(refusal)
                 log.warning("model %r refuses stream_options.include_usage; not asked again", deployment.model_name)
             yield reply
 
@@ -277,6 +282,14 @@ def _sets_include_usage(body: dict[str, Any]) -> bool:
     """The client chose ``include_usage`` itself (true or false): its choice is forwarded as it is."""
     options = body.get("stream_options")
     return isinstance(options, dict) and "include_usage" in options
+
+
+def _names_stream_options(error_body: bytes) -> bool:
+    """A 400/422 is taken for a refusal of the gateway's ``stream_options`` only when it says so:
+    any other error (context length, a bad parameter, a provider hiccup) is the client's answer
+    as it is, neither retried (a second paid call) nor remembered (usage lost for good)."""
+    text = error_body.lower()
+    return b"stream_options" in text or b"include_usage" in text
 
 
 def _not_a_stream(deployment: Deployment) -> bytes:
