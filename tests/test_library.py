@@ -96,3 +96,28 @@ def test_sync_cache_threads_coalesce() -> None:
         assert sorted(results).count("miss") == 8
         assert cache.chat(REQUEST, call).status == "hit"
         assert cache.stats.hits == 1
+
+
+@pytest.mark.parametrize("returned", [
+    {"id": "x", "object": "chat.completion", "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "cut"}, "finish_reason": None}]},
+    {"id": "x", "object": "chat.completion", "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+     "error": {"message": "overloaded"}},
+    {"error": {"message": "not a completion"}},
+], ids=["unfinished", "carries-error", "not-a-completion"])
+async def test_only_finished_completions_are_stored(returned: dict[str, Any]) -> None:
+    """Found from outside: the library stored whatever ``call`` returned, so an unfinished answer
+    (or an error body) became every later caller's hit; the gateway never stores those."""
+    calls = 0
+
+    async def call(req: dict[str, Any]) -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        return returned
+
+    async with AsyncCache() as cache:
+        first = await cache.chat(REQUEST, call)
+        second = await cache.chat(REQUEST, call)
+    assert first.response == returned and second.response == returned
+    assert (first.status, second.status, calls) == ("miss", "miss", 2)

@@ -41,6 +41,7 @@ from reprise.core.entry import CacheEntry
 from reprise.core.keys import chat_key_hash, storage_key
 from reprise.core.policy import CachePlan, CachePolicy, decide
 from reprise.core.request import require_model, require_object, validate_chat
+from reprise.core.streaming import judge_chat_completion
 from reprise.errors import UpstreamError
 from reprise.outcome import BatchOutcome, Outcome, Shared, reraise
 from reprise.peer_lock import PeerLock
@@ -491,7 +492,9 @@ class AsyncCache(StoreAccess):
         ``call`` gets the request without its ``cache`` controls and returns the
         response as a dict (or an object with ``model_dump()``, as the OpenAI SDK
         returns). An exception from ``call`` propagates to every caller waiting for
-        that answer, and nothing is stored.
+        that answer, and nothing is stored. Only a finished chat completion is stored (every
+        choice has a ``finish_reason``, no ``error``): anything else ``call`` returns is passed
+        back to the callers as it is, and asked for again next time.
         """
         require_object(request)
         require_model(request)
@@ -510,7 +513,8 @@ class AsyncCache(StoreAccess):
             if hasattr(response, "model_dump"):
                 response = response.model_dump(mode="json", exclude_unset=True)
             meta = {"kind": "chat", "model": request.get("model"), "usage": response.get("usage")}
-            return Outcome(200, orjson.dumps(response), meta)
+            # stored only as the gateway stores: a finished chat completion without ``error``
+            return Outcome(200, orjson.dumps(response), meta, storable=judge_chat_completion(response) is True)
 
         try:
             answer = await self.get_or_produce(key, plan, produce)

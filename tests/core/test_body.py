@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 
+import orjson
 import pytest
 
 from reprise.core.body import MAX_DEPTH, parse_json_object
@@ -62,3 +63,29 @@ def test_values_are_counted_outside_strings() -> None:
     # the outer object and its 2 members, 2 arrays and an object; 2 scalars in the first array
     assert count_values(b'{"a":[[],{},1,2],"b":"[[[{{{,,::"}') == (6, 2)
     assert count_values(b'{"a":') == (-1, -1)
+
+
+@pytest.mark.parametrize("number", [b"18446744073709551616", b"-9223372036854775809",
+                                    b"10000000000000000000000001", b"123456789012345678901234567890"])
+def test_integers_beyond_64_bits_are_a_400(number: bytes) -> None:
+    """Found from outside: orjson read them as floats, so 10**25 and 10**25 + 1 shared a key and the
+    provider got 1e+25 where the client sent an integer."""
+    with pytest.raises(RequestError) as caught:
+        parse_json_object(b'{"model":"m","x_vendor":{"id":%s}}' % number)
+    assert caught.value.code == "integer_out_of_range"
+    assert number.decode()[:40] in caught.value.message
+
+
+@pytest.mark.parametrize("number", [b"18446744073709551615", b"-9223372036854775808", b"9223372036854775807",
+                                    b"1234567890123456789.5", b"1e25"])
+def test_integers_within_64_bits_and_floats_are_read_exactly(number: bytes) -> None:
+    body = parse_json_object(b'{"model":"m","seed":%s}' % number)
+    assert body["seed"] == orjson.loads(number)
+    if b"." not in number and b"e" not in number:
+        assert body["seed"] == int(number)
+
+
+def test_long_digit_runs_inside_strings_are_not_integers() -> None:
+    digits = "1" * 500
+    body = parse_json_object(b'{"model":"m","messages":[{"role":"user","content":"%s"}]}' % digits.encode())
+    assert body["messages"][0]["content"] == digits

@@ -193,3 +193,29 @@ def test_flat_bodies_with_too_many_values_are_a_400(client: httpx.Client, field:
 def test_a_long_text_full_of_commas_is_served(client: httpx.Client) -> None:
     text = "a, b: c, " * 60_000 + unique()  # 240k of the marks that make a body suspect, all inside a string
     assert client.post("/chat/completions", json=chat(text)).status_code == 200
+
+
+def test_an_integer_beyond_64_bits_is_a_400_and_never_reaches_the_provider(
+        client: httpx.Client, upstream: StubUpstream) -> None:
+    """Found from outside: 10**25 + 1 became the float 1e+25, keyed and forwarded as such."""
+    prompt = unique("wide integer")
+    for number in ("10000000000000000000000001", "10000000000000000000000000"):
+        body = _with_vendor_id(prompt, number)
+        r = client.post("/chat/completions", content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["code"] == "integer_out_of_range"
+    assert upstream.calls_for("gpt-4o") == 0
+    # the largest 64-bit integers pass, exactly, and two of them keep two keys
+    keys = set()
+    for number in ("18446744073709551615", "18446744073709551614"):
+        body = _with_vendor_id(prompt, number)
+        r = client.post("/chat/completions", content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 200, r.text
+        keys.add(r.headers["x-litellm-cache-key"])
+        assert upstream.last_request()["body"]["x_vendor"]["id"] == int(number)  # type: ignore[index]
+    assert len(keys) == 2
+
+
+def _with_vendor_id(prompt: str, number: str) -> str:
+    """A chat body whose ``x_vendor.id`` is the integer literal ``number``, written as it is."""
+    return '{"model":"gpt-4o","messages":[{"role":"user","content":"' + prompt + '"}],"x_vendor":{"id":' + number + "}}"

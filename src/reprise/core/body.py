@@ -17,16 +17,29 @@ text), so :func:`count_values` counts the real values *in another process*
 (server/body_parser.py) before this one parses anything.
 The cyclic garbage collector, which millions of small containers set off thousands of
 times mid-parse, is paused while a large body is parsed.
+
+Integers are exact only within 64 bits (orjson reads ``-2**63 .. 2**64-1`` as ints and anything
+beyond as a float, silently): a body holding a longer integer is refused, since it would be
+keyed and forwarded as a rounded float, so different integers would share one key and the
+provider would get a number the client did not send. Only a body with a run of 19 or more
+digits can hold one; only such a body is read a second time, by the standard library, to
+tell integers from digits inside strings.
 """
 
 from __future__ import annotations
 
 import gc
+import json
+import re
 from typing import Any
 
 import orjson
 
 from reprise.errors import RequestError
+
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1
+"""The integers a body may hold: what orjson reads exactly (and OpenAI's int64 parameters fit)."""
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
 
 MAX_DEPTH = 255
 """Levels of nesting a body may have: as deep as orjson can write back."""
@@ -63,6 +76,8 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
             orjson.dumps(body)
         except orjson.JSONEncodeError:
             raise _too_deep() from None
+    if _LONG_DIGITS.search(raw) is not None:  # after the depth check: the standard library recurses
+        _refuse_wide_integers(raw)
     return body
 
 
@@ -109,6 +124,23 @@ def too_complex(nodes: int, scalars: int) -> bool:
 def too_many_values() -> RequestError:
     return RequestError(f"the request body holds more than {MAX_NODES} JSON arrays, objects and object members, "
                         f"or more than {MAX_ARRAY_SCALARS} array items", code="body_too_complex")
+
+
+def _refuse_wide_integers(raw: bytes) -> None:
+    """RequestError (400) if ``raw`` holds an integer outside :data:`INT_MIN`..:data:`INT_MAX`."""
+
+    def exact(text: str) -> int:
+        value = int(text)
+        if not INT_MIN <= value <= INT_MAX:
+            raise RequestError(f"the request body holds the integer {text[:40]}{'...' if len(text) > 40 else ''}, "
+                               f"outside the 64-bit range ({INT_MIN} to {INT_MAX}) that this gateway "
+                               "keys and forwards exactly; send it as a string", code="integer_out_of_range")
+        return value
+
+    try:
+        json.loads(raw, parse_int=exact)
+    except (ValueError, RecursionError):  # orjson read it already; the standard library is only a second look
+        return
 
 
 def _too_deep() -> RequestError:
