@@ -302,3 +302,17 @@ def test_a_stream_cut_before_done_has_no_message_stop_and_an_error_tail_becomes_
     tail = cut + b'data: {"error": {"message": "stream broke", "type": "upstream_error"}}\n\n'
     kinds = events(MessageStream().feed(tail))
     assert kinds[-1] == ("error", {"type": "error", "error": {"type": "api_error", "message": "stream broke"}})
+
+
+def test_a_leading_byte_order_mark_is_dropped() -> None:
+    """A provider's stream that opens with a UTF-8 BOM reaches ``/v1/messages`` as it came: the BOM
+    hid the first chunk's ``data:`` line, and with it the text that chunk carried."""
+    head = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    sse = b"\xef\xbb\xbf" + b"".join(
+        b"data: " + orjson.dumps({**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}) + b"\n\n"
+        for delta, finish in (({"role": "assistant", "content": "hello"}, None), ({"content": " there"}, "stop"))
+    ) + b"data: [DONE]\n\n"
+    for piece in (1, 2, 10_000):
+        stream = MessageStream()
+        message = assemble(b"".join(stream.feed(sse[i:i + piece]) for i in range(0, len(sse), piece)))
+        assert message["content"] == [{"type": "text", "text": "hello there"}]

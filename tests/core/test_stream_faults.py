@@ -9,6 +9,7 @@ import pytest
 from reprise.core.sse_record import CompletionsRecorder
 from reprise.core.streaming import DONE_EVENT, StreamAssembler, render_sse
 
+BOM = b"\xef\xbb\xbf"
 HEAD = {"id": "c1", "object": "chat.completion.chunk", "created": 5, "model": "m"}
 
 
@@ -109,3 +110,28 @@ def test_content_switching_between_text_and_parts_keeps_both_in_order(
     replay = StreamAssembler()
     replay.feed(render_sse(done, include_usage=True))
     assert replay.completion() == done
+
+
+@pytest.mark.parametrize("piece", [1, 2, 3, 4, 10_000])
+def test_a_leading_byte_order_mark_is_dropped_not_the_first_event(piece: int) -> None:
+    """Found from outside: a stream opening with a UTF-8 BOM (which the SSE standard lets a
+    provider send and has readers drop) lost its first chunk from the stored answer, and was
+    still stored as complete; the client of the miss, stripping the BOM, read it whole."""
+    raw = BOM + FINISHED + DONE_EVENT
+    asm = StreamAssembler()
+    for start in range(0, len(raw), piece):
+        asm.feed(raw[start:start + piece])
+    assert asm.complete
+    assert asm.completion()["choices"][0]["message"]["content"] == "ab"
+    recorder = CompletionsRecorder()
+    event = sse({"id": "c", "object": "text_completion", "created": 5, "model": "m",
+                 "choices": [{"index": 0, "text": "whole", "logprobs": None, "finish_reason": "stop"}]})
+    for start in range(0, len(BOM + event + DONE_EVENT), piece):
+        recorder.feed((BOM + event + DONE_EVENT)[start:start + piece])
+    assert recorder.complete
+
+
+def test_a_byte_order_mark_after_the_start_is_data() -> None:
+    asm = StreamAssembler()
+    asm.feed(FINISHED + BOM + DONE_EVENT)  # not at the start: not a BOM to drop, an event of no data line
+    assert asm.completion()["choices"][0]["message"]["content"] == "ab"

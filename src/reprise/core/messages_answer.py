@@ -36,6 +36,7 @@ from typing import Any
 import orjson
 
 from reprise.core.anthropic_response import UNMAPPED_FIELD
+from reprise.core.streaming import leading_bom
 
 _STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
                  "function_call": "tool_use", "content_filter": "refusal"}
@@ -180,6 +181,8 @@ class MessageStream:
     """
 
     pending: bytearray = field(default_factory=bytearray)
+    read_start: bool = False
+    """The first bytes were read and a leading BOM dropped (:func:`leading_bom`)."""
     started: bool = False
     ended: bool = False
     block: int = -1
@@ -194,6 +197,11 @@ class MessageStream:
 
     def feed(self, data: bytes) -> bytes:
         self.pending += data.replace(b"\r\n", b"\n") if b"\r" in data else data
+        if not self.read_start:
+            if (drop := leading_bom(self.pending)) is None:
+                return b""
+            self.read_start = True
+            del self.pending[:drop]
         out: list[bytes] = []
         while (end := self.pending.find(b"\n\n")) >= 0:
             event = bytes(self.pending[:end])

@@ -53,6 +53,7 @@ import orjson
 from reprise.core.answer_bounds import MAX_RECORDED_BYTES
 
 DONE_EVENT = b"data: [DONE]\n\n"
+BOM = b"\xef\xbb\xbf"
 _IDENTIFIERS = frozenset({"role", "id", "type"})
 _CHOICE_OWN = frozenset({"index", "delta", "message", "logprobs", "finish_reason"})
 _MAX_DEPTH = 32
@@ -211,6 +212,19 @@ def _final(value: Any) -> Any:
 
 # -- the event stream -----------------------------------------------------------------------
 
+def leading_bom(start: bytes | bytearray) -> int | None:
+    """How many bytes to drop from a stream's first bytes ``start``: 3 for a UTF-8 byte order
+    mark, else 0; None while ``start`` could still be the start of one (wait for more).
+
+    The SSE standard lets a stream begin with a BOM and has readers drop it: left in place it
+    hides the first event's ``data:`` line, so the first chunk went missing from the stored
+    answer while the client of the miss, which strips it, read it whole.
+    """
+    if len(start) < len(BOM) and BOM.startswith(start):
+        return None
+    return len(BOM) if start.startswith(BOM) else 0
+
+
 @dataclass(slots=True)
 class _Events:
     """Splits bytes into whole SSE events in linear time: each byte is scanned and moved once.
@@ -221,12 +235,19 @@ class _Events:
 
     buf: bytearray = field(default_factory=bytearray)
     skip_lf: bool = False
+    started: bool = False
+    """The stream's first bytes were read and a leading BOM, if any, dropped."""
 
     def split(self, data: bytes) -> list[bytes]:
         data = self._normalise(data)
         buf = self.buf
         scan = max(len(buf) - 1, 0)  # a blank line may straddle the old and the new bytes
         buf += data
+        if not self.started:
+            if (drop := leading_bom(buf)) is None:
+                return []
+            self.started, scan = True, 0
+            del buf[:drop]
         events: list[bytes] = []
         start = 0
         with memoryview(buf) as view:
