@@ -277,6 +277,8 @@ def test_a_plain_chat_answer_is_judged_as_its_stream_would_be() -> None:
     assert judge_chat_completion({"choices": [done, cut]}) is False
     assert judge_chat_completion({"choices": [done], "error": {"message": "overloaded"}}) is None
     assert judge_chat_completion({"choices": [{"finish_reason": "stop"}]}) is None
+    # vLLM's error object with choices that look finished: a failure, as it is in a stream
+    assert judge_chat_completion({"object": "error", "message": "backend failure", "choices": [done]}) is None
 
 
 def test_a_stream_past_the_recording_bound_is_forwarded_but_never_complete() -> None:

@@ -75,6 +75,21 @@ def test_plain_answers_are_judged() -> None:
     assert judge_completion({"choices": []}) is None
     error = {"message": "upstream overloaded"}
     assert judge_completion({"choices": [{"text": "", "finish_reason": "stop"}], "error": error}) is None
+    # found from outside: failures that look finished were stored
+    finished = [{"text": "x", "finish_reason": "stop"}]
+    assert judge_completion({"object": "error", "message": "bad", "choices": finished}) is None
+    assert judge_response({"object": "response", "status": "completed", "error": {"code": "server_error"}}) is None
+    assert judge_response({"object": "response", "status": "completed", "error": None}) is True
+
+
+def test_a_completed_responses_stream_carrying_an_error_is_never_complete() -> None:
+    failed = {"id": "resp_1", "object": "response", "status": "completed", "output": [],
+              "error": {"code": "server_error", "message": "The model failed"}}
+    data = json.dumps({"type": "response.completed", "response": failed}).encode()
+    event = b"event: response.completed\ndata: " + data + b"\n\n"
+    recorder = ResponsesRecorder()
+    recorder.feed(event)
+    assert recorder.done and not recorder.complete
 
 
 def test_a_completed_responses_stream_is_recorded_byte_for_byte_whatever_the_chunking() -> None:

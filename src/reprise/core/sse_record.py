@@ -156,7 +156,8 @@ class ResponsesRecorder(SseRecorder):
     """The Responses API's typed events; the answer is ``response.completed``'s ``response``."""
 
     final: dict[str, Any] | None = None
-    """The ``response`` object of a ``response.completed`` event whose status is ``completed``."""
+    """The ``response`` object of a ``response.completed`` event whose status is ``completed``
+    and whose ``error`` is null (a completed status beside an error is the provider's failure)."""
 
     def _judge(self, data: dict[str, Any]) -> None:
         kind = data.get("type")
@@ -166,7 +167,8 @@ class ResponsesRecorder(SseRecorder):
         if kind in RESPONSE_ENDS:
             self.done = True
             response = data.get("response")
-            if kind == "response.completed" and isinstance(response, dict) and response.get("status") == "completed":
+            if (kind == "response.completed" and isinstance(response, dict)
+                    and response.get("status") == "completed" and response.get("error") is None):
                 self.final = response
             else:
                 self.malformed = True

@@ -550,11 +550,12 @@ def judge_chat_completion(obj: Any) -> bool | None:
     """A 2xx plain chat answer: True to store, False to send only, None for the provider's failure.
 
     The same rules as a stream's (:attr:`StreamAssembler.complete`), since a plain and a
-    streamed request share one entry: an answer carrying ``error`` is a failure however
+    streamed request share one entry: an answer carrying ``error`` (or vLLM's ``"object":
+    "error"``, :func:`is_failure`) is a failure however
     well its choices look, and one with a choice that has no ``finish_reason`` was cut
     short. That one is still the provider's answer to send, but never a hit to replay.
     """
-    if not is_chat_completion(obj) or obj.get("error") is not None:
+    if not is_chat_completion(obj) or is_failure(None, obj):
         return None
     return all(c.get("finish_reason") for c in obj["choices"])
 

@@ -35,6 +35,7 @@ import orjson
 
 from reprise.core.keys import FLOAT_PARAMS, GATEWAY_ONLY_PARAMS, hash_params
 from reprise.core.request import MAX_CHOICES, require_model, require_object
+from reprise.core.streaming import is_failure
 from reprise.errors import RequestError
 
 RESPONSES = "responses"
@@ -119,17 +120,18 @@ def completions_facts(body: Any) -> VerbatimFacts:
 
 def judge_response(answer: Any) -> bool | None:
     """A 2xx ``/responses`` answer: True to store (``status: completed``), False to send only
-    (``incomplete``, ``queued``...), None when it is no Response object (the provider failed)."""
-    if not isinstance(answer, dict) or answer.get("object") != "response":
+    (``incomplete``, ``queued``...), None when it is no Response object or carries ``error``
+    (the provider failed, whatever its ``status`` says)."""
+    if not isinstance(answer, dict) or answer.get("object") != "response" or answer.get("error") is not None:
         return None
     return answer.get("status") == "completed"
 
 
 def judge_completion(answer: Any) -> bool | None:
     """A 2xx ``/completions`` answer: True to store (every choice finished), False to send
-    only, None when it is no ``text_completion`` or carries ``error`` (the provider failed,
-    as a streamed ``error`` event says)."""
-    if not isinstance(answer, dict) or answer.get("error") is not None:
+    only, None when it is no ``text_completion`` or is a failure (carries ``error``, or is
+    vLLM's ``"object": "error"``), as a streamed ``error`` event says."""
+    if not isinstance(answer, dict) or is_failure(None, answer):
         return None
     choices = answer.get("choices")
     if not isinstance(choices, list) or not choices or not all(isinstance(c, dict) for c in choices):

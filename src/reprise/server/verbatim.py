@@ -96,7 +96,7 @@ async def _answer(gw: Gateway, cache: AsyncCache, record: RequestRecord, send: S
         verdict = JUDGES[facts.kind](parsed)
         if verdict is None:
             raise UpstreamError(f"model {deployment.model_name!r}: the provider's answer to /{facts.kind} "
-                                "is not one of its objects")
+                                "is not one of its objects or reports a failure")
         return Outcome(outcome.status, outcome.body, entry_meta(facts.kind, body, parsed), outcome.headers,
                        storable=verdict)
 
