@@ -23,6 +23,10 @@ def test_every_control_parses() -> None:
 
 def test_underscore_aliases() -> None:
     assert parse_controls({"no_cache": True, "s_maxage": 0}).s_maxage == 0
+    # both spellings that agree (or one of them null) are one control
+    assert parse_controls({"no-cache": True, "no_cache": True}).no_cache
+    assert parse_controls({"s-maxage": 5, "s_maxage": 5.0}).s_maxage == 5
+    assert parse_controls({"no-store": True, "no_store": None}).no_store
 
 
 @pytest.mark.parametrize(
@@ -41,6 +45,11 @@ def test_underscore_aliases() -> None:
         ({"use-cache": "true"}, "cache.use-cache"),
         ({"nocache": True}, "cache.nocache"),
         ("ttl=5", "cache"),
+        # found from outside: with both spellings the later one silently won
+        ({"no-cache": True, "no_cache": False}, "cache.no_cache"),
+        ({"s_maxage": 100000, "s-maxage": 0}, "cache.s-maxage"),
+        ({"no_store": False, "no-store": True}, "cache.no-store"),
+        ({"use-cache": False, "use_cache": True}, "cache.use_cache"),
     ],
 )
 def test_malformed_controls_name_the_field(cache: object, field: str) -> None:

@@ -12,8 +12,9 @@ sent by the OpenAI SDK as ``extra_body={"cache": {...}}``:
 ``use-cache``   bool        opt in (``mode: default_off``) or out of caching
 ==============  ==========  =====================================================
 
-Underscore spellings (``no_cache``, ``s_maxage``...) are accepted too. Anything
-else in the object is rejected, so a typo is a 400 rather than a silent no-op.
+Underscore spellings (``no_cache``, ``s_maxage``...) are accepted too; both spellings of
+one control with different values are a 400 (neither wins by its place in the JSON).
+Anything else in the object is rejected, so a typo is a 400 rather than a silent no-op.
 The request ``Cache-Control`` header may say ``no-cache``, ``no-store``,
 ``max-age=N`` / ``s-maxage=N`` (both mean "no older than N", RFC 9111 §5.2.1.1);
 unknown directives are ignored there, as RFC 9111 requires. Where both are given
@@ -93,6 +94,7 @@ def parse_body_controls(raw: Any) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise RequestError("'cache' must be an object", param="cache")
     out: dict[str, Any] = {}
+    said: dict[str, str] = {}  # control -> the spelling that set it
     for name, value in raw.items():
         attr = _ALIASES.get(name)
         field = f"cache.{name}"
@@ -112,7 +114,18 @@ def parse_body_controls(raw: Any) -> dict[str, Any]:
             out[attr] = validate_namespace(value, field)
         else:
             out[attr] = _flag(value, field)
+        if attr in said and said[attr] != name:
+            _refuse_conflict(raw, said[attr], name, field)
+        said[attr] = name
     return out
+
+
+def _refuse_conflict(raw: dict[str, Any], first: str, second: str, field: str) -> None:
+    """Both spellings of one control (``no-cache`` and ``no_cache``) are fine when they agree;
+    when they do not, neither may silently win by coming last in the JSON."""
+    if raw[first] != raw[second]:
+        raise RequestError(f"cache control given twice with different values, as '{first}' "
+                           f"and '{second}'; send one", param=field)
 
 
 def parse_cache_control_header(header: str | None) -> dict[str, Any]:
