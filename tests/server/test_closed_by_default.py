@@ -9,6 +9,7 @@ key, admin routes included, and ``reprise config check`` said ok. Every secret o
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 import signal
 import subprocess
@@ -205,3 +206,44 @@ def test_a_gateway_without_keys_is_closed_unless_allowed() -> None:
         closed.check_auth(None)
     opened = Gateway.from_config(parse_config(without_master(allow_unauthenticated=True), {}))
     assert opened.check_auth(None).key_id == "none"
+
+
+# --- virtual keys held to the master key's rules (found from outside) -------------------------------
+# ``key: "x"`` served as a tenant; one key listed under two tenants started silently (requests went to
+# the last, the first vanished from /key/list); a virtual key equal to the master key was accepted.
+
+LONG_A, LONG_B = "sk-tenant-a-0123456789", "sk-tenant-b-0123456789"
+
+
+@pytest.mark.parametrize(("keys", "path", "said"), [
+    ([{"key": "x", "tenant": "a"}], "general_settings.virtual_keys[0].key", "at least 16 characters"),
+    ([{"key": LONG_A, "tenant": "a"}, {"key": "sk-short", "tenant": "b"}],
+     "general_settings.virtual_keys[1].key", "at least 16 characters"),
+    ([{"key": LONG_A, "tenant": "t1"}, {"key": LONG_A, "tenant": "t2"}],
+     "general_settings.virtual_keys[1].key", "the same key as general_settings.virtual_keys[0].key"),
+    ([{"key": LONG_A, "tenant": "t1"}, {"key_sha256": hashlib.sha256(LONG_A.encode()).hexdigest(), "tenant": "t2"}],
+     "general_settings.virtual_keys[1].key_sha256", "the same key as general_settings.virtual_keys[0].key"),
+    ([{"key": "os.environ/REPRISE_TEST_MK", "tenant": "t0"}],
+     "general_settings.virtual_keys[0].key", "the same key as general_settings.master_key"),
+], ids=["one-character", "short-second", "listed-twice", "twice-as-hash", "the-master-key"])
+def test_serve_and_check_refuse_weak_or_shared_virtual_keys(tmp_path: Path, keys: list[dict[str, Any]],
+                                                            path: str, said: str) -> None:
+    config = write_config(tmp_path, with_general(master_key="os.environ/REPRISE_TEST_MK", virtual_keys=keys))
+    env = {"REPRISE_TEST_MK": "sk-set-but-long-enough"}
+    status, output = run_reprise(["config", "check", "--config", str(config)], env=env)
+    assert status == 2, output
+    assert path in output and said in output, output
+    assert "sk-set-but-long-enough" not in output and LONG_A not in output
+    port = free_port()
+    status, output = run_reprise(["serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port)],
+                                 env=env, timeout=20)
+    assert status == 2 and path in output, output
+
+
+def test_distinct_long_virtual_keys_are_fine(tmp_path: Path) -> None:
+    keys = [{"key": LONG_A, "tenant": "a"}, {"key": LONG_B, "tenant": "a"},
+            {"key_sha256": hashlib.sha256(b"sk-tenant-c-0123456789").hexdigest(), "tenant": "c"}]
+    config = write_config(tmp_path, with_general(master_key="os.environ/REPRISE_TEST_MK", virtual_keys=keys))
+    status, output = run_reprise(["config", "check", "--config", str(config)],
+                                 env={"REPRISE_TEST_MK": "sk-set-but-long-enough"})
+    assert status == 0, output

@@ -233,8 +233,9 @@ def test_semantic_hits_never_cross_tenants(make_gateway: Callable[..., GatewayPr
     config = gateway_config(stub.url, {"type": "local-semantic", "semantic_cache_dir": str(tmp_path / "c"),
                                        **OPT_IN})
     config["general_settings"].update({
-        "virtual_keys": [{"key": "sk-a-1", "tenant": "team-a"}, {"key": "sk-a-2", "tenant": "team-a"},
-                         {"key": "sk-b-1", "tenant": "team-b"}],
+        "virtual_keys": [{"key": "sk-a-1-0123456789", "tenant": "team-a"},
+                         {"key": "sk-a-2-0123456789", "tenant": "team-a"},
+                         {"key": "sk-b-1-0123456789", "tenant": "team-b"}],
         "shared_namespaces": ["public"],
     })
     gw = make_gateway(config)
@@ -248,18 +249,19 @@ def test_semantic_hits_never_cross_tenants(make_gateway: Callable[..., GatewayPr
     def outcome(r: httpx.Response) -> str:
         return f"{r.headers['x-reprise-cache']}/{r.headers.get('x-reprise-cache-kind', 'exact')}"
 
-    assert outcome(ask_as("sk-a-1", "什么是人工智能？")) == "miss/exact"
-    own = ask_as("sk-a-2", "AI 是什么？")
+    assert outcome(ask_as("sk-a-1-0123456789", "什么是人工智能？")) == "miss/exact"
+    own = ask_as("sk-a-2-0123456789", "AI 是什么？")
     assert outcome(own) == "hit/semantic"  # same tenant, another key
     assert unquote(own.headers["x-reprise-semantic-match-prompt"]) == "什么是人工智能？"  # its own tenant's prompt
-    assert outcome(ask_as("sk-b-1", "AI 是什么？")) == "miss/exact"  # another tenant
+    assert outcome(ask_as("sk-b-1-0123456789", "AI 是什么？")) == "miss/exact"  # another tenant
     assert outcome(ask_as(MASTER_KEY, "AI 是什么？")) == "miss/exact"  # the master key's plain keys
     for ns in ("team-a", "team-a.default", "docs"):  # a request namespace never reaches team-a's partition
-        assert outcome(ask_as("sk-b-1", "什么是人工智能？", cache={"namespace": ns})) == "miss/exact", ns
+        assert outcome(ask_as("sk-b-1-0123456789", "什么是人工智能？", cache={"namespace": ns})) == "miss/exact", ns
     assert upstream.calls()["chat"] == 6
 
-    assert outcome(ask_as("sk-a-1", "How do I fix a dripping tap?", cache={"namespace": "public"})) == "miss/exact"
-    shared = ask_as("sk-b-1", "okay so how do i fix a dripping tap", cache={"namespace": "public"})
+    first = ask_as("sk-a-1-0123456789", "How do I fix a dripping tap?", cache={"namespace": "public"})
+    assert outcome(first) == "miss/exact"
+    shared = ask_as("sk-b-1-0123456789", "okay so how do i fix a dripping tap", cache={"namespace": "public"})
     assert outcome(shared) == "hit/semantic"
     # team-a's verbatim prompt and key are not shown to team-b (found: they were)
     assert "x-reprise-semantic-match-prompt" not in shared.headers

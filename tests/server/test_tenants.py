@@ -13,7 +13,8 @@ import pytest
 from tests.server.conftest import AUTH, GatewayProcess, chat, gateway_config, unique
 from tests.support.stub_upstream import StubUpstream
 
-KEY_A, KEY_A2, KEY_B, KEY_OFF = "sk-team-a-1", "sk-team-a-2", "sk-team-b-1", "sk-team-c-off"
+KEY_A, KEY_A2 = "sk-team-a-1-0123456", "sk-team-a-2-0123456"
+KEY_B, KEY_OFF = "sk-team-b-1-0123456", "sk-team-c-off-012345"
 
 
 def tenant_config(stub_url: str, keys_file: Path) -> dict[str, Any]:

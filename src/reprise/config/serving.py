@@ -14,6 +14,7 @@ true``), never reached by leaving a line out. A master key shorter than
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 from reprise.config.models import GatewayConfig
@@ -32,6 +33,7 @@ def check_serving(config: GatewayConfig) -> None:
     """ConfigError naming the setting if ``config`` must not serve; a warning if it serves open."""
     settings = config.general_settings
     master = settings.master_key
+    _check_virtual_keys(config)
     if master is None:
         if not settings.allow_unauthenticated:
             raise ConfigError(
@@ -55,3 +57,28 @@ def check_serving(config: GatewayConfig) -> None:
             "`python -c 'import secrets; print(\"sk-\" + secrets.token_urlsafe(24))'`)",
             MASTER_KEY,
         )
+
+
+def _check_virtual_keys(config: GatewayConfig) -> None:
+    """Every virtual key as hard to guess as the master key, and each one a single identity.
+
+    A key written in clear is held to :data:`MIN_MASTER_KEY_LENGTH` (a ``key_sha256`` cannot
+    be measured: its owner chose it). One key listed twice, or equal to the master key, would
+    leave it to the order of the list which tenant a request belongs to (or make a tenant's
+    key an admin's): refused, naming both places.
+    """
+    settings = config.general_settings
+    master = settings.master_key
+    seen: dict[str, str] = {}
+    if master is not None:
+        seen[hashlib.sha256(master.get_secret_value().encode()).hexdigest()] = MASTER_KEY
+    for i, virtual in enumerate(settings.virtual_keys):
+        where = f"general_settings.virtual_keys[{i}]"
+        if virtual.key is not None and len(virtual.key.get_secret_value().strip()) < MIN_MASTER_KEY_LENGTH:
+            raise ConfigError(f"too short: a virtual key needs at least {MIN_MASTER_KEY_LENGTH} characters, "
+                              "as the master key does (or make one with /key/generate)", f"{where}.key")
+        field = f"{where}.{'key' if virtual.key is not None else 'key_sha256'}"
+        if virtual.digest in seen:
+            raise ConfigError(f"the same key as {seen[virtual.digest]}: each key must be one identity "
+                              "(one tenant, not the master key)", field)
+        seen[virtual.digest] = field
