@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pytest
 
 from reprise.backends.embedded_vector import LocalVectorStore
@@ -21,8 +22,9 @@ from reprise.core.policy import CachePlan, CachePolicy
 from reprise.embeddings.base import Vectors, normalise_rows
 from reprise.errors import BackendUnavailable
 from reprise.semantic.cache import SemanticCache
+from reprise.semantic.judge import JudgeSettings, ModelJudge
 from reprise.semantic.matcher import Matcher
-from reprise.semantic.settings import SemanticSettings
+from reprise.semantic.settings import NO_GUARDS, SemanticSettings
 
 
 class WordsEmbedder:
@@ -169,3 +171,33 @@ async def test_verified_top_k_serves_a_farther_candidate_over_a_nearer_wrong_one
     assert entry is not None and b"track my order 48231" in bytes(entry.body)
     assert request.match is not None and request.match.key == farther and request.match.score < 0.9
     assert semantic.stats.rejected == {"numbers": 1}
+
+
+async def test_the_model_judge_judges_each_candidate_of_the_band_best_first(tmp_path: Path) -> None:
+    """Verified top-k with the opt-in judge: below the threshold a candidate is served only on
+    the judge's "same"; the nearer one it refuses loses to a farther one it accepts. At or above
+    the threshold the judge is not asked."""
+    asked: list[str] = []
+
+    async def provider(judge_body: dict[str, object]) -> bytes:  # stands in for the judge's deployment
+        question = str(judge_body["messages"][1]["content"])  # type: ignore[index]
+        first_line = question.split("\n")[0]
+        asked.append(first_line)
+        reply = "yes" if "bathroom" in first_line else "no"
+        return orjson.dumps({"choices": [{"message": {"role": "assistant", "content": reply}}]})
+
+    cache = AsyncCache(MemoryBackend(), CachePolicy(), clock=Clock())
+    settings = SemanticSettings(threshold=0.95, verify_below=0.0, guards=NO_GUARDS, judge_from=0.5)
+    semantic = SemanticCache(Matcher(WordsEmbedder(), settings), LocalVectorStore(tmp_path, WordsEmbedder.dim),
+                             judge=ModelJudge(JudgeSettings("j"), provider))
+    nearer = await store_answer(cache, semantic, "please fix the kitchen tap", plan())
+    farther = await store_answer(cache, semantic, "can someone fix the leaking bathroom tap", plan())
+    entry, request = await lookup(cache, semantic, "please fix the tap", plan())
+    assert entry is not None and request.match is not None
+    assert request.match.key == farther and request.match.judge == "j" and request.match.score < 0.95
+    assert len(asked) == 2 and "kitchen" in asked[0]  # the nearer first, refused
+    assert semantic.stats.rejected == {"judge": 1}
+    entry, request = await lookup(cache, semantic, "Please fix the kitchen tap!", plan())  # cosine 1.0
+    assert request.match is not None and request.match.key == nearer and request.match.judge is None
+    assert len(asked) == 2
+    await semantic.aclose()

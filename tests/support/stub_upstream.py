@@ -106,6 +106,8 @@ MODE_MODELS: dict[str, str] = {
     "dup-index": "embeddings: every item of the answer has index 0",
     "bad-vectors": "embeddings: an item whose input mentions null, mixed or bool gets the embedding null, "
     "[1.5, \"x\", {}] or [true, 0.5]; other items a normal vector",
+    "judge": "a semantic judge's answer: the content is the text after the first reply= in the last user "
+    "message (up to a space, quote or backslash: a prompt carrying reply=yes gets yes), else no",
     "error-field": "a plain HTTP 200 answer with well-formed finished choices and, beside them, a top-level "
     "error object (message \"upstream overloaded\"); streamed: a normal answer",
 }
@@ -275,6 +277,9 @@ def make_chat_answer(body: dict[str, Any], call: int) -> ChatAnswer:
     last_text = _text_of(messages[-1].get("content")) if messages else ""
     n = max(1, int(body.get("n") or 1))
     contents = [f"echo: {last_user} #{call}" if i == 0 else f"echo: {last_user} #{call}/{i}" for i in range(n)]
+    if "judge" in str(body.get("model", "")):
+        reply = re.search(r'reply=([^\s"\\]*)', last_user)
+        contents = [reply.group(1) if reply else "no"] * n
     tool_calls = None
     tools = body.get("tools") or []
     if tools and "call tool" in last_text.lower():

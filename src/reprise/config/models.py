@@ -309,6 +309,29 @@ class SemanticCacheParams(BaseCacheParams):
     #: explicit ``similarity_threshold`` (a LiteLLM config's 0.7-0.8, where cosine alone answers
     #: most look-alike questions wrongly and the guards veto many of them). docs/semantic.md.
     semantic_cache_guards: bool | None = None
+    #: Reprise: a ``model_list`` chat model asked whether a candidate below the threshold asks
+    #: the same thing as the new prompt (docs/semantic.md, "The model judge"); unset: no judge.
+    semantic_cache_judge_model: str | None = Field(default=None, min_length=1)
+    #: Reprise: the bottom of the judge's band ``[min, threshold)``; unset: the embedding model's
+    #: default (0.70 for USE and model_list models, 0.90 for e5, whose cosines crowd higher).
+    semantic_cache_judge_min_similarity: float | None = Field(default=None, ge=0, le=1)
+    #: Reprise: seconds one judge call may take (a timeout is a miss, never a hit).
+    semantic_cache_judge_timeout: float = Field(default=5.0, gt=0, le=60)
+    #: Reprise: judge calls in flight at once in a process; past it a band candidate is a miss.
+    semantic_cache_judge_max_concurrent: int = Field(default=16, ge=1, le=1024)
+
+    @field_validator("semantic_cache_judge_min_similarity")
+    @classmethod
+    def _judge_band(cls, floor: float | None, info: ValidationInfo) -> float | None:
+        # declared after similarity_threshold and the judge model, so both are in info.data
+        threshold = info.data.get("similarity_threshold")
+        if floor is not None and info.data.get("semantic_cache_judge_model") is None:
+            raise ValueError("set, but semantic_cache_judge_model is not: name the model_list chat model "
+                             "that judges the band")
+        if floor is not None and threshold is not None and floor >= threshold:
+            raise ValueError(f"{floor} must be below similarity_threshold ({threshold}): the judge is asked "
+                             "only for candidates between the two")
+        return floor
 
     @property
     def guards_on(self) -> bool:

@@ -27,6 +27,7 @@ from reprise.observability.metrics import (
 
 if TYPE_CHECKING:
     from reprise.observability.observer import RequestRecord
+    from reprise.semantic.judge import JudgeStats
 
 _MN = ("model", "namespace")
 
@@ -144,3 +145,25 @@ class GatewayMetrics:
                 self.upstream_errors.inc(labels)
         elif rec.status in (502, 504):  # the provider was unreachable or timed out
             self.upstream_errors.inc(labels)
+
+
+#: The semantic judge's counters: (name, JudgeStats field, label, labels always shown, help).
+_JUDGE_METRICS = (
+    ("reprise_semantic_judge_calls_total", "calls", "verdict", ("same", "different", "unclear", "error", "timeout"),
+     "Calls to the semantic judge model, by verdict (unclear: neither yes nor no; error and timeout: a miss)."),
+    ("reprise_semantic_judge_cached_verdicts_total", "cached", "verdict", ("same", "different"),
+     "Semantic judge verdicts reused from its verdict cache (no call), by verdict."),
+    ("reprise_semantic_judge_skipped_total", "skipped", "reason", ("busy", "limit", "too_long"),
+     "Candidates in the judge's band not judged (a miss): busy (concurrent calls at the bound), "
+     "limit (calls per lookup used up), too_long (a prompt over the judged length)."),
+)
+
+
+def add_judge_metrics(registry: Registry, stats: JudgeStats) -> None:
+    """Export the semantic judge's counters (only when ``semantic_cache_judge_model`` is set)."""
+    for name, attr, label, known, text in _JUDGE_METRICS:
+        def read(attr: str = attr, known: tuple[str, ...] = known) -> Iterable[tuple[Labels, float]]:
+            table: dict[str, int] = getattr(stats, attr)
+            return [((value,), float(table.get(value, 0))) for value in sorted({*known, *table})]
+
+        registry.add(Collected(name, text, "counter", (label,), read))

@@ -12,21 +12,33 @@ or one of Reprise's embedded models; when a name is both, the ``model_list`` ent
 wins, so a LiteLLM config means the same thing here. Unset: the embedded default.
 A ``model_list`` model's dimension is learned from its first answer
 (:class:`~reprise.semantic.lazy_store.LazyVectorStore`), so start-up needs no provider.
+
+``semantic_cache_judge_model`` must name a ``model_list`` entry (a chat model); the gateway
+hands a caller of it here (``judges``), and a name it does not know refuses start-up.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from reprise.embeddings.base import DEFAULT_EMBEDDER, EMBEDDERS, AsyncEmbedder, Embedder, load_embedder
 from reprise.errors import ConfigError
 from reprise.semantic.cache import SemanticCache
 from reprise.semantic.calibration import shipped_curve
+from reprise.semantic.judge import JudgeCall, JudgeSettings, ModelJudge
 from reprise.semantic.lazy_store import LazyVectorStore, StoreFactory
 from reprise.semantic.matcher import Matcher
-from reprise.semantic.settings import DEFAULT_VERIFIERS, SemanticSettings, default_settings, remote_settings
+from reprise.semantic.settings import (
+    DEFAULT_JUDGE_FLOORS,
+    DEFAULT_VERIFIERS,
+    REMOTE_JUDGE_FLOOR,
+    SemanticSettings,
+    default_settings,
+    remote_settings,
+)
 
 if TYPE_CHECKING:
     from reprise.config.models import SemanticCacheParams
@@ -35,6 +47,8 @@ log = logging.getLogger("reprise.semantic")
 
 #: The gateway's lookup of a ``model_list`` name: an embedder calling it, or None if absent.
 ModelListEmbedders = Callable[[str], AsyncEmbedder | None]
+#: The gateway's lookup of a ``model_list`` chat model for the judge: a caller, or None if absent.
+ModelListJudges = Callable[[str], JudgeCall | None]
 
 
 def embedding_model_setting(params: SemanticCacheParams) -> tuple[str | None, str]:
@@ -44,15 +58,17 @@ def embedding_model_setting(params: SemanticCacheParams) -> tuple[str | None, st
 
 
 def build_semantic(params: SemanticCacheParams, make_store: StoreFactory,
-                   model_list: ModelListEmbedders | None = None) -> SemanticCache:
+                   model_list: ModelListEmbedders | None = None,
+                   judges: ModelListJudges | None = None) -> SemanticCache:
     """The semantic layer for ``params``, its vectors kept in stores made by ``make_store(dim)``.
 
     ``model_list`` resolves a configured embedding model name to a ``model_list`` entry;
     a name found neither there nor among the embedded models is a :class:`ConfigError`
-    naming the setting.
+    naming the setting. ``judges`` does the same for ``semantic_cache_judge_model``.
     """
     field, model = embedding_model_setting(params)
     remote = model_list(model) if field is not None and model_list is not None else None
+    judge = model_judge(params, judges)
     threshold = params.similarity_threshold
     if remote is not None:
         verifier = configured_verifier(params, None)
@@ -61,9 +77,10 @@ def build_semantic(params: SemanticCacheParams, make_store: StoreFactory,
                         "(not measured for this model; measure and set it)", field, model,
                         remote_settings(None, False).threshold)
         store = LazyVectorStore(make_store, f"{params.type} vectors")
-        settings = remote_settings(threshold, verifier is not None, params.guards_on)
+        settings = with_judge_band(remote_settings(threshold, verifier is not None, params.guards_on),
+                                   params, judge, REMOTE_JUDGE_FLOOR)
         matcher = Matcher(None, settings, verifier)
-        return SemanticCache(matcher, store, remote)
+        return SemanticCache(matcher, store, remote, judge)
     if model not in EMBEDDERS:
         raise ConfigError(
             f"embedding model {model!r} is neither a model_name in model_list nor an embedded "
@@ -72,9 +89,43 @@ def build_semantic(params: SemanticCacheParams, make_store: StoreFactory,
         )
     embedder = load_embedder(model)
     verifier = configured_verifier(params, DEFAULT_VERIFIERS.get(model))
-    matcher = Matcher(embedder, embedded_settings(model, params), verifier)
+    settings = with_judge_band(embedded_settings(model, params), params, judge,
+                               DEFAULT_JUDGE_FLOORS.get(model, REMOTE_JUDGE_FLOOR))
+    matcher = Matcher(embedder, settings, verifier)
     warn_if_over_budget(model, params)
-    return SemanticCache(matcher, make_store(embedder.dim))
+    return SemanticCache(matcher, make_store(embedder.dim), judge=judge)
+
+
+def model_judge(params: SemanticCacheParams, judges: ModelListJudges | None) -> ModelJudge | None:
+    """The judge named by ``semantic_cache_judge_model`` (None if unset); an unknown name is a ConfigError."""
+    name = params.semantic_cache_judge_model
+    if name is None:
+        return None
+    call = judges(name) if judges is not None else None
+    if call is None:
+        raise ConfigError(f"judge model {name!r} is not a model_name in model_list (the judge is a chat "
+                          "model the gateway calls, like any deployment)",
+                          "litellm_settings.cache_params.semantic_cache_judge_model")
+    settings = JudgeSettings(name, params.semantic_cache_judge_timeout, params.semantic_cache_judge_max_concurrent)
+    return ModelJudge(settings, call)
+
+
+def with_judge_band(settings: SemanticSettings, params: SemanticCacheParams, judge: ModelJudge | None,
+                    default_floor: float) -> SemanticSettings:
+    """``settings`` with the judge's band ``[floor, threshold)`` opened when there is a judge.
+
+    An explicit floor at or above an explicit threshold is refused by the config model; a
+    default floor at or above the threshold (an explicit ``similarity_threshold`` below
+    it) leaves the band empty, which is said once at start-up.
+    """
+    if judge is None:
+        return settings
+    floor = params.semantic_cache_judge_min_similarity
+    floor = default_floor if floor is None else floor
+    if floor >= settings.threshold:
+        log.warning("semantic_cache_judge_model %r is never asked: semantic_cache_judge_min_similarity %.2f "
+                    "is not below the threshold %.3f (set it lower)", judge.name, floor, settings.threshold)
+    return replace(settings, judge_from=floor)
 
 
 def warn_if_over_budget(model: str, params: SemanticCacheParams) -> str | None:

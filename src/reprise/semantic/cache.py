@@ -16,8 +16,13 @@ plan so its embeddings call is cached as that caller's own would be. One request
 embeds its prompt at most once (the lookup's vector is reused to store), and a failed
 embedding is not retried within the request.
 
-Fails open: a vector-store error or an embedding failure is a semantic miss, logged
-once per outage.
+Opt-in, a candidate in the model judge's band (below the threshold) is read first, then
+served only if the judge model says "same" (:class:`~reprise.semantic.judge.ModelJudge`:
+verdicts cached, calls bounded per lookup, in flight and in time). It judges a candidate
+the scope search already found, so the scope's isolation is unchanged.
+
+Fails open: a vector-store error, an embedding failure or a judge failure is a semantic
+miss, logged once per outage.
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ from reprise.core.policy import CachePlan
 from reprise.core.scope import SemanticQuery, semantic_query
 from reprise.embeddings.base import AsyncEmbedder
 from reprise.errors import BackendError, UpstreamError
-from reprise.semantic.matcher import Matcher
+from reprise.semantic.judge import CALLS_PER_LOOKUP, ModelJudge, Ruling
+from reprise.semantic.matcher import ASK_MODEL_JUDGE, Matcher
 
 log = logging.getLogger("reprise.semantic")
 
@@ -52,6 +58,8 @@ class SemanticMatch:
     key: str
     prompt: str
     score: float
+    judge: str | None = None
+    """The judge model that accepted it (a candidate below the threshold); None: the threshold did."""
 
 
 @dataclass(slots=True)
@@ -77,11 +85,14 @@ class SemanticRequest:
 class SemanticCache:
     """Scoped similarity lookups over a :class:`VectorStore`, answers from an :class:`AsyncCache`."""
 
-    def __init__(self, matcher: Matcher, store: VectorStore, remote: AsyncEmbedder | None = None) -> None:
+    def __init__(self, matcher: Matcher, store: VectorStore, remote: AsyncEmbedder | None = None,
+                 judge: ModelJudge | None = None) -> None:
         self.matcher = matcher
         self.store = store
         self.remote = remote
         """The model_list embedding model; None: the matcher's embedded model embeds."""
+        self.judge = judge
+        """The model judge of the band below the threshold; None: no band (the matcher's settings agree)."""
         self.stats = SemanticStats()
         self._failing = False
 
@@ -98,23 +109,41 @@ class SemanticCache:
         if vector is None:
             return None
         try:
-            hits = await self.store.search(request.query.scope, vector, settings.k, settings.threshold)
+            hits = await self.store.search(request.query.scope, vector, settings.k, settings.search_floor)
         except _FAULTS as exc:
             self._fault(exc, "search")
             return None
         self._recovered()
-        for hit in hits:
+        judge_calls = 0
+        for hit in hits:  # best first: candidates at or above the threshold come before the band
             reason = await asyncio.to_thread(self.matcher.judge, hit.prompt, request.query.text, hit.score)
-            if reason is not None:
-                self.stats.rejected[reason] = self.stats.rejected.get(reason, 0) + 1
+            if reason is not None and reason != ASK_MODEL_JUDGE:
+                self._reject(reason)
                 continue
             entry = await cache.read(hit.key, max_age)
             if entry is None:
                 continue  # the answer expired, was deleted, or is too old for s-maxage
+            judged_by = None
+            if reason == ASK_MODEL_JUDGE:  # read first: no judge call for an answer that is gone
+                ruling = await self._ask_judge(request, hit.prompt, judge_calls < CALLS_PER_LOOKUP)
+                judge_calls += ruling.called
+                if not ruling.same:
+                    self._reject(ruling.reason or "judge")
+                    continue
+                judged_by = self.judge.name if self.judge is not None else None
             self.stats.hits += 1
-            request.match = SemanticMatch(entry, hit.key, hit.prompt, hit.score)
+            request.match = SemanticMatch(entry, hit.key, hit.prompt, hit.score, judged_by)
             return entry
         return None
+
+    async def _ask_judge(self, request: SemanticRequest, cached: str, may_call: bool) -> Ruling:
+        if self.judge is None:  # a band without a judge: build_semantic never makes one
+            return Ruling(False, False, "threshold")
+        namespace = request.plan.namespace if request.plan is not None else None
+        return await self.judge.rule(namespace, cached, request.query.text, may_call)
+
+    def _reject(self, reason: str) -> None:
+        self.stats.rejected[reason] = self.stats.rejected.get(reason, 0) + 1
 
     async def remember(self, request: SemanticRequest, key: str, expires_at: float | None) -> None:
         """Index the stored answer ``key`` under the request's scope and prompt."""

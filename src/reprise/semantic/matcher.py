@@ -1,5 +1,8 @@
 """The judge of one candidate: threshold, then the guards, then the verifier in the uncertain band.
 
+Below the threshold, in the model judge's band (opt-in), it only says "ask the model
+judge" (:data:`ASK_MODEL_JUDGE`): that call is async and belongs to the driver.
+
 Synchronous and CPU-bound (the guards embed swapped phrases, the verifier embeds both
 prompts); the driver runs it in a worker thread. The quality benchmark calls the very
 same :meth:`Matcher.judge`, so its figures are the gateway's.
@@ -19,6 +22,9 @@ import numpy as np
 from reprise.core.guards import veto
 from reprise.embeddings.base import Embedder, Vectors
 from reprise.semantic.settings import SemanticSettings
+
+#: :meth:`Matcher.judge`'s answer for a band candidate: not served unless the judge model says "same".
+ASK_MODEL_JUDGE = "ask-model-judge"
 
 
 class Matcher:
@@ -51,14 +57,22 @@ class Matcher:
         return float(np.clip(rows[0] @ rows[1], 0.0, 1.0))
 
     def judge(self, cached: str, new: str, score: float) -> str | None:
-        """None to serve ``cached``'s answer for ``new``; else why not (``threshold``, a guard, ``verifier``)."""
+        """None to serve ``cached``'s answer for ``new``; else why not (``threshold``, a guard, ``verifier``).
+
+        :data:`ASK_MODEL_JUDGE` when ``score`` is in the model judge's band (below the
+        threshold, at least ``judge_from``) and the guards (if on) pass it: the driver then
+        asks the judge model, whose "same" is the only way such a candidate is served.
+        """
         settings = self.settings
-        if score < settings.threshold:
+        in_band = score < settings.threshold
+        if in_band and (settings.judge_from is None or score < settings.judge_from):
             return "threshold"
         phrases = None if self.embedder is None else self.phrase_similarity
         reason = veto(cached, new, settings.guards, phrases)
         if reason is not None:
             return reason
+        if in_band:
+            return ASK_MODEL_JUDGE
         if score < settings.verify_below and self.verify(cached, new) < settings.verify_threshold:
             return "verifier"
         return None

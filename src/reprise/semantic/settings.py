@@ -11,6 +11,11 @@ A candidate found by the vector index is served only if, in order:
    ``verify_below``, a second model (the verifier) also scores the pair at least
    ``verify_threshold``.
 
+Opt-in (``semantic_cache_judge_model`` named), a candidate *below* ``threshold`` but at
+least ``judge_from`` (the uncertain band) passes the guards (if on) and is then served
+only if a ``model_list`` chat model says the two prompts ask the same thing
+(:mod:`reprise.semantic.judge`). Without a judge there is no such band.
+
 Why plain cosine is the default: at equal wrong rate, on a set nobody tuned them on
 (PAWS-X Chinese), the guards and the verifier served no more duplicates than the
 threshold alone (7.6% vs 7.7% at <= 2% wrong), short of the 5 points a stage must
@@ -44,6 +49,17 @@ DEFAULT_VERIFIERS: dict[str, str | None] = {
 REMOTE_THRESHOLD = 0.90
 #: Top of the uncertain band: a candidate below this cosine needs the verifier's agreement.
 VERIFY_BELOW = 0.85
+#: Bottom of the model judge's band per embedded model, when ``semantic_cache_judge_min_similarity``
+#: is unset. USE at 0.70 still keeps 78%, 100% and 97% of the duplicate pairs of fow-en, ours-zh
+#: and PAWS-X (docs/semantic.md, per-threshold table), while unrelated prompts score ~0.1, so
+#: lower floors would buy few duplicates for many judge calls. e5's cosines crowd into 0.85-1.0
+#: (an unrelated Chinese pair scores 0.86), so its floor is higher.
+DEFAULT_JUDGE_FLOORS: dict[str, float] = {
+    "use-multilingual-v3": 0.70,
+    "multilingual-e5-small": 0.90,
+}
+#: The floor for a ``model_list`` embedding model (unmeasured scale): LiteLLM's usual threshold.
+REMOTE_JUDGE_FLOOR = 0.70
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +71,13 @@ class SemanticSettings:
     verify_threshold: float = 0.93
     k: int = 4
     guards: GuardConfig = field(default_factory=lambda: NO_GUARDS)
+    judge_from: float | None = None
+    """Bottom of the model judge's band ``[judge_from, threshold)``; None: no judge, no band."""
+
+    @property
+    def search_floor(self) -> float:
+        """The lowest cosine worth fetching from the vector index: the band's bottom, or the threshold."""
+        return self.threshold if self.judge_from is None else min(self.threshold, self.judge_from)
 
 
 def default_settings(model: str, threshold: float | None = None, *, guards: bool = False,

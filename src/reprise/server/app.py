@@ -22,6 +22,7 @@ from reprise.config.serving import check_serving
 from reprise.core.chat_request import ChatFactsMemo, chat_facts
 from reprise.core.verbatim import COMPLETIONS, RESPONSES
 from reprise.errors import ConfigError, NotFoundError, TooManyRequests, UpstreamError
+from reprise.observability.gateway_metrics import add_judge_metrics
 from reprise.observability.metrics import Collected
 from reprise.observability.observer import Observer, RequestRecord
 from reprise.observability.workers import WorkerMetrics
@@ -69,6 +70,9 @@ class RepriseApp:
             "reprise_replay_memo_bytes", "Memory held by the SSE forms of stored answers made for streamed hits "
             "(bounded by a local cache's max_bytes, else 64 MiB).",
             "gauge", (), lambda: [((), float(self.gateway.replays.size_bytes))]))
+        judge = self.gateway.semantic.judge if self.gateway.semantic is not None else None
+        if judge is not None:
+            add_judge_metrics(self.observer.metrics.registry, judge.stats)
         self.worker_metrics = WorkerMetrics.from_environ(self.observer)  # machine-wide with --workers N
         self.ui = UiAssets()
         self.bodies = BodyParser()

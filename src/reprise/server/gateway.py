@@ -28,6 +28,7 @@ from reprise.server.upstream import Deployment, HttpUpstream, MockUpstream, Upst
 if TYPE_CHECKING:  # the semantic layer needs the ``semantic`` extra (NumPy): import it lazily
     from reprise.embeddings.base import AsyncEmbedder
     from reprise.semantic.cache import SemanticCache
+    from reprise.semantic.judge import JudgeCall
     from reprise.semantic.lazy_store import StoreFactory
 
 log = logging.getLogger("reprise.server")
@@ -138,7 +139,7 @@ class Gateway:
         if semantic is not None:  # after the gateway exists: a model_list embedder calls it
             from reprise.semantic.build import build_semantic
 
-            gateway.semantic = build_semantic(*semantic, gateway.model_embedder)
+            gateway.semantic = build_semantic(*semantic, gateway.model_embedder, gateway.model_judge)
         return gateway
 
     def model_embedder(self, name: str) -> AsyncEmbedder | None:
@@ -148,6 +149,14 @@ class Gateway:
         from reprise.server.model_embedder import GatewayEmbedder
 
         return GatewayEmbedder(self, name)
+
+    def model_judge(self, name: str) -> JudgeCall | None:
+        """A caller of the ``model_list`` chat model ``name`` for the semantic judge, or None if absent."""
+        if name not in self.deployments:
+            return None
+        from reprise.server.model_judge import GatewayJudgeCall
+
+        return GatewayJudgeCall(self, name)
 
     def check_auth(self, authorization: bytes | None,
                    headers: list[tuple[bytes, bytes]] | None = None) -> Principal:

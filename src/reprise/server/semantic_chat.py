@@ -7,7 +7,9 @@ hit: ``x-litellm-semantic-similarity`` (LiteLLM's name; the cosine in [0, 1]),
 (the exact key whose answer was served) and ``x-reprise-semantic-match-prompt``
 (the prompt it answered, percent-encoded UTF-8). The last two only when the matched entry
 can only have been written by the caller's own tenant (or the caller is the master key):
-in a shared namespace they would disclose another tenant's prompt.
+in a shared namespace they would disclose another tenant's prompt. A hit below the
+threshold that the model judge accepted also carries ``x-reprise-semantic-judge`` (the
+judge's ``model_name``), so a client can tell a judged hit from one the cosine decided.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ SIMILARITY = b"x-litellm-semantic-similarity"
 KIND = b"x-reprise-cache-kind"
 MATCH_KEY = b"x-reprise-semantic-match-key"
 MATCH_PROMPT = b"x-reprise-semantic-match-prompt"
+JUDGE = b"x-reprise-semantic-judge"
 
 
 class SemanticSlot:
@@ -74,6 +77,8 @@ class SemanticSlot:
         if match is None:
             return []
         headers = [(KIND, b"semantic"), (SIMILARITY, f"{match.score:.4f}".encode())]
+        if match.judge is not None:
+            headers.append((JUDGE, quote(match.judge, safe="").encode("ascii")))
         if self.disclose:
             headers += [(MATCH_KEY, match.key.encode()),
                         (MATCH_PROMPT, quote(match.prompt[:512], safe=" ").encode("ascii"))]
