@@ -79,14 +79,15 @@ def decode_entry(data: bytes) -> CacheEntry:
     if len(data) < _HEADER.size:
         raise EntryFormatError("entry shorter than its header")
     magic, created, expires, meta_len = _HEADER.unpack_from(data)
-    start, recording_len = _HEADER.size, 0
-    if magic == MAGIC_RECORDED:
+    start = _HEADER.size
+    recording_len = 0
+    if magic != MAGIC:
+        if magic != MAGIC_RECORDED:
+            raise EntryFormatError("not a Reprise entry")
         if len(data) < start + _RECORDING_LEN.size:
             raise EntryFormatError("entry truncated")
         (recording_len,) = _RECORDING_LEN.unpack_from(data, start)
         start += _RECORDING_LEN.size
-    elif magic != MAGIC:
-        raise EntryFormatError("not a Reprise entry")
     body_start = start + meta_len + recording_len
     if body_start > len(data):
         raise EntryFormatError("entry truncated")

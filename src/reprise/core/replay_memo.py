@@ -67,7 +67,7 @@ class ReplayMemo:
         origin = answer.obj if isinstance(answer, memoryview) else answer
         if not isinstance(origin, bytes):  # a view of something else: compared as a copy
             origin = answer = bytes(answer)
-        apart = b"" if isinstance(recording, memoryview) and recording.obj is origin else bytes(recording)
+        apart = _apart(recording, origin)
         slot = (key, include_usage)
         known = self._sse.get(slot)
         if (known is not None and (known[0] is origin or known[0] == origin) and known[1] == len(answer)
@@ -90,6 +90,14 @@ class ReplayMemo:
         while self._bytes > self.max_bytes:
             _, dropped = self._sse.popitem(last=False)
             self._bytes -= _size(dropped)
+
+
+def _apart(recording: bytes | memoryview, origin: bytes) -> bytes:
+    """What of a recording the memo compares beside ``origin``: nothing for an entry's (a view
+    of ``origin`` itself), a shared answer's recording whole."""
+    if isinstance(recording, memoryview):
+        return b"" if recording.obj is origin else bytes(recording)
+    return recording
 
 
 def _size(made: _Replay) -> int:
