@@ -25,6 +25,11 @@ What is promised:
   - a choice's ``logprobs`` merge as a delta does (``content``/``refusal`` lists
     concatenated); its other fields (``finish_reason``, vLLM's ``stop_reason``, unknown
     ones) and every top-level field (``usage`` whole) keep their last non-null value.
+    When one of these came with another non-null value in an earlier chunk (OpenAI's
+    per-chunk ``obfuscation``, a vendor's counter, usage on every chunk), the merge lost it:
+    the assembler is then :attr:`~StreamAssembler.lossy` and its
+    :meth:`~StreamAssembler.recording` (the events as they came, compressed; see
+    :mod:`reprise.core.chunk_record`) is stored beside the answer for streamed hits.
 
   It is :attr:`~StreamAssembler.complete` only when ``data: [DONE]`` was seen, every
   ``data:`` payload was a JSON object shaped as a chunk (``choices``, or the usage chunk),
@@ -40,6 +45,8 @@ What is promised:
   without ``role`` gets ``"assistant"``, a missing ``content`` or ``usage`` comes back as
   ``null``, and an ``index`` key inside a plain answer's tool call is replaced by its
   position (the stream's own addressing). ``tests/core/test_replay_property.py`` checks it.
+  It is what a streamed hit sends when no recording was kept (a plain answer, a stream whose
+  chunks agree); :mod:`reprise.core.replay_memo` makes that choice, once per entry.
 """
 
 from __future__ import annotations
