@@ -238,11 +238,11 @@ class AsyncCache(StoreAccess):
         """A follower stores the answer it shared when the leader's plan did not (``no-store``)
         and its own does: else the next identical request would call the provider again."""
         if isinstance(shared, Outcome) and plan.store and shared.ok and shared.storable and not shared.stored:
-            await self._store(key, plan, shared.body, shared.meta, second)
+            await self._store(key, plan, shared.body, shared.meta, second, shared.recording)
 
     async def _store(self, key: str, plan: CachePlan, body: bytes, meta: dict[str, Any],
-                     second: SecondLookup | None) -> None:
-        if await self.write(key, self.make_entry(body, plan.ttl, meta)) and second is not None:
+                     second: SecondLookup | None, recording: bytes = b"") -> None:
+        if await self.write(key, self.make_entry(body, plan.ttl, meta, recording)) and second is not None:
             await second.remember(key)
 
     async def _with_peers(self, lock_key: str, plan: CachePlan, stored: Callable[[], Awaitable[S | None]],
@@ -259,7 +259,8 @@ class AsyncCache(StoreAccess):
 
     async def _stored_outcome(self, key: str, plan: CachePlan) -> Outcome | None:
         entry = await self.read(key, plan.max_age)
-        return None if entry is None else Outcome(200, bytes(entry.body), stored=True)
+        return None if entry is None else Outcome(200, bytes(entry.body), stored=True,
+                                                  recording=bytes(entry.recording))
 
     # -- a streamed answer ---------------------------------------------------------------
 
@@ -364,15 +365,15 @@ class AsyncCache(StoreAccess):
             whole = assembler.unstored_body()
             return incomplete if whole is None else Outcome(200, whole, storable=False)
         completion = assembler.completion()
-        body = assembler.stored_body(completion)
+        body, recording = assembler.stored_body(completion), assembler.recording()
         meta = source.describe(completion)
         # Stored before [DONE] is sent, as a plain answer is stored before it is sent: a client
         # that repeats the request as soon as it has read [DONE] gets a hit, also on a slow store.
         stored = key is not None and plan.store
         if key is not None and plan.store:
-            await self._store(key, plan, body, meta, second)
+            await self._store(key, plan, body, meta, second, recording)
         lead.finish_with(b"".join(tail))
-        return Outcome(200, body, meta, stored=stored)
+        return Outcome(200, body, meta, stored=stored, recording=recording)
 
     # -- a batch of items (embeddings) -------------------------------------------------------
 

@@ -30,6 +30,9 @@ class Outcome:
     stored: bool = False
     """The request that produced it stored it. One that did not (its ``no-store``) still
     shares it: a follower whose own plan stores then stores it itself."""
+    recording: bytes = b""
+    """A chat stream's own events beside its merged ``body``, when the merge lost per-chunk
+    values (:mod:`reprise.core.chunk_record`): stored with it, sent to streamed followers."""
     too_long: bool = False
     """A stream forwarded whole to the request that led it, but past the recording bound
     (:data:`~reprise.core.answer_bounds.MAX_RECORDED_BYTES`): nothing was kept to share, so the

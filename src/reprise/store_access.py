@@ -144,9 +144,9 @@ class StoreAccess:
         now = self.clock()
         return [self._usable(raw, max_age, now) for raw in raws]
 
-    def make_entry(self, body: bytes, ttl: float | None, meta: dict[str, Any]) -> CacheEntry:
+    def make_entry(self, body: bytes, ttl: float | None, meta: dict[str, Any], recording: bytes = b"") -> CacheEntry:
         now = self.clock()
-        return CacheEntry(body=body, created_at=now, expires_at=expiry_time(now, ttl), meta=meta)
+        return CacheEntry(body=body, created_at=now, expires_at=expiry_time(now, ttl), meta=meta, recording=recording)
 
     async def write(self, key: str, entry: CacheEntry) -> bool:
         """Store ``entry``; False (and counted) if the store failed."""

@@ -66,6 +66,11 @@ class Assembler(Protocol):
         """The entry's body for this complete answer."""
         ...
 
+    def recording(self) -> bytes:
+        """What the entry keeps beside its body for streamed hits (a chat stream's events when
+        its merge lost per-chunk values, :mod:`reprise.core.chunk_record`); empty for none."""
+        ...
+
     def unstored_body(self) -> bytes | None:
         """When the stream ended normally with a whole answer that must not be stored (a
         Responses stream ending with ``response.incomplete``): what the requests waiting for

@@ -10,9 +10,12 @@ nobody has heard of, at the top, choice, message and tool-call level. Then:
 (c) stream -> plain: a stream built from ``c`` (every string split across chunks, choices
     interleaved, keep-alives, ``\\n``/``\\r\\n``/``\\r`` line ends) fed in any byte slices
     assembles to ``c``;
-(d) stream -> stream: rendering that assembly and assembling it again gives it back, and
-    the forwarded events are the input bytes, line ends normalised, minus a withheld
-    usage chunk.
+(d) stream -> stream: the forwarded events are the input bytes, line ends normalised, minus
+    a withheld usage chunk; when the merge replaced a value the provider sent in an earlier
+    chunk (a top-level field with other values in earlier chunks: OpenAI's ``obfuscation``,
+    a vendor's counter; or a choice-level one), the replay is those events again, the usage
+    chunk sent as the client asked; otherwise it is rendered from the assembly, and
+    assembling it again gives the answer back.
 
 What the SSE format cannot carry, and so is normalised: with ``include_usage`` an absent
 ``usage`` comes back as ``null`` (OpenAI puts ``usage: null`` in every chunk); without
@@ -27,6 +30,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reprise.core.replay_memo import replay
 from reprise.core.streaming import StreamAssembler, is_chat_completion, render_sse
 
 KNOWN = frozenset({
@@ -205,8 +209,9 @@ def choice_chunks(draw: st.DrawFn, choice: dict[str, Any]) -> list[dict[str, Any
 
 
 @st.composite
-def streams(draw: st.DrawFn, completion: dict[str, Any]) -> tuple[list[bytes], bytes | None]:
-    """The SSE events of a provider streaming ``completion``, and its usage chunk if any."""
+def streams(draw: st.DrawFn, completion: dict[str, Any]) -> tuple[list[bytes], bytes | None, bool]:
+    """The SSE events of a provider streaming ``completion``, its usage chunk if any, and whether
+    a top-level field has other values in earlier chunks."""
     per_choice = [choice_chunks(draw, choice) for choice in completion["choices"]]
     order = draw(st.permutations([i for i, items in enumerate(per_choice) for _ in items]))
     top = {k: v for k, v in completion.items() if k not in ("object", "choices", "usage")}
@@ -216,6 +221,7 @@ def streams(draw: st.DrawFn, completion: dict[str, Any]) -> tuple[list[bytes], b
         top["usage"] = None
     chunks = [{**(top if i == 0 or not sparse else {}), "choices": [per_choice[c].pop(0)]}
               for i, c in enumerate(order)]
+    varied = vary_per_chunk(draw, chunks, top)
     chunks[-1] |= top
     usage = None
     if "usage" in completion:
@@ -223,7 +229,23 @@ def streams(draw: st.DrawFn, completion: dict[str, Any]) -> tuple[list[bytes], b
     events = [sse(draw, chunk) for chunk in chunks]
     for _ in range(draw(st.integers(0, 2))):
         events.insert(draw(st.integers(0, len(events))), b": ping\n\n")
-    return [*events, *([usage] if usage else []), sse(draw, None)], usage
+    return [*events, *([usage] if usage else []), sse(draw, None)], usage, varied
+
+
+def vary_per_chunk(draw: st.DrawFn, chunks: list[dict[str, Any]], top: dict[str, Any]) -> bool:
+    """Give top-level fields other values in earlier chunks (OpenAI's ``obfuscation``, a vendor's
+    counter); the last chunk has the answer's. Whether a value differing from it was drawn."""
+    varied = False
+    if not draw(st.booleans()):
+        return varied
+    for key, value in top.items():
+        if key in ("object", "usage") or value is None:
+            continue
+        for chunk in chunks[:-1]:
+            if draw(st.booleans()):
+                chunk[key] = draw(present)
+                varied = varied or chunk[key] != value
+    return varied
 
 
 def sse(draw: st.DrawFn, chunk: dict[str, Any] | None) -> bytes:
@@ -250,7 +272,7 @@ def fed(draw: st.DrawFn, events: list[bytes]) -> list[bytes]:
 @given(st.data(), completions(), st.booleans())
 def test_stream_assembles_to_the_answer_it_streamed(data: st.DataObject, completion: dict[str, Any],
                                                     drop_usage: bool) -> None:
-    events, usage = data.draw(streams(completion))
+    events, usage, varied = data.draw(streams(completion))
     asm = StreamAssembler(drop_usage_chunk=drop_usage)
     forwarded = b"".join(b"".join(asm.feed(piece)) for piece in data.draw(fed(events)))
     assert asm.done and asm.complete
@@ -259,8 +281,17 @@ def test_stream_assembles_to_the_answer_it_streamed(data: st.DataObject, complet
 
     withheld = usage if drop_usage and completion.get("usage") is not None else None
     assert forwarded == b"".join(e for e in events if e is not withheld)  # (d): events as they came
+    assert asm.lossy or not varied
+    recording = asm.recording()
+    assert bool(recording) == asm.lossy
     for include_usage in (True, False):  # (d): replayed again as a stream
-        again = assemble(render_sse(assembled, include_usage))
+        sent = replay(orjson.dumps(assembled), include_usage, recording)
+        if asm.lossy:  # per-chunk values: the events themselves, the usage chunk as the client asked
+            usage_only = usage if completion.get("usage") is not None else None
+            assert sent == b"".join(e for e in events if include_usage or e is not usage_only)
+            continue
+        assert sent == render_sse(assembled, include_usage)
+        again = assemble(sent)
         assert again.complete
         assert again.completion() == with_usage(completion, include_usage)
 

@@ -2,7 +2,7 @@
 
 The memo keeps what a body decides by itself; everything per request (the Cache-Control
 header, the caller, the key store, the entry's life) is still read every time. And the
-SSE form of a stored answer is made once per usage choice (core/streaming.ReplayMemo).
+SSE form of a stored answer is made once per usage choice (core/replay_memo.ReplayMemo).
 """
 
 from __future__ import annotations

@@ -144,6 +144,10 @@ class SseRecorder:
         """The entry's body: the events as recorded (``completion`` only describes them)."""
         return self.recorded()
 
+    def recording(self) -> bytes:
+        """Nothing beside the body: the body is the events."""
+        return b""
+
     def unstored_body(self) -> bytes | None:
         """The events of a stream that reached its last event but may not be stored (failed,
         incomplete): the provider's whole answer, sent as it is to the requests waiting for it.

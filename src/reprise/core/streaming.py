@@ -25,6 +25,11 @@ What is promised:
   - a choice's ``logprobs`` merge as a delta does (``content``/``refusal`` lists
     concatenated); its other fields (``finish_reason``, vLLM's ``stop_reason``, unknown
     ones) and every top-level field (``usage`` whole) keep their last non-null value.
+    When one of these came with another non-null value in an earlier chunk (OpenAI's
+    per-chunk ``obfuscation``, a vendor's counter, usage on every chunk), the merge lost it:
+    the assembler is then :attr:`~StreamAssembler.lossy` and its
+    :meth:`~StreamAssembler.recording` (the events as they came, compressed; see
+    :mod:`reprise.core.chunk_record`) is stored beside the answer for streamed hits.
 
   It is :attr:`~StreamAssembler.complete` only when ``data: [DONE]`` was seen, every
   ``data:`` payload was a JSON object shaped as a chunk (``choices``, or the usage chunk),
@@ -40,17 +45,19 @@ What is promised:
   without ``role`` gets ``"assistant"``, a missing ``content`` or ``usage`` comes back as
   ``null``, and an ``index`` key inside a plain answer's tool call is replaced by its
   position (the stream's own addressing). ``tests/core/test_replay_property.py`` checks it.
+  It is what a streamed hit sends when no recording was kept (a plain answer, a stream whose
+  chunks agree); :mod:`reprise.core.replay_memo` makes that choice, once per entry.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from reprise.core.answer_bounds import MAX_RECORDED_BYTES
+from reprise.core.chunk_record import ChunkRecording
 
 DONE_EVENT = b"data: [DONE]\n\n"
 BOM = b"\xef\xbb\xbf"
@@ -358,7 +365,11 @@ class StreamAssembler:
     """A ``data:`` payload was not a JSON object of the chunk's shape, or an event reported a failure."""
     overflow: bool = False
     """More than :data:`MAX_RECORDED_BYTES` arrived: forwarded, not kept (never stored nor shared)."""
+    lossy: bool = False
+    """A top-level or choice-level field came with different values in different chunks: the
+    merge keeps the last, so the events are kept too (:meth:`recording`)."""
     _events: _Events = field(default_factory=_Events)
+    _recording: ChunkRecording | None = field(default_factory=ChunkRecording)
     _top: dict[str, Any] = field(default_factory=dict)
     _choices: dict[int, _Choice] = field(default_factory=dict)
     _size: int = 0
@@ -392,34 +403,46 @@ class StreamAssembler:
         self.overflow = True
         self._top.clear()
         self._choices.clear()
+        self._recording = None
 
     def _take_event(self, block: bytes) -> bool:
-        """Absorb one event; return whether to forward it."""
+        """Absorb and record one event; return whether to forward it."""
+        usage_only = self._read(block)
+        if self._recording is not None:
+            self._recording.add(block, usage_only)
+        return not (usage_only and self.drop_usage_chunk)
+
+    def _read(self, block: bytes) -> bool:
+        """Absorb one event; return whether it is the usage-only chunk."""
         name, payload = _read_event(block)
         if payload is None:
             self.malformed = self.malformed or name == b"error"
-            return True  # comments / keep-alives / event names pass through
+            return False  # comments / keep-alives / event names pass through
         if payload.strip() == b"[DONE]":
             self.done = True
-            return True
+            return False
         try:
             chunk = orjson.loads(payload)
         except orjson.JSONDecodeError:
             chunk = None
         if not isinstance(chunk, dict) or _too_deep(payload, chunk):
             self.malformed = True
-            return True
+            return False
         if is_failure(name, chunk) or not is_chunk(chunk):
             self.malformed = True  # forwarded as it came, never merged into the answer
         elif not self.overflow:
             self._absorb(chunk)
-        usage_only = not chunk.get("choices") and chunk.get("usage") is not None
-        return not (usage_only and self.drop_usage_chunk)
+        return not chunk.get("choices") and chunk.get("usage") is not None
 
     def _absorb(self, chunk: dict[str, Any]) -> None:
         top = self._top
         for key, value in chunk.items():
-            if value is not None or key not in top:
+            if value is not None:
+                held = top.get(key)
+                if held is not None and held != value and key != "object":
+                    self.lossy = True  # a per-chunk value: only the last is merged
+                top[key] = value
+            elif key not in top:
                 top[key] = value
         choices = top.pop("choices", None)
         if "object" in top:
@@ -443,6 +466,8 @@ class StreamAssembler:
             elif key == "logprobs":
                 ok = (value is None and key in choice.merged or _merge(choice.merged, {key: value})) and ok
             elif key != "index" and (value is not None or key not in fields):
+                if value is not None and fields.get(key) not in (None, value):
+                    self.lossy = True
                 fields[key] = value
         self.malformed = self.malformed or not ok
 
@@ -464,6 +489,14 @@ class StreamAssembler:
     def unstored_body(self) -> bytes | None:
         """An unstorable chat stream is a broken one: nothing whole to share."""
         return None
+
+    def recording(self) -> bytes:
+        """The events as they came, compressed (:mod:`reprise.core.chunk_record`), when the
+        merge lost per-chunk values (:attr:`lossy`); empty when :func:`render_sse` of the
+        merged answer gives every value back."""
+        if not self.lossy or self._recording is None:
+            return b""
+        return self._recording.finish()
 
     def completion(self) -> dict[str, Any]:
         """The non-streamed ``chat.completion`` equivalent of what was received."""
@@ -558,61 +591,3 @@ def judge_chat_completion(obj: Any) -> bool | None:
     if not is_chat_completion(obj) or is_failure(None, obj):
         return None
     return all(c.get("finish_reason") for c in obj["choices"])
-
-
-class ReplayMemo:
-    """The SSE replay of a stored answer, made once: a streamed hit then sends bytes ready to go.
-
-    Kept per storage ``key`` and usage choice, least recently used first out, and bounded
-    in bytes: each replay counts with the answer bytes it holds (at most ``max_bytes``, by
-    default the default size of a ``local`` cache; one replay at most a sixteenth).
-
-    A replay is sent only for the very answer it was made from: the same bytes object,
-    or equal bytes, else it is made again (an overwritten entry, another semantic match).
-    An answer given as a ``memoryview`` is a tail of its object, as
-    :func:`~reprise.core.entry.decode_entry` makes it: the whole object is what is compared
-    (a ``bytes`` comparison: ~2 µs for 100 KB, where hashing them cost ~100 µs and
-    comparing views ~270 µs), so two stored entries with the same body but not the same
-    times render twice, and never two bodies share a replay.
-    """
-
-    MAX_BYTES = 256 * 2**20
-
-    def __init__(self, max_bytes: int = MAX_BYTES) -> None:
-        self.max_bytes = max_bytes
-        self._sse: OrderedDict[tuple[str, bool], tuple[bytes, int, bytes]] = OrderedDict()
-        self._bytes = 0
-
-    @property
-    def size_bytes(self) -> int:
-        """What the held replays count for (their bytes and the answers' they hold)."""
-        return self._bytes
-
-    def render(self, key: str | None, answer: bytes | memoryview, include_usage: bool) -> bytes:
-        """``render_sse`` of the JSON ``answer`` stored under ``key``, from the memo when it was made before."""
-        if key is None:
-            return render_sse(orjson.loads(answer), include_usage)
-        origin = answer.obj if isinstance(answer, memoryview) else answer
-        if not isinstance(origin, bytes):  # a view of something else: compared as a copy
-            origin = answer = bytes(answer)
-        slot = (key, include_usage)
-        known = self._sse.get(slot)
-        if known is not None and (known[0] is origin or known[0] == origin) and known[1] == len(answer):
-            self._sse.move_to_end(slot)
-            return known[2]
-        sse = render_sse(orjson.loads(answer), include_usage)
-        self._keep(slot, (origin, len(answer), sse))
-        return sse
-
-    def _keep(self, slot: tuple[str, bool], replay: tuple[bytes, int, bytes]) -> None:
-        old = self._sse.pop(slot, None)
-        if old is not None:
-            self._bytes -= len(old[0]) + len(old[2])
-        size = len(replay[0]) + len(replay[2])
-        if size > self.max_bytes // 16:
-            return
-        self._sse[slot] = replay
-        self._bytes += size
-        while self._bytes > self.max_bytes:
-            _, (origin, _, sse) = self._sse.popitem(last=False)
-            self._bytes -= len(origin) + len(sse)

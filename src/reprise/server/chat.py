@@ -164,23 +164,26 @@ async def _stream(gw: Gateway, cache: AsyncCache, record: RequestRecord, receive
     if answer.entry is not None:
         if semantic is not None:
             headers += semantic.headers()
-        await _send_replay(gw, send, key, usage, 200, answer.entry.body, headers)
+        await _send_replay(gw, send, key, usage, 200, answer.entry.body, headers, answer.entry.recording)
     elif answer.shared is not None:
-        await _send_replay(gw, send, key, usage, answer.shared.status, answer.shared.body, headers)
+        shared = answer.shared
+        await _send_replay(gw, send, key, usage, shared.status, shared.body, headers, shared.recording)
     else:
         assert answer.lead is not None
 
         async def replay_instead(instead: Outcome) -> None:  # the provider's error, or a stored answer
-            await _send_replay(gw, send, key, usage, instead.status, instead.body, [*headers, *instead.headers])
+            await _send_replay(gw, send, key, usage, instead.status, instead.body, [*headers, *instead.headers],
+                               instead.recording)
 
         await forward_lead(send, receive, answer.lead, headers, replay_instead)
 
 
 async def _send_replay(gw: Gateway, send: Send, key: str | None, usage: bool, status: int, answer: bytes | memoryview,
-                       headers: list[tuple[bytes, bytes]]) -> None:
-    """Send a stored (or shared) non-streamed answer in the client's streaming format."""
+                       headers: list[tuple[bytes, bytes]], recording: bytes | memoryview = b"") -> None:
+    """Send a stored (or shared) answer in the client's streaming format: the provider's
+    events when they were kept beside it (``recording``), else the answer rendered as chunks."""
     if status >= 300:
         await send_bytes(send, status, answer, [JSON_TYPE, *headers])
         return
-    sse = gw.replays.render(key, answer, usage)
+    sse = gw.replays.render(key, answer, usage, recording)
     await send_bytes(send, 200, sse, [*SSE_HEADERS, *headers])

@@ -17,7 +17,7 @@ from reprise.config.models import LocalCacheParams, SemanticCacheParams
 from reprise.config.tenancy import KeyCacheDefaults
 from reprise.core.controls import CacheControls
 from reprise.core.policy import BYPASS, CachePlan, CachePolicy, decide
-from reprise.core.streaming import ReplayMemo
+from reprise.core.replay_memo import ReplayMemo
 from reprise.core.tenancy import partition_namespace
 from reprise.errors import AuthError, Forbidden, NotFoundError
 from reprise.providers.anthropic import AnthropicUpstream, AnthropicWire
