@@ -201,7 +201,8 @@ class MessageStream:
             if (drop := leading_bom(self.pending)) is None:
                 return b""
             self.read_start = True
-            del self.pending[:drop]
+            if drop:
+                del self.pending[:drop]
         out: list[bytes] = []
         while (end := self.pending.find(b"\n\n")) >= 0:
             event = bytes(self.pending[:end])

@@ -254,7 +254,8 @@ class _Events:
             if (drop := leading_bom(buf)) is None:
                 return []
             self.started, scan = True, 0
-            del buf[:drop]
+            if drop:
+                del buf[:drop]
         events: list[bytes] = []
         start = 0
         with memoryview(buf) as view:
