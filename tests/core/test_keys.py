@@ -56,6 +56,10 @@ def test_model_and_messages_change_the_key() -> None:
         {"cache": {"ttl": 5}},
         {"stream": True},
         {"stream_options": {"include_usage": True}},
+        {"stream_options": {"include_usage": False}},
+        {"stream_options": {"include_usage": True, "include_obfuscation": True}},  # OpenAI's default
+        {"stream_options": {}},
+        {"stream_options": None},
         {"user": "alice"},
         {"metadata": {"trace": "x"}},
         {"temperature": None},
@@ -63,6 +67,13 @@ def test_model_and_messages_change_the_key() -> None:
 )
 def test_params_that_cannot_change_the_answer_are_ignored(extra: dict[str, object]) -> None:
     assert chat_key_hash({**BASE, **extra}) == chat_key_hash(BASE)
+
+
+@pytest.mark.parametrize("options", [{"include_obfuscation": False}, {"include_usage": True, "x_vendor_chunking": 2}])
+def test_stream_options_other_than_include_usage_are_keyed(options: dict[str, object]) -> None:
+    """Found from outside: ``stream_options`` was forwarded whole and hashed not at all, so a client
+    that turned OpenAI's per-chunk ``obfuscation`` off was served a stream recorded with it on."""
+    assert chat_key_hash({**BASE, "stream": True, "stream_options": options}) != chat_key_hash(BASE)
 
 
 def test_integral_sampling_floats_are_normalised() -> None:

@@ -69,7 +69,8 @@ GATEWAY_ONLY_PARAMS: frozenset[str] = frozenset(
 
 #: Body fields sent to the provider that cannot change the answer, so not hashed: the
 #: framing of one answer (a streamed and a plain request share an entry) and the end-user
-#: id OpenAI uses for abuse monitoring.
+#: id OpenAI uses for abuse monitoring. Of ``stream_options`` only ``include_usage`` is left
+#: out (:func:`_keyed_stream_options`).
 UNKEYED_PARAMS: frozenset[str] = frozenset({"stream", "stream_options", "user"})
 
 #: Everything not hashed into a key. Every other field, known or not, is both forwarded and hashed.
@@ -87,12 +88,34 @@ def canonical_params(body: Mapping[str, Any]) -> dict[str, Any]:
     """The subset of ``body`` that decides the answer, normalised."""
     params: dict[str, Any] = {}
     for name, value in body.items():
+        if name == "stream_options" and value is not None:
+            value = _keyed_stream_options(value)
+            if value is not None:
+                params[name] = value
+            continue
         if value is None or name in IGNORED_PARAMS:
             continue
         if name in FLOAT_PARAMS and type(value) is int:
             value = float(value)
         params[name] = value
     return params
+
+
+def _keyed_stream_options(options: Any) -> Any:
+    """What of ``stream_options`` can change the answer: all but ``include_usage``.
+
+    ``include_usage`` is the gateway's own business (it asks for usage whenever it stores and
+    sends the usage chunk only to a client that asked), but the object is forwarded, so any
+    other member is hashed: ``include_obfuscation: false`` (OpenAI's per-chunk padding off) must
+    not be served a recorded stream that carries it, nor may an unknown vendor option pass
+    unkeyed. ``include_obfuscation: true`` is OpenAI's default, so it is the same as absent.
+    """
+    if not isinstance(options, dict):
+        return options  # not an object: refused or passed on as it is, and hashed either way
+    kept = {name: value for name, value in options.items()
+            if value is not None and name != "include_usage"
+            and not (name == "include_obfuscation" and value is True)}
+    return kept or None
 
 
 def provider_params(body: Mapping[str, Any]) -> dict[str, Any]:
