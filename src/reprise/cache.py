@@ -480,7 +480,7 @@ class AsyncCache(StoreAccess):
             return exc
         if not got.ok:
             return Outcome(got.status, got.body)
-        if plan.store:
+        if plan.store and got.storable:
             for key, value in zip(keys, got.values, strict=True):
                 await self.write(key, self.make_entry(value, plan.ttl, got.meta))
         return got

@@ -52,6 +52,8 @@ class BatchOutcome:
     values: tuple[bytes, ...] = ()
     usage: bytes | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    storable: bool = True
+    """False for a valid answer that is sent and shared but not stored (as :attr:`Outcome.storable`)."""
 
     @property
     def ok(self) -> bool:

@@ -96,7 +96,8 @@ def gateway_config(stub_url: str, cache_params: dict[str, Any] | None = None,
         for name in ("gpt-4o", "gpt-4o-mini", "text-embedding-3-small", "fail-500", "fail-429",
                      "fail-400", "slow", "cut-stream", "bad-sse", "no-done", "reasoning", "function-call",
                      "reject-stream-options", "invalid-json", "stall", "slow-stream",
-                     "unfinished", "error-field", "dup-index", "bad-vectors")
+                     "unfinished", "error-field", "dup-index", "bad-vectors", "vendor-fields",
+                     "vendor-fields-oversized")
     ]
     models.append({"model_name": "mock", "litellm_params": {"model": "openai/mock",
                                                             "mock_response": "mocked!"}})

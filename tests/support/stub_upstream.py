@@ -108,6 +108,10 @@ MODE_MODELS: dict[str, str] = {
     "[1.5, \"x\", {}] or [true, 0.5]; other items a normal vector",
     "judge": "a semantic judge's answer: the content is the text after the first reply= in the last user "
     "message (up to a space, quote or backslash: a prompt carrying reply=yes gets yes), else no",
+    "vendor-fields": "embeddings with unknown fields at every level: top-level id \"emb-<call number>\" "
+    "(differs per call) and x_vendor {\"region\": \"eu\"} (the same each call), x_item {\"chars\": <input "
+    "length>} on each item, usage x_unit \"token\" (the same each call) and x_call <call number>; with "
+    "\"oversized\" in the name also a top-level x_padding of 20,000 characters",
     "error-field": "a plain HTTP 200 answer with well-formed finished choices and, beside them, a top-level "
     "error object (message \"upstream overloaded\"); streamed: a normal answer",
 }
@@ -736,14 +740,27 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
             }
         )
     tokens = sum(_words(x) if isinstance(x, str) else len(x) for x in items)
-    return _json_response(
-        {
-            "object": "list",
-            "data": data,
-            "model": model,
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-        }
-    )
+    answer: dict[str, Any] = {
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+    if "vendor-fields" in model:
+        answer = _with_vendor_fields(answer, items, state.embeddings, oversized="oversized" in model)
+    return _json_response(answer)
+
+
+def _with_vendor_fields(answer: dict[str, Any], items: list[str | list[int]], call: int,
+                        oversized: bool) -> dict[str, Any]:
+    """``answer`` with unknown fields at every level (the ``vendor-fields`` mode)."""
+    answer = {"id": f"emb-{call}", **answer, "x_vendor": {"region": "eu"}}
+    answer["usage"] |= {"x_unit": "token", "x_call": call}
+    if oversized:
+        answer["x_padding"] = "p" * 20_000
+    for item, entry in zip(items, answer["data"], strict=True):
+        entry["x_item"] = {"chars": len(item)}
+    return answer
 
 
 # --------------------------------------------------------------------------- misc routes

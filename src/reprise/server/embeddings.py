@@ -3,9 +3,11 @@
 The driver (:meth:`~reprise.cache.AsyncCache.get_or_produce_many`) reads all the
 batch's keys at once, shares items other requests are producing, and asks this module
 to produce the rest in one provider call; the answer is put back together in the
-original order. The stored value of an item is the JSON of its vector (or base64
-string), so a hit is assembled by concatenating bytes. ``usage`` reports the tokens of
-the provider call this request made (0 when every item came from the cache or another
+original order. An item's entry keeps every field the provider sent: the item's own, and
+a copy of its answer's top-level fields and ``usage``; what an answer put together from
+several provider answers carries is decided in :mod:`reprise.core.embedding_answer`. A hit
+is assembled by concatenating the stored items' bytes. ``usage`` reports the tokens of the
+provider call this request made (0 when every item came from the cache or another
 request's call).
 
 :func:`embed_texts` is the same path for the gateway's own use (the semantic layer
@@ -24,6 +26,7 @@ import orjson
 
 from reprise.cache import AsyncCache, BatchAnswer
 from reprise.core.controls import parse_controls
+from reprise.core.embedding_answer import MAX_ANSWER_FIELDS_BYTES, answer_fields, assemble, item_value, stored_vector
 from reprise.core.keys import embedding_item_hashes, storage_key
 from reprise.core.policy import BYPASS, CachePlan
 from reprise.core.request import embedding_items, require_model, validate_embeddings
@@ -38,17 +41,6 @@ from reprise.server.http import JSON_TYPE, Scope, Send, header_text, send_bytes
 from reprise.server.upstream import Deployment, upstream_body
 
 PATH = "/embeddings"
-_NO_USAGE = b'{"prompt_tokens":0,"total_tokens":0}'
-
-
-def assemble(model: str, vectors: list[bytes], usage: bytes) -> bytes:
-    items = b",".join(
-        b'{"object":"embedding","index":%d,"embedding":%s}' % (i, vector)
-        for i, vector in enumerate(vectors)
-    )
-    return b'{"object":"list","data":[%s],"model":%s,"usage":%s}' % (
-        items, orjson.dumps(model), usage
-    )
 
 
 async def handle_embeddings(gw: Gateway, scope: Scope, send: Send, body: dict[str, Any],
@@ -71,7 +63,7 @@ async def handle_embeddings(gw: Gateway, scope: Scope, send: Send, body: dict[st
         return
     if plan.uses_cache:
         headers.append((b"x-reprise-cache-hits", f"{answer.hits}/{len(items)}".encode()))
-    await send_bytes(send, 200, assemble(model, answer.values, answer.usage or _NO_USAGE), headers)
+    await send_bytes(send, 200, assemble(model, answer.values, answer.usage), headers)
 
 
 async def _resolve(gw: Gateway, cache: AsyncCache, deployment: Deployment, body: dict[str, Any],
@@ -85,9 +77,10 @@ async def _resolve(gw: Gateway, cache: AsyncCache, deployment: Deployment, body:
         outcome = await gw.upstream(deployment).post(deployment, PATH, request)
         if not outcome.ok:
             return BatchOutcome(outcome.status, outcome.body)
-        vectors, usage = _parse_vectors(deployment, outcome.body, len(positions),
-                                        body.get("encoding_format") == "base64")
-        return BatchOutcome(outcome.status, values=tuple(vectors), usage=usage, meta=meta)
+        values, usage, fields_size = _parse_items(deployment, outcome.body, len(positions),
+                                                  body.get("encoding_format") == "base64")
+        return BatchOutcome(outcome.status, values=tuple(values), usage=usage, meta=meta,
+                            storable=fields_size <= MAX_ANSWER_FIELDS_BYTES)
 
     return await cache.get_or_produce_many(keys, plan, produce)
 
@@ -108,13 +101,14 @@ async def embed_texts(gw: Gateway, model: str, texts: list[str], plan: CachePlan
     if answer.failure is not None:
         raise UpstreamError(f"embedding model {model!r} answered HTTP {answer.failure.status}",
                             answer.failure.status)
-    return answer.values
+    return [stored_vector(value) for value in answer.values]
 
 
-def _parse_vectors(deployment: Deployment, raw: bytes, expected: int,
-                   base64_asked: bool = False) -> tuple[list[bytes], bytes]:
-    """The provider's vectors in input order, and its usage; UpstreamError (502) for an answer
-    that is not a valid one, since each vector is stored as the answer to its own input.
+def _parse_items(deployment: Deployment, raw: bytes, expected: int,
+                 base64_asked: bool = False) -> tuple[list[bytes], bytes, int]:
+    """The provider's items as stored values (:func:`item_value`) in input order, its usage,
+    and the size of its top-level fields; UpstreamError (502) for an answer that is not a
+    valid one, since each item is stored as the answer to its own input.
 
     Items are placed by ``index``, which must be each of 0..n-1 once: an item placed by
     position instead would store one input's vector under another's key.
@@ -134,14 +128,15 @@ def _parse_vectors(deployment: Deployment, raw: bytes, expected: int,
     if any(type(i) is not int for i in indexes) or sorted(indexes) != list(range(expected)):
         raise UpstreamError(f"model {deployment.model_name!r}: the provider's embeddings are not indexed "
                             f"0..{expected - 1}, each once")
-    vectors = [b""] * expected
+    fields = answer_fields(reply)
+    values = [b""] * expected
     for index, item in zip(indexes, data, strict=True):
         vector = _vector(item.get("embedding"), base64_asked)
         if vector is None:
             raise UpstreamError(f"model {deployment.model_name!r}: the provider's embedding {index} is not "
                                 + ("a base64 string or " if base64_asked else "") + "a list of numbers")
-        vectors[index] = vector
-    return vectors, orjson.dumps(reply.get("usage") or {"prompt_tokens": 0, "total_tokens": 0})
+        values[index] = item_value(fields, item, vector)
+    return values, orjson.dumps(reply.get("usage") or {"prompt_tokens": 0, "total_tokens": 0}), len(fields)
 
 
 _NUMBER_BYTES = b"0123456789-+.eE,"
