@@ -52,6 +52,8 @@ def test_sampling_and_framing_parameters() -> None:
     ({"functions": [{"name": "f"}]}, "functions"),
     ({"n": 3}, "n"),
     ({"tools": [{"type": "web_search"}]}, "tools[0]"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "examples": [1]}}]}, "tools[0].function.examples"),
+    ({"tools": [{"type": "function", "function": {"name": "f"}, "x_new": 1}]}, "tools[0].x_new"),
     ({"tool_choice": "sometimes"}, "tool_choice"),
     ({"messages": [{"role": "function", "name": "f", "content": "x"}]}, "messages[0].role"),
     ({"messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}]},
@@ -127,6 +129,14 @@ def test_tools_and_tool_choice() -> None:
     assert request(tools=tools, parallel_tool_calls=False)["tool_choice"] == {
         "type": "auto", "disable_parallel_tool_use": True}
     assert "tool_choice" not in request(tools=tools, parallel_tool_calls=True)
+
+
+def test_a_strict_function_is_a_strict_anthropic_tool() -> None:
+    def tool(**extra: Any) -> dict[str, Any]:
+        return {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}, **extra}}
+    plain = {"name": "f", "input_schema": {"type": "object"}}
+    assert request(tools=[tool(strict=True)])["tools"] == [{**plain, "strict": True}]
+    assert request(tools=[tool(strict=False)])["tools"] == request(tools=[tool(strict=None)])["tools"] == [plain]
 
 
 TEXT = {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",

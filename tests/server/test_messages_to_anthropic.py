@@ -139,6 +139,17 @@ def test_tool_use_streamed_then_plain(sdk: anthropic.Anthropic, claude: Anthropi
     assert claude.rejected == []
 
 
+def test_a_strict_tool_reaches_anthropic_strict(sdk: anthropic.Anthropic, claude: AnthropicStandIn) -> None:
+    """Through the chat form (``function.strict``) and back to Anthropic's own ``strict``."""
+    messages = user(unique("weather in Paris?"))
+    for tool in (WEATHER, {**WEATHER, "strict": True}):
+        raw = sdk.messages.with_raw_response.create(model="claude", max_tokens=64, messages=messages,
+                                                    tools=[tool])  # type: ignore[list-item]
+        assert raw.headers["x-reprise-cache"] == "miss"
+        assert claude.requests[-1]["tools"] == [tool]
+    assert claude.rejected == []
+
+
 def test_anthropic_errors_keep_their_status_and_type(sdk: anthropic.Anthropic, claude: AnthropicStandIn) -> None:
     for stream in (False, True):
         with pytest.raises(anthropic.RateLimitError) as limited:

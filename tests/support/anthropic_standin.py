@@ -4,7 +4,8 @@ https://docs.anthropic.com/en/api/messages and .../build-with-claude/streaming: 
 /v1/messages`` with ``x-api-key``, ``anthropic-version: 2023-06-01`` and a JSON body whose
 ``max_tokens`` is required, whose ``system`` is top level, whose turns are ``user`` and
 ``assistant`` only and whose content blocks are ``text``, ``image``, ``tool_use`` and
-``tool_result``. Anything else (another path, a bearer token, an OpenAI-only field, a
+``tool_result``, whose tools are ``name``, ``description``, ``input_schema`` and ``strict``
+(strict tool use). Anything else (another path, a bearer token, an OpenAI-only field, a
 ``system`` turn...) is answered 400/401/404 in Anthropic's error shape and counted in
 :attr:`AnthropicStandIn.rejected`, so a test can assert it stayed zero.
 
@@ -96,8 +97,9 @@ def token_count(body: dict[str, Any]) -> int:
 
 def _tools_problem(body: dict[str, Any]) -> str | None:
     for tool in body.get("tools") or []:
-        if set(tool) - {"name", "description", "input_schema"} or "input_schema" not in tool:
-            return "tools: each tool is {name, description, input_schema}"
+        if set(tool) - {"name", "description", "input_schema", "strict"} or "input_schema" not in tool \
+                or not isinstance(tool.get("strict", False), bool):
+            return "tools: each tool is {name, description, input_schema, strict (a boolean)}"
     choice = body.get("tool_choice")
     if choice is not None and choice.get("type") not in ("auto", "any", "tool", "none"):
         return "tool_choice.type: invalid"
