@@ -366,6 +366,9 @@ class AsyncCache(StoreAccess):
             return incomplete if whole is None else Outcome(200, whole, storable=False)
         completion = assembler.completion()
         body, recording = assembler.stored_body(completion), assembler.recording()
+        if not reply.storable():  # whole as a stream, but not all of the provider's answer
+            lead.finish_with(b"".join(tail))
+            return Outcome(200, body, storable=False, recording=recording)
         meta = source.describe(completion)
         # Stored before [DONE] is sent, as a plain answer is stored before it is sent: a client
         # that repeats the request as soon as it has read [DONE] gets a hit, also on a slow store.

@@ -30,6 +30,10 @@ class StreamReply:
     chunks: AsyncIterator[bytes]
     headers: tuple[tuple[bytes, bytes], ...] = ()
     """The provider's own headers (rate limits, request id): sent on, never stored."""
+    storable: Callable[[], bool] = lambda: True
+    """Asked once the stream ended whole: False when the upstream's own translation lost part of
+    the provider's answer (an ``anthropic/`` block it has no place for). The answer is then sent
+    and shared with the requests waiting for it, never stored: a hit is the provider's answer."""
 
 
 class Assembler(Protocol):

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from reprise.core.anthropic_request import DEFAULT_MAX_TOKENS, messages_request
-from reprise.core.anthropic_response import StreamTranslator, chat_completion, openai_error
+from reprise.core.anthropic_response import StreamTranslator, chat_completion, is_whole, openai_error
 from reprise.core.streaming import StreamAssembler
 from reprise.errors import RequestError
 
@@ -52,6 +52,8 @@ def test_sampling_and_framing_parameters() -> None:
     ({"functions": [{"name": "f"}]}, "functions"),
     ({"n": 3}, "n"),
     ({"tools": [{"type": "web_search"}]}, "tools[0]"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "examples": [1]}}]}, "tools[0].function.examples"),
+    ({"tools": [{"type": "function", "function": {"name": "f"}, "x_new": 1}]}, "tools[0].x_new"),
     ({"tool_choice": "sometimes"}, "tool_choice"),
     ({"messages": [{"role": "function", "name": "f", "content": "x"}]}, "messages[0].role"),
     ({"messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}]},
@@ -127,6 +129,14 @@ def test_tools_and_tool_choice() -> None:
     assert request(tools=tools, parallel_tool_calls=False)["tool_choice"] == {
         "type": "auto", "disable_parallel_tool_use": True}
     assert "tool_choice" not in request(tools=tools, parallel_tool_calls=True)
+
+
+def test_a_strict_function_is_a_strict_anthropic_tool() -> None:
+    def tool(**extra: Any) -> dict[str, Any]:
+        return {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}, **extra}}
+    plain = {"name": "f", "input_schema": {"type": "object"}}
+    assert request(tools=[tool(strict=True)])["tools"] == [{**plain, "strict": True}]
+    assert request(tools=[tool(strict=False)])["tools"] == request(tools=[tool(strict=None)])["tools"] == [plain]
 
 
 TEXT = {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
@@ -235,3 +245,73 @@ def test_a_malformed_event_fails_the_stream() -> None:
     translator = StreamTranslator(created=1, usage_chunk=False)
     translator.feed(b"event: message_start\ndata: not json\n\n")
     assert translator.failure is not None
+
+
+def event(kind: str, **fields: Any) -> bytes:
+    return b"event: %s\ndata: %s\n\n" % (kind.encode(), orjson.dumps({"type": kind, **fields}))
+
+
+@pytest.mark.parametrize(("blocks", "lost"), [
+    ([{"type": "text", "text": "Hello"}, {"type": "mystery_block", "data": "x"}, {"type": "text", "text": " world"}],
+     ["mystery_block"]),
+    ([{"type": "thinking", "thinking": "hm", "signature": "s"}, {"type": "redacted_thinking", "data": "d"},
+      {"type": "text", "text": "Hello world"}], ["thinking", "redacted_thinking"]),
+    ([{"type": "text", "text": "Hello world", "citations": [{"type": "char_location"}], "x_new": 1}],
+     ["text.citations", "text.x_new"]),
+    ([{"type": "text", "text": "Hello world"}, {"type": "text", "text": 7}], ["text.text"]),
+    ([{"text": "Hello world"}], ["a block without a type"]),
+])
+def test_a_block_or_key_not_translated_is_named_and_makes_the_answer_unstorable(
+        blocks: list[dict[str, Any]], lost: list[str]) -> None:
+    completion = chat_completion({**TEXT, "content": blocks}, 1)
+    assert completion is not None
+    choice = completion["choices"][0]
+    assert choice["finish_reason"] == "stop" and choice["anthropic_untranslated"] == lost
+    assert choice["message"]["content"] in ("Hello world", None)
+    assert not is_whole(completion)
+
+
+def test_keys_that_hold_nothing_lose_nothing() -> None:
+    completion = chat_completion({**TEXT, "content": [{"type": "text", "text": "Hello", "citations": None},
+                                                      {"type": "text", "text": " world", "citations": []}]}, 1)
+    assert completion == chat_completion(TEXT, 1)
+    assert completion is not None and is_whole(completion)
+
+
+@pytest.mark.parametrize(("events", "lost"), [
+    ([event("content_block_delta", index=0, delta={"type": "mystery_delta", "stuff": "zzz"})], ["mystery_delta"]),
+    ([event("content_block_delta", index=0, delta={"type": "citations_delta", "citation": {"type": "x"}})],
+     ["citations_delta"]),
+    ([event("content_block_delta", index=0, delta={"type": "text_delta", "text": "", "x_new": True})],
+     ["text_delta.x_new"]),
+    ([event("content_block_delta", index=0, delta={"type": "input_json_delta", "partial_json": "{}"})],
+     ["input_json_delta to block 0"]),
+    ([event("content_block_start", index=5, content_block={"type": "thinking", "thinking": ""}),
+      event("content_block_delta", index=5, delta={"type": "thinking_delta", "thinking": "hm"}),
+      event("content_block_delta", index=5, delta={"type": "signature_delta", "signature": "s"}),
+      event("content_block_stop", index=5)], ["thinking"]),
+    ([event("content_block_start", index=5, content_block={"type": "text", "text": "", "citations": [{"a": 1}]})],
+     ["text.citations"]),
+    ([event("an_event_added_later", data="x")], ["an_event_added_later"]),
+])
+def test_a_streamed_delta_block_or_event_not_translated_is_named_and_never_complete(
+        events: list[bytes], lost: list[str]) -> None:
+    """The stream of TEXT with ``events`` put after its first text delta: still sent, every
+    translated event as before, the loss named in the finish chunk, and the translator says so."""
+    sse = anthropic_sse(TEXT)
+    cut = sse.index(b"event: content_block_delta")
+    cut = sse.index(b"\r\n\r\n", cut) + 4
+    translator = StreamTranslator(created=1700, usage_chunk=True)
+    assembler = StreamAssembler()
+    assembler.feed(translator.feed(sse[:cut] + b"".join(events) + sse[cut:]))
+    assert translator.finished and translator.failure is None and translator.untranslated == lost
+    whole = chat_completion(TEXT, 1700)
+    assert whole is not None
+    whole["choices"][0]["anthropic_untranslated"] = lost
+    assert assembler.completion() == whole  # all that could be translated, and what could not named
+
+
+def test_a_stream_with_everything_translated_has_nothing_untranslated() -> None:
+    translator = StreamTranslator(created=1, usage_chunk=False)
+    out = translator.feed(anthropic_sse(TOOL))
+    assert translator.finished and translator.untranslated == [] and b"anthropic_untranslated" not in out

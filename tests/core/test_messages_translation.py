@@ -118,6 +118,51 @@ def test_what_cannot_be_mapped_is_refused_by_name(extra: dict[str, Any], param: 
     assert caught.value.param == param
 
 
+TOOL = {"name": "w", "input_schema": {"type": "object"}}
+IMAGE = {"type": "image", "source": {"type": "url", "url": "https://x/y.png"}}
+
+
+@pytest.mark.parametrize(("extra", "param"), [
+    ({"tools": [TOOL, {**TOOL, "input_examples": [{"a": "x"}]}]}, "tools[1].input_examples"),
+    ({"tools": [{**TOOL, "strict": "yes"}]}, "tools[0].strict"),
+    ({"messages": [{"role": "user", "content": "hi", "x_msg_field": True}]}, "messages[0].x_msg_field"),
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": "hi", "citations": [{"type": "x"}]}]}]},
+     "messages[0].content[0].citations"),
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": "hi", "x_unknown": 1}]}]},
+     "messages[0].content[0].x_unknown"),
+    ({"system": [{"type": "text", "text": "be brief", "x_unknown": 1}]}, "system[0].x_unknown"),
+    ({"messages": [{"role": "user", "content": [{**IMAGE, "title": "t"}]}]}, "messages[0].content[0].title"),
+    ({"messages": [{"role": "user", "content": [{**IMAGE, "source": {**IMAGE["source"], "x": 1}}]}]},
+     "messages[0].content[0].source.x"),
+    ({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": [
+        {"type": "tool_use", "id": "t", "name": "w", "input": {}, "caller": {"type": "direct"}}]}]},
+     "messages[1].content[0].caller"),
+    ({"messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "x",
+                                                 "x_unknown": 1}]}]}, "messages[0].content[0].x_unknown"),
+    ({"tool_choice": {"type": "auto", "name": "w"}}, "tool_choice.name"),
+    ({"tool_choice": {"type": "any", "x_unknown": True}}, "tool_choice.x_unknown"),
+    ({"metadata": {"user_id": "u", "session": "s"}}, "metadata.session"),
+])
+def test_a_key_the_translation_would_drop_is_refused_by_its_path(extra: dict[str, Any], param: str) -> None:
+    with pytest.raises(RequestError) as caught:
+        chat_body(anthropic(**extra))
+    assert caught.value.param == param and param in caught.value.message
+
+
+def test_a_strict_tool_is_a_strict_function_so_its_own_key() -> None:
+    strict = chat_body(anthropic(tools=[{**TOOL, "strict": True}]))
+    assert strict["tools"] == [{"type": "function", "function": {"name": "w", "parameters": {"type": "object"},
+                                                                 "strict": True}}]
+    assert chat_key_hash(strict) != chat_key_hash(chat_body(anthropic(tools=[TOOL])))
+
+
+def test_keys_that_are_null_or_documented_as_dropped_are_accepted() -> None:
+    text = {"type": "text", "text": "hi", "citations": None, "cache_control": {"type": "ephemeral"}}
+    body = chat_body(anthropic(messages=[{"role": "user", "content": [text], "x_msg_field": None}],
+                               tools=[{**TOOL, "strict": None, "cache_control": {"type": "ephemeral"}}]))
+    assert body == chat_body(anthropic(tools=[TOOL]))
+
+
 def test_disabled_thinking_is_accepted() -> None:
     assert chat_body(anthropic(thinking={"type": "disabled"})) == chat_body(anthropic())
 

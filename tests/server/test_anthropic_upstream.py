@@ -263,6 +263,33 @@ def test_a_stop_reason_that_is_no_whole_answer_is_sent_as_it_is_and_never_stored
     assert len(claude.requests) - before == 2  # neither answer was stored
 
 
+@pytest.mark.parametrize(("model", "plain_lost", "streamed_lost"), [
+    ("claude-thinks", ["thinking"], ["thinking"]),
+    ("claude-cites", ["text.citations"], ["citations_delta"]),
+])
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_answer_with_what_the_translation_has_no_place_for_is_sent_and_never_stored(
+        sdk: openai.OpenAI, claude: AnthropicStandIn, model: str, plain_lost: list[str], streamed_lost: list[str],
+        stream: bool) -> None:
+    """A thinking block, a text block's citations: the client gets the text and is told what it did
+    not get; a hit would be a part of the provider's answer, so there is none."""
+    before = len(claude.requests)
+    model, messages = f"anthropic/{model}", user(unique())
+    for call in range(2):
+        if stream:
+            last = [c for c in streamed(sdk, model, messages) if c.choices][-1].choices[0]
+            assert last.finish_reason == "stop" and last.model_extra == {"anthropic_untranslated": streamed_lost}
+        else:
+            answer = sdk.chat.completions.with_raw_response.create(model=model, messages=messages)  # type: ignore[arg-type]
+            assert answer.headers["x-reprise-cache"] == "miss"
+            choice = answer.parse().choices[0]
+            assert choice.message.content == f"anthropic {model.split('/')[1]} answer {before + call + 1}: " \
+                                             f"{messages[0]['content']}"
+            assert choice.finish_reason == "stop" and choice.model_extra == {"anthropic_untranslated": plain_lost}
+    assert len(claude.requests) - before == 2  # neither answer was stored
+    assert claude.rejected == []
+
+
 @pytest.mark.parametrize(("extra", "param"), [
     ({"frequency_penalty": 0.5}, "frequency_penalty"),
     ({"response_format": {"type": "json_object"}}, "response_format"),

@@ -108,6 +108,41 @@ def test_tool_use_round_trip(sdk: anthropic.Anthropic, upstream: StubUpstream) -
     assert upstream.calls()["chat"] == 2
 
 
+def test_a_strict_tool_is_forwarded_as_a_strict_function_under_its_own_key(gateway: GatewayProcess,
+                                                                         upstream: StubUpstream) -> None:
+    messages = user(unique("call tool for Paris"))
+    replies = []
+    for tool in (WEATHER, {**WEATHER, "strict": True}):
+        reply = httpx.post(gateway.url + "/v1/messages", headers={"x-api-key": MASTER_KEY},
+                           json={"model": "gpt-4o", "max_tokens": 64, "messages": messages, "tools": [tool]})
+        assert reply.status_code == 200 and reply.headers["x-reprise-cache"] == "miss"
+        replies.append(reply)
+        sent = upstream.last_request()
+        assert sent is not None and sent["body"]["tools"][0]["function"].get("strict") == tool.get("strict")
+    assert replies[0].headers["x-litellm-cache-key"] != replies[1].headers["x-litellm-cache-key"]
+    assert upstream.calls()["chat"] == 2
+
+
+@pytest.mark.parametrize(("change", "path"), [
+    (lambda body: body["tools"][0].update(strict=True, input_examples=[{"city": "Paris"}]), "tools[0].input_examples"),
+    (lambda body: body["messages"][0]["content"][0].update(citations=[{"type": "char_location"}]),
+     "messages[0].content[0].citations"),
+    (lambda body: body["messages"][0]["content"][0].update(x_unknown=1), "messages[0].content[0].x_unknown"),
+    (lambda body: body["messages"][0].update(x_msg_field=True), "messages[0].x_msg_field"),
+])
+def test_a_key_the_translation_would_drop_is_a_400_naming_its_path(gateway: GatewayProcess, upstream: StubUpstream,
+                                                                   change: Callable[[dict[str, Any]], None],
+                                                                   path: str) -> None:
+    body = {"model": "gpt-4o", "max_tokens": 16, "tools": [dict(WEATHER)],
+            "messages": [{"role": "user", "content": [{"type": "text", "text": unique()}]}]}
+    change(body)
+    reply = httpx.post(gateway.url + "/v1/messages", headers={"x-api-key": MASTER_KEY}, json=body)
+    assert reply.status_code == 400
+    assert reply.json() == {"type": "error", "error": {
+        "type": "invalid_request_error", "message": f"'{path}' is not supported by this gateway's /v1/messages"}}
+    assert upstream.calls()["chat"] == 0
+
+
 def test_system_prompt_reaches_the_provider_as_a_system_message(sdk: anthropic.Anthropic,
                                                                 upstream: StubUpstream) -> None:
     system = unique("you are terse")

@@ -100,6 +100,27 @@ def test_a_paused_turn_comes_back_as_pause_turn_and_is_never_stored(sdk: anthrop
     assert len(claude.requests) - before == 2 and claude.rejected == []
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_thinking_block_is_not_translated_so_the_answer_is_never_stored(sdk: anthropic.Anthropic,
+                                                                          claude: AnthropicStandIn,
+                                                                          stream: bool) -> None:
+    """The chat form has no place for a signed thinking block: the text is sent, nothing is stored."""
+    model, messages = "anthropic/claude-thinks", user(unique())
+    before = len(claude.requests)
+    for call in range(2):
+        if stream:
+            with sdk.messages.stream(model=model, max_tokens=64, messages=messages) as streamed:
+                assert streamed.response.headers["x-reprise-cache"] == "miss"
+                message = streamed.get_final_message()
+        else:
+            raw = sdk.messages.with_raw_response.create(model=model, max_tokens=64, messages=messages)
+            assert raw.headers["x-reprise-cache"] == "miss"
+            message = raw.parse()
+        assert [block.type for block in message.content] == ["text"] and message.stop_reason == "end_turn"
+        assert message.id == f"msg_{before + call + 1:04d}"
+    assert len(claude.requests) - before == 2 and claude.rejected == []
+
+
 def test_tool_use_streamed_then_plain(sdk: anthropic.Anthropic, claude: AnthropicStandIn) -> None:
     messages = user(unique("weather in Paris?"))
     with sdk.messages.stream(model="claude", max_tokens=64, messages=messages,
@@ -115,6 +136,17 @@ def test_tool_use_streamed_then_plain(sdk: anthropic.Anthropic, claude: Anthropi
     plain = sdk.messages.with_raw_response.create(model="claude", max_tokens=64, messages=messages,
                                                   tools=[WEATHER], tool_choice={"type": "any"})  # type: ignore[list-item]
     assert plain.headers["x-reprise-cache"] == "hit" and plain.parse().model_dump() == streamed.model_dump()
+    assert claude.rejected == []
+
+
+def test_a_strict_tool_reaches_anthropic_strict(sdk: anthropic.Anthropic, claude: AnthropicStandIn) -> None:
+    """Through the chat form (``function.strict``) and back to Anthropic's own ``strict``."""
+    messages = user(unique("weather in Paris?"))
+    for tool in (WEATHER, {**WEATHER, "strict": True}):
+        raw = sdk.messages.with_raw_response.create(model="claude", max_tokens=64, messages=messages,
+                                                    tools=[tool])  # type: ignore[list-item]
+        assert raw.headers["x-reprise-cache"] == "miss"
+        assert claude.requests[-1]["tools"] == [tool]
     assert claude.rejected == []
 
 

@@ -4,7 +4,8 @@ https://docs.anthropic.com/en/api/messages and .../build-with-claude/streaming: 
 /v1/messages`` with ``x-api-key``, ``anthropic-version: 2023-06-01`` and a JSON body whose
 ``max_tokens`` is required, whose ``system`` is top level, whose turns are ``user`` and
 ``assistant`` only and whose content blocks are ``text``, ``image``, ``tool_use`` and
-``tool_result``. Anything else (another path, a bearer token, an OpenAI-only field, a
+``tool_result``, whose tools are ``name``, ``description``, ``input_schema`` and ``strict``
+(strict tool use). Anything else (another path, a bearer token, an OpenAI-only field, a
 ``system`` turn...) is answered 400/401/404 in Anthropic's error shape and counted in
 :attr:`AnthropicStandIn.rejected`, so a test can assert it stayed zero.
 
@@ -14,7 +15,10 @@ and a ``tool_use`` of the first tool. Models steer failures: ``claude-limited`` 
 429, ``claude-overloaded`` 529; streamed, ``claude-cut`` stops before ``message_stop`` and
 ``claude-error-mid`` sends an ``error`` event; ``claude-stops-<reason>`` answers (whole or
 streamed) with ``stop_reason`` ``<reason>``, for the stop reasons a test names (Anthropic adds
-new ones). Runs an aiohttp server in a thread.
+new ones); ``claude-thinks`` answers with a ``thinking`` block (its ``thinking_delta`` and
+``signature_delta`` when streamed) before the text, as extended thinking does, and
+``claude-cites`` with a text block carrying ``citations`` (a ``citations_delta`` when streamed).
+Runs an aiohttp server in a thread.
 
 ``POST /v1/messages/count_tokens`` (https://docs.anthropic.com/en/api/messages-count-tokens)
 takes the same headers and the Messages body without the answer's settings (``model``,
@@ -93,8 +97,9 @@ def token_count(body: dict[str, Any]) -> int:
 
 def _tools_problem(body: dict[str, Any]) -> str | None:
     for tool in body.get("tools") or []:
-        if set(tool) - {"name", "description", "input_schema"} or "input_schema" not in tool:
-            return "tools: each tool is {name, description, input_schema}"
+        if set(tool) - {"name", "description", "input_schema", "strict"} or "input_schema" not in tool \
+                or not isinstance(tool.get("strict", False), bool):
+            return "tools: each tool is {name, description, input_schema, strict (a boolean)}"
     choice = body.get("tool_choice")
     if choice is not None and choice.get("type") not in ("auto", "any", "tool", "none"):
         return "tool_choice.type: invalid"
@@ -136,12 +141,33 @@ def _block_problem(role: str, block: Any) -> str | None:
 
 
 STOPS_PREFIX = "claude-stops-"
+CITATION = {"type": "char_location", "cited_text": "hi", "document_index": 0, "document_title": None,
+            "start_char_index": 0, "end_char_index": 2}
 
 
 def _stop_reason(model: str, use_tool: bool) -> str:
     if model.startswith(STOPS_PREFIX):
         return model.removeprefix(STOPS_PREFIX)
     return "tool_use" if use_tool else "end_turn"
+
+
+def block_events(index: int, block: dict[str, Any]) -> list[dict[str, Any]]:
+    """A content block as Anthropic streams it, up to (without) its ``content_block_stop``."""
+    def delta(**fields: Any) -> dict[str, Any]:
+        return {"type": "content_block_delta", "index": index, "delta": fields}
+
+    if block["type"] == "thinking":
+        start = {"type": "thinking", "thinking": ""}
+        deltas = [delta(type="thinking_delta", thinking=block["thinking"]),
+                  delta(type="signature_delta", signature=block["signature"])]
+    elif block["type"] == "text":
+        start, text = {"type": "text", "text": ""}, block["text"]
+        deltas = [delta(type="text_delta", text=piece) for piece in (text[: len(text) // 2], text[len(text) // 2:])]
+        deltas += [delta(type="citations_delta", citation=c) for c in block.get("citations") or ()]
+    else:
+        start, args = {**block, "input": {}}, json.dumps(block["input"])
+        deltas = [delta(type="input_json_delta", partial_json=piece) for piece in ("", args[:7], args[7:])]
+    return [{"type": "content_block_start", "index": index, "content_block": start}, *deltas]
 
 
 class AnthropicStandIn(ThreadedServer):
@@ -216,6 +242,10 @@ class AnthropicStandIn(ThreadedServer):
             content = [{"type": "text", "text": "Let me check."},
                        {"type": "tool_use", "id": f"toolu_{call:04d}", "name": tools[0]["name"],
                         "input": {"city": "Paris", "call": call}}]
+        if body["model"] == "claude-thinks":
+            content.insert(0, {"type": "thinking", "thinking": "The user greets me.", "signature": "c2lnbmVk"})
+        if body["model"] == "claude-cites":
+            content[0]["citations"] = [CITATION]
         return {"id": f"msg_{call:04d}", "type": "message", "role": "assistant", "model": body["model"],
                 "content": content, "stop_reason": _stop_reason(body["model"], use_tool), "stop_sequence": None,
                 "usage": {"input_tokens": 10 + call, "output_tokens": 5, "cache_creation_input_tokens": 0,
@@ -237,20 +267,8 @@ class AnthropicStandIn(ThreadedServer):
         await send({"type": "message_start", "message": start})
         await send({"type": "ping"})
         for index, block in enumerate(message["content"]):
-            if block["type"] == "text":
-                await send({"type": "content_block_start", "index": index,
-                            "content_block": {"type": "text", "text": ""}})
-                text = block["text"]
-                for piece in (text[: len(text) // 2], text[len(text) // 2:]):
-                    await send({"type": "content_block_delta", "index": index,
-                                "delta": {"type": "text_delta", "text": piece}})
-            else:
-                await send({"type": "content_block_start", "index": index,
-                            "content_block": {**block, "input": {}}})
-                args = json.dumps(block["input"])
-                for piece in ("", args[:7], args[7:]):
-                    await send({"type": "content_block_delta", "index": index,
-                                "delta": {"type": "input_json_delta", "partial_json": piece}})
+            for event in block_events(index, block):
+                await send(event)
             if message["model"] == "claude-cut":
                 return response  # the connection ends before the message does
             if message["model"] == "claude-error-mid":

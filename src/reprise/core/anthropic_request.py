@@ -36,6 +36,7 @@ _TRANSLATED = frozenset({
 #: Anthropic-native parameters LiteLLM passes through unchanged.
 _PASSED = frozenset({"top_k"})
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+_FUNCTION_KEYS = frozenset({"name", "description", "parameters", "strict"})
 
 
 def refuse(message: str, param: str) -> RequestError:
@@ -211,10 +212,16 @@ def _tool(i: int, tool: Any) -> dict[str, Any]:
     if not (isinstance(tool, dict) and tool.get("type") == "function" and isinstance(function, dict)
             and isinstance(function.get("name"), str)):
         raise refuse(f"{where}: only function tools with a name are supported", where)
+    extra = [f"{where}.{k}" for k, v in tool.items() if k not in ("type", "function") and v is not None]
+    extra += [f"{where}.function.{k}" for k, v in function.items() if k not in _FUNCTION_KEYS and v is not None]
+    if extra:  # dropped, the tool would be another one under the same key
+        raise refuse(f"{extra[0]} has no place in Anthropic's tools", extra[0])
     out: dict[str, Any] = {"name": function["name"]}
     if function.get("description") is not None:
         out["description"] = function["description"]
     out["input_schema"] = function.get("parameters") or {"type": "object", "properties": {}}
+    if function.get("strict") is True:  # Anthropic's strict tool use (false is the default of both)
+        out["strict"] = True
     return out
 
 

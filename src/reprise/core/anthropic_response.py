@@ -9,6 +9,14 @@ Anthropic's cache token counts kept beside them. A stop reason that does not end
 answer (``pause_turn``, or one unknown here) gives ``finish_reason: null`` and the reason as
 ``anthropic_stop_reason``: sent to the client, never stored.
 
+What the provider sends that this translation has no place for (a block or delta type it
+does not map: ``thinking``, a server tool's result, one added later; a mapped block's key
+that holds something, as a text block's ``citations``; an event type added later) is
+named in the choice's ``anthropic_untranslated``: the client gets all that could be
+translated and learns what it did not get, and the answer is never stored
+(:func:`is_whole`, :attr:`StreamTranslator.untranslated`), since a hit must be the
+provider's whole answer, not a part of it chosen by this table.
+
 :class:`StreamTranslator` reads Anthropic's event stream
 (https://docs.anthropic.com/en/docs/build-with-claude/streaming) and writes the chunks
 as they come. ``data: [DONE]`` is written only after ``message_stop``; an ``error`` event
@@ -35,6 +43,15 @@ UNMAPPED_FIELD = "anthropic_stop_reason"
 """The choice field carrying a stop reason that has no ``finish_reason``: the client still learns
 why the answer ended, while ``finish_reason`` stays null, which is what keeps the answer out of the
 cache (a streamed chat answer is complete only when every choice has a finish_reason)."""
+UNTRANSLATED_FIELD = "anthropic_untranslated"
+"""The choice field listing what of the provider's answer was not translated (block and delta
+types, ``<type>.<key>`` for a key of a mapped block): such an answer is sent, never stored."""
+_BLOCK_KEYS = {"text": frozenset({"type", "text"}), "tool_use": frozenset({"type", "id", "name", "input"})}
+"""The content blocks translated, with the keys each one's translation carries."""
+_DELTA_KEYS = {"text_delta": frozenset({"type", "text"}), "input_json_delta": frozenset({"type", "partial_json"})}
+_EVENTS = frozenset({"message_start", "content_block_start", "content_block_delta", "content_block_stop",
+                     "message_delta", "message_stop", "ping", "error"})
+"""Anthropic's stream events (https://docs.anthropic.com/en/docs/build-with-claude/streaming)."""
 _USAGE_EXTRAS = ("cache_creation_input_tokens", "cache_read_input_tokens")
 MAX_EVENT_BYTES = 16 * 2**20
 """An event still unfinished past this size is a broken stream, not a buffer that grows forever."""
@@ -55,8 +72,19 @@ def _finish(stop_reason: Any) -> dict[str, Any]:
 
 
 def is_whole(completion: dict[str, Any]) -> bool:
-    """Every choice of a translated answer has a ``finish_reason``: it may be stored."""
-    return all(choice.get("finish_reason") for choice in completion["choices"])
+    """Every choice of a translated answer has a ``finish_reason`` and nothing untranslated: it may be stored."""
+    return all(choice.get("finish_reason") and not choice.get(UNTRANSLATED_FIELD)
+               for choice in completion["choices"])
+
+
+def untranslated(item: dict[str, Any], known: dict[str, frozenset[str]]) -> list[str]:
+    """What translating a block (or delta) by ``known`` would lose: its type when not mapped, else
+    each other key holding something (``text.citations``; a null or empty one holds nothing)."""
+    kind = item.get("type")
+    keys = known.get(kind) if isinstance(kind, str) else None
+    if keys is None:
+        return [kind if isinstance(kind, str) else "a block without a type"]
+    return [f"{kind}.{key}" for key, value in item.items() if key not in keys and value not in (None, "", [], {})]
 
 
 def openai_usage(usage: dict[str, Any]) -> dict[str, Any]:
@@ -76,11 +104,15 @@ def chat_completion(message: dict[str, Any], created: int) -> dict[str, Any] | N
         return None
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
+    lost: dict[str, None] = {}
     for block in blocks:
         if not isinstance(block, dict):
             return None
+        lost.update(dict.fromkeys(untranslated(block, _BLOCK_KEYS)))
         if block.get("type") == "text" and isinstance(block.get("text"), str):
             texts.append(block["text"])
+        elif block.get("type") == "text":
+            lost["text.text"] = None
         elif block.get("type") == "tool_use":
             calls.append({"id": block.get("id"), "type": "function",
                           "function": {"name": block.get("name"),
@@ -89,12 +121,15 @@ def chat_completion(message: dict[str, Any], created: int) -> dict[str, Any] | N
     if calls:
         reply["tool_calls"] = calls
     usage = message.get("usage")
+    choice = {"index": 0, "message": reply, "logprobs": None, **_finish(message.get("stop_reason"))}
+    if lost:
+        choice[UNTRANSLATED_FIELD] = list(lost)
     return {
         "id": message.get("id"),
         "object": "chat.completion",
         "created": created,
         "model": message.get("model"),
-        "choices": [{"index": 0, "message": reply, "logprobs": None, **_finish(message.get("stop_reason"))}],
+        "choices": [choice],
         "usage": openai_usage(usage if isinstance(usage, dict) else {}),
     }
 
@@ -129,6 +164,10 @@ class StreamTranslator:
     """``message_stop`` was read: the answer is whole."""
     failure: str | None = None
     """The ``error`` event's text, or why the stream could not be read."""
+    untranslated: list[str] = field(default_factory=list)
+    """What the provider sent that was not translated (block, delta and event types, block keys),
+    in order of arrival: when not empty the answer is sent but never stored. Named to the client
+    in the finish chunk's ``anthropic_untranslated``."""
     _buffer: bytes = b""
     _base: dict[str, Any] = field(default_factory=dict)
     _usage: dict[str, Any] = field(default_factory=dict)
@@ -137,6 +176,8 @@ class StreamTranslator:
     _opened: bool = False
     _silent: set[int] = field(default_factory=set)
     """Tool calls whose input has had no fragment yet: ``{}`` is written when the block stops."""
+    _foreign: set[int] = field(default_factory=set)
+    """Blocks not translated (already named in :attr:`untranslated`): their deltas are theirs."""
 
     def feed(self, data: bytes) -> bytes:
         """The OpenAI events for ``data`` (any chunking: a partial event waits for its end)."""
@@ -154,14 +195,14 @@ class StreamTranslator:
         return b"".join(out)
 
     def _translate(self, payload: bytes) -> bytes:
-        try:
-            event = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            event = None
-        if not isinstance(event, dict):
+        event = _object_of(payload)
+        if event is None:
             self.failure = "the provider sent an event that is not a JSON object"
             return b""
         kind = event.get("type")
+        if kind not in _EVENTS:
+            self._lose([kind if isinstance(kind, str) else "an event without a type"])
+            return b""
         if kind == "message_start":
             return self._start(event.get("message"))
         if kind == "content_block_start":
@@ -173,14 +214,20 @@ class StreamTranslator:
         if kind == "message_delta":
             return self._message_delta(event)
         if kind == "message_stop":
-            self.finished = True
-            usage = self._chunk([], usage=openai_usage(self._usage)) if self.usage_chunk else b""
-            return usage + DONE_EVENT
+            return self._stop()
         if kind == "error":
             error = event.get("error")
             message = error.get("message") if isinstance(error, dict) else None
             self.failure = f"the provider's stream failed: {message or 'error event'}"
-        return b""  # ping, and event types added later: nothing to say
+        return b""  # ping: nothing to say
+
+    def _stop(self) -> bytes:
+        self.finished = True
+        usage = self._chunk([], usage=openai_usage(self._usage)) if self.usage_chunk else b""
+        return usage + DONE_EVENT
+
+    def _lose(self, what: list[str]) -> None:
+        self.untranslated.extend(name for name in what if name not in self.untranslated)
 
     def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
         chunk = {**self._base, **({"usage": None} if self.usage_chunk else {}), "choices": choices, **extra}
@@ -203,10 +250,21 @@ class StreamTranslator:
 
     def _block_start(self, index: Any, block: Any) -> bytes:
         if not isinstance(block, dict):
+            self._lose(["a content block that is not an object"])
             return b""
-        if block.get("type") == "text" and block.get("text"):
-            return self._choice({"content": block["text"]})
-        if block.get("type") != "tool_use" or not isinstance(index, int):
+        kind = block.get("type")
+        self._lose(untranslated(block, _BLOCK_KEYS))
+        if kind not in _BLOCK_KEYS:
+            if isinstance(index, int):
+                self._foreign.add(index)
+            return b""
+        if kind == "text":
+            text = block.get("text")
+            if not isinstance(text, str):
+                self._lose(["text.text"])
+            return self._choice({"content": text}) if isinstance(text, str) and text else b""
+        if not isinstance(index, int):
+            self._lose(["tool_use.index"])
             return b""
         position = self._calls[index] = len(self._calls)
         self._silent.add(index)
@@ -215,16 +273,24 @@ class StreamTranslator:
         return self._choice({"tool_calls": [call]})
 
     def _delta(self, index: Any, delta: Any) -> bytes:
-        if not isinstance(delta, dict):
+        if isinstance(index, int) and index in self._foreign:  # part of a block already named as not translated
             return b""
-        if delta.get("type") == "text_delta" and isinstance(delta.get("text"), str):
+        if not isinstance(delta, dict):
+            self._lose(["a content block delta that is not an object"])
+            return b""
+        self._lose(untranslated(delta, _DELTA_KEYS))
+        kind = delta.get("type")
+        if kind == "text_delta" and isinstance(delta.get("text"), str):
             return self._choice({"content": delta["text"]})
-        if delta.get("type") == "input_json_delta" and isinstance(index, int) and index in self._calls:
-            fragment = delta.get("partial_json")
-            if isinstance(fragment, str) and fragment:
-                self._silent.discard(index)
-                return self._choice({"tool_calls": [{"index": self._calls[index],
-                                                     "function": {"arguments": fragment}}]})
+        fragment = delta.get("partial_json")
+        if kind == "input_json_delta" and isinstance(index, int) and index in self._calls \
+                and isinstance(fragment, str):
+            if not fragment:
+                return b""
+            self._silent.discard(index)
+            return self._choice({"tool_calls": [{"index": self._calls[index], "function": {"arguments": fragment}}]})
+        if kind in _DELTA_KEYS:  # a mapped delta type that could not be placed: its content is lost
+            self._lose([f"{kind} to block {index}"])
         return b""
 
     def _block_stop(self, index: Any) -> bytes:
@@ -240,7 +306,20 @@ class StreamTranslator:
             self._usage.update((k, v) for k, v in usage.items() if v is not None)
         delta = event.get("delta")
         stop = delta.get("stop_reason") if isinstance(delta, dict) else None
-        return self._choice({}, _finish(stop)) if stop is not None else b""
+        if stop is None:
+            return b""
+        finish = _finish(stop)
+        if self.untranslated:
+            finish[UNTRANSLATED_FIELD] = list(self.untranslated)
+        return self._choice({}, finish)
+
+
+def _object_of(payload: bytes) -> dict[str, Any] | None:
+    try:
+        event = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    return event if isinstance(event, dict) else None
 
 
 def _data_of(event: bytes) -> bytes | None:

@@ -14,8 +14,9 @@ What maps to what (https://docs.anthropic.com/en/api/messages; LiteLLM's adapter
 - ``text`` blocks -> text; ``image`` blocks (``base64`` or ``url`` source) -> ``image_url`` parts;
 - assistant ``tool_use`` blocks -> ``tool_calls`` (``input`` as compact JSON ``arguments``);
 - user ``tool_result`` blocks -> ``role: tool`` messages, before the rest of that user turn;
-- ``tools`` -> function tools; ``tool_choice`` auto/any/tool/none -> auto/required/function/none,
-  ``disable_parallel_tool_use`` -> ``parallel_tool_calls: false``;
+- ``tools`` -> function tools (``strict`` -> ``function.strict``); ``tool_choice``
+  auto/any/tool/none -> auto/required/function/none, ``disable_parallel_tool_use`` ->
+  ``parallel_tool_calls: false``;
 - ``stop_sequences`` -> ``stop``; ``max_tokens``, ``temperature``, ``top_p`` as they are;
   ``top_k`` is forwarded as ``top_k`` (vLLM, Ollama and others read it; OpenAI refuses it
   with a 400, which is passed back); ``metadata.user_id`` -> ``user``; ``stream`` (without
@@ -25,8 +26,12 @@ What maps to what (https://docs.anthropic.com/en/api/messages; LiteLLM's adapter
 Dropped because they cannot change a non-Anthropic provider's answer: ``cache_control``
 on the request, its blocks and tools (Anthropic's prompt-caching hint), ``is_error`` on ``tool_result``
 (the chat API has no place for it), ``thinking: {"type": "disabled"}``. Anything else the
-translation does not know (a block type, a top-level field, a server tool) is refused
-with a 400 naming it, rather than silently dropped: the answer would be to another question.
+translation does not know (a block type, a top-level field, a server tool, a key of a
+message, block, tool, image source, ``tool_choice`` or ``metadata``: ``tools[0].input_examples``,
+``messages[0].content[0].citations``) is refused with a 400 naming it, rather than silently
+dropped: the answer would be to another question, under a key that does not tell the two
+apart. A key whose value is null says nothing, and is read as absent, as everywhere in the
+canonical form (the SDKs write ``"citations": null`` into text blocks sent back).
 
 A single text block is written as a plain string, so ``"content": "hi"`` and
 ``[{"type": "text", "text": "hi"}]`` are one request (and one cache key), as they are one
@@ -53,6 +58,16 @@ COUNT_FIELDS = frozenset({"model", "messages", "system", "tools", "tool_choice",
                           "cache_control"})
 
 _TOOL_CHOICE = {"auto": "auto", "any": "required", "none": "none"}
+#: The keys each object of the body may have: any other is refused (400) by its path.
+_MESSAGE_KEYS = frozenset({"role", "content"})
+_TEXT_KEYS = frozenset({"type", "text", "cache_control"})
+_IMAGE_KEYS = frozenset({"type", "source", "cache_control"})
+_SOURCE_KEYS = {"base64": frozenset({"type", "media_type", "data"}), "url": frozenset({"type", "url"})}
+_TOOL_USE_KEYS = frozenset({"type", "id", "name", "input", "cache_control"})
+_TOOL_RESULT_KEYS = frozenset({"type", "tool_use_id", "content", "is_error", "cache_control"})
+_TOOL_KEYS = frozenset({"type", "name", "description", "input_schema", "strict", "cache_control"})
+_TOOL_CHOICE_KEYS = frozenset({"type", "disable_parallel_tool_use"})
+_METADATA_KEYS = frozenset({"user_id"})
 
 
 def chat_body(body: dict[str, Any]) -> dict[str, Any]:
@@ -149,11 +164,20 @@ def _check_fields(body: dict[str, Any], known: frozenset[str]) -> None:
             raise RequestError(f"'{name}' is not supported by this gateway's /v1/messages", param=name)
 
 
+def _check_keys(obj: dict[str, Any], known: frozenset[str], where: str) -> None:
+    """A non-null key of ``obj`` (at ``where``) not in ``known`` is a 400 naming its path."""
+    for name, value in obj.items():
+        if name not in known and value is not None:
+            raise RequestError(f"'{where}.{name}' is not supported by this gateway's /v1/messages",
+                               param=f"{where}.{name}")
+
+
 def _user_id(metadata: Any) -> str | None:
     if metadata is None:
         return None
     if not isinstance(metadata, dict):
         raise RequestError("'metadata' must be an object", param="metadata")
+    _check_keys(metadata, _METADATA_KEYS, "metadata")
     user = metadata.get("user_id")
     if user is not None and not isinstance(user, str):
         raise RequestError("'metadata.user_id' must be a string", param="metadata.user_id")
@@ -174,6 +198,7 @@ def _system(system: Any) -> list[dict[str, Any]]:
 def _text_block(block: Any, where: str) -> dict[str, Any]:
     if not isinstance(block, dict) or block.get("type") != "text" or not isinstance(block.get("text"), str):
         raise RequestError(f"'{where}' must be a text block", param=where)
+    _check_keys(block, _TEXT_KEYS, where)
     return {"type": "text", "text": block["text"]}
 
 
@@ -187,6 +212,7 @@ def _joined(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
 def _message(message: Any, where: str) -> list[dict[str, Any]]:
     if not isinstance(message, dict):
         raise RequestError(f"'{where}' must be an object", param=where)
+    _check_keys(message, _MESSAGE_KEYS, where)
     role = message.get("role")
     if role not in ("user", "assistant"):
         raise RequestError(f"'{where}.role' must be 'user' or 'assistant'", param=f"{where}.role")
@@ -232,6 +258,7 @@ def _tool_call(block: dict[str, Any], where: str) -> dict[str, Any]:
     ident, name, arguments = block.get("id"), block.get("name"), block.get("input")
     if not isinstance(ident, str) or not isinstance(name, str) or not isinstance(arguments, dict):
         raise RequestError(f"'{where}' must have a string 'id' and 'name' and an object 'input'", param=where)
+    _check_keys(block, _TOOL_USE_KEYS, where)
     return {"id": ident, "type": "function",
             "function": {"name": name, "arguments": orjson.dumps(arguments).decode()}}
 
@@ -240,6 +267,7 @@ def _tool_result(block: dict[str, Any], where: str) -> dict[str, Any]:
     ident, content = block.get("tool_use_id"), block.get("content", "")
     if not isinstance(ident, str):
         raise RequestError(f"'{where}.tool_use_id' must be a string", param=f"{where}.tool_use_id")
+    _check_keys(block, _TOOL_RESULT_KEYS, where)
     if isinstance(content, list):
         content = _joined([_text_block(part, f"{where}.content[{i}]") for i, part in enumerate(content)]) or ""
     elif not isinstance(content, str):
@@ -248,8 +276,11 @@ def _tool_result(block: dict[str, Any], where: str) -> dict[str, Any]:
 
 
 def _image(block: dict[str, Any], where: str) -> dict[str, Any]:
+    _check_keys(block, _IMAGE_KEYS, where)
     source = block.get("source")
     kind = source.get("type") if isinstance(source, dict) else None
+    if isinstance(source, dict) and kind in _SOURCE_KEYS:
+        _check_keys(source, _SOURCE_KEYS[kind], f"{where}.source")
     if kind == "base64" and isinstance(source, dict):
         media, data = source.get("media_type"), source.get("data")
         if isinstance(media, str) and isinstance(data, str):
@@ -265,12 +296,18 @@ def _tool(tool: Any, where: str) -> dict[str, Any]:
     name, schema, description = tool.get("name"), tool.get("input_schema"), tool.get("description")
     if not isinstance(name, str) or not isinstance(schema, dict):
         raise RequestError(f"'{where}' must have a string 'name' and an object 'input_schema'", param=where)
+    _check_keys(tool, _TOOL_KEYS, where)
     function: dict[str, Any] = {"name": name}
     if description is not None:
         if not isinstance(description, str):
             raise RequestError(f"'{where}.description' must be a string", param=f"{where}.description")
         function["description"] = description
     function["parameters"] = schema
+    strict = tool.get("strict")
+    if strict is not None:  # Anthropic's strict tool use is OpenAI's strict function calling
+        if not isinstance(strict, bool):
+            raise RequestError(f"'{where}.strict' must be a boolean", param=f"{where}.strict")
+        function["strict"] = strict
     return {"type": "function", "function": function}
 
 
@@ -285,6 +322,7 @@ def _tool_choice(choice: Any) -> dict[str, Any]:
         raise RequestError("'tool_choice' must be {'type': 'auto'|'any'|'none'} or {'type': 'tool', 'name': ...}",
                            param="tool_choice")
     assert isinstance(choice, dict)
+    _check_keys(choice, _TOOL_CHOICE_KEYS | ({"name"} if kind == "tool" else set()), "tool_choice")
     parallel = choice.get("disable_parallel_tool_use")
     if parallel is not None and not isinstance(parallel, bool):
         raise RequestError("'tool_choice.disable_parallel_tool_use' must be a boolean",

@@ -12,7 +12,9 @@ The translation itself is pure (:mod:`reprise.core.anthropic_request`,
 A request Anthropic cannot take (an OpenAI-only parameter, ``n > 1``, embeddings) is
 answered 400 without calling the provider; a provider error keeps its status and is
 rewritten as OpenAI error JSON; neither is stored (the driver stores only 2xx), nor is an
-answer whose stop reason does not end it whole (``pause_turn``, an unknown one: no ``finish_reason``). A stream
+answer whose stop reason does not end it whole (``pause_turn``, an unknown one: no ``finish_reason``), nor
+one holding what the translation has no place for (``anthropic_untranslated``: a ``thinking`` block,
+a delta type added later...). A stream
 that sends ``error`` or ends before ``message_stop`` raises :class:`UpstreamError`
 mid-stream: the client gets an error event and nothing is stored.
 """
@@ -139,7 +141,7 @@ class AnthropicUpstream:
                                   reply.headers)
             else:
                 yield StreamReply(reply.status, b"", _translated(deployment, reply.chunks, translator),
-                                  reply.headers)
+                                  reply.headers, storable=lambda: not translator.untranslated)
 
 
 async def _nothing() -> AsyncIterator[bytes]:
