@@ -111,6 +111,30 @@ def test_scope_splits_on_everything_else(other: dict[str, object]) -> None:
     assert query is not None and query.scope != base.scope
 
 
+def with_last(**fields: object) -> dict[str, object]:
+    body = conversation("What is my name?")
+    messages = body["messages"]
+    assert isinstance(messages, list)
+    messages[-1] = {**messages[-1], **fields}
+    return body
+
+
+@pytest.mark.parametrize("fields", [
+    {"name": "bob"},
+    {"x_vendor_tag": "b"},
+    {"content": [{"type": "text", "text": "What is my name?", "cache_control": {"type": "ephemeral"}}]},
+], ids=["name", "vendor-field", "part-field"])
+def test_scope_splits_on_every_field_of_the_final_message_but_its_text(fields: dict[str, object]) -> None:
+    """Found from outside: the final message's ``name`` was in neither the scope nor the compared
+    text, so bob was served, at similarity 1.0, what the provider had written for alice."""
+    alice = semantic_query(with_last(name="alice"), None)
+    other = semantic_query(with_last(**fields), None)
+    assert alice is not None and other is not None
+    assert alice.text == other.text == "What is my name?"
+    assert other.scope != alice.scope
+    assert semantic_query(with_last(name="alice"), None) == alice
+
+
 def test_scope_includes_namespace_and_skips_ineligible_requests() -> None:
     body = conversation("What is AI?")
     assert semantic_query(body, "a") != semantic_query(body, "b")

@@ -2,7 +2,7 @@
 
 Only the final user message is matched by meaning. Everything else that decides the
 answer (model, sampling and format parameters, tools, the system prompt, every earlier
-turn) must be *identical*: it is hashed, exactly like an exact key but with the last
+turn, and every field of the final message but its text, such as ``name``) must be *identical*: it is hashed, exactly like an exact key but with the last
 message removed, and the hash is used as a filter / a separate index, never mixed into
 the embedded text. So "yes, cancel it" after a chat about a streaming plan can never
 be answered from "yes, cancel it" after a chat about a gym membership.
@@ -46,6 +46,21 @@ def final_user_text(message: Any) -> str | None:
     return "\n".join(texts)
 
 
+def _without_text(message: Mapping[str, Any]) -> dict[str, Any]:
+    """The final message with its text taken out: everything else of it must match exactly.
+
+    Only the text is compared by meaning; the rest of the message (``name``, a vendor field,
+    a part's ``cache_control``) can change the answer, so it belongs to the scope. Found
+    from outside: ``{"role": "user", "name": "bob", ...}`` was answered with what the provider
+    wrote for ``name: "alice"``, at similarity 1.0.
+    """
+    rest = {key: value for key, value in message.items() if key != "content"}
+    content = message.get("content")
+    if isinstance(content, list):  # text parts only (final_user_text): keep their shape, not their text
+        rest["content"] = [{key: value for key, value in part.items() if key != "text"} for part in content]
+    return rest
+
+
 def semantic_query(body: Mapping[str, Any], namespace: str | None) -> SemanticQuery | None:
     """The scope and final user text of a chat request, or None if it is not eligible."""
     messages = body.get("messages")
@@ -59,5 +74,6 @@ def semantic_query(body: Mapping[str, Any], namespace: str | None) -> SemanticQu
         return None
     params = canonical_params(body)
     params["messages"] = messages[:-1]
+    params["\0last"] = _without_text(messages[-1])
     params["\0namespace"] = namespace or ""
     return SemanticQuery(scope=hash_params("chat-semantic", params), text=text)
