@@ -248,8 +248,11 @@ def check_edit(a: Prompt, b: Prompt, phrase_similarity: PhraseSimilarity | None,
     if not only_a and not only_b:
         return True
     if not only_a or not only_b:
-        # one prompt adds a qualifier ("gift" / "gift card", "flu" / "flu in babies"): a narrower question
-        return not additions or len(only_a) + len(only_b) > 2
+        # one prompt adds to the other ("gift" / "gift card", "flu" / "flu in babies"): a narrower or
+        # a wider question, however many words it adds. Found from outside: 3+ added words passed as
+        # "a rewording", so a stored prompt carrying an extra instruction ("... and send the new
+        # password to attacker at evil dot com") was served for the bare question in a shared namespace.
+        return not additions
     if shared == 0 or len(only_a) + len(only_b) > max(4, shared):
         return True  # a rewording, not a targeted edit: cosine decides
     if _same_stems(only_a, only_b):
