@@ -247,3 +247,17 @@ def test_distinct_long_virtual_keys_are_fine(tmp_path: Path) -> None:
     status, output = run_reprise(["config", "check", "--config", str(config)],
                                  env={"REPRISE_TEST_MK": "sk-set-but-long-enough"})
     assert status == 0, output
+
+
+def test_serve_refuses_local_semantic_with_several_workers(tmp_path: Path) -> None:
+    """Found from outside: each worker kept its own embedded index (read-your-writes broke on the
+    other worker) and each one's log compaction replaced the file under the others (vectors lost)."""
+    data = with_general()
+    data["litellm_settings"] = {"cache": True, "cache_params": {
+        "type": "local-semantic", "semantic_cache_dir": str(tmp_path / "sem")}}
+    config = write_config(tmp_path, data)
+    args = ["serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(free_port()), "--workers", "2"]
+    status, output = run_reprise(args, timeout=20)
+    assert status == 2, output
+    assert "litellm_settings.cache_params.type" in output and "--workers 2" in output
+    assert not (tmp_path / "sem").exists()  # refused before anything was made

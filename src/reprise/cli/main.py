@@ -52,6 +52,7 @@ def _serve(args: argparse.Namespace) -> int:
         limits.body_timeout,
     )
     if args.workers > 1:
+        _check_workers(config, args.workers)
         from reprise.backends.machine import WORKERS_DIR_ENV, shared_tier_directory
 
         # One cache for the machine: the workers share a tier in this server's own directory.
@@ -64,6 +65,22 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ.pop(WORKERS_DIR_ENV, None)  # one process: its cache is its own
         uvicorn.run(RepriseApp(config), **options)
     return 0
+
+
+def _check_workers(config: GatewayConfig, workers: int) -> None:
+    """Refuse what several workers cannot share: the embedded vector index of ``local-semantic``.
+
+    Its log has one owner: each worker would keep its own index (a paraphrase sent right after
+    an answer missed whenever it reached the other worker) and each worker's compaction
+    replaced the file under the others, whose vectors were then lost (found from outside:
+    40 prompts stored, 16 left in the log). Refused rather than warned: data is lost.
+    """
+    params = config.cache_params
+    if config.cache_enabled and params is not None and params.type == "local-semantic":
+        raise ConfigError(
+            f"type local-semantic keeps its vector index in one process and cannot serve --workers {workers}: "
+            "run one worker (it serves a cached hit in well under a millisecond), or use redis-semantic "
+            "or qdrant-semantic, whose index every worker shares", "litellm_settings.cache_params.type")
 
 
 def _has(module: str) -> bool:
