@@ -1,10 +1,11 @@
 """Semantic scope: the hard partition inside which prompts are compared by similarity.
 
-Only the final user message is matched by meaning. Everything else that decides the
-answer (model, sampling and format parameters, tools, the system prompt, every earlier
-turn, and every field of the final message but its text, such as ``name``) must be *identical*: it is hashed, exactly like an exact key but with the last
-message removed, and the hash is used as a filter / a separate index, never mixed into
-the embedded text. So "yes, cancel it" after a chat about a streaming plan can never
+Only the final user message's text is matched by meaning. Everything else that decides
+the answer (model, sampling and format parameters, tools, the system prompt, every
+earlier turn, every field of the final message but its text, such as ``name``) must be
+*identical*: it is hashed, exactly like an exact key but with the last message's text
+removed, and the hash is used as a filter / a separate index, never mixed into the
+embedded text. So "yes, cancel it" after a chat about a streaming plan can never
 be answered from "yes, cancel it" after a chat about a gym membership.
 
 The namespace (and so the tenant partition, which the gateway folds into it) is part
