@@ -71,7 +71,10 @@ def test_a_stream_with_per_chunk_values_replays_as_it_was_forwarded(include_usag
      sse({**BASE, "usage": USAGE, "choices": [choice({"content": "b"}, "stop")]}), sse(None)],  # vLLM's usage per chunk
     [sse({**BASE, "id": "", "model": "", "created": 0, "choices": [], "prompt_filter_results": []}),
      sse({**BASE, "choices": [choice({"content": "a"}, "stop")]}), sse(None)],  # Azure's first chunk
-], ids=["choice-level", "usage-per-chunk", "azure-first-chunk"])
+    [sse({**BASE, "choices": [choice({"role": "assistant", "content": "a", "x_pos": 1})]}),  # a delta-level
+     sse({**BASE, "choices": [choice({"content": "b", "x_pos": 2, "x_final": False})]}),     # number and
+     sse({**BASE, "choices": [choice({"x_final": True}, "stop")]}), sse(None)],              # flag per chunk
+], ids=["choice-level", "usage-per-chunk", "azure-first-chunk", "delta-level"])
 def test_any_value_replaced_in_the_merge_keeps_the_events(events: list[bytes]) -> None:
     asm, forwarded = assembled(events)
     assert asm.lossy and replay(orjson.dumps(asm.completion()), True, asm.recording()) == forwarded

@@ -194,6 +194,22 @@ def _merge_field(held: _Fields, key: str, value: Any, depth: int) -> bool:
     return True
 
 
+def _replaces(held: _Fields, delta: dict[str, Any]) -> bool:
+    """Whether merging ``delta`` drops a value ``held`` has: a number or flag that changes (the
+    merge keeps the last), or an identifier that changes (it keeps the first). Strings join and
+    lists extend, so text is never lost; only the delta's own level is looked at (one short
+    loop per chunk: its keys are usually just ``content``)."""
+    for key, value in delta.items():
+        if value is None or type(value) is dict or type(value) is list:
+            continue
+        if type(value) is str and key not in _IDENTIFIERS:
+            continue
+        current = held.get(key)
+        if current is not None and current != "" and current != value:
+            return True
+    return False
+
+
 def _merge_calls(calls: _Calls, items: list[Any], depth: int) -> bool:
     ok = True
     for position, item in enumerate(items):
@@ -463,7 +479,12 @@ class StreamAssembler:
         fields, ok = choice.fields, True
         for key, value in raw.items():
             if key == "delta":
-                ok = (_merge(choice.message, value) if isinstance(value, dict) else value is None) and ok
+                if isinstance(value, dict):
+                    if not self.lossy and _replaces(choice.message, value):
+                        self.lossy = True  # a per-chunk number, flag or identifier in the delta
+                    ok = _merge(choice.message, value) and ok
+                else:
+                    ok = value is None and ok
             elif key == "logprobs":
                 ok = (value is None and key in choice.merged or _merge(choice.merged, {key: value})) and ok
             elif key != "index" and (value is not None or key not in fields):
