@@ -135,12 +135,18 @@ class AsyncCache(StoreAccess):
         if isinstance(self.backend, DistributedLock) and self.backend.lock_timeout > 0:
             self.peers = PeerLock(self.backend, self)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
 
     async def __aenter__(self) -> AsyncCache:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the store; :meth:`chat` raises from now on (a call in flight still ends)."""
+        self._closed = True
+        await super().aclose()
 
     def _spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """A production task, kept referenced until done (never cancelled with its request)."""
@@ -500,20 +506,20 @@ class AsyncCache(StoreAccess):
         choice has a ``finish_reason``, no ``error``): anything else ``call`` returns is passed
         back to the callers as it is, and asked for again next time.
         """
+        if self._closed:
+            raise RuntimeError("this AsyncCache is closed")
         require_object(request)
         require_model(request)
         validate_chat(request)
         plan = decide(self.policy, parse_controls(request.get("cache")))
         key = storage_key(chat_key_hash(request), plan.namespace)
         upstream_request = {k: v for k, v in request.items() if k != "cache"}
-        failures: list[BaseException] = []
 
         async def produce() -> Outcome:
             try:
                 response = await call(upstream_request)
-            except Exception as exc:  # the caller's own error, shared as a failure, raised as itself
-                failures.append(exc)
-                raise UpstreamError(f"{type(exc).__name__}: {exc}") from exc
+            except Exception as exc:  # the caller's own error: shared as a failure, raised as itself
+                raise _CallFailed(exc) from exc
             if hasattr(response, "model_dump"):
                 response = response.model_dump(mode="json", exclude_unset=True)
             meta = {"kind": "chat", "model": request.get("model"), "usage": response.get("usage")}
@@ -522,14 +528,31 @@ class AsyncCache(StoreAccess):
 
         try:
             answer = await self.get_or_produce(key, plan, produce)
-        except UpstreamError:
-            if failures:
-                raise failures[0] from None
-            raise
-        age = answer.entry.age(self.clock()) if answer.entry is not None else 0.0
-        return CacheResult(
-            orjson.loads(answer.body), answer.cache_status, key if plan.uses_cache else None, age
-        )
+        except UpstreamError as exc:
+            failed = exc if isinstance(exc, _CallFailed) else exc.__cause__
+            if not isinstance(failed, _CallFailed):
+                raise
+            error = failed.error  # raised below, outside this handler, so its __context__ stays its own
+        else:
+            age = answer.entry.age(self.clock()) if answer.entry is not None else 0.0
+            return CacheResult(
+                orjson.loads(answer.body), answer.cache_status, key if plan.uses_cache else None, age
+            )
+        # Every caller waiting for this answer raises the very exception ``call`` raised (its type,
+        # attributes and own cause), each with the traceback it left ``call`` with, as
+        # asyncio.Future.result() does: raising one object in several tasks would otherwise pile
+        # every earlier caller's frames onto it.
+        raise error.with_traceback(failed.traceback)
+
+
+class _CallFailed(UpstreamError):
+    """The library's ``call`` raised: the failure its flight shares carries that exception,
+    and its traceback as it left ``call``, for every caller waiting to raise it."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(f"{type(error).__name__}: {error}")
+        self.error = error
+        self.traceback = error.__traceback__
 
 
 #: What a stream too long to keep shares (:attr:`Outcome.too_long`): the requests that waited

@@ -65,5 +65,11 @@ Shared = Outcome | UpstreamError
 
 
 def reraise(failure: UpstreamError) -> UpstreamError:
-    """A fresh copy of a shared failure, so each follower raises its own exception."""
-    return UpstreamError(str(failure), failure.status, failure.code)
+    """A fresh copy of a shared failure, so each follower raises its own exception.
+
+    The copy is raised from the shared failure (its ``__cause__``), so what a follower
+    catches still leads to what the provider call raised (the library re-raises that).
+    """
+    fresh = UpstreamError(str(failure), failure.status, failure.code)
+    fresh.__cause__ = failure
+    return fresh

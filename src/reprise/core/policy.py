@@ -8,23 +8,48 @@ passed in. ``status`` values are what Reprise reports in ``x-reprise-cache``:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, get_args
 
-from reprise.core.controls import CacheControls
+from reprise.core.controls import NAMESPACE_PATTERN, CacheControls
 from reprise.core.entry import CacheEntry
+from reprise.errors import ConfigError
 
 Mode = Literal["default_on", "default_off"]
 
 
 @dataclass(frozen=True, slots=True)
 class CachePolicy:
-    """Gateway-wide cache settings (from ``litellm_settings.cache_params``)."""
+    """Gateway-wide cache settings (from ``litellm_settings.cache_params``).
+
+    Checked when made, as the config file's ``cache_params`` and a request's ``cache``
+    controls are: a value that would silently cache nothing (``ttl=0``, ``-5``, NaN) or
+    put an unsafe namespace in keys raises :class:`~reprise.errors.ConfigError` naming
+    the field. ``ttl=None`` (or infinity): entries never expire.
+    """
 
     enabled: bool = True
     mode: Mode = "default_on"
     ttl: float | None = None
     namespace: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.enabled, bool):
+            raise _invalid("enabled", "must be True or False", self.enabled)
+        if self.mode not in get_args(Mode):
+            raise _invalid("mode", "must be 'default_on' or 'default_off'", self.mode)
+        ttl = self.ttl
+        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int | float)
+                                or math.isnan(ttl) or ttl <= 0):
+            raise _invalid("ttl", "must be a number of seconds > 0, or None (entries never expire)", ttl)
+        if self.namespace is not None and not (isinstance(self.namespace, str)
+                                               and NAMESPACE_PATTERN.fullmatch(self.namespace)):
+            raise _invalid("namespace", "must be 1-128 characters of A-Z a-z 0-9 . _ -, or None", self.namespace)
+
+
+def _invalid(field: str, rule: str, value: Any) -> ConfigError:
+    return ConfigError(f"{rule}, not {value!r}", f"CachePolicy.{field}")
 
 
 @dataclass(frozen=True, slots=True)
