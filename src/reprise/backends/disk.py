@@ -51,13 +51,13 @@ import os
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Self, TypeVar
 
 from reprise.backends.base import Capabilities
+from reprise.backends.lock_owner import owner_gone, owner_token
 from reprise.backends.sqlite_tx import WriteTransaction, enable_wal
 from reprise.errors import BackendError, BackendTimeout, BackendUnavailable
 
@@ -124,10 +124,10 @@ class DiskBackend:
         self.directory = Path(directory)
         self.max_bytes = max_bytes
         self.lock_timeout = lock_timeout
-        self._owner = uuid.uuid4().hex  # this store's name in the locks table
+        self._owner: str | None = None  # this store's name in the locks table (lock_owner.py), on first use
         self._executor = ThreadPoolExecutor(executor_threads, thread_name_prefix="reprise-disk")
         self._local = threading.local()
-        self._lock = threading.Lock()  # guards _connections, _ready and _total
+        self._lock = threading.Lock()  # guards _connections, _ready, _total and _owner
         self._connections: list[sqlite3.Connection] = []
         self._ready = False
         self._total = 0
@@ -340,22 +340,37 @@ class DiskBackend:
         except sqlite3.OperationalError:
             pass  # the write lock stayed busy: recency is a hint
 
+    def _owner_name(self) -> str:
+        with self._lock:  # one name per store, though two worker threads may ask first together
+            if self._owner is None:
+                self._owner = owner_token()
+            return self._owner
+
     def _acquire(self, key: str, ttl: float) -> bool:
+        """Take the lock if it is free, expired, or held by a process that is gone (lock_owner.py)."""
         conn = self._conn()
+        owner = self._owner_name()
         now = time.time()
         with WriteTransaction(conn):
             taken = conn.execute(
                 "INSERT INTO locks (key, owner, expires_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at"
                 " WHERE locks.expires_at <= ?",
-                (key, self._owner, now + ttl, now),
+                (key, owner, now + ttl, now),
             ).rowcount
+            if taken != 1:
+                row = conn.execute("SELECT owner FROM locks WHERE key = ?", (key,)).fetchone()
+                if row is not None and row[0] != owner and owner_gone(row[0]):
+                    taken = conn.execute(
+                        "UPDATE locks SET owner = ?, expires_at = ? WHERE key = ? AND owner = ?",
+                        (owner, now + ttl, key, row[0]),
+                    ).rowcount
         return taken == 1
 
     def _release(self, key: str) -> None:
         conn = self._conn()
         with WriteTransaction(conn):
-            conn.execute("DELETE FROM locks WHERE key = ? AND owner = ?", (key, self._owner))
+            conn.execute("DELETE FROM locks WHERE key = ? AND owner = ?", (key, self._owner_name()))
 
     def _drop_expired(self, conn: sqlite3.Connection, keys: list[str], now: float) -> None:
         with WriteTransaction(conn):
