@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import random
 import signal
@@ -429,3 +430,22 @@ async def test_two_processes_share_one_directory(tmp_path: Path) -> None:
         assert len({key async for key in store.keys("parent")}) == 200
     finally:
         await store.aclose()
+
+
+async def test_a_filesystem_smaller_than_max_bytes_is_named_in_a_warning(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Eviction runs at max_bytes only: a filesystem that fills first stops the cache, so say so at once."""
+    caplog.set_level(logging.WARNING, logger="reprise.backends.disk")
+    roomy = DiskBackend(directory=tmp_path / "roomy", max_bytes=2**20)
+    huge = DiskBackend(directory=tmp_path / "huge", max_bytes=2**60)
+    try:
+        await roomy.set("k", b"v", None)
+        assert caplog.records == []
+        await huge.set("k", b"v", None)
+        await huge.set("k2", b"v", None)
+    finally:
+        await roomy.aclose()
+        await huge.aclose()
+    (record,) = caplog.records
+    assert str(tmp_path / "huge") in record.getMessage()
+    assert f"max_bytes is {2**60} but the filesystem has room for about" in record.getMessage()

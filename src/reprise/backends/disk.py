@@ -47,7 +47,9 @@ than merely batched.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -66,6 +68,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
+
 FILENAME = "reprise-cache.sqlite3"
 EVICT_TO = 0.9
 """Eviction frees space down to this fraction of ``max_bytes``, so it runs rarely."""
@@ -75,6 +79,7 @@ _CHUNK = 500  # keys per ``IN (...)``: under SQLite's oldest host-parameter limi
 _RECOUNT_INTERVAL = 60.0  # seconds between re-reading the true total (other writers)
 _MAX_NOTED = 65_536  # keys noted for a touch between two flushes; more are dropped until one
 _MMAP_BYTES = 256 * 2**20  # reads map the file: a hit on a large file costs no read() copies
+_WAL_ROOM = 16 * 2**20  # beyond max_bytes: the write-ahead log (checkpointed every ~4 MiB) and SQLite's pages
 # ``value`` is last so reading the small columns never walks a large blob's overflow
 # pages; (accessed_at, size) covers both the LRU scan and SUM(size).
 _SCHEMA = (
@@ -217,6 +222,8 @@ class DiskBackend:
             where = f"disk cache at {self.directory}: {exc}"
             if "locked" in str(exc) or "busy" in str(exc):
                 raise BackendTimeout(where, self.name) from exc
+            if exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
+                where += " (free space on that filesystem or lower max_bytes; see docs/operations.md, 'A full disk')"
             raise BackendUnavailable(where, self.name) from exc
         except sqlite3.Error as exc:
             raise BackendError(f"disk cache at {self.directory}: {exc}", self.name) from exc
@@ -250,11 +257,33 @@ class DiskBackend:
                         self._total = _stored_bytes(conn)
                         self._oldest = conn.execute("SELECT MIN(accessed_at) FROM entries").fetchone()[0]
                     self._ready = True
+                    self._check_room()
                 self._connections.append(conn)
         except BaseException:
             conn.close()
             raise
         return conn
+
+    def _check_room(self) -> None:
+        """Warn once when the filesystem fills before ``max_bytes`` does.
+
+        Eviction runs at ``max_bytes`` only. On a smaller filesystem (a small tmpfs, a
+        64 MB ``/dev/shm`` in a container) writes fail with "database or disk is full"
+        first, and a full disk cannot be cleaned from inside: deleting rows needs room
+        in the write-ahead log too (docs/operations.md says how to get out).
+        """
+        try:
+            held = sum(f.stat().st_size for f in self.directory.glob(FILENAME + "*") if f.is_file())
+            room = shutil.disk_usage(self.directory).free + held
+        except OSError:
+            return  # a hint only
+        if room < self.max_bytes + _WAL_ROOM:
+            log.warning(
+                "disk cache at %s: max_bytes is %d but the filesystem has room for about %d bytes of cache "
+                "files; when it is full nothing more is stored. Lower max_bytes (to about half of that "
+                "room) or give the cache more space",
+                self.directory, self.max_bytes, room,
+            )
 
     # -- blocking bodies (worker threads) ---------------------------------------------
 
