@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from reprise.backends.base import DistributedLock
 from reprise.errors import BackendError
+from reprise.outage import LOCK
 
 if TYPE_CHECKING:
     from reprise.store_access import StoreAccess
@@ -47,15 +48,19 @@ class PeerLock:
                 try:
                     await self.lock.release(key)
                 except BackendError as exc:
-                    self.access.fault(exc, "release")
+                    self.access.fault(exc, "release", LOCK)
+                else:
+                    self.access.succeeded(LOCK)
 
     async def _acquire(self, key: str) -> bool:
         """True if this process may produce: lock won, or the store is failing."""
         try:
-            return await self.lock.acquire(key, self.lock.lock_timeout)
+            won = await self.lock.acquire(key, self.lock.lock_timeout)
         except BackendError as exc:
-            self.access.fault(exc, "lock")
+            self.access.fault(exc, "lock", LOCK)
             return True
+        self.access.succeeded(LOCK)
+        return won
 
     async def _await_holder(self, key: str, stored: Callable[[], Awaitable[T | None]]) -> tuple[T | None, bool]:
         """Poll for the holder's answer: (answer, False), or (None, held) once we should produce."""

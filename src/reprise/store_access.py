@@ -2,8 +2,8 @@
 
 Every backend call of the driver goes through :class:`StoreAccess`: a
 :class:`~reprise.errors.BackendError` becomes a miss or a skipped store, is counted,
-and is logged once per outage rather than once per request (the next success logs
-the recovery). Entries are decoded and judged fresh here, with the clock passed in.
+and is logged once per outage rather than once per request, however partly the store
+fails (:mod:`reprise.outage`). Entries are decoded and judged fresh here, with the clock passed in.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from reprise.backends.base import Backend, Degradable, KeepsDecoded, StartupChec
 from reprise.core.entry import CacheEntry, EntryFormatError, decode_entry, encode_entry
 from reprise.core.policy import CachePolicy, expiry_time, is_usable
 from reprise.errors import BackendError
+from reprise.outage import READ, WRITE, Outage
 
 log = logging.getLogger("reprise.cache")
 
@@ -58,28 +59,28 @@ class StoreAccess:
         self.policy = policy or CachePolicy()
         self.clock = clock
         self.stats = CacheStats()
-        self.failing = False
-        """True from a store failure until the next success (an outage is logged once)."""
+        self.outage = Outage(log, f"cache backend {backend.name}", "serving from upstream")
         self._decoded: dict[int, tuple[bytes, CacheEntry]] = {}
         self._decoded_bytes = 0
         self._keeps_decoded = backend.get_decoded if isinstance(backend, KeepsDecoded) else None
         """An in-process store's own decoded forms (dropped with its values), used instead of the memo."""
 
-    def fault(self, exc: BackendError, action: str) -> None:
-        self.stats.backend_errors += 1
-        if not self.failing:
-            self.failing = True
-            log.warning(
-                "cache backend %s failed on %s (%s); serving from upstream until it recovers",
-                self.backend.name, action, exc,
-            )
+    @property
+    def failing(self) -> bool:
+        """True from a store failure until every kind of operation that failed works again."""
+        return bool(self.outage.kinds)
 
-    def _recovered(self) -> None:
+    def fault(self, exc: BackendError, action: str, kind: str) -> None:
+        """Count a failed ``action`` (of ``kind``: read, write, lock); log it if it opens an outage."""
+        self.stats.backend_errors += 1
+        self.outage.failed(kind, action, exc)
+
+    def succeeded(self, kind: str) -> None:
+        """An operation of ``kind`` worked: it may end the outage (one "recovered" line)."""
         # A backend with a local tier answers from memory while its shared store is
         # down; ``degraded`` says so, and such a success does not end the outage.
-        if self.failing and not (isinstance(self.backend, Degradable) and self.backend.degraded):
-            self.failing = False
-            log.warning("cache backend %s recovered", self.backend.name)
+        if self.outage.kinds and not (isinstance(self.backend, Degradable) and self.backend.degraded):
+            self.outage.succeeded(kind)
 
     def _usable(self, raw: bytes | None, max_age: float | None, now: float) -> CacheEntry | None:
         if raw is None:
@@ -125,10 +126,10 @@ class StoreAccess:
         try:
             raw = await self.backend.get(key)
         except BackendError as exc:
-            self.fault(exc, "get")
+            self.fault(exc, "get", READ)
             return None
-        if self.failing:
-            self._recovered()
+        if self.outage.kinds:
+            self.succeeded(READ)
         return self._usable(raw, max_age, self.clock())
 
     async def read_many(self, keys: Sequence[str], max_age: float | None = None) -> list[CacheEntry | None]:
@@ -137,10 +138,10 @@ class StoreAccess:
         try:
             raws = await self.backend.get_many(keys)
         except BackendError as exc:
-            self.fault(exc, "get_many")
+            self.fault(exc, "get_many", READ)
             return [None] * len(keys)
-        if self.failing:
-            self._recovered()
+        if self.outage.kinds:
+            self.succeeded(READ)
         now = self.clock()
         return [self._usable(raw, max_age, now) for raw in raws]
 
@@ -154,10 +155,10 @@ class StoreAccess:
         try:
             await self.backend.set(key, encode_entry(entry), ttl)
         except BackendError as exc:
-            self.fault(exc, "set")
+            self.fault(exc, "set", WRITE)
             return False
-        if self.failing:
-            self._recovered()
+        if self.outage.kinds:
+            self.succeeded(WRITE)
         self.stats.stores += 1
         return True
 
@@ -177,7 +178,7 @@ class StoreAccess:
             try:
                 await self.backend.check()
             except BackendError as exc:
-                self.fault(exc, "start-up check")
+                self.fault(exc, "start-up check", READ)
 
     async def aclose(self) -> None:
         await self.backend.aclose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import random
 import signal
@@ -11,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -175,6 +177,105 @@ async def test_lock_elects_one_holder_per_key_among_stores(tmp_path: Path) -> No
         await two.aclose()
 
 
+LOCK_HOLDER = """
+import asyncio, sys
+from reprise.backends.disk import DiskBackend
+
+async def main():
+    store = DiskBackend(directory=sys.argv[1])
+    assert await store.acquire(sys.argv[2], 3600)
+    print("held", flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+def _hold_lock(directory: Path, key: str) -> subprocess.Popen[bytes]:
+    """Another process holding ``key``'s lock for an hour, until it is killed."""
+    proc = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(directory), key],
+                            stdout=subprocess.PIPE, env=_child_env())
+    assert proc.stdout is not None
+    if proc.stdout.readline() != b"held\n":
+        proc.kill()
+        proc.wait()
+        pytest.fail("the lock holder died before it held the lock")
+    return proc
+
+
+def _end(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=10)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def _set_owner(directory: Path, key: str, change: Callable[[list[str]], None]) -> None:
+    """Rewrite one part of the lock owner's token (boot/pid-namespace/pid/start/random)."""
+    conn = sqlite3.connect(directory / FILENAME)
+    try:
+        with conn:
+            (owner,) = conn.execute("SELECT owner FROM locks WHERE key = ?", (key,)).fetchone()
+            parts = owner.split("/")
+            change(parts)
+            conn.execute("UPDATE locks SET owner = ? WHERE key = ?", ("/".join(parts), key))
+    finally:
+        conn.close()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="the owner check reads Linux /proc")
+async def test_the_lock_of_a_killed_process_is_taken_at_once(tmp_path: Path) -> None:
+    """A worker killed (-9) while it leads a miss: the waiter takes its lock now, not after lock_timeout."""
+    holder = _hold_lock(tmp_path, "k")
+    store, third = DiskBackend(directory=tmp_path), DiskBackend(directory=tmp_path)
+    try:
+        assert not await store.acquire("k", 3600)  # its owner runs
+        os.kill(holder.pid, signal.SIGKILL)
+        assert holder.wait(timeout=10) == -signal.SIGKILL
+        assert await store.acquire("k", 3600)
+        assert not await third.acquire("k", 3600)  # the new owner runs: it keeps the lock
+        assert _db_rows(tmp_path, "SELECT owner FROM locks")[0][0].split("/")[2] == str(os.getpid())
+    finally:
+        _end(holder)
+        await store.aclose()
+        await third.aclose()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="the owner check reads Linux /proc")
+async def test_an_owner_is_judged_gone_only_when_that_is_sure(tmp_path: Path) -> None:
+    """A reused pid (a later start time) is gone; an owner of another boot or machine, of another
+    container, or written by an older version (a bare random name) is left to lock_timeout."""
+
+    def reused(parts: list[str]) -> None:
+        parts[3] = str(int(parts[3]) - 1)  # the pid runs, but it is not the process that took the lock
+
+    def elsewhere(parts: list[str]) -> None:
+        parts[0] = "another-boot"
+
+    def container(parts: list[str]) -> None:
+        parts[1] = "pid:[1]"
+
+    def old(parts: list[str]) -> None:
+        parts[:] = ["0123456789abcdef"]
+
+    store = DiskBackend(directory=tmp_path)
+    try:
+        holder = _hold_lock(tmp_path, "reused")
+        try:
+            _set_owner(tmp_path, "reused", reused)
+            assert await store.acquire("reused", 3600)
+        finally:
+            _end(holder)
+        for change in (elsewhere, container, old):
+            holder = _hold_lock(tmp_path, change.__name__)
+            _set_owner(tmp_path, change.__name__, change)
+            _end(holder)  # gone, but not provably so from here
+            assert not await store.acquire(change.__name__, 3600), change.__name__
+    finally:
+        await store.aclose()
+
+
 async def test_closed_store_refuses(tmp_path: Path) -> None:
     store = DiskBackend(directory=tmp_path)
     await store.set("k", b"v", None)
@@ -329,3 +430,22 @@ async def test_two_processes_share_one_directory(tmp_path: Path) -> None:
         assert len({key async for key in store.keys("parent")}) == 200
     finally:
         await store.aclose()
+
+
+async def test_a_filesystem_smaller_than_max_bytes_is_named_in_a_warning(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Eviction runs at max_bytes only: a filesystem that fills first stops the cache, so say so at once."""
+    caplog.set_level(logging.WARNING, logger="reprise.backends.disk")
+    roomy = DiskBackend(directory=tmp_path / "roomy", max_bytes=2**20)
+    huge = DiskBackend(directory=tmp_path / "huge", max_bytes=2**60)
+    try:
+        await roomy.set("k", b"v", None)
+        assert caplog.records == []
+        await huge.set("k", b"v", None)
+        await huge.set("k2", b"v", None)
+    finally:
+        await roomy.aclose()
+        await huge.aclose()
+    (record,) = caplog.records
+    assert str(tmp_path / "huge") in record.getMessage()
+    assert f"max_bytes is {2**60} but the filesystem has room for about" in record.getMessage()

@@ -49,12 +49,19 @@ def test_cli_on_a_disk_store(make_gateway: Callable[..., GatewayProcess], stub: 
     assert listing.stdout.splitlines()[0].split()[:3] == ["KEY", "MODEL", "AGE"]
     assert keys["beta"] in listing.stdout and keys["alpha"] not in listing.stdout
 
-    got = cli("get", keys["alpha"], "--config", path)
-    assert got.returncode == 0
+    newest = cli("ls", "--config", path, "--limit", "1", "--json")
+    assert len(json.loads(newest.stdout)["entries"]) == 1
+
+    # options and keys in any order: keys last, as the synopsis reads, or on both sides of an option
+    got = cli("get", "--config", path, keys["alpha"])
+    assert got.returncode == 0, got.stderr
     assert json.loads(got.stdout)["body"]["choices"][0]["message"]["content"].startswith("echo: alpha")
+    both = cli("get", keys["beta"], "--config", path, keys["gamma"])
+    assert both.returncode == 0, both.stderr
+    assert {view["key"] for view in json.loads(both.stdout)} == {keys["beta"], keys["gamma"]}
     assert cli("get", "nope", "--config", path).returncode == 1
 
-    assert cli("rm", keys["alpha"], "--config", path).stdout.strip() == "deleted 1 of 1 keys"
+    assert cli("rm", "--config", path, keys["alpha"]).stdout.strip() == "deleted 1 of 1 keys"
     again = httpx.post(gw.url + "/chat/completions", json=chat("alpha"), headers=AUTH)
     assert again.headers["x-reprise-cache"] == "miss"
 
@@ -86,6 +93,20 @@ def test_cli_explains_the_in_process_store_and_uses_the_admin_api(
     assert json.loads(flushed.stdout)["deleted"] == 1
     wrong = cli("stats", "--config", path, "--url", gw.url, "--key", "sk-wrong")
     assert wrong.returncode == 1 and "401" in wrong.stderr
+
+
+def test_cli_refuses_bad_arguments_before_reading_the_config(tmp_path: Path) -> None:
+    """A limit below 1 is a usage error (it used to slice the listing), as are missing or stray keys."""
+    path = str(tmp_path / "never-read.yaml")
+    for limit, reason in (("-3", "-3 is not a positive number"), ("0", "0 is not a positive number"),
+                          ("ten", "'ten' is not a whole number")):
+        result = cli("ls", "--config", path, "--limit", limit)
+        assert result.returncode == 2 and f"argument --limit: {reason}" in result.stderr, result.stderr
+    for args, reason in ((["get"], "get needs at least one KEY"), (["rm", "--yes"], "rm needs at least one KEY"),
+                         (["stats", "abc"], "stats takes no KEY (got abc)"),
+                         (["flush", "--yes", "abc"], "flush takes no KEY (got abc)")):
+        result = cli(*args, "--config", path)
+        assert result.returncode == 2 and reason in result.stderr, result.stderr
 
 
 def test_cli_with_caching_off(tmp_path: Path) -> None:

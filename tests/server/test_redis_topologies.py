@@ -174,3 +174,28 @@ def test_redis_killed_and_restarted_under_load(make_gateway: MakeGateway, stub: 
     assert all(word == "hit" for _, word in results[20:100])  # warm before the outage
     assert results[-20:].count((200, "hit")) >= 10  # hits resume once Redis is back (it restarted empty)
     assert warnings_in(gw.log) == (1, 1), gw.log  # one warning for the outage, one line for the recovery
+
+
+def test_redis_refusing_writes_is_one_outage(make_gateway: MakeGateway, stub: StubUpstream,
+                                             killable_redis: RedisServer) -> None:
+    """At ``maxmemory`` with ``noeviction`` Redis reads but refuses writes (OOM): one warning, not one per
+    request (each read's success used to end the outage and the next write open it again), and one
+    "recovered" once writes work."""
+    gw = make_gateway(gateway_config(stub.url, redis_params(host="127.0.0.1", port=killable_redis.port)))
+    stored = unique("stored before")
+    with httpx.Client(base_url=gw.url, headers=AUTH, timeout=10) as c:
+        assert status_of(ask(c, stored)) == "miss"
+        killable_redis.cli("CONFIG", "SET", "maxmemory-policy", "noeviction")
+        killable_redis.cli("CONFIG", "SET", "maxmemory", "1")  # below what it holds: every write is OOM
+        during = [ask(c, unique(f"full {i}")) for i in range(15)]
+        hit = ask(c, stored)  # reads still work
+        ready = c.get("/health/readiness").json()
+        killable_redis.cli("CONFIG", "SET", "maxmemory", "0")
+        after = unique("after")
+        ask(c, after)
+        again = ask(c, after)
+    assert [(r.status_code, status_of(r)) for r in during] == [(200, "miss")] * 15
+    assert status_of(hit) == "hit" and status_of(again) == "hit"
+    assert warnings_in(gw.log) == (1, 1), gw.log
+    assert ready["cache_backend_failing"] is True  # while reads work
+    assert "maxmemory" in gw.log  # the warning names the cause

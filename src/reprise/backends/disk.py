@@ -47,17 +47,19 @@ than merely batched.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import shutil
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Self, TypeVar
 
 from reprise.backends.base import Capabilities
+from reprise.backends.lock_owner import owner_gone, owner_token
 from reprise.backends.sqlite_tx import WriteTransaction, enable_wal
 from reprise.errors import BackendError, BackendTimeout, BackendUnavailable
 
@@ -65,6 +67,8 @@ if TYPE_CHECKING:
     from reprise.config.models import DiskCacheParams
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 FILENAME = "reprise-cache.sqlite3"
 EVICT_TO = 0.9
@@ -75,6 +79,7 @@ _CHUNK = 500  # keys per ``IN (...)``: under SQLite's oldest host-parameter limi
 _RECOUNT_INTERVAL = 60.0  # seconds between re-reading the true total (other writers)
 _MAX_NOTED = 65_536  # keys noted for a touch between two flushes; more are dropped until one
 _MMAP_BYTES = 256 * 2**20  # reads map the file: a hit on a large file costs no read() copies
+_WAL_ROOM = 16 * 2**20  # beyond max_bytes: the write-ahead log (checkpointed every ~4 MiB) and SQLite's pages
 # ``value`` is last so reading the small columns never walks a large blob's overflow
 # pages; (accessed_at, size) covers both the LRU scan and SUM(size).
 _SCHEMA = (
@@ -124,10 +129,10 @@ class DiskBackend:
         self.directory = Path(directory)
         self.max_bytes = max_bytes
         self.lock_timeout = lock_timeout
-        self._owner = uuid.uuid4().hex  # this store's name in the locks table
+        self._owner: str | None = None  # this store's name in the locks table (lock_owner.py), on first use
         self._executor = ThreadPoolExecutor(executor_threads, thread_name_prefix="reprise-disk")
         self._local = threading.local()
-        self._lock = threading.Lock()  # guards _connections, _ready and _total
+        self._lock = threading.Lock()  # guards _connections, _ready, _total and _owner
         self._connections: list[sqlite3.Connection] = []
         self._ready = False
         self._total = 0
@@ -217,6 +222,8 @@ class DiskBackend:
             where = f"disk cache at {self.directory}: {exc}"
             if "locked" in str(exc) or "busy" in str(exc):
                 raise BackendTimeout(where, self.name) from exc
+            if exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
+                where += " (free space on that filesystem or lower max_bytes; see docs/operations.md, 'A full disk')"
             raise BackendUnavailable(where, self.name) from exc
         except sqlite3.Error as exc:
             raise BackendError(f"disk cache at {self.directory}: {exc}", self.name) from exc
@@ -250,11 +257,33 @@ class DiskBackend:
                         self._total = _stored_bytes(conn)
                         self._oldest = conn.execute("SELECT MIN(accessed_at) FROM entries").fetchone()[0]
                     self._ready = True
+                    self._check_room()
                 self._connections.append(conn)
         except BaseException:
             conn.close()
             raise
         return conn
+
+    def _check_room(self) -> None:
+        """Warn once when the filesystem fills before ``max_bytes`` does.
+
+        Eviction runs at ``max_bytes`` only. On a smaller filesystem (a small tmpfs, a
+        64 MB ``/dev/shm`` in a container) writes fail with "database or disk is full"
+        first, and a full disk cannot be cleaned from inside: deleting rows needs room
+        in the write-ahead log too (docs/operations.md says how to get out).
+        """
+        try:
+            held = sum(f.stat().st_size for f in self.directory.glob(FILENAME + "*") if f.is_file())
+            room = shutil.disk_usage(self.directory).free + held
+        except OSError:
+            return  # a hint only
+        if room < self.max_bytes + _WAL_ROOM:
+            log.warning(
+                "disk cache at %s: max_bytes is %d but the filesystem has room for about %d bytes of cache "
+                "files; when it is full nothing more is stored. Lower max_bytes (to about half of that "
+                "room) or give the cache more space",
+                self.directory, self.max_bytes, room,
+            )
 
     # -- blocking bodies (worker threads) ---------------------------------------------
 
@@ -340,22 +369,37 @@ class DiskBackend:
         except sqlite3.OperationalError:
             pass  # the write lock stayed busy: recency is a hint
 
+    def _owner_name(self) -> str:
+        with self._lock:  # one name per store, though two worker threads may ask first together
+            if self._owner is None:
+                self._owner = owner_token()
+            return self._owner
+
     def _acquire(self, key: str, ttl: float) -> bool:
+        """Take the lock if it is free, expired, or held by a process that is gone (lock_owner.py)."""
         conn = self._conn()
+        owner = self._owner_name()
         now = time.time()
         with WriteTransaction(conn):
             taken = conn.execute(
                 "INSERT INTO locks (key, owner, expires_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at"
                 " WHERE locks.expires_at <= ?",
-                (key, self._owner, now + ttl, now),
+                (key, owner, now + ttl, now),
             ).rowcount
+            if taken != 1:
+                row = conn.execute("SELECT owner FROM locks WHERE key = ?", (key,)).fetchone()
+                if row is not None and row[0] != owner and owner_gone(row[0]):
+                    taken = conn.execute(
+                        "UPDATE locks SET owner = ?, expires_at = ? WHERE key = ? AND owner = ?",
+                        (owner, now + ttl, key, row[0]),
+                    ).rowcount
         return taken == 1
 
     def _release(self, key: str) -> None:
         conn = self._conn()
         with WriteTransaction(conn):
-            conn.execute("DELETE FROM locks WHERE key = ? AND owner = ?", (key, self._owner))
+            conn.execute("DELETE FROM locks WHERE key = ? AND owner = ?", (key, self._owner_name()))
 
     def _drop_expired(self, conn: sqlite3.Connection, keys: list[str], now: float) -> None:
         with WriteTransaction(conn):

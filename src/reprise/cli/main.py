@@ -122,7 +122,22 @@ def _cache(args: argparse.Namespace) -> int:
     return asyncio.run(run_cache_command(args))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (``--limit 0`` or ``-3`` is a usage error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number (1 or more)")
+    return value
+
+
+_KEYED_ACTIONS = frozenset({"get", "rm"})
+
+
+def build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The ``reprise`` parser and its ``cache`` subparser (parsed on its own: see ``parse_args``)."""
     parser = argparse.ArgumentParser(prog="reprise", description="Caching gateway for LLM APIs")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -145,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("keys", nargs="*", help="keys for get / rm")
     cache.add_argument("--config", required=True)
     cache.add_argument("--namespace", default=None, help="limit ls / flush to a namespace")
-    cache.add_argument("--limit", type=int, default=50, help="entries shown by ls")
+    cache.add_argument("--limit", type=_positive_int, default=50, help="entries shown by ls (1 or more)")
     cache.add_argument("--url", default=None, help="a running gateway's base URL: use its admin API")
     cache.add_argument("--key", default=None, help="master key for --url (default: config or $REPRISE_MASTER_KEY)")
     cache.add_argument("--yes", action="store_true", help="flush without asking")
@@ -155,11 +170,32 @@ def build_parser() -> argparse.ArgumentParser:
     from reprise.cli import semantic_commands  # imports no model until a command runs
 
     semantic_commands.add_parser(sub)
-    return parser
+    return parser, cache
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """argv to a namespace; ``cache`` options and keys may come in any order.
+
+    ``reprise cache get --config FILE KEY`` reads naturally from the synopsis, but a
+    ``nargs="*"`` positional is consumed (empty) by argparse right after the action,
+    leaving KEY "unrecognized". The ``cache`` parser therefore parses intermixed
+    (options first, then every positional), which argparse cannot do for a parser
+    that has subcommands, hence this dispatch on the first word.
+    """
+    parser, cache = build_parsers()
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] != ["cache"]:
+        return parser.parse_args(words)
+    args = cache.parse_intermixed_args(words[1:], argparse.Namespace(command="cache"))
+    if args.action in _KEYED_ACTIONS and not args.keys:
+        cache.error(f"{args.action} needs at least one KEY")
+    if args.action not in _KEYED_ACTIONS and args.keys:
+        cache.error(f"{args.action} takes no KEY (got {' '.join(args.keys)})")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )

@@ -39,6 +39,7 @@ from reprise.core.policy import CachePlan
 from reprise.core.scope import SemanticQuery, semantic_query
 from reprise.embeddings.base import AsyncEmbedder
 from reprise.errors import BackendError, UpstreamError
+from reprise.outage import EMBED, READ, WRITE, Outage
 from reprise.semantic.judge import CALLS_PER_LOOKUP, ModelJudge, Ruling
 from reprise.semantic.matcher import ASK_MODEL_JUDGE, Matcher
 
@@ -94,7 +95,7 @@ class SemanticCache:
         self.judge = judge
         """The model judge of the band below the threshold; None: no band (the matcher's settings agree)."""
         self.stats = SemanticStats()
-        self._failing = False
+        self.outage = Outage(log, f"semantic cache {store.name}", "exact cache only")
 
     def prepare(self, body: dict[str, Any], plan: CachePlan) -> SemanticRequest | None:
         """The request's semantic query, or None when it is not eligible (pure, cheap)."""
@@ -111,9 +112,9 @@ class SemanticCache:
         try:
             hits = await self.store.search(request.query.scope, vector, settings.k, settings.search_floor)
         except _FAULTS as exc:
-            self._fault(exc, "search")
+            self._fault(exc, "search", READ)
             return None
-        self._recovered()
+        self.outage.succeeded(READ)
         judge_calls = 0
         for hit in hits:  # best first: candidates at or above the threshold come before the band
             reason = await asyncio.to_thread(self.matcher.judge, hit.prompt, request.query.text, hit.score)
@@ -154,9 +155,9 @@ class SemanticCache:
             record = VectorRecord(request.query.scope, key, request.query.text, vector, expires_at)
             await self.store.upsert(record)
         except _FAULTS as exc:
-            self._fault(exc, "upsert")
+            self._fault(exc, "upsert", WRITE)
             return
-        self._recovered()
+        self.outage.succeeded(WRITE)
         self.stats.stored += 1
 
     async def aclose(self) -> None:
@@ -175,17 +176,11 @@ class SemanticCache:
         except _FAULTS as exc:
             request.embed_failed = True
             model = self.remote.name if self.remote is not None else self.matcher.model_name
-            self._fault(exc, f"embedding with {model!r}")
+            self._fault(exc, f"embedding with {model!r}", EMBED)
+            return None
+        self.outage.succeeded(EMBED)
         return request.vector
 
-    def _fault(self, exc: Exception, action: str) -> None:
+    def _fault(self, exc: Exception, action: str, kind: str) -> None:
         self.stats.errors += 1
-        if not self._failing:
-            self._failing = True
-            log.warning("semantic cache %s failed on %s (%s); exact cache only until it recovers",
-                        self.store.name, action, exc)
-
-    def _recovered(self) -> None:
-        if self._failing:
-            self._failing = False
-            log.warning("semantic cache %s recovered", self.store.name)
+        self.outage.failed(kind, action, exc)
