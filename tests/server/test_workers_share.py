@@ -9,11 +9,15 @@ connection stays with the worker that accepted it; ``/cache/stats`` names that w
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import httpx
+import pytest
 
-from reprise.backends.machine import WORKERS_DIR_ENV
+from reprise.backends.machine import WORKERS_DIR_ENV, shared_tier_directory
 from tests.server.conftest import (
     AUTH,
     GatewayProcess,
@@ -92,3 +96,16 @@ def test_the_shared_tier_lives_in_a_private_directory_removed_at_exit(two_worker
     assert shared is not None and shared.is_dir()
     two_workers.stop()
     assert not shared.exists()
+
+
+def test_the_shared_tier_leaves_dev_shm_when_it_has_no_room_for_max_bytes() -> None:
+    """Found from outside: a container's /dev/shm is 64 MB by default and ``local`` is bounded at 256 MiB:
+    the tier filled it and stopped storing. It goes to the temporary directory instead."""
+    if not os.access("/dev/shm", os.W_OK):
+        pytest.fail("this test needs a writable /dev/shm (Linux)")
+    with shared_tier_directory(need_bytes=0) as roomy:
+        assert roomy.parent == Path("/dev/shm")
+    too_big = shutil.disk_usage("/dev/shm").free + 2**30
+    with shared_tier_directory(need_bytes=too_big) as elsewhere:
+        assert elsewhere.parent == Path(tempfile.gettempdir()) and elsewhere.is_dir()
+    assert not elsewhere.exists()

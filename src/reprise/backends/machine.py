@@ -49,6 +49,9 @@ FRONT_BYTES = 32 * 2**20
 FRONT_TTL = 1.0
 """Seconds a worker serves its own copy before asking the shared tier again."""
 
+TIER_HEADROOM = 64 * 2**20
+"""Bytes beyond ``max_bytes`` the tier's filesystem must have free: SQLite's WAL and a margin."""
+
 _PREFIX = "reprise-workers-"
 _NAME = re.compile(re.escape(_PREFIX) + r"(\d+)-")
 
@@ -73,19 +76,30 @@ def workers_dir(environ: Mapping[str, str]) -> str | None:
 
 
 @contextlib.contextmanager
-def shared_tier_directory(base: str | None = None) -> Iterator[Path]:
+def shared_tier_directory(base: str | None = None, need_bytes: int = 0) -> Iterator[Path]:
     """A private directory for one server's shared tier, removed when the block ends.
 
-    On ``/dev/shm`` when it is writable (the tier is memory, not disk), else the system
-    temporary directory. Directories left by supervisors that no longer run are removed first.
+    On ``/dev/shm`` when it is writable and has room for ``need_bytes`` (the tier is memory,
+    not disk), else the system temporary directory: a container's ``/dev/shm`` is 64 MB by
+    default, and a tier bounded at 256 MiB there would fill it and stop storing. Directories
+    left by supervisors that no longer run are removed first.
     """
-    root = base if base is not None else ("/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir())
+    root = base if base is not None else _tier_root(need_bytes)
     _remove_orphans(Path(root))
     path = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-", dir=root))
     try:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def _tier_root(need_bytes: int) -> str:
+    shm = "/dev/shm"
+    if os.access(shm, os.W_OK):
+        _remove_orphans(Path(shm))  # their space counts as free
+        if shutil.disk_usage(shm).free >= need_bytes + TIER_HEADROOM:
+            return shm
+    return tempfile.gettempdir()
 
 
 def _remove_orphans(root: Path) -> None:

@@ -56,7 +56,9 @@ def _serve(args: argparse.Namespace) -> int:
         from reprise.backends.machine import WORKERS_DIR_ENV, shared_tier_directory
 
         # One cache for the machine: the workers share a tier in this server's own directory.
-        with shared_tier_directory() as shared:
+        params = config.cache_params
+        need = params.max_bytes if config.cache_enabled and params is not None and params.type == "local" else 0
+        with shared_tier_directory(need_bytes=need) as shared:
             os.environ[WORKERS_DIR_ENV] = str(shared)
             uvicorn.run("reprise.server.app:create_app", factory=True, workers=args.workers, **options)
     else:
