@@ -372,7 +372,7 @@ class AsyncCache(StoreAccess):
             return incomplete if whole is None else Outcome(200, whole, storable=False)
         completion = assembler.completion()
         body, recording = assembler.stored_body(completion), assembler.recording()
-        if not reply.storable():  # whole as a stream, but not all of the provider's answer
+        if not (source.storable and reply.storable()):  # whole as a stream, but not an answer to keep
             lead.finish_with(b"".join(tail))
             return Outcome(200, body, storable=False, recording=recording)
         meta = source.describe(completion)

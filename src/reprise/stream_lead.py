@@ -87,11 +87,15 @@ class StreamSource:
     """How to produce one streamed answer: open the provider's stream, reassemble it, describe it.
 
     ``describe`` turns the reassembled completion into the entry's admin metadata.
+    ``storable`` False: the answer this stream makes must never be stored, by its own request
+    or by one that waited for it (a chat stream asked with ``include_usage: false`` has no
+    usage for plain hits), as distinct from a leader's own ``no-store``, whose followers may.
     """
 
     open: Callable[[], AbstractAsyncContextManager[StreamReply]]
     assembler: Assembler
     describe: Callable[[dict[str, Any]], dict[str, Any]]
+    storable: bool = True
 
 
 class _Open:

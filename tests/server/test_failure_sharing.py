@@ -170,3 +170,27 @@ def test_errors_name_the_model_never_the_url_or_credentials(gw: GatewayProcess, 
         assert secret not in reply.text
     assert "s3cret" not in gw.log  # the log names the host, without user:password@
 
+
+
+def test_a_stream_asked_without_usage_is_stored_by_no_request_that_waited_for_it(
+        gw: GatewayProcess, upstream: StubUpstream) -> None:
+    """Found from outside: the leader's ``include_usage: false`` stream has no usage, so it is never
+    stored; a plain request that joined it stored it anyway (a follower stores what a ``no-store``
+    leader did not), and plain hits then lacked the provider's usage."""
+    text = unique("a story told slowly without usage")
+    body = {**chat(text, model="slow-stream", stream=True), "stream_options": {"include_usage": False}}
+    with httpx.Client(base_url=gw.url, headers=AUTH, timeout=20) as client, ThreadPoolExecutor(2) as pool:
+        with client.stream("POST", "/chat/completions", json=body) as leader:
+            chunks = leader.iter_bytes()
+            assert b"data: {" in next(chunks)  # the stream is open: the next identical request waits for it
+            plain = {**body, "stream": False}
+            del plain["stream_options"]
+            follower = pool.submit(client.post, "/chat/completions", json=plain)
+            time.sleep(0.5)  # not an assertion: lets the follower reach the gateway while the stream runs
+            rest = b"".join(chunks)
+        joined = follower.result()
+    assert rest.endswith(b"data: [DONE]\n\n") and joined.status_code == 200, joined.text
+    assert upstream.calls_for("slow-stream") == 1  # the follower shared the leader's call
+    again = httpx.post(gw.url + "/chat/completions", json={**body, "stream": False}, headers=AUTH, timeout=20)
+    assert again.headers["x-reprise-cache"] == "miss", "stored by the request that waited"
+    assert again.json()["usage"] is not None

@@ -155,6 +155,7 @@ async def _stream(gw: Gateway, cache: AsyncCache, record: RequestRecord, receive
             ),
             assembler=StreamAssembler(drop_usage_chunk=not usage),
             describe=lambda completion: entry_meta(request.body, completion),
+            storable=not request.facts.refuses_usage,  # nor by a request that waited for it
         )
 
     semantic = semantic_chat.slot(gw, request.body, plan, caller.tenant) if key is not None and gw.semantic else None
