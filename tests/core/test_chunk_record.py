@@ -156,3 +156,25 @@ def test_the_memo_sends_an_entrys_recording_and_tells_recordings_apart() -> None
     assert memo.render("k", answer, False, other.recording()) == forwarded.replace(b'"Qz1"', b'"Qz2"')
     assert memo.render("k", answer, False, recording) == forwarded
     assert memo.render("k", answer, False) == render_sse(asm.completion(), False)
+
+
+def test_a_lossy_stream_longer_than_its_recording_may_be_is_never_kept() -> None:
+    """Found from outside: 29 MB of ``obfuscation`` chunks were recorded (0.8 MB compressed) and every
+    streamed hit unpacked them on the event loop (0.2 s). Past the recording's bound such a stream is
+    forwarded whole and not stored; one whose chunks agree is stored from its merged answer as before."""
+    from reprise.core.chunk_record import MAX_REPLAY_BYTES
+
+    def stream(per_chunk: bool) -> list[bytes]:
+        word = "x" * 200
+        padding = [{"obfuscation": str(i)} if per_chunk else {} for i in range(MAX_REPLAY_BYTES // 250)]
+        events = [sse({**BASE, **pad, "choices": [choice({"content": word})]}) for pad in padding]
+        return [*events, sse({**BASE, "choices": [choice({}, "stop")]}), sse(None)]
+
+    lossy = StreamAssembler()
+    forwarded = b"".join(b"".join(lossy.feed(event)) for event in stream(True))
+    assert forwarded == b"".join(stream(True))  # the client of the miss gets all of it
+    assert lossy.done and lossy.overflow and not lossy.complete
+    agreeing = StreamAssembler()
+    for event in stream(False):
+        agreeing.feed(event)
+    assert agreeing.complete and agreeing.recording() == b""

@@ -57,7 +57,7 @@ from typing import Any
 import orjson
 
 from reprise.core.answer_bounds import MAX_RECORDED_BYTES
-from reprise.core.chunk_record import ChunkRecording
+from reprise.core.chunk_record import MAX_REPLAY_BYTES, ChunkRecording
 
 DONE_EVENT = b"data: [DONE]\n\n"
 BOM = b"\xef\xbb\xbf"
@@ -381,12 +381,15 @@ class StreamAssembler:
     malformed: bool = False
     """A ``data:`` payload was not a JSON object of the chunk's shape, or an event reported a failure."""
     overflow: bool = False
-    """More than :data:`MAX_RECORDED_BYTES` arrived: forwarded, not kept (never stored nor shared)."""
+    """More than :data:`MAX_RECORDED_BYTES` arrived, or a lossy stream more events than its
+    recording keeps (:data:`MAX_REPLAY_BYTES`): forwarded, not kept (never stored nor shared)."""
     lossy: bool = False
     """A top-level or choice-level field came with different values in different chunks: the
     merge keeps the last, so the events are kept too (:meth:`recording`)."""
     _events: _Events = field(default_factory=_Events)
     _recording: ChunkRecording | None = field(default_factory=ChunkRecording)
+    _recorded: int = 0
+    """Event bytes given to the recording; past :data:`MAX_REPLAY_BYTES` it is let go."""
     _top: dict[str, Any] = field(default_factory=dict)
     _choices: dict[int, _Choice] = field(default_factory=dict)
     _size: int = 0
@@ -426,7 +429,13 @@ class StreamAssembler:
         """Absorb and record one event; return whether to forward it."""
         usage_only = self._read(block)
         if self._recording is not None:
-            self._recording.add(block, usage_only)
+            self._recorded += len(block)
+            if self._recorded > MAX_REPLAY_BYTES:
+                self._recording = None
+            else:
+                self._recording.add(block, usage_only)
+        if self.lossy and self._recording is None and not self.overflow:
+            self._drop_answer()  # values the merge lost and no events to give them back: never stored
         return not (usage_only and self.drop_usage_chunk)
 
     def _read(self, block: bytes) -> bool:
