@@ -163,6 +163,14 @@ def test_keys_that_are_null_or_documented_as_dropped_are_accepted() -> None:
     assert body == chat_body(anthropic(tools=[TOOL]))
 
 
+@pytest.mark.parametrize("empty", [[], {}, ""])
+def test_empty_unknown_keys_are_accepted_like_null(empty: object) -> None:
+    """Found from outside: ``"citations": []`` (an SDK echoing a block back) was a 400, ``null`` not."""
+    text = {"type": "text", "text": "hi", "citations": empty}
+    body = chat_body(anthropic(messages=[{"role": "user", "content": [text], "x_msg_field": empty}]))
+    assert body == chat_body(anthropic(messages=[{"role": "user", "content": [{"type": "text", "text": "hi"}]}]))
+
+
 def test_disabled_thinking_is_accepted() -> None:
     assert chat_body(anthropic(thinking={"type": "disabled"})) == chat_body(anthropic())
 

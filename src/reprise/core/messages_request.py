@@ -164,10 +164,15 @@ def _check_fields(body: dict[str, Any], known: frozenset[str]) -> None:
             raise RequestError(f"'{name}' is not supported by this gateway's /v1/messages", param=name)
 
 
+_EMPTY: tuple[Any, ...] = (None, "", [], {})
+
+
 def _check_keys(obj: dict[str, Any], known: frozenset[str], where: str) -> None:
-    """A non-null key of ``obj`` (at ``where``) not in ``known`` is a 400 naming its path."""
+    """A key of ``obj`` (at ``where``) not in ``known`` that holds something is a 400 naming its
+    path. Null and empty values (``"citations": []``, as an SDK echoes a block back) carry
+    nothing to drop, as the ``anthropic/`` adapter reads a provider's blocks."""
     for name, value in obj.items():
-        if name not in known and value is not None:
+        if name not in known and value not in _EMPTY:
             raise RequestError(f"'{where}.{name}' is not supported by this gateway's /v1/messages",
                                param=f"{where}.{name}")
 
