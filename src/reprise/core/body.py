@@ -134,7 +134,9 @@ def _refuse_wide_integers(raw: bytes) -> None:
         if not INT_MIN <= value <= INT_MAX:
             raise RequestError(f"the request body holds the integer {text[:40]}{'...' if len(text) > 40 else ''}, "
                                f"outside the 64-bit range ({INT_MIN} to {INT_MAX}) that this gateway "
-                               "keys and forwards exactly; send it as a string", code="integer_out_of_range")
+                               "keys and forwards exactly: send it as a string, or as a float (e.g. 1.8e19) "
+                               "where its exact value does not matter, as in a JSON schema bound",
+                               code="integer_out_of_range")
         return value
 
     try:
