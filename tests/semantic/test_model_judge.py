@@ -42,6 +42,7 @@ def test_each_prompt_is_one_json_string_on_its_own_line() -> None:
     assert system == {"role": "system", "content": JUDGE_SYSTEM}
     lines = question["content"].split("\n")
     assert len(lines) == 3
+    assert len(question["content"].splitlines()) == 3  # U+2028 escaped too (found from outside: orjson leaves it)
     assert orjson.loads(lines[0].removeprefix("Prompt A: ")) == cached
     assert orjson.loads(lines[1].removeprefix("Prompt B: ")) == new
     assert lines[2].endswith("Reply yes or no.")

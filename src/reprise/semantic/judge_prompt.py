@@ -5,7 +5,7 @@ the same thing, for candidates in the uncertain band only (:mod:`reprise.semanti
 Both prompts are client-controlled text, so the request is built to leave an injected
 instruction as little room as a prompt can:
 
-* each prompt is sent as a JSON string (quotes, backslashes and newlines escaped), on
+* each prompt is sent as a JSON string (quotes, backslashes and every line break escaped), on
   its own labelled line, so a prompt cannot close its quotes or start a line of its own;
 * the system message says the two strings are data to compare, never instructions;
 * temperature 0 and a few tokens, and the answer is read strictly: ``yes`` or ``no``
@@ -99,4 +99,9 @@ def verdict_key(model: str, namespace: str | None, cached: str, new: str) -> byt
 
 
 def _json(text: str) -> str:
-    return orjson.dumps(text).decode()
+    """``text`` as a JSON string on one line: orjson leaves the other line breaks a model may
+    read as such (U+0085, U+2028, U+2029) unescaped, so they are escaped here too."""
+    return orjson.dumps(text).decode().translate(_LINE_BREAKS)
+
+
+_LINE_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
