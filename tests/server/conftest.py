@@ -202,3 +202,13 @@ def two_workers(stub: StubUpstream, upstream: StubUpstream, tmp_path: Path) -> I
         time.sleep(0.05)
     yield gw
     gw.stop()
+
+
+def ask_with_system(client: httpx.Client, system: str, text: str, **extra: Any) -> httpx.Response:
+    """A chat request of one system and one user message; a non-200 answer fails the test.
+
+    The semantic tests' question: the system prompt keeps each test's scope apart."""
+    r = client.post("/chat/completions", json={"model": "gpt-4o", "messages": [
+        {"role": "system", "content": system}, {"role": "user", "content": text}], **extra})
+    assert r.status_code == 200, r.text
+    return r

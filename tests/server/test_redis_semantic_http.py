@@ -10,7 +10,7 @@ from urllib.parse import unquote
 import httpx
 import pytest
 
-from tests.server.conftest import AUTH, GatewayProcess, gateway_config, unique
+from tests.server.conftest import AUTH, GatewayProcess, ask_with_system, gateway_config, unique
 from tests.server.test_redis_topologies import warnings_in
 from tests.support.redis_search import SearchRedis
 from tests.support.requires import require
@@ -41,11 +41,7 @@ def sem(redis_semantic_gateway: GatewayProcess, upstream: StubUpstream) -> Itera
         yield c
 
 
-def ask(client: httpx.Client, system: str, text: str, **extra: Any) -> httpx.Response:
-    r = client.post("/chat/completions", json={"model": "gpt-4o", "messages": [
-        {"role": "system", "content": system}, {"role": "user", "content": text}], **extra})
-    assert r.status_code == 200, r.text
-    return r
+ask = ask_with_system
 
 
 def vector_docs(server: SearchRedis, key: str) -> list[str]:

@@ -19,7 +19,7 @@ import pytest
 
 from reprise.config.loader import parse_config
 from reprise.errors import ConfigError
-from tests.server.conftest import AUTH, GatewayProcess, unique
+from tests.server.conftest import AUTH, GatewayProcess, ask_with_system, unique
 from tests.server.test_metrics_http import scrape, value
 from tests.server.test_semantic_model_list import config_with_embedder, cosine, local_params
 from tests.support.stub_upstream import StubUpstream
@@ -65,11 +65,7 @@ def sem(judged_gateway: GatewayProcess, upstream: StubUpstream) -> Iterator[http
         yield c
 
 
-def ask(client: httpx.Client, system: str, text: str, **extra: Any) -> httpx.Response:
-    r = client.post("/chat/completions", json={"model": "gpt-4o", "messages": [
-        {"role": "system", "content": system}, {"role": "user", "content": text}], **extra})
-    assert r.status_code == 200, r.text
-    return r
+ask = ask_with_system
 
 
 def judge_calls(stub: StubUpstream, model: str = JUDGE_UPSTREAM) -> int:

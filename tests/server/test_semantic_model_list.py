@@ -18,7 +18,7 @@ from numpy.testing import assert_allclose
 
 from reprise.config import GatewayConfig
 from reprise.server.gateway import Gateway
-from tests.server.conftest import AUTH, GatewayProcess, gateway_config, unique
+from tests.server.conftest import AUTH, GatewayProcess, ask_with_system, gateway_config, unique
 from tests.support.stub_upstream import StubUpstream, words_vector
 
 EMBEDDER = "embed-words"
@@ -53,11 +53,7 @@ def sem(words_gateway: GatewayProcess, upstream: StubUpstream) -> Iterator[httpx
         yield c
 
 
-def ask(client: httpx.Client, system: str, text: str) -> httpx.Response:
-    r = client.post("/chat/completions", json={"model": "gpt-4o", "messages": [
-        {"role": "system", "content": system}, {"role": "user", "content": text}]})
-    assert r.status_code == 200, r.text
-    return r
+ask = ask_with_system
 
 
 def embedding_calls(stub: StubUpstream, model: str = UPSTREAM_EMBEDDER) -> int:
