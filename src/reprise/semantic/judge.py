@@ -34,9 +34,12 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from reprise.errors import RepriseError
+from reprise.outage import Outage
 from reprise.semantic.judge_prompt import judge_body, judgeable, parse_verdict, verdict_key
 
 log = logging.getLogger("reprise.semantic")
+_CALL = "call"
+"""The judge's one kind of operation (:class:`~reprise.outage.Outage`)."""
 
 #: The gateway's call of the judge's deployment: an OpenAI chat body (no model) -> the
 #: completion's JSON. Raises (RepriseError, OSError, ...) when there is no usable answer.
@@ -124,7 +127,7 @@ class ModelJudge:
         self.verdicts = verdicts or VerdictCache()
         self.stats = JudgeStats()
         self._in_flight = 0
-        self._failing = False
+        self.outage = Outage(log, f"semantic judge {settings.model!r}", "candidates in its band are misses")
 
     @property
     def name(self) -> str:
@@ -160,15 +163,13 @@ class ModelJudge:
             async with asyncio.timeout(self.settings.timeout):
                 completion = await self.call(judge_body(cached, new))
             verdict: str = parse_verdict(completion)
-        except TimeoutError:
-            self._fault(f"did not answer within {self.settings.timeout:g}s")
+        except TimeoutError as exc:
+            self.outage.failed(_CALL, f"a call not answered within {self.settings.timeout:g}s", exc)
             return "timeout"
         except (RepriseError, OSError, ValueError, RuntimeError) as exc:
-            self._fault(str(exc))
+            self.outage.failed(_CALL, "a call", exc)
             return "error"
-        if self._failing:
-            self._failing = False
-            log.warning("semantic judge %r recovered", self.settings.model)
+        self.outage.succeeded(_CALL)
         if verdict == "unclear":
             log.info("semantic judge %r answered neither yes nor no; not served", self.settings.model)
         return verdict
@@ -176,9 +177,3 @@ class ModelJudge:
     def _skip(self, why: str) -> Ruling:
         _count(self.stats.skipped, why)
         return Ruling(False, False, f"judge-{why}")
-
-    def _fault(self, what: str) -> None:
-        if not self._failing:
-            self._failing = True
-            log.warning("semantic judge %r failed (%s); candidates in its band are misses until it answers",
-                        self.settings.model, what)
