@@ -36,7 +36,7 @@ from typing import Any
 import orjson
 
 from reprise.core.anthropic_response import UNMAPPED_FIELD
-from reprise.core.streaming import leading_bom
+from reprise.core.streaming import _Events, _read_event
 
 _STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
                  "function_call": "tool_use", "content_filter": "refusal"}
@@ -180,9 +180,8 @@ class MessageStream:
     an error event of the chat path becomes Anthropic's ``error`` event.
     """
 
-    pending: bytearray = field(default_factory=bytearray)
-    read_start: bool = False
-    """The first bytes were read and a leading BOM dropped (:func:`leading_bom`)."""
+    events: _Events = field(default_factory=_Events)
+    """The chat stream's bytes split into whole events (line ends, a leading BOM: as the chat path reads them)."""
     started: bool = False
     ended: bool = False
     block: int = -1
@@ -196,29 +195,19 @@ class MessageStream:
     usage: dict[str, int] = field(default_factory=lambda: {"input_tokens": 0, "output_tokens": 0})
 
     def feed(self, data: bytes) -> bytes:
-        self.pending += data.replace(b"\r\n", b"\n") if b"\r" in data else data
-        if not self.read_start:
-            if (drop := leading_bom(self.pending)) is None:
-                return b""
-            self.read_start = True
-            if drop:
-                del self.pending[:drop]
         out: list[bytes] = []
-        while (end := self.pending.find(b"\n\n")) >= 0:
-            event = bytes(self.pending[:end])
-            del self.pending[: end + 2]
+        for event in self.events.split(data):
             out.extend(self._event(event))
-        if len(self.pending) > MAX_PENDING_EVENT:
-            self.pending.clear()
+        if len(self.events.buf) > MAX_PENDING_EVENT:
+            self.events.buf.clear()
             out.append(self._error("the provider's stream event is too large"))
         return b"".join(out)
 
     def _event(self, event: bytes) -> list[bytes]:
-        lines = [line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:")]
-        if not lines or self.ended:
+        _, payload = _read_event(event)
+        if payload is None or self.ended:
             return []
-        payload = b"\n".join(lines)
-        if payload == b"[DONE]":
+        if payload.strip() == b"[DONE]":
             return self._done()
         try:
             chunk = orjson.loads(payload)
