@@ -26,7 +26,14 @@ import orjson
 
 from reprise.cache import AsyncCache, BatchAnswer
 from reprise.core.controls import parse_controls
-from reprise.core.embedding_answer import MAX_ANSWER_FIELDS_BYTES, answer_fields, assemble, item_value, stored_vector
+from reprise.core.embedding_answer import (
+    MAX_ANSWER_FIELDS_BYTES,
+    NO_USAGE,
+    answer_fields,
+    assemble,
+    item_value,
+    stored_vector,
+)
 from reprise.core.keys import embedding_item_hashes, storage_key
 from reprise.core.policy import BYPASS, CachePlan
 from reprise.core.request import embedding_items, require_model, validate_embeddings
@@ -136,7 +143,8 @@ def _parse_items(deployment: Deployment, raw: bytes, expected: int,
             raise UpstreamError(f"model {deployment.model_name!r}: the provider's embedding {index} is not "
                                 + ("a base64 string or " if base64_asked else "") + "a list of numbers")
         values[index] = item_value(fields, item, vector)
-    return values, orjson.dumps(reply.get("usage") or {"prompt_tokens": 0, "total_tokens": 0}), len(fields)
+    usage = reply.get("usage")
+    return values, orjson.dumps(usage) if usage else NO_USAGE, len(fields)
 
 
 _NUMBER_BYTES = b"0123456789-+.eE,"
