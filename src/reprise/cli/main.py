@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from reprise.config import GatewayConfig, load_config
+from reprise.config.models import CacheParams
 from reprise.config.serving import check_serving
 from reprise.errors import ConfigError
 from reprise.server import key_store, key_store_file
@@ -52,12 +53,12 @@ def _serve(args: argparse.Namespace) -> int:
         limits.body_timeout,
     )
     if args.workers > 1:
-        _check_workers(config, args.workers)
+        params = config.cache_params if config.cache_enabled else None
+        _check_workers(params, args.workers)
         from reprise.backends.machine import WORKERS_DIR_ENV, shared_tier_directory
 
         # One cache for the machine: the workers share a tier in this server's own directory.
-        params = config.cache_params
-        need = params.max_bytes if config.cache_enabled and params is not None and params.type == "local" else 0
+        need = params.max_bytes if params is not None and params.type == "local" else 0
         with shared_tier_directory(need_bytes=need) as shared:
             os.environ[WORKERS_DIR_ENV] = str(shared)
             uvicorn.run("reprise.server.app:create_app", factory=True, workers=args.workers, **options)
@@ -69,7 +70,7 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_workers(config: GatewayConfig, workers: int) -> None:
+def _check_workers(params: CacheParams | None, workers: int) -> None:
     """Refuse what several workers cannot share: the embedded vector index of ``local-semantic``.
 
     Its log has one owner: each worker would keep its own index (a paraphrase sent right after
@@ -77,8 +78,7 @@ def _check_workers(config: GatewayConfig, workers: int) -> None:
     replaced the file under the others, whose vectors were then lost (found from outside:
     40 prompts stored, 16 left in the log). Refused rather than warned: data is lost.
     """
-    params = config.cache_params
-    if config.cache_enabled and params is not None and params.type == "local-semantic":
+    if params is not None and params.type == "local-semantic":
         raise ConfigError(
             f"type local-semantic keeps its vector index in one process and cannot serve --workers {workers}: "
             "run one worker (it serves a cached hit in well under a millisecond), or use redis-semantic "
