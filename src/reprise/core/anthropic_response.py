@@ -52,6 +52,9 @@ _DELTA_KEYS = {"text_delta": frozenset({"type", "text"}), "input_json_delta": fr
 _EVENTS = frozenset({"message_start", "content_block_start", "content_block_delta", "content_block_stop",
                      "message_delta", "message_stop", "ping", "error"})
 """Anthropic's stream events (https://docs.anthropic.com/en/docs/build-with-claude/streaming)."""
+EMPTY_VALUES: tuple[Any, ...] = (None, "", [], {})
+"""Values that hold nothing: a key carrying one loses nothing when it is not carried over (both ways
+of the Messages translation read them so)."""
 _USAGE_EXTRAS = ("cache_creation_input_tokens", "cache_read_input_tokens")
 MAX_EVENT_BYTES = 16 * 2**20
 """An event still unfinished past this size is a broken stream, not a buffer that grows forever."""
@@ -84,7 +87,7 @@ def untranslated(item: dict[str, Any], known: dict[str, frozenset[str]]) -> list
     keys = known.get(kind) if isinstance(kind, str) else None
     if keys is None:
         return [kind if isinstance(kind, str) else "a block without a type"]
-    return [f"{kind}.{key}" for key, value in item.items() if key not in keys and value not in (None, "", [], {})]
+    return [f"{kind}.{key}" for key, value in item.items() if key not in keys and value not in EMPTY_VALUES]
 
 
 def openai_usage(usage: dict[str, Any]) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from typing import Any
 
 import orjson
 
+from reprise.core.anthropic_response import EMPTY_VALUES
 from reprise.core.controls import parse_controls
 from reprise.core.request import require_model
 from reprise.errors import RequestError
@@ -164,15 +165,12 @@ def _check_fields(body: dict[str, Any], known: frozenset[str]) -> None:
             raise RequestError(f"'{name}' is not supported by this gateway's /v1/messages", param=name)
 
 
-_EMPTY: tuple[Any, ...] = (None, "", [], {})
-
-
 def _check_keys(obj: dict[str, Any], known: frozenset[str], where: str) -> None:
     """A key of ``obj`` (at ``where``) not in ``known`` that holds something is a 400 naming its
     path. Null and empty values (``"citations": []``, as an SDK echoes a block back) carry
     nothing to drop, as the ``anthropic/`` adapter reads a provider's blocks."""
     for name, value in obj.items():
-        if name not in known and value not in _EMPTY:
+        if name not in known and value not in EMPTY_VALUES:
             raise RequestError(f"'{where}.{name}' is not supported by this gateway's /v1/messages",
                                param=f"{where}.{name}")
 
