@@ -17,6 +17,7 @@ as before. All of it is Linux ``/proc``; elsewhere nothing changes.
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from pathlib import Path
@@ -47,8 +48,10 @@ def owner_gone(token: str) -> bool:
     return _start_time(pid) != start  # None: no such process (or a zombie); else the pid was reused
 
 
+@functools.cache
 def _place() -> tuple[str, str] | None:
-    """(boot id, pid namespace) of this process, or None without a readable ``/proc``."""
+    """(boot id, pid namespace) of this process, or None without a readable ``/proc``: read once,
+    since neither changes while the process lives (waiters check owners on every poll)."""
     try:
         boot = (_PROC / "sys/kernel/random/boot_id").read_text().strip()
         namespace = os.readlink(_PROC / "self/ns/pid")
