@@ -31,6 +31,7 @@ from typing import Any
 
 import orjson
 
+from reprise.core.sse_events import SseEvents, read_event
 from reprise.core.streaming import DONE_EVENT
 
 FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
@@ -171,7 +172,7 @@ class StreamTranslator:
     """What the provider sent that was not translated (block, delta and event types, block keys),
     in order of arrival: when not empty the answer is sent but never stored. Named to the client
     in the finish chunk's ``anthropic_untranslated``."""
-    _buffer: bytes = b""
+    _events: SseEvents = field(default_factory=SseEvents)
     _base: dict[str, Any] = field(default_factory=dict)
     _usage: dict[str, Any] = field(default_factory=dict)
     _calls: dict[int, int] = field(default_factory=dict)
@@ -184,15 +185,15 @@ class StreamTranslator:
 
     def feed(self, data: bytes) -> bytes:
         """The OpenAI events for ``data`` (any chunking: a partial event waits for its end)."""
-        self._buffer = (self._buffer + data).replace(b"\r\n", b"\n")  # a CRLF may be split across pieces
-        *events, self._buffer = self._buffer.split(b"\n\n")
-        if len(self._buffer) > MAX_EVENT_BYTES:
-            self.failure, self._buffer = "the provider sent an event larger than 16 MiB", b""
+        events = self._events.split(data)
+        if len(self._events.buf) > MAX_EVENT_BYTES:
+            self.failure = "the provider sent an event larger than 16 MiB"
+            self._events.buf.clear()
         out = []
         for event in events:
             if self.finished or self.failure is not None:
                 break
-            payload = _data_of(event)
+            _, payload = read_event(event)
             if payload is not None:
                 out.append(self._translate(payload))
         return b"".join(out)
@@ -323,9 +324,3 @@ def _object_of(payload: bytes) -> dict[str, Any] | None:
     except orjson.JSONDecodeError:
         return None
     return event if isinstance(event, dict) else None
-
-
-def _data_of(event: bytes) -> bytes | None:
-    """The ``data:`` payload of one SSE event (lines joined), or None if it has none."""
-    lines = [line[5:].removeprefix(b" ") for line in event.split(b"\n") if line.startswith(b"data:")]
-    return b"\n".join(lines) if lines else None

@@ -36,7 +36,7 @@ from typing import Any
 import orjson
 
 from reprise.core.anthropic_response import UNMAPPED_FIELD
-from reprise.core.streaming import _Events, _read_event
+from reprise.core.sse_events import SseEvents, read_event
 
 _STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
                  "function_call": "tool_use", "content_filter": "refusal"}
@@ -180,7 +180,7 @@ class MessageStream:
     an error event of the chat path becomes Anthropic's ``error`` event.
     """
 
-    events: _Events = field(default_factory=_Events)
+    events: SseEvents = field(default_factory=SseEvents)
     """The chat stream's bytes split into whole events (line ends, a leading BOM: as the chat path reads them)."""
     started: bool = False
     ended: bool = False
@@ -204,7 +204,7 @@ class MessageStream:
         return b"".join(out)
 
     def _event(self, event: bytes) -> list[bytes]:
-        _, payload = _read_event(event)
+        _, payload = read_event(event)
         if payload is None or self.ended:
             return []
         if payload.strip() == b"[DONE]":

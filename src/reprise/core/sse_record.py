@@ -42,7 +42,8 @@ from typing import Any
 import orjson
 
 from reprise.core.answer_bounds import MAX_RECORDED_BYTES
-from reprise.core.streaming import _Events, _read_event, is_chunk, is_failure
+from reprise.core.sse_events import SseEvents, is_failure, read_event
+from reprise.core.streaming import is_chunk
 
 __all__ = ["MAX_RECORDED_BYTES", "CompletionsRecorder", "ResponsesRecorder", "SseRecorder"]
 
@@ -65,7 +66,7 @@ class SseRecorder:
     """An event's data was not a JSON object of the expected shape, or reported a failure."""
     overflow: bool = False
     """More than :data:`MAX_RECORDED_BYTES` arrived: forwarded, not stored."""
-    _events: _Events = field(default_factory=_Events)
+    _events: SseEvents = field(default_factory=SseEvents)
     _kept: list[bytes] = field(default_factory=list)
     _size: int = 0
     _spilled: bytes | None = None
@@ -80,7 +81,7 @@ class SseRecorder:
                 self._judge_head(self._spilled)
                 self._spilled = None
                 continue
-            name, payload = _read_event(block)
+            name, payload = read_event(block)
             if payload is not None:
                 self._take(name, payload)
             elif name == b"error":

@@ -35,7 +35,7 @@ import orjson
 
 from reprise.core.keys import FLOAT_PARAMS, GATEWAY_ONLY_PARAMS, hash_params
 from reprise.core.request import MAX_CHOICES, require_model, require_object
-from reprise.core.streaming import is_failure
+from reprise.core.sse_events import is_failure
 from reprise.errors import RequestError
 
 RESPONSES = "responses"
