@@ -253,16 +253,22 @@ def _chat_in_thread(cache: Cache, call: Callable[[dict[str, Any]], Any]) -> tupl
     return thread, got
 
 
-def test_close_lets_a_call_in_flight_finish() -> None:
-    """Found from outside: Cache.close() while another thread was in chat() stopped the loop under
-    it, and that thread waited forever, with neither an answer nor an exception."""
+def _blocking_call(text: str) -> tuple[threading.Event, threading.Event, Callable[[dict[str, Any]], dict[str, Any]]]:
+    """A ``call`` that says when it has begun (``entered``) and answers ``text`` once ``release`` is set."""
     entered, release = threading.Event(), threading.Event()
 
     def call(req: dict[str, Any]) -> dict[str, Any]:
         entered.set()
         release.wait(30)
-        return answer("finished")
+        return answer(text)
 
+    return entered, release, call
+
+
+def test_close_lets_a_call_in_flight_finish() -> None:
+    """Found from outside: Cache.close() while another thread was in chat() stopped the loop under
+    it, and that thread waited forever, with neither an answer nor an exception."""
+    entered, release, call = _blocking_call("finished")
     cache = Cache()
     caller, got = _chat_in_thread(cache, call)
     assert entered.wait(30)
@@ -286,13 +292,7 @@ def test_close_lets_a_call_in_flight_finish() -> None:
 
 
 def test_close_cancels_a_call_past_its_timeout() -> None:
-    entered, release = threading.Event(), threading.Event()
-
-    def call(req: dict[str, Any]) -> dict[str, Any]:
-        entered.set()
-        release.wait(30)
-        return answer("too late")
-
+    entered, release, call = _blocking_call("too late")
     cache = Cache()
     try:
         caller, got = _chat_in_thread(cache, call)

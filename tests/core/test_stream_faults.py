@@ -3,6 +3,8 @@ without addresses, content that changes type. Each once stored something the pro
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import pytest
 
@@ -33,6 +35,18 @@ ERRORS = {
     # Not a chunk at all: no choices, no usage.
     "not a chunk": sse({"message": "overloaded"}),
 }
+
+
+def assembled_and_replayed(raw: bytes) -> dict[str, Any]:
+    """The complete answer ``raw`` assembles to, checked to come back whole from its own replay."""
+    asm = StreamAssembler()
+    asm.feed(raw)
+    assert asm.complete
+    done = asm.completion()
+    replay = StreamAssembler()
+    replay.feed(render_sse(done, include_usage=True))
+    assert replay.completion() == done
+    return done
 
 
 @pytest.mark.parametrize("error", ERRORS.values(), ids=ERRORS.keys())
@@ -78,14 +92,8 @@ def test_index_less_tool_calls_in_one_delta_are_separate_calls(ids: dict[str, st
     raw = (chunk({"role": "assistant", "content": None, "tool_calls": calls})
            + chunk({"tool_calls": [{"function": {"arguments": ""}}]})  # a later delta continues the last call
            + chunk({}, "tool_calls") + USAGE_ONLY + DONE_EVENT)
-    asm = StreamAssembler()
-    asm.feed(raw)
-    assert asm.complete
-    done = asm.completion()
+    done = assembled_and_replayed(raw)
     assert done["choices"][0]["message"]["tool_calls"] == calls
-    replay = StreamAssembler()
-    replay.feed(render_sse(done, include_usage=True))
-    assert replay.completion() == done
 
 
 THINKING = [{"type": "thinking", "thinking": [{"type": "text", "text": "Let me think"}]}]
@@ -102,14 +110,8 @@ THINKING = [{"type": "thinking", "thinking": [{"type": "text", "text": "Let me t
 def test_content_switching_between_text_and_parts_keeps_both_in_order(
         deltas: list[object], content: list[object]) -> None:
     raw = b"".join(chunk({"content": d}) for d in deltas) + chunk({}, "stop") + USAGE_ONLY + DONE_EVENT
-    asm = StreamAssembler()
-    asm.feed(raw)
-    assert asm.complete
-    done = asm.completion()
+    done = assembled_and_replayed(raw)
     assert done["choices"][0]["message"]["content"] == content
-    replay = StreamAssembler()
-    replay.feed(render_sse(done, include_usage=True))
-    assert replay.completion() == done
 
 
 @pytest.mark.parametrize("piece", [1, 2, 3, 4, 10_000])
