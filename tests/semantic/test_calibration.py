@@ -7,7 +7,15 @@ from pathlib import Path
 import pytest
 
 from reprise.config.models import LocalSemanticCacheParams
-from reprise.semantic.calibration import Curve, CurvePoint, curve_from_decisions, shipped_curve, wilson
+from reprise.semantic.calibration import (
+    MIN_NON_DUPLICATES_PER_SET,
+    Curve,
+    CurvePoint,
+    curve_from_decisions,
+    curve_from_sets,
+    shipped_curve,
+    wilson,
+)
 from reprise.semantic.evaluate import LabelledPair, read_pairs
 from tests.support.requires import require
 
@@ -36,6 +44,28 @@ def test_curve_from_decisions_counts_served_duplicates_and_wrong_others() -> Non
     curve = curve_from_decisions("m", decisions, [0.7, 0.85])
     assert curve.points[0] == CurvePoint(0.7, 2 / 3, 0.5)
     assert curve.points[1] == CurvePoint(0.85, 1 / 3, 0.0)
+
+
+def test_a_budget_holds_in_every_set_not_only_pooled() -> None:
+    # one set's traps all score 0.9; a large easy set would dilute them to 1/3 pooled
+    traps = [(False, 0.9, True)] * MIN_NON_DUPLICATES_PER_SET + [(True, 0.95, True)]
+    easy = [(False, 0.5, True)] * (2 * MIN_NON_DUPLICATES_PER_SET) + [(True, 0.7, True)]
+    curve = curve_from_sets("m", {"traps": traps, "easy": easy}, [0.4, 0.6, 0.95])
+    assert curve.sets == ("traps", "easy")
+    assert curve.points[1].wrong == pytest.approx(1 / 3) and curve.points[1].worst == 1.0
+    assert curve.threshold_for(0.5) == 0.95  # pooled 33% would have allowed 0.6
+    assert Curve.from_json(curve.to_json()).threshold_for(0.5) == 0.95
+    # a set too small to measure a rate (a handful of non-duplicates) does not veto alone
+    tiny = [(False, 0.9, True)] * 5
+    small = curve_from_sets("m", {"tiny": tiny, "easy": easy}, [0.4, 0.6, 0.95])
+    assert small.points[1].worst == 0.0 and small.threshold_for(0.05) == 0.6
+
+
+def test_a_curve_written_before_per_set_rates_still_reads() -> None:
+    old = '{"model": "m", "sets": ["a"], "points": [[0.7, 0.5, 0.03], [0.9, 0.2, 0.01]]}'
+    curve = Curve.from_json(old)
+    assert curve.points[0].worst is None and curve.points[0].budget_rate == 0.03
+    assert curve.threshold_for(0.02) == 0.9
 
 
 def test_a_curve_ships_for_the_default_model_and_the_budget_picks_from_it() -> None:

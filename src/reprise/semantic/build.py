@@ -138,10 +138,11 @@ def warn_if_over_budget(model: str, params: SemanticCacheParams) -> str | None:
     curve = shipped_curve(model)
     threshold = params.similarity_threshold
     point = None if curve is None or threshold is None else curve.at(threshold)
-    if point is None or point.wrong <= params.semantic_max_wrong_rate:
+    if point is None or point.budget_rate <= params.semantic_max_wrong_rate:
         return None
     text = (f"similarity_threshold {threshold} on {model}: {point.wrong:.0%} of the calibration sets' "
-            f"non-duplicate pairs were answered wrongly at that threshold by cosine alone, over "
+            f"non-duplicate pairs ({point.budget_rate:.0%} in the worst set) were answered wrongly at that "
+            f"threshold by cosine alone, over "
             f"semantic_max_wrong_rate {params.semantic_max_wrong_rate:.0%} (the guards, if on, lower it; "
             f"measure yours: reprise semantic eval)")
     log.warning("%s", text)

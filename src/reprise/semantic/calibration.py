@@ -5,7 +5,8 @@ package. A *curve* is measured by ``bench/semantic_quality.py`` on labelled pair
 for each retrieval threshold, the share of duplicate pairs served and the share of
 non-duplicate pairs answered wrongly (one pair per scope). A user states how many wrong
 answers they accept (``semantic_max_wrong_rate``); the threshold is the lowest one
-whose measured wrong rate stays within that budget, so as many duplicates as possible
+whose measured wrong rate stays within that budget *in every calibration set* (not only
+pooled: one easy set must not dilute another's traps), so as many duplicates as possible
 are served. The budget is a statement about the *calibration* sets: on data unlike
 them the real rate differs, which is why the bench reports it on sets left out of the
 curve (leave-one-dataset-out) and ``reprise semantic eval`` measures it on yours.
@@ -37,13 +38,26 @@ def wilson(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+#: A set's wrong rate counts towards the worst-set rate only with at least this many
+#: non-duplicate pairs: one wrong answer in a set of nine is 11% and says little.
+MIN_NON_DUPLICATES_PER_SET = 100
+
+
 @dataclass(frozen=True, slots=True)
 class CurvePoint:
-    """At ``threshold``: share of duplicates served, share of non-duplicates served (wrong)."""
+    """At ``threshold``: share of duplicates served, share of non-duplicates served (wrong),
+    both pooled over the sets, and the highest wrong rate of any one set (``worst``; equal
+    to ``wrong`` for a curve measured on one set)."""
 
     threshold: float
     served: float
     wrong: float
+    worst: float | None = None
+
+    @property
+    def budget_rate(self) -> float:
+        """The rate a budget is held to: the worst set's where known, else the pooled one."""
+        return self.wrong if self.worst is None else max(self.wrong, self.worst)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,14 +69,15 @@ class Curve:
     sets: tuple[str, ...] = ()
 
     def threshold_for(self, max_wrong_rate: float) -> float:
-        """The lowest threshold whose wrong rate is within ``max_wrong_rate`` (and stays so above).
+        """The lowest threshold whose wrong rate is within ``max_wrong_rate`` in every set
+        (and stays so above).
 
         "Stays so": the curve is noisy, so a threshold is taken only if every higher one
         also meets the budget; with no such point, the highest threshold measured.
         """
         chosen = self.points[-1].threshold if self.points else 1.0
         for point in reversed(self.points):
-            if point.wrong > max_wrong_rate:
+            if point.budget_rate > max_wrong_rate:
                 break
             chosen = point.threshold
         return chosen
@@ -74,16 +89,16 @@ class Curve:
         return min(self.points, key=lambda p: abs(p.threshold - threshold))
 
     def to_json(self) -> str:
-        return json.dumps({
-            "model": self.model, "sets": list(self.sets),
-            "points": [[round(p.threshold, 4), round(p.served, 4), round(p.wrong, 4)] for p in self.points],
-        }, indent=1) + "\n"
+        rows = [json.dumps([round(p.threshold, 4), round(p.served, 4), round(p.wrong, 4)]
+                           + ([] if p.worst is None else [round(p.worst, 4)])) for p in self.points]
+        head = json.dumps({"model": self.model, "sets": list(self.sets)})[:-1]
+        return head + ',\n "points": [\n  ' + ",\n  ".join(rows) + "\n ]\n}\n"  # one point a line
 
     @classmethod
     def from_json(cls, text: str) -> Curve:
         data = json.loads(text)
-        points = tuple(sorted((CurvePoint(float(t), float(s), float(w)) for t, s, w in data["points"]),
-                              key=lambda p: p.threshold))
+        points = tuple(sorted((CurvePoint(float(t), float(s), float(w), float(rest[0]) if rest else None)
+                               for t, s, w, *rest in data["points"]), key=lambda p: p.threshold))
         return cls(str(data["model"]), points, tuple(data.get("sets", ())))
 
 
@@ -98,6 +113,21 @@ def curve_from_decisions(model: str, decisions: list[tuple[bool, float, bool]],
         wrong = sum(ok and c >= t for c, ok in non) / max(1, len(non))
         points.append(CurvePoint(t, served, wrong))
     return Curve(model, tuple(points), sets)
+
+
+def curve_from_sets(model: str, decisions: dict[str, list[tuple[bool, float, bool]]],
+                    thresholds: list[float]) -> Curve:
+    """A pooled curve over named sets that also records, per threshold, the worst set's wrong
+    rate (sets with at least :data:`MIN_NON_DUPLICATES_PER_SET` non-duplicates), which is
+    what a budget is held to."""
+    pooled = curve_from_decisions(model, [d for ds in decisions.values() for d in ds], thresholds, tuple(decisions))
+    counted = [curve_from_decisions(model, ds, thresholds) for ds in decisions.values()
+               if sum(not same for same, _, _ in ds) >= MIN_NON_DUPLICATES_PER_SET]
+    if not counted:
+        return pooled
+    points = tuple(CurvePoint(p.threshold, p.served, p.wrong, max(c.points[i].wrong for c in counted))
+                   for i, p in enumerate(pooled.points))
+    return Curve(model, points, pooled.sets)
 
 
 def shipped_curve(model: str) -> Curve | None:
