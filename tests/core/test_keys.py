@@ -86,6 +86,23 @@ def test_key_order_and_whitespace_do_not_matter() -> None:
     assert chat_key_hash(orjson.loads(text_a)) == chat_key_hash(orjson.loads(text_b))
 
 
+def test_order_inside_a_value_is_part_of_the_key() -> None:
+    """Found from outside: the key sorted keys at every depth, but a JSON schema's property
+    order is the order structured outputs write the fields in ({reasoning, answer} makes the
+    model reason first), so two schemas differing only in order shared an answer."""
+    def schema(*names: str) -> dict[str, object]:
+        props = {name: {"type": "string"} for name in names}
+        return {"type": "json_schema", "json_schema": {"name": "r", "strict": True, "schema": {
+            "type": "object", "properties": props, "required": ["answer", "reasoning"]}}}
+    first = chat_key_hash({**BASE, "response_format": schema("reasoning", "answer")})
+    assert first != chat_key_hash({**BASE, "response_format": schema("answer", "reasoning")})
+    tool = {"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {"b": {"type": "string"}, "a": {"type": "string"}}}}}
+    swapped = {"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "string"}}}}}
+    assert chat_key_hash({**BASE, "tools": [tool]}) != chat_key_hash({**BASE, "tools": [swapped]})
+
+
 def test_ignored_list_is_documented_as_promised() -> None:
     assert {"cache", "stream", "stream_options", "user", "metadata"} <= IGNORED_PARAMS
 
@@ -112,9 +129,10 @@ json_values = st.recursive(
 
 
 @given(st.dictionaries(st.text(max_size=6), json_values, max_size=6))
-def test_key_is_independent_of_dict_order(params: dict[str, object]) -> None:
-    body = {**BASE, **params}
+def test_key_is_independent_of_top_level_and_message_field_order(params: dict[str, object]) -> None:
+    body = {**BASE, **params, "messages": [{"role": "user", "content": "hi", **params}]}
     reordered = dict(reversed(list(body.items())))
+    reordered["messages"] = [dict(reversed(list(m.items()))) for m in body["messages"]]
     assert chat_key_hash(body) == chat_key_hash(reordered)
 
 

@@ -8,8 +8,12 @@ different questions share an answer. Fields that steer the gateway or carry cred
 so nothing a client sends can reach the provider without being in the key; only the
 framing fields of :data:`UNKEYED_PARAMS` are forwarded unhashed. Canonical form: top-level ``null`` values dropped (the
 API treats them as absent), whole-number floats written as floats for the sampling
-parameters (``temperature: 1`` and ``1.0`` are one key), JSON with sorted keys at
-every depth and no whitespace. The kind of call (``chat``/``embedding``) is part of
+parameters (``temperature: 1`` and ``1.0`` are one key), the top-level fields and each
+message's own fields in sorted order, everything inside them in the client's order, no
+whitespace. Order inside values is kept because it can change the answer: a JSON schema's
+property order is the order structured outputs (OpenAI, vLLM's guided decoding, Gemini's
+``propertyOrdering``) write the fields in, so ``{reasoning, answer}`` and ``{answer,
+reasoning}`` are two questions. The kind of call (``chat``/``embedding``) is part of
 the hashed text so the two can never collide.
 
 LiteLLM's equivalent: ``litellm.caching.Cache.get_cache_key``
@@ -81,13 +85,14 @@ FLOAT_PARAMS: frozenset[str] = frozenset(
     {"temperature", "top_p", "presence_penalty", "frequency_penalty", "repetition_penalty"}
 )
 
-_SORT = orjson.OPT_SORT_KEYS
-
-
 def canonical_params(body: Mapping[str, Any]) -> dict[str, Any]:
-    """The subset of ``body`` that decides the answer, normalised."""
+    """The subset of ``body`` that decides the answer, normalised: top-level fields sorted,
+    each message's fields sorted, all else in the client's order (see the module's doc)."""
     params: dict[str, Any] = {}
-    for name, value in body.items():
+    for name in sorted(body):
+        value = body[name]
+        if name == "messages" and type(value) is list:
+            value = [dict(sorted(m.items())) if type(m) is dict else m for m in value]
         if name == "stream_options" and value is not None:
             value = _keyed_stream_options(value)
             if value is not None:
@@ -124,13 +129,15 @@ def provider_params(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def hash_params(kind: str, params: Mapping[str, Any]) -> str:
-    """64 hex chars of sha256 over ``kind`` and the canonical JSON of ``params``."""
+    """64 hex chars of sha256 over ``kind`` and the canonical JSON of ``params`` (its top-level
+    fields sorted, inner values in their own order)."""
     digest = hashlib.sha256(kind.encode())
     digest.update(b"\0")
+    params = dict(sorted(params.items()))
     try:
-        text = orjson.dumps(params, option=_SORT)
+        text = orjson.dumps(params)
     except TypeError:  # integers beyond 64 bits (possible from library callers)
-        text = json.dumps(params, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        text = json.dumps(params, separators=(",", ":"), ensure_ascii=False).encode()
     digest.update(text)
     return digest.hexdigest()
 
@@ -170,9 +177,9 @@ def embedding_item_hashes(body: Mapping[str, Any], items: Sequence[Any]) -> list
 
 def _canonical_json(value: Any) -> bytes:
     try:
-        return orjson.dumps(value, option=_SORT)
+        return orjson.dumps(value)
     except TypeError:  # integers beyond 64 bits (possible from library callers)
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def storage_key(key_hash: str, namespace: str | None) -> str:

@@ -59,7 +59,7 @@ def _without_text(message: Mapping[str, Any]) -> dict[str, Any]:
     content = message.get("content")
     if isinstance(content, list):  # text parts only (final_user_text): keep their shape, not their text
         rest["content"] = [{key: value for key, value in part.items() if key != "text"} for part in content]
-    return rest
+    return dict(sorted(rest.items()))
 
 
 def semantic_query(body: Mapping[str, Any], namespace: str | None) -> SemanticQuery | None:
@@ -74,7 +74,7 @@ def semantic_query(body: Mapping[str, Any], namespace: str | None) -> SemanticQu
     if isinstance(n, int) and n > 1:
         return None
     params = canonical_params(body)
-    params["messages"] = messages[:-1]
+    params["messages"] = params["messages"][:-1]  # each message's fields sorted, as in the exact key
     params["\0last"] = _without_text(messages[-1])
     params["\0namespace"] = namespace or ""
     return SemanticQuery(scope=hash_params("chat-semantic", params), text=text)
