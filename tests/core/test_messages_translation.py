@@ -348,6 +348,47 @@ def test_a_live_stream_with_arguments_in_pieces() -> None:
                     {"type": "tool_use", "id": "b", "name": "v", "input": {}}]}
 
 
+def tool_chunks(*deltas: list[dict[str, Any]]) -> bytes:
+    """A chat stream whose chunks carry these ``tool_calls`` deltas, then its end."""
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        body = {"id": "c", "model": "g", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        return b"data: " + orjson.dumps(body) + b"\n\n"
+    return b"".join([*(chunk({"tool_calls": calls}) for calls in deltas), chunk({}, "tool_calls"),
+                     b"data: [DONE]\n\n"])
+
+
+def call(index: int, ident: str | None = None, name: str | None = None, arguments: str = "") -> dict[str, Any]:
+    function = {"arguments": arguments, **({"name": name} if name else {})}
+    return {"index": index, **({"id": ident, "type": "function"} if ident else {}), "function": function}
+
+
+TWO_CALLS = [{"type": "tool_use", "id": "a", "name": "get_weather", "input": {"city": "Paris"}},
+             {"type": "tool_use", "id": "b", "name": "get_time", "input": {"tz": "Europe/Paris"}}]
+
+
+@pytest.mark.parametrize("deltas", [
+    # every call announced first, then each call's arguments
+    [[call(0, "a", "get_weather")], [call(1, "b", "get_time")], [call(0, arguments='{"city":')],
+     [call(0, arguments='"Paris"}')], [call(1, arguments='{"tz":')], [call(1, arguments='"Europe/Paris"}')]],
+    # the calls' fragments interleaved, two in one chunk
+    [[call(0, "a", "get_weather", '{"ci'), call(1, "b", "get_time", '{"t')], [call(0, arguments='ty":')],
+     [call(1, arguments='z":"Europe')], [call(0, arguments='"Paris"}')], [call(1, arguments='/Paris"}')]],
+])
+def test_parallel_tool_calls_that_are_not_contiguous_stay_two_blocks(deltas: list[list[dict[str, Any]]]) -> None:
+    """Found from outside: a block was opened at every change of index, so these gave four
+    blocks (two nameless with the arguments) or one call's JSON split over several blocks."""
+    sse = MessageStream().feed(tool_chunks(*deltas))
+    assert assemble(sse)["content"] == TWO_CALLS
+    starts = [e for kind, e in events(sse) if kind == "content_block_start"]
+    assert [e["index"] for e in starts] == [0, 1]
+
+
+def test_calls_that_all_reuse_index_zero_are_separate_blocks() -> None:
+    sse = MessageStream().feed(tool_chunks([call(0, "a", "get_weather", '{"city":"Paris"}')],
+                                           [call(0, "b", "get_time", '{"tz":"Europe/Paris"}')]))
+    assert assemble(sse)["content"] == TWO_CALLS
+
+
 def test_a_stream_cut_before_done_has_no_message_stop_and_an_error_tail_becomes_an_error_event() -> None:
     sse = render_sse(completion({"content": "hello"}), include_usage=False)
     cut = sse[: sse.index(b"data: [DONE]")]

@@ -193,6 +193,13 @@ class MessageStream:
     refused: bool = False
     """The provider's answer was a refusal (OpenAI's ``refusal`` delta): it ends with stop_reason "refusal"."""
     usage: dict[str, int] = field(default_factory=lambda: {"input_tokens": 0, "output_tokens": 0})
+    tool_id: Any = None
+    """The id of the tool call the open block holds."""
+    streamed_tools: set[Any] = field(default_factory=set)
+    """The chat stream's indexes of the tool calls already given a block."""
+    held: dict[Any, dict[str, Any]] = field(default_factory=dict)
+    """Tool calls that arrived while another call's block was open, by the chat stream's index:
+    sent whole, each as its own block, when the stream ends (see :meth:`_tool_deltas`)."""
 
     def feed(self, data: bytes) -> bytes:
         out: list[bytes] = []
@@ -244,6 +251,14 @@ class MessageStream:
         return out
 
     def _tool_deltas(self, delta: dict[str, Any], chunk: dict[str, Any]) -> list[bytes]:
+        """Tool-call fragments as ``tool_use`` blocks: the first call streams live, and calls
+        whose fragments arrive while another call's block is open are held and sent whole at
+        the end. OpenAI-style streams may announce every call first and then send the
+        arguments, or interleave the calls' fragments (each carries its ``index``); an Anthropic
+        block cannot be reopened, so opening one per change of index (as before) turned two
+        calls into four, two of them nameless, or split one call's JSON over several blocks.
+        A new ``id`` and ``name`` at the open block's index is a new call (servers that send
+        every call at index 0)."""
         calls = delta.get("tool_calls")
         if not isinstance(calls, list):
             legacy = delta.get("function_call")
@@ -254,14 +269,39 @@ class MessageStream:
                 continue
             function: dict[str, Any] = call["function"] if isinstance(call.get("function"), dict) else {}
             index = call.get("index", self.tool_index if self.block_kind == "tool_use" else 0)
-            new = self.block_kind != "tool_use" or index != self.tool_index or (call.get("id") and function.get("name"))
-            if new:
-                ident = call.get("id") or _call_id(chunk, 0 if not isinstance(index, int) else index)
-                out += self._open("tool_use", index, {"type": "tool_use", "id": ident,
-                                                      "name": function.get("name") or "", "input": {}}, force=True)
-            arguments = function.get("arguments")
+            index = index if isinstance(index, int | str) else 0  # hashable; a malformed one as the first
+            ident, name, arguments = call.get("id"), function.get("name"), function.get("arguments")
+            fresh_call = bool(ident and name and ident != self.tool_id)
+            if self.block_kind == "tool_use" and index == self.tool_index and not fresh_call:
+                pass  # more of the open block's call
+            elif self.block_kind != "tool_use" and index not in self.held and index not in self.streamed_tools:
+                out += self._open_tool(index, ident or _call_id(chunk, index if isinstance(index, int) else 0), name)
+            elif self.block_kind == "tool_use" and index == self.tool_index:  # index reused for a new call
+                out += self._open_tool(index, ident, name)
+            else:
+                held = self.held.setdefault(index, {"id": None, "name": "", "arguments": []})
+                held["id"] = held["id"] or ident or _call_id(chunk, index if isinstance(index, int) else 0)
+                held["name"] = held["name"] or name or ""
+                if isinstance(arguments, str) and arguments:
+                    held["arguments"].append(arguments)
+                continue
             if isinstance(arguments, str) and arguments:
                 out.append(self._delta({"type": "input_json_delta", "partial_json": arguments}))
+        return out
+
+    def _open_tool(self, index: Any, ident: Any, name: Any) -> list[bytes]:
+        self.streamed_tools.add(index)
+        self.tool_id = ident
+        return self._open("tool_use", index, {"type": "tool_use", "id": ident, "name": name or "", "input": {}},
+                          force=True)
+
+    def _held_blocks(self) -> list[bytes]:
+        out: list[bytes] = []
+        for index, call in self.held.items():
+            out += self._open_tool(index, call["id"], call["name"])
+            if call["arguments"]:
+                out.append(self._delta({"type": "input_json_delta", "partial_json": "".join(call["arguments"])}))
+        self.held.clear()
         return out
 
     def _start(self, chunk: dict[str, Any]) -> bytes:
@@ -293,6 +333,7 @@ class MessageStream:
 
     def _done(self) -> list[bytes]:
         out = [] if self.started else [self._start({})]
+        out += self._held_blocks()
         out += self._close()
         self.ended = True
         reason, sequence = self.finish
