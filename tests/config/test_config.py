@@ -402,7 +402,8 @@ def test_semantic_budget_and_opt_in_stages() -> None:
     assert params is not None
     assert params.semantic_max_wrong_rate == 0.02  # type: ignore[union-attr]
     assert params.guards_on is False and params.semantic_cache_verifier_model is None  # type: ignore[union-attr]
-    chosen = cache_params(type="qdrant-semantic", semantic_max_wrong_rate=0.05, semantic_cache_guards=True)
+    chosen = cache_params(type="qdrant-semantic", semantic_max_wrong_rate=0.05, semantic_cache_guards=True,
+                          qdrant_path=":memory:")
     litellm_style = cache_params(type="local-semantic", similarity_threshold=0.75).cache_params
     assert litellm_style.guards_on is True  # type: ignore[union-attr]  # an explicit threshold keeps the guards
     off = cache_params(type="local-semantic", similarity_threshold=0.75, semantic_cache_guards=False).cache_params
@@ -411,3 +412,49 @@ def test_semantic_budget_and_opt_in_stages() -> None:
     for bad in (0, 1, 1.5, -0.1, "lots"):
         error = error_of(cache_params, type="local-semantic", semantic_max_wrong_rate=bad)
         assert "litellm_settings.cache_params.semantic_max_wrong_rate" in str(error), bad
+
+
+def test_a_missing_cache_type_is_redis_when_redis_is_named_as_litellms_proxy_reads_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found from outside: LiteLLM's proxy reads ``cache: true`` (no type) as Redis at REDIS_HOST;
+    Reprise read it as in-process, so replicas meant to share one Redis did not."""
+    for name in ("REDIS_HOST", "REDIS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    alone = GatewayConfig.model_validate({"litellm_settings": {"cache": True}})
+    assert alone.cache_params is not None and alone.cache_params.type == "local"
+    assert "LiteLLM's proxy would use Redis" in (alone.litellm_settings.cache_type_note or "")
+    keyed = GatewayConfig.model_validate({"litellm_settings": {"cache": True, "cache_params": {"host": "r", "port": 6380}}})
+    assert keyed.cache_params is not None and keyed.cache_params.type == "redis"
+    monkeypatch.setenv("REDIS_HOST", "redis.internal")
+    from_env = GatewayConfig.model_validate({"litellm_settings": {"cache": True}})
+    assert from_env.cache_params is not None and from_env.cache_params.type == "redis"
+    typed = GatewayConfig.model_validate({"litellm_settings": {"cache": True, "cache_params": {"type": "local"}}})
+    assert typed.cache_params is not None and typed.cache_params.type == "local"
+    assert typed.litellm_settings.cache_type_note is None
+
+
+def test_qdrant_reads_litellms_environment_and_never_falls_back_to_memory_silently(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("QDRANT_URL", "QDRANT_API_BASE", "QDRANT_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    error = error_of(cache_params, type="qdrant-semantic")
+    assert "QDRANT_URL" in str(error) and "qdrant_path" in str(error)
+    monkeypatch.setenv("QDRANT_API_BASE", "http://qdrant:6333")
+    monkeypatch.setenv("QDRANT_API_KEY", "k")
+    params = cache_params(type="qdrant-semantic").cache_params
+    assert params.qdrant_api_base == "http://qdrant:6333"  # type: ignore[union-attr]
+    assert params.qdrant_api_key.get_secret_value() == "k"  # type: ignore[union-attr]
+    monkeypatch.setenv("QDRANT_URL", "http://first:6333")  # LiteLLM reads it first
+    assert cache_params(type="qdrant-semantic").cache_params.qdrant_api_base == "http://first:6333"  # type: ignore[union-attr]
+    own = cache_params(type="qdrant-semantic", qdrant_api_base="http://own:6333").cache_params
+    assert own.qdrant_api_base == "http://own:6333"  # type: ignore[union-attr]
+
+
+def test_local_entries_expire_as_litellms_in_memory_cache() -> None:
+    """Found from outside: ``default_in_memory_ttl`` was ignored and ``local`` entries never
+    expired, where LiteLLM's in-memory cache keeps them 600 s unless told otherwise."""
+    assert cache_params(type="local").cache_params.default_ttl == 600  # type: ignore[union-attr]
+    assert cache_params(type="local", default_in_memory_ttl=2).cache_params.default_ttl == 2  # type: ignore[union-attr]
+    assert cache_params(type="local", default_in_memory_ttl=2, ttl=30).cache_params.default_ttl == 30  # type: ignore[union-attr]
+    assert "litellm_settings.cache_params.default_in_memory_ttl" not in cache_params(
+        type="local", default_in_memory_ttl=2).ignored_keys

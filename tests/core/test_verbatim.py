@@ -173,3 +173,13 @@ def test_a_last_event_longer_than_the_bound_still_ends_the_stream(last: str) -> 
     forwarded = [e for i in range(0, len(sse), 2**20) for e in recorder.feed(sse[i:i + 2**20])]
     assert b"".join(forwarded) == sse
     assert recorder.done and recorder.overflow and not recorder.complete
+
+
+def test_a_prompt_template_without_a_version_is_never_cached() -> None:
+    """Its current version is used, which can change under the same body (found from outside)."""
+    template = {"model": "m", "input": "greet me", "prompt": {"id": "pmpt_support"}}
+    assert responses_facts(template).bypass == "prompt_version"
+    assert responses_facts({**template, "prompt": {"id": "pmpt_support", "version": ""}}).bypass == "prompt_version"
+    pinned = responses_facts({**template, "prompt": {"id": "pmpt_support", "version": "2"}})
+    assert pinned.bypass is None
+    assert pinned.key_hash != responses_facts({**template, "prompt": {"id": "pmpt_support", "version": "1"}}).key_hash

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
+from reprise.server.provider_env import KEY_VARIABLES
 from tests.server.conftest import GatewayProcess
 from tests.server.test_sdk_and_config import run_cli
 
@@ -96,6 +97,8 @@ def test_example_starts_or_is_refused_alike(path: Path, tmp_path: Path, monkeypa
 def test_example_as_deployed_with_a_master_key(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     text = path.read_text()
     _set_stand_in_env(text, monkeypatch)
+    for variables in KEY_VARIABLES.values():  # as deployed: the keys LiteLLM (and Reprise) read for entries without one
+        monkeypatch.setenv(variables[0], "stand-in")
     config: dict[str, Any] = yaml.safe_load(text) or {}
     config["general_settings"] = {**(config.get("general_settings") or {}), "master_key": MASTER_KEY}
     deployed = tmp_path / path.name

@@ -109,6 +109,8 @@ def _config_check(args: argparse.Namespace) -> int:
     for key in config.ignored_keys:
         print(f"note: {key} is passed to the LiteLLM SDK" if key in passed
               else f"warning: {key} is not used by Reprise (ignored)")
+    if config.litellm_settings.cache_type_note:
+        print(f"note: {config.litellm_settings.cache_type_note}")
     store = key_store_file.inspect(config.general_settings.keys_file)
     if store is not None:
         print(f"ok: {store}")

@@ -18,6 +18,7 @@ each validating its own parameters. A new backend adds its model to
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal, get_args
@@ -28,6 +29,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationInfo,
     field_validator,
@@ -121,6 +123,21 @@ class LocalCacheParams(BaseCacheParams):
     type: Literal["local"] = "local"
     max_entries: int | None = Field(default=None, gt=0)
     max_bytes: int = Field(default=256 * 2**20, gt=0)
+    #: LiteLLM's name for an in-memory cache's TTL (``Cache(type="local", default_in_memory_ttl=...)``).
+    default_in_memory_ttl: float | None = Field(default=None, gt=0)
+
+    @property
+    def default_ttl(self) -> float | None:
+        """:attr:`ttl`, else ``default_in_memory_ttl``, else LiteLLM's in-memory default of
+        600 s (its ``InMemoryCache(default_ttl=600)``). Found from outside: a LiteLLM file
+        relying on that served answers forever here, and ``default_in_memory_ttl`` was ignored."""
+        if self.ttl is not None:
+            return self.ttl
+        return self.default_in_memory_ttl if self.default_in_memory_ttl is not None else LITELLM_IN_MEMORY_TTL
+
+
+#: LiteLLM's ``InMemoryCache`` default TTL, seconds: the ``local`` cache's when none is set.
+LITELLM_IN_MEMORY_TTL = 600.0
 
 
 class DiskCacheParams(BaseCacheParams):
@@ -376,6 +393,28 @@ class QdrantSemanticCacheParams(SemanticCacheParams):
     qdrant_quantization_config: Literal["binary", "scalar", "product"] | None = None
     qdrant_path: str | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _from_environment(cls, data: Any) -> Any:
+        """LiteLLM's fallbacks (``QDRANT_URL``, then ``QDRANT_API_BASE``; ``QDRANT_API_KEY``), and no
+        silent in-memory index: found from outside, a LiteLLM config naming its server only in the
+        environment got a private, unbounded ``:memory:`` Qdrant per process. LiteLLM refuses a
+        config with no URL; so does Reprise, unless ``qdrant_path`` (Reprise's) asks for embedded."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if not data.get("qdrant_api_base"):
+            env = next((v for n in ("QDRANT_URL", "QDRANT_API_BASE") if (v := os.environ.get(n, "").strip())), None)
+            if env:
+                data["qdrant_api_base"] = env
+        if not data.get("qdrant_api_key") and os.environ.get("QDRANT_API_KEY", "").strip():
+            data["qdrant_api_key"] = os.environ["QDRANT_API_KEY"].strip()
+        if not data.get("qdrant_api_base") and not data.get("qdrant_path"):
+            raise PydanticCustomError(
+                "qdrant_url", "qdrant-semantic needs qdrant_api_base (or QDRANT_URL / QDRANT_API_BASE, as LiteLLM "
+                "reads them), or Reprise's qdrant_path: a directory for an embedded index (':memory:' for tests)")
+        return data
+
     @property
     def embedding_model_setting(self) -> tuple[str, str | None]:
         return "qdrant_semantic_cache_embedding_model", self.qdrant_semantic_cache_embedding_model
@@ -468,9 +507,13 @@ class LiteLLMParams(Section):
 
     @property
     def provider(self) -> str:
-        """The LiteLLM provider prefix of :attr:`model`; ``openai`` when there is none."""
+        """The LiteLLM provider prefix of :attr:`model`; without one, ``anthropic`` for a Claude
+        name (as LiteLLM infers it; found from outside: a ``*`` catch-all sent Claude prompts to
+        OpenAI), else ``openai``."""
         prefix, slash, _ = self.model.partition("/")
-        return prefix if slash else "openai"
+        if slash:
+            return prefix
+        return "anthropic" if prefix.startswith("claude-") else "openai"
 
     @property
     def upstream_model(self) -> str:
@@ -569,14 +612,47 @@ class LiteLLMSettings(Section):
     #: (``max_parallel_requests``) before it is answered 503 ``upstream_busy``.
     upstream_queue_timeout: float = Field(default=10.0, gt=0)
     cache_params: CacheParams | None = None
+    _cache_type_note: str | None = PrivateAttr(default=None)
 
-    @field_validator("cache_params", mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _default_type(cls, value: Any) -> Any:
-        # LiteLLM defaults a missing (or null) ``type`` to "local".
-        if isinstance(value, dict) and value.get("type") is None:
-            return {**value, "type": "local"}
-        return value
+    def _default_type(cls, data: Any, handler: Any) -> LiteLLMSettings:
+        """A missing ``cache_params.type`` (or ``cache: true`` with no ``cache_params``).
+
+        LiteLLM's proxy reads it as ``redis`` (``cache_params.get("type", "redis")``, host and
+        port from ``REDIS_HOST`` / ``REDIS_PORT``). Found from outside: Reprise read it as
+        ``local``, so replicas meant to share one Redis each kept their own cache. Now it is
+        ``redis`` when Redis is named (a connection key, or ``REDIS_HOST`` / ``REDIS_URL`` in
+        the environment), else ``local`` (no Redis to reach: LiteLLM would fail on every
+        request), said once at start (:attr:`cache_type_note`).
+        """
+        note = None
+        if isinstance(data, dict):
+            params = data.get("cache_params")
+            if params is None and data.get("cache") is True:
+                params = {}
+            if isinstance(params, dict) and params.get("type") is None:
+                redis_named = bool(_REDIS_KEYS & params.keys()) or any(
+                    os.environ.get(name, "").strip() for name in ("REDIS_HOST", "REDIS_URL"))
+                chosen = "redis" if redis_named else "local"
+                data = {**data, "cache_params": {**params, "type": chosen}}
+                note = (f"litellm_settings.cache_params.type is not set: using {chosen!r}"
+                        + (" (Redis is named by its keys or REDIS_HOST / REDIS_URL, as LiteLLM reads it)"
+                           if redis_named else " (in-process; LiteLLM's proxy would use Redis at REDIS_HOST; "
+                           "set type: redis to share the cache between replicas)"))
+        settings: LiteLLMSettings = handler(data)
+        settings._cache_type_note = note
+        return settings
+
+    @property
+    def cache_type_note(self) -> str | None:
+        """What was chosen for a missing ``cache_params.type``, to be said at start (None: it was set)."""
+        return self._cache_type_note
+
+
+#: ``cache_params`` keys that name a Redis server (so a missing ``type`` means ``redis``).
+_REDIS_KEYS = frozenset({"host", "port", "password", "url", "redis_url", "redis_startup_nodes",
+                         "startup_nodes", "sentinel_nodes", "service_name"})
 
 
 class AliasTarget(Section):

@@ -20,7 +20,11 @@ with a chat or a ``/responses`` body.
 Never cached (forwarded as a bypass): a Responses request with ``background: true``
 (its answer is a queued response, not the answer) or with ``conversation`` (the
 conversation is state the provider changes with every response added to it: the same
-body can ask a different question later, and a hit would not add to it). A request
+body can ask a different question later, and a hit would not add to it), or with a
+``prompt`` template named without its ``version`` (the template's *current* version is
+used, which its owner can change under the same body; found from outside: the answer to
+version 1 was served after version 2 was published; a pinned version is immutable and
+cached). A request
 with ``previous_response_id`` *is* cached, keyed by the id: a stored response is
 immutable, so the id fixes the context as surely as the full history would.
 """
@@ -89,11 +93,14 @@ def responses_facts(body: Any) -> VerbatimFacts:
     _check(body, "previous_response_id", (str,), "a string")
     _check(body, "conversation", (str, dict), "a string or an object")
     _check(body, "metadata", (dict,), "an object")
+    _check(body, "prompt", (dict,), "an object")
     bypass = None
     if body.get("background") is True:
         bypass = "background"
     elif body.get("conversation") is not None:
         bypass = "conversation"
+    elif isinstance(body.get("prompt"), dict) and not body["prompt"].get("version"):
+        bypass = "prompt_version"
     return VerbatimFacts(RESPONSES, model, body.get("stream") is True, key_hash(RESPONSES, body), bypass)
 
 

@@ -90,6 +90,8 @@ class RepriseApp:
         ignored = [key for key in config.ignored_keys if key not in passed]
         if ignored:
             log.warning("config keys not used by Reprise (ignored): %s", ", ".join(ignored))
+        if config.litellm_settings.cache_type_note:
+            log.warning("%s", config.litellm_settings.cache_type_note)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

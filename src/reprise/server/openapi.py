@@ -168,6 +168,7 @@ RESPONSES_REQUEST: Schema = {
             "store": {"type": "boolean"},
             "previous_response_id": {"type": "string", "description": "Cached, keyed by the id"},
             "conversation": {"type": ["string", "object"], "description": "Never cached (bypass)"},
+            "prompt": {"type": "object", "description": "A template: never cached without its version (bypass)"},
             "metadata": _OBJECT,
             "cache": _CACHE_REF,
         }),

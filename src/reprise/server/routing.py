@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, replace
 from reprise.config import GatewayConfig
 from reprise.config.models import LiteLLMParams
 from reprise.errors import ConfigError, NotFoundError
+from reprise.server.provider_env import KEY_VARIABLES, env_api_base, env_api_key, openai_endpoint
 from reprise.server.providers import RESOLVERS, resolve_access
 from reprise.server.sdk_upstream import check_sdk_env, check_sdk_providers, sdk_installed, sdk_params
 from reprise.server.upstream import DEFAULT_MAX_PARALLEL, PROVIDER_BASES, Deployment, split_credentials
@@ -129,7 +130,12 @@ class Routes:
         reachable = (concrete.mock_response is not None
                      or (provider in ADAPTED and not needs_sdk(concrete))
                      or (needs_sdk(concrete) and sdk_installed())
-                     or (provider in OPENAI_WIRE and (concrete.api_base is not None or provider in PROVIDER_BASES)))
+                     or (provider in OPENAI_WIRE and _has_base(concrete)))
+        if reachable and _needs_key(concrete):
+            raise NotFoundError(
+                f"The model '{model}' cannot be served here: no key for provider {provider!r} "
+                f"(set {' or '.join(KEY_VARIABLES[provider])}, or api_key in model_list[{index}])",
+                param="model", code="model_not_found")
         if not reachable:
             raise NotFoundError(
                 f"The model '{model}' is served by provider {provider!r}, which Reprise cannot "
@@ -162,9 +168,10 @@ def _regex(name: str) -> re.Pattern[str]:
 def make_deployment(index: int, model_name: str, params: LiteLLMParams, config: GatewayConfig,
                     default_timeout: float) -> Deployment:
     """One entry resolved to what a call needs (its api_base, credentials, limits)."""
-    api_base = params.api_base or PROVIDER_BASES.get(params.provider) or ""
+    api_base = openai_endpoint(params.provider, params.api_base or env_api_base(params.provider)
+                               or PROVIDER_BASES.get(params.provider) or "")
     timeout = params.timeout or default_timeout
-    api_key = params.api_key.get_secret_value() if params.api_key else None
+    api_key = params.api_key.get_secret_value() if params.api_key else env_api_key(params.provider)
     wire: Wire = OPENAI
     upstream_model, tokens = params.upstream_model, None
     access = resolve_access(index, model_name, params) if params.mock_response is None \
@@ -194,6 +201,21 @@ def make_deployment(index: int, model_name: str, params: LiteLLMParams, config: 
     )
 
 
+def _has_base(params: LiteLLMParams) -> bool:
+    """An endpoint is known: the entry's, LiteLLM's environment variable's, or the provider's default."""
+    return params.api_base is not None or params.provider in PROVIDER_BASES or env_api_base(params.provider) is not None
+
+
+def _needs_key(params: LiteLLMParams) -> bool:
+    """The entry would call a provider's public (https) default endpoint with no key at all:
+    every request would be a 401, so it is refused at start, as a missing secret is."""
+    if params.api_base is not None or env_api_base(params.provider) is not None or params.api_key:
+        return False
+    default = PROVIDER_BASES.get(params.provider, "")
+    return default.startswith("https://") and params.provider in KEY_VARIABLES \
+        and env_api_key(params.provider) is None
+
+
 def _check_provider(config: GatewayConfig) -> None:
     """Refuse the entries Reprise cannot call, grouped by provider, naming what to do."""
     unreachable: dict[str, list[tuple[int, str]]] = {}
@@ -206,10 +228,16 @@ def _check_provider(config: GatewayConfig) -> None:
             check_sdk_env(i, params)
         elif params.provider in RESOLVERS:
             resolve_access(i, entry.model_name, params)  # ConfigError naming the key
-        elif params.api_base is None and params.provider not in PROVIDER_BASES:
+        elif _needs_key(params) and "*" not in params.model:  # a wildcard's: at request time (_concrete)
+            raise ConfigError(
+                f"a {params.provider}/ model at its public endpoint needs a key: set api_key or "
+                f"{' / '.join(KEY_VARIABLES[params.provider])}",
+                f"model_list[{i}].litellm_params.api_key",
+            )
+        elif not _has_base(params):
             raise ConfigError(
                 f"provider {params.provider!r} has no default api_base; set api_base to its "
-                "OpenAI-compatible endpoint",
+                "OpenAI-compatible endpoint (or the environment variable LiteLLM reads for it)",
                 f"model_list[{i}].litellm_params.api_base",
             )
     if unreachable:

@@ -59,6 +59,13 @@ PROVIDER_BASES: dict[str, str] = {
     "ollama": "http://localhost:11434/v1",
     "ollama_chat": "http://localhost:11434/v1",
     "gemini": "https://generativelanguage.googleapis.com/v1beta/openai",
+    "text-completion-openai": "https://api.openai.com/v1",
+    "xai": "https://api.x.ai/v1",
+    "perplexity": "https://api.perplexity.ai",
+    "deepinfra": "https://api.deepinfra.com/v1/openai",
+    "cerebras": "https://api.cerebras.ai/v1",
+    "sambanova": "https://api.sambanova.ai/v1",
+    "nvidia_nim": "https://integrate.api.nvidia.com/v1",
 }
 
 
