@@ -423,7 +423,8 @@ def test_a_missing_cache_type_is_redis_when_redis_is_named_as_litellms_proxy_rea
     alone = GatewayConfig.model_validate({"litellm_settings": {"cache": True}})
     assert alone.cache_params is not None and alone.cache_params.type == "local"
     assert "LiteLLM's proxy would use Redis" in (alone.litellm_settings.cache_type_note or "")
-    keyed = GatewayConfig.model_validate({"litellm_settings": {"cache": True, "cache_params": {"host": "r", "port": 6380}}})
+    keyed = GatewayConfig.model_validate(
+        {"litellm_settings": {"cache": True, "cache_params": {"host": "r", "port": 6380}}})
     assert keyed.cache_params is not None and keyed.cache_params.type == "redis"
     monkeypatch.setenv("REDIS_HOST", "redis.internal")
     from_env = GatewayConfig.model_validate({"litellm_settings": {"cache": True}})

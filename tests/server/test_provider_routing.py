@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from reprise.config import GatewayConfig
+from reprise.providers.anthropic import ANTHROPIC
 from reprise.server.routing import build_routes
 from reprise.server.upstream import Deployment
-from reprise.providers.anthropic import ANTHROPIC
 from reprise.server.wires import OPENAI, AzureWire
 
 
