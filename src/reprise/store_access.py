@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reprise.backends.base import Backend, Degradable, KeepsDecoded, StartupCheck
+from reprise.core.answer_expiry import provider_expiry
 from reprise.core.entry import CacheEntry, EntryFormatError, decode_entry, encode_entry
 from reprise.core.policy import CachePolicy, expiry_time, is_usable
 from reprise.errors import BackendError
@@ -147,11 +148,18 @@ class StoreAccess:
 
     def make_entry(self, body: bytes, ttl: float | None, meta: dict[str, Any], recording: bytes = b"") -> CacheEntry:
         now = self.clock()
-        return CacheEntry(body=body, created_at=now, expires_at=expiry_time(now, ttl), meta=meta, recording=recording)
+        expires = expiry_time(now, ttl)
+        said = provider_expiry(body)  # an audio answer's id dies at its expires_at
+        if said is not None and (expires is None or said < expires):
+            expires = said
+        return CacheEntry(body=body, created_at=now, expires_at=expires, meta=meta, recording=recording)
 
     async def write(self, key: str, entry: CacheEntry) -> bool:
-        """Store ``entry``; False (and counted) if the store failed."""
+        """Store ``entry``; False (and counted) if the store failed. An entry already expired
+        (its answer's own ``expires_at`` passed) is not written."""
         ttl = entry.ttl_left(self.clock())
+        if ttl == 0.0:
+            return False
         try:
             await self.backend.set(key, encode_entry(entry), ttl)
         except BackendError as exc:

@@ -459,3 +459,17 @@ def test_local_entries_expire_as_litellms_in_memory_cache() -> None:
     assert cache_params(type="local", default_in_memory_ttl=2, ttl=30).cache_params.default_ttl == 30  # type: ignore[union-attr]
     assert "litellm_settings.cache_params.default_in_memory_ttl" not in cache_params(
         type="local", default_in_memory_ttl=2).ignored_keys
+
+
+@pytest.mark.parametrize(("section", "key", "value"), [
+    ("general_settings", "allowed_ips", ["10.9.9.9"]),
+    ("general_settings", "enforce_user_param", True),
+    ("general_settings", "enable_jwt_auth", True),
+    ("litellm_settings", "max_budget", 10),
+])
+def test_litellm_keys_that_restrict_callers_are_refused_not_ignored(section: str, key: str, value: Any) -> None:
+    """Found from outside: ignored with a warning, they kept the file's look of safety while
+    every caller was served."""
+    error = error_of(parse, **{section: {key: value}})
+    assert str(error).startswith(f"{section}.{key}: ")
+    parse(**{section: {key: False}})  # off: nothing to enforce

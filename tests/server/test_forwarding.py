@@ -254,3 +254,22 @@ def test_credentials_in_api_base_are_sent_as_basic_auth_never_in_the_url(
         assert streamed.status_code == 200
         sent = received(stub, text)
         assert sent and {r["headers"].get("Authorization") for r in sent} == {auth}
+
+
+def test_an_entrys_organization_and_extra_headers_reach_the_provider_and_credentials_stay_its_own(
+        make_gateway: Callable[..., GatewayProcess], upstream: StubUpstream) -> None:
+    """Found from outside: ``organization`` and ``extra_headers`` of a LiteLLM entry were ignored."""
+    config = gateway_config(upstream.url)
+    config["model_list"][0]["litellm_params"].update(
+        organization="org-zero-retention",
+        extra_headers={"OpenAI-Project": "proj_restricted", "authorization": "Bearer not-this"})
+    gateway = make_gateway(config)
+    text = unique("org headers")
+    with httpx.Client(base_url=gateway.url, headers=AUTH, timeout=10) as client:
+        assert client.post("/chat/completions", json=chat(text)).status_code == 200
+    [seen] = received(upstream, text)
+    assert [n for n in seen["headers"] if n.lower() == "authorization"] == ["Authorization"]  # one, the deployment's
+    headers = {name.lower(): value for name, value in seen["headers"].items()}
+    assert headers["openai-organization"] == "org-zero-retention"
+    assert headers["openai-project"] == "proj_restricted"
+    assert headers["authorization"] == "Bearer sk-upstream"

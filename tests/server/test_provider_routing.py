@@ -99,3 +99,15 @@ def test_a_claude_name_without_a_prefix_is_anthropics(monkeypatch: pytest.Monkey
     made = _deployment({"model": "claude-sonnet-4-5-20250929"})
     assert made.wire is ANTHROPIC and made.upstream_model == "claude-sonnet-4-5-20250929"
     assert _deployment({"model": "gpt-4o", "api_key": "k"}).wire is OPENAI
+
+
+def test_organization_and_extra_headers_go_with_every_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found from outside: both were ignored (the key's default organization was billed)."""
+    monkeypatch.delenv("OPENAI_ORGANIZATION", raising=False)
+    made = _deployment({"model": "openai/gpt-4o", "api_key": "k", "organization": "org-zr",
+                        "extra_headers": {"OpenAI-Project": "proj_1", "Authorization": "Bearer stolen"}})
+    assert dict(made.extra_headers) == {"OpenAI-Project": "proj_1", "Authorization": "Bearer stolen",
+                                        "OpenAI-Organization": "org-zr"}
+    monkeypatch.setenv("OPENAI_ORGANIZATION", "org-env")
+    assert dict(_deployment({"model": "openai/gpt-4o", "api_key": "k"}).extra_headers) == {
+        "OpenAI-Organization": "org-env"}

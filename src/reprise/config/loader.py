@@ -111,6 +111,26 @@ def resolve_env(value: Any, environ: Mapping[str, str], path: str = "") -> tuple
     return value, []
 
 
+#: LiteLLM keys that restrict who may call or how much, which Reprise does not enforce: set (and
+#: not false or empty) they stop start-up instead of being ignored with a warning. Found from
+#: outside: a file with ``allowed_ips`` or ``enforce_user_param`` kept its look of safety while
+#: the gateway served every caller.
+NOT_ENFORCED: dict[str, str] = {
+    "general_settings.allowed_ips": "LiteLLM's IP allow-list is not enforced by Reprise: remove it and "
+    "allow clients in front of Reprise (a firewall or reverse proxy)",
+    "general_settings.enforce_user_param": "requests without 'user' are not refused by Reprise: remove it",
+    "general_settings.allowed_routes": "route restrictions are not enforced by Reprise: remove them "
+    "(Reprise serves only its documented routes)",
+    "general_settings.admin_only_routes": "route restrictions are not enforced by Reprise: remove them "
+    "(admin routes always need the master key)",
+    "general_settings.enable_jwt_auth": "JWT auth is not supported: use the master key and virtual keys",
+    "general_settings.custom_auth": "custom auth hooks are not supported: use the master key and virtual keys",
+    "litellm_settings.max_budget": "spend budgets are not enforced by Reprise: remove it",
+    "litellm_settings.max_end_user_budget": "spend budgets are not enforced by Reprise: remove it",
+    "litellm_settings.max_internal_user_budget": "spend budgets are not enforced by Reprise: remove it",
+}
+
+
 def _parse(data: Mapping[str, Any], environ: Mapping[str, str]) -> tuple[GatewayConfig, list[Problem]]:
     """The config and the unset variables found under ignored keys."""
     if not isinstance(data, Mapping):
@@ -125,8 +145,9 @@ def _parse(data: Mapping[str, Any], environ: Mapping[str, str]) -> tuple[Gateway
     ignored = config.ignored_keys
     used = [p for p in unset if not any(_is_under(p[0], key) for key in ignored)]
     blank = [(path, _blank_message(path, data)) for path in find_blank_secrets(config, resolved)]
-    if used or blank:
-        raise _config_error(used + blank)
+    guards = [(key, NOT_ENFORCED[key]) for key in ignored if key in NOT_ENFORCED and _value_at(resolved, key)]
+    if used or blank or guards:
+        raise _config_error(used + blank + guards)
     return config, [p for p in unset if p not in used]
 
 

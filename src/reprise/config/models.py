@@ -329,6 +329,9 @@ class SemanticCacheParams(BaseCacheParams):
     #: Reprise: a ``model_list`` chat model asked whether a candidate below the threshold asks
     #: the same thing as the new prompt (docs/semantic.md, "The model judge"); unset: no judge.
     semantic_cache_judge_model: str | None = Field(default=None, min_length=1)
+    #: LiteLLM's: ``key`` (semantic hits within a key / tenant and namespace, always) or
+    #: ``end_user``: also within one request ``user`` (a request without one keeps the key scope).
+    semantic_cache_scope: Literal["key", "end_user"] = "key"
     #: Reprise: the bottom of the judge's band ``[min, threshold)``; unset: the embedding model's
     #: default (0.70 for USE and model_list models, 0.90 for e5, whose cosines crowd higher).
     semantic_cache_judge_min_similarity: float | None = Field(default=None, ge=0, le=1)
@@ -504,6 +507,10 @@ class LiteLLMParams(Section):
     #: LiteLLM's per-deployment concurrency cap; Reprise defaults it to 128 so one busy
     #: deployment (or one tenant's open streams) cannot take every upstream connection.
     max_parallel_requests: int | None = Field(default=None, gt=0)
+    #: Sent to the provider as ``OpenAI-Organization`` (else env OPENAI_ORGANIZATION for openai/, as LiteLLM).
+    organization: str | None = Field(default=None, min_length=1)
+    #: Headers sent with every call to this deployment (its credentials are never overridden).
+    extra_headers: dict[str, str] | None = None
 
     @property
     def provider(self) -> str:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -196,9 +197,21 @@ def make_deployment(index: int, model_name: str, params: LiteLLMParams, config: 
         queue_timeout=config.litellm_settings.upstream_queue_timeout,
         wire=wire,
         tokens=tokens,
+        extra_headers=_extra_headers(params),
         sdk_params=sdk_params(params, bool(config.litellm_settings.extras.get("drop_params")))
         if needs_sdk(params) else None,
     )
+
+
+def _extra_headers(params: LiteLLMParams) -> tuple[tuple[str, str], ...]:
+    """``extra_headers``, then ``organization`` as ``OpenAI-Organization`` (found from outside: both
+    were ignored, so the provider billed the key's default organization)."""
+    headers = dict(params.extra_headers or {})
+    organization = params.organization or (os.environ.get("OPENAI_ORGANIZATION", "").strip() or None
+                                           if params.provider == "openai" else None)
+    if organization and not any(name.lower() == "openai-organization" for name in headers):
+        headers["OpenAI-Organization"] = organization
+    return tuple(headers.items())
 
 
 def _has_base(params: LiteLLMParams) -> bool:

@@ -154,7 +154,7 @@ def sdk_params(params: LiteLLMParams, drop_params: bool = False) -> dict[str, An
         out["api_base"] = params.api_base
     if params.api_key:
         out["api_key"] = params.api_key.get_secret_value()
-    for name in ("api_version", *PROVIDER_FIELDS):
+    for name in ("api_version", "organization", "extra_headers", *PROVIDER_FIELDS):
         value = getattr(params, name)
         if value is not None:
             out[name] = value.get_secret_value() if isinstance(value, SecretStr) else value

@@ -106,6 +106,9 @@ class Deployment:
     sdk_params: dict[str, Any] | None = field(default=None, compare=False)
     """For a provider reached through the LiteLLM SDK: the entry's litellm_params (model with its
     prefix, api_base, provider-specific keys), passed to ``litellm.acompletion``."""
+    extra_headers: tuple[tuple[str, str], ...] = ()
+    """Sent with every call: ``extra_headers`` and ``organization`` (as ``OpenAI-Organization``)
+    of the entry, as LiteLLM sends them (who is billed, whose data-retention terms apply)."""
     entry: str | None = None
     """For a wildcard entry's deployment (one per model name a client asks for): the entry it
     comes from. Its connection slots are the entry's, so clients choosing names cannot grow that
@@ -206,6 +209,9 @@ class HttpUpstream:
     @staticmethod
     async def _headers(deployment: Deployment) -> dict[str, str]:
         headers = deployment.wire.headers(deployment)
+        if deployment.extra_headers:  # never in place of the credentials or content type, in any spelling
+            own = {name.lower() for name in headers} | ({"authorization"} if deployment.tokens else set())
+            headers = {**{n: v for n, v in deployment.extra_headers if n.lower() not in own}, **headers}
         if deployment.tokens is not None:
             headers["Authorization"] = f"Bearer {await deployment.tokens.token()}"
         return headers
