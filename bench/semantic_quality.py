@@ -10,6 +10,10 @@ Sets (each ``{"a", "b", "same"}`` pairs; see docs/semantic.md for sources and li
 * ``pawsx-zh``: PAWS-X Chinese dev split, 2,000 pairs, adversarial word-order/role swaps,
   read from ``../shared/data/pawsx-zh-dev.jsonl`` (not copied into the repo).
 * ``ours-zh``: our 16 Chinese pairs (``bench/data/semantic_zh_pairs.jsonl``).
+* ``kor-qpair``: 2,000 Korean question pairs (1,000 duplicates, 1,000 not; identical pairs
+  left out), sampled from songys/Question_pair (MIT, see ``bench/data/README.md``): everyday
+  chatbot questions and their hand-written rewordings; non-duplicates are neighbouring titles
+  of one topic. Added 2026-12-04; no threshold, guard or stage was ever tuned on it before.
 
 Judges compared (all through :meth:`reprise.semantic.matcher.Matcher.judge`):
 ``plain`` cosine only (the default since issue 13); ``guards`` + false-hit guards;
@@ -53,6 +57,7 @@ from reprise.semantic.settings import default_settings
 
 HERE = Path(__file__).resolve().parent
 ZH = HERE / "data" / "semantic_zh_pairs.jsonl"
+KOR = HERE / "data" / "kor-qpair.jsonl"
 PAWSX = HERE.parent.parent / "shared" / "data" / "pawsx-zh-dev.jsonl"
 CURVES = HERE.parent / "src" / "reprise" / "semantic" / "curves"
 THRESHOLDS = [round(0.50 + 0.01 * i, 2) for i in range(50)] + [0.995, 0.999, 1.0]
@@ -70,6 +75,7 @@ def load_sets() -> dict[str, list[LabelledPair]]:
     ours = [json.loads(line) for line in ZH.read_text().splitlines() if line.strip()]
     sets = {"fow-en": fow,
             "ours-zh": [LabelledPair(p["a"], p["b"], bool(p["same_answer"])) for p in ours]}
+    sets["kor-qpair"] = [LabelledPair(**json.loads(line)) for line in KOR.read_text().splitlines() if line]
     if PAWSX.exists():
         sets["pawsx-zh"] = [LabelledPair(**json.loads(line)) for line in PAWSX.read_text().splitlines() if line]
     else:
