@@ -21,6 +21,7 @@ import numpy as np
 
 from reprise.core.guards import veto
 from reprise.embeddings.base import Embedder, Vectors
+from reprise.semantic.near_verbatim import near_verbatim
 from reprise.semantic.settings import SemanticSettings
 
 #: :meth:`Matcher.judge`'s answer for a band candidate: not served unless the judge model says "same".
@@ -55,6 +56,11 @@ class Matcher:
             return 0.0
         rows = self.verifier.embed([cached, new])
         return float(np.clip(rows[0] @ rows[1], 0.0, 1.0))
+
+    @staticmethod
+    def effective_score(cached: str, new: str, score: float) -> float:
+        """``score``, or 1.0 when the prompts are near-verbatim repeats (:mod:`reprise.semantic.near_verbatim`)."""
+        return 1.0 if score < 1.0 and near_verbatim(cached, new) else score
 
     def judge(self, cached: str, new: str, score: float) -> str | None:
         """None to serve ``cached``'s answer for ``new``; else why not (``threshold``, a guard, ``verifier``).
