@@ -705,7 +705,7 @@ class GatewayConfig(Section):
 
     @property
     def cache_params(self) -> CacheParams | None:
-        """The cache settings; ``cache: true`` alone means local defaults, as in LiteLLM."""
+        """The cache settings (a missing type settled by :meth:`LiteLLMSettings._default_type`)."""
         params = self.litellm_settings.cache_params
         if params is None and self.cache_enabled:
             return LocalCacheParams()
