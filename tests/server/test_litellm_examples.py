@@ -50,6 +50,8 @@ REFUSED_AS_DEPLOYED = {
     "load_balancer.yaml": "model_list[3].litellm_params.model",
     # auto_router/ is LiteLLM's content-based router, not a provider
     "adaptive_router_example.yaml": "model_list[0].litellm_params.model",
+    # a custom auth hook: not enforced by Reprise, so refused rather than ignored (config/loader.py)
+    "pass_through_config.yaml": "general_settings.custom_auth",
 }
 """Examples refused even with a master key, and the key each refusal names. Every other one
 must start (with the ``litellm`` extra: bedrock/, cohere/, anthropic/... go through the SDK)."""
