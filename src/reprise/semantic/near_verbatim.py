@@ -7,7 +7,8 @@ adversarial sets demand) 14 of its 15 such duplicate pairs were not served. A ca
 whose prompt is a near-verbatim repeat of the new one is judged as if its similarity were
 1.0. No labelled non-duplicate pair in any of the four sets is one (2026-12-04).
 
-Deliberately narrow: only letter case (``casefold``), runs of whitespace, and punctuation
+Deliberately narrow: only letter case (``str.lower``, not ``casefold``, which folds
+German ``Maße`` "dimensions" into ``Masse`` "mass"), runs of whitespace, and punctuation
 at either end (``?!.`` and their CJK forms, ``…``, ``~``). Punctuation inside a prompt is
 kept, because it can carry the question: ``2+2`` vs ``2-2``, ``C++`` vs ``C``, ``-5`` vs ``5``.
 Pure.
@@ -26,8 +27,8 @@ _ENDS = " \t\r\n?!.。？！…~～"
 
 
 def normalised(text: str) -> str:
-    """``text`` case-folded, its whitespace runs made one space, end punctuation and spaces dropped."""
-    return _SPACES.sub(" ", text.casefold()).strip(_ENDS)
+    """``text`` lower-cased, its whitespace runs made one space, end punctuation and spaces dropped."""
+    return _SPACES.sub(" ", text.lower()).strip(_ENDS)
 
 
 def near_verbatim(a: str, b: str) -> bool:
