@@ -473,3 +473,11 @@ def test_litellm_keys_that_restrict_callers_are_refused_not_ignored(section: str
     error = error_of(parse, **{section: {key: value}})
     assert str(error).startswith(f"{section}.{key}: ")
     parse(**{section: {key: False}})  # off: nothing to enforce
+
+
+def test_end_user_semantic_scope_is_refused() -> None:
+    """Found from outside: with only semantic hits kept per ``user``, the exact cache (which does
+    not key ``user``) still served one end user's answer to another's identical prompt."""
+    error = error_of(cache_params, type="local-semantic", semantic_cache_scope="end_user")
+    assert "semantic_cache_scope" in str(error) and "namespace" in str(error)
+    assert cache_params(type="local-semantic", semantic_cache_scope="key").cache_params is not None

@@ -202,20 +202,3 @@ async def test_the_model_judge_judges_each_candidate_of_the_band_best_first(tmp_
     assert len(asked) == 2
     await semantic.aclose()
 
-
-def test_end_user_scope_keeps_each_users_semantic_hits_apart(tmp_path: Path) -> None:
-    """LiteLLM's ``semantic_cache_scope: end_user`` (found from outside: accepted and ignored)."""
-    plan = CachePlan(read=True, store=True, ttl=None, max_age=None, namespace=None)
-    body = {"model": "m", "messages": [{"role": "user", "content": "what is my balance"}]}
-    store = LocalVectorStore(tmp_path, WordsEmbedder.dim)
-    by_user = SemanticCache(Matcher(WordsEmbedder(), SemanticSettings()), store, end_user_scope=True)
-    by_key = SemanticCache(Matcher(WordsEmbedder(), SemanticSettings()), store)
-
-    def scope(cache: SemanticCache, **extra: object) -> str:
-        request = cache.prepare({**body, **extra}, plan)
-        assert request is not None
-        return request.query.scope
-
-    assert scope(by_user, user="alice") != scope(by_user, user="bob")
-    assert scope(by_user) == scope(by_key)  # no user: the key's scope, as LiteLLM
-    assert scope(by_key, user="alice") == scope(by_key, user="bob")

@@ -102,15 +102,17 @@ def test_default_budget_is_strict(make_gateway: Callable[..., GatewayProcess], s
         assert ask(c, "什么是人工智能？").headers["x-reprise-cache"] == "miss"
         assert ask(c, "AI 是什么？").headers["x-reprise-cache"] == "miss"  # cosine 0.72: below the budget's
         assert ask(c, "什么是人工智能？").headers["x-reprise-cache"] == "hit"  # exact, as ever
-        # a near-verbatim repeat is served at the strict default, whatever its cosine (USE: case-sensitive)
+        # a near-verbatim repeat is served at the strict default, whatever its cosine
         first = ask(c, "How do I reset my password?")
-        again = ask(c, "how do I reset my   password")  # cosine 0.93 with USE
+        again = ask(c, "  How do I reset my password ")
         assert again.headers["x-reprise-cache"] == "hit" and again.headers["x-reprise-cache-kind"] == "semantic"
         assert again.headers["x-reprise-semantic-match-key"] == first.headers["x-litellm-cache-key"]
-        assert float(again.headers["x-litellm-semantic-similarity"]) < 0.999  # the real cosine is reported
-        assert ask(c, "How do I reset my password!?").headers["x-reprise-cache"] == "hit"
-        assert ask(c, "How do I reset my PIN?").headers["x-reprise-cache"] == "miss"  # another question
-    assert upstream.calls()["chat"] == 4
+        assert ask(c, "How do I reset my password...").headers["x-reprise-cache"] == "hit"
+        assert ask(c, "how do I reset my password").headers["x-reprise-cache"] == "miss"  # case is not ignored
+        # whitespace inside is invisible to USE (cosine 1.0) and can be the question: never served
+        spaced = ask(c, "How do I reset  my password?")
+        assert spaced.headers["x-reprise-cache"] == "miss"
+    assert upstream.calls()["chat"] == 5
 
 
 def test_exact_hit_stays_exact(sem: httpx.Client, upstream: StubUpstream) -> None:

@@ -329,9 +329,18 @@ class SemanticCacheParams(BaseCacheParams):
     #: Reprise: a ``model_list`` chat model asked whether a candidate below the threshold asks
     #: the same thing as the new prompt (docs/semantic.md, "The model judge"); unset: no judge.
     semantic_cache_judge_model: str | None = Field(default=None, min_length=1)
-    #: LiteLLM's: ``key`` (semantic hits within a key / tenant and namespace, always) or
-    #: ``end_user``: also within one request ``user`` (a request without one keeps the key scope).
-    semantic_cache_scope: Literal["key", "end_user"] = "key"
+    #: LiteLLM's: ``key`` only (hits within a key / tenant and namespace, always). ``end_user`` is
+    #: refused: found from outside, isolating only semantic hits per ``user`` left the exact cache,
+    #: which does not key ``user``, serving one end user's answer to another's identical prompt.
+    semantic_cache_scope: Literal["key"] = "key"
+
+    @field_validator("semantic_cache_scope", mode="before")
+    @classmethod
+    def _no_end_user_scope(cls, value: Any) -> Any:
+        if value == "end_user":
+            raise ValueError("'end_user' is not supported (the exact cache does not key the request's user): "
+                             "give each end user a namespace (the request's cache.namespace) or a virtual key")
+        return value
     #: Reprise: the bottom of the judge's band ``[min, threshold)``; unset: the embedding model's
     #: default (0.70 for USE and model_list models, 0.90 for e5, whose cosines crowd higher).
     semantic_cache_judge_min_similarity: float | None = Field(default=None, ge=0, le=1)

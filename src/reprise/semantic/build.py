@@ -80,7 +80,7 @@ def build_semantic(params: SemanticCacheParams, make_store: StoreFactory,
         settings = with_judge_band(remote_settings(threshold, verifier is not None, params.guards_on),
                                    params, judge, REMOTE_JUDGE_FLOOR)
         matcher = Matcher(None, settings, verifier)
-        return SemanticCache(matcher, store, remote, judge, end_user_scope=params.semantic_cache_scope == "end_user")
+        return SemanticCache(matcher, store, remote, judge)
     if model not in EMBEDDERS:
         raise ConfigError(
             f"embedding model {model!r} is neither a model_name in model_list nor an embedded "
@@ -93,8 +93,7 @@ def build_semantic(params: SemanticCacheParams, make_store: StoreFactory,
                                DEFAULT_JUDGE_FLOORS.get(model, REMOTE_JUDGE_FLOOR))
     matcher = Matcher(embedder, settings, verifier)
     warn_if_over_budget(model, params)
-    return SemanticCache(matcher, make_store(embedder.dim), judge=judge,
-                         end_user_scope=params.semantic_cache_scope == "end_user")
+    return SemanticCache(matcher, make_store(embedder.dim), judge=judge)
 
 
 def model_judge(params: SemanticCacheParams, judges: ModelListJudges | None) -> ModelJudge | None:

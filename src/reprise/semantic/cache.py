@@ -87,10 +87,8 @@ class SemanticCache:
     """Scoped similarity lookups over a :class:`VectorStore`, answers from an :class:`AsyncCache`."""
 
     def __init__(self, matcher: Matcher, store: VectorStore, remote: AsyncEmbedder | None = None,
-                 judge: ModelJudge | None = None, end_user_scope: bool = False) -> None:
+                 judge: ModelJudge | None = None) -> None:
         self.matcher = matcher
-        self.end_user_scope = end_user_scope
-        """LiteLLM's ``semantic_cache_scope: end_user``: a request's ``user`` is part of its scope."""
         self.store = store
         self.remote = remote
         """The model_list embedding model; None: the matcher's embedded model embeds."""
@@ -101,11 +99,7 @@ class SemanticCache:
 
     def prepare(self, body: dict[str, Any], plan: CachePlan) -> SemanticRequest | None:
         """The request's semantic query, or None when it is not eligible (pure, cheap)."""
-        scope = plan.namespace
-        user = body.get("user") if self.end_user_scope else None
-        if isinstance(user, str) and user:  # found from outside: end_user was ignored and hits crossed users
-            scope = f"{plan.namespace or ''}\0user\0{user}"
-        query = semantic_query(body, scope)
+        query = semantic_query(body, plan.namespace)
         return None if query is None else SemanticRequest(query, plan)
 
     async def lookup(self, request: SemanticRequest, cache: AsyncCache, max_age: float | None) -> CacheEntry | None:

@@ -21,7 +21,7 @@ import numpy as np
 
 from reprise.core.guards import veto
 from reprise.embeddings.base import Embedder, Vectors
-from reprise.semantic.near_verbatim import near_verbatim
+from reprise.semantic.near_verbatim import differs_only_in_whitespace, near_verbatim
 from reprise.semantic.settings import SemanticSettings
 
 #: :meth:`Matcher.judge`'s answer for a band candidate: not served unless the judge model says "same".
@@ -70,6 +70,8 @@ class Matcher:
         asks the judge model, whose "same" is the only way such a candidate is served.
         """
         settings = self.settings
+        if differs_only_in_whitespace(cached, new):  # invisible to the embedding: its score is no evidence
+            return "whitespace"
         in_band = score < settings.threshold
         if in_band and (settings.judge_from is None or score < settings.judge_from):
             return "threshold"

@@ -1,16 +1,19 @@
-"""Near-verbatim repeats: the same words, differing only in case, spacing or closing punctuation.
+"""Near-verbatim repeats, and differences the embedding cannot see.
 
-Such a prompt asks what the stored one asked, whatever the embedding says: USE is case-
-and punctuation-sensitive, and scored fow-cache's near repeats ("What is HTTP/2?" and
-"what is http/2") between 0.67 and 1.0, so at the default threshold (0.999, which the
-adversarial sets demand) 14 of its 15 such duplicate pairs were not served. A candidate
-whose prompt is a near-verbatim repeat of the new one is judged as if its similarity were
-1.0. No labelled non-duplicate pair in any of the four sets is one (2026-12-04).
+A *near-verbatim repeat* is the stored prompt again with only outer whitespace or a closing
+question mark or full stop added or dropped ("How do I renew a passport?" / "How do I renew a
+passport"): it asks what the stored one asked, and is judged as similarity 1.0 whatever the
+embedding says (USE scored such fow-cache pairs 0.90-1.0, under the strict default threshold).
 
-Deliberately narrow: only letter case (``str.lower``, not ``casefold``, which folds
-German ``Maße`` "dimensions" into ``Masse`` "mass"), runs of whitespace, and punctuation
-at either end (``?!.`` and their CJK forms, ``…``, ``~``). Punctuation inside a prompt is
-kept, because it can carry the question: ``2+2`` vs ``2-2``, ``C++`` vs ``C``, ``-5`` vs ``5``.
+Deliberately narrow, after an outside round found each wider form serving wrong answers:
+letter case is *not* ignored (``'Hello' == 'hello'``, ``ASCII code of A`` / ``a``, base64,
+``Turkey`` / ``turkey`` ask different things), nor a leading character (``.5``), nor a closing
+``!`` (``What is 5!`` asks for a factorial), nor whitespace inside the prompt.
+
+The other half: prompts that differ *only* in whitespace inside them are never served for
+each other. USE does not see whitespace at all (a Python snippet and the same snippet with one
+line dedented score 1.0000), so its score is no evidence there, and indentation, line breaks
+and runs of spaces can be the question (code, Makefiles, "count the spaces").
 Pure.
 """
 
@@ -18,22 +21,25 @@ from __future__ import annotations
 
 import re
 
-#: Candidates are fetched down to this cosine so a near-verbatim repeat below the threshold is
-#: seen at all (14 of the 15 such pairs in fow-cache score at least this with USE).
+#: Candidates are fetched down to this cosine so a near-verbatim repeat below the threshold is seen.
 NEAR_VERBATIM_FLOOR = 0.80
 
-_SPACES = re.compile(r"\s+")
-_ENDS = " \t\r\n?!.。？！…~～"
+_CLOSING = re.compile(r"[?？.。…][?？.。…!！]*\s*$")
+_SPACE = re.compile(r"\s+")
 
 
 def normalised(text: str) -> str:
-    """``text`` lower-cased, its whitespace runs made one space, end punctuation and spaces dropped."""
-    return _SPACES.sub(" ", text.lower()).strip(_ENDS)
+    """``text`` without outer whitespace and without a closing run of ``? . 。 …`` (one that
+    starts with ``!`` is kept: ``5!``)."""
+    return _CLOSING.sub("", text.strip()).rstrip()
 
 
 def near_verbatim(a: str, b: str) -> bool:
-    """Whether ``a`` and ``b`` are the same words (see the module's doc); never for empty text."""
-    if a == b:
-        return bool(a.strip())
+    """Whether ``a`` and ``b`` are near-verbatim repeats (see the module's doc); never for empty text."""
     left = normalised(a)
     return bool(left) and left == normalised(b)
+
+
+def differs_only_in_whitespace(a: str, b: str) -> bool:
+    """``a`` and ``b`` are the same characters but for whitespace inside them (not a near-verbatim repeat)."""
+    return a != b and _SPACE.sub("", a) == _SPACE.sub("", b) and not near_verbatim(a, b)
