@@ -150,3 +150,11 @@ def test_scope_includes_namespace_and_skips_ineligible_requests() -> None:
     parts = {"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]}
     query = semantic_query(parts, None)
     assert query is not None and query.text == "hi"
+
+
+def test_a_final_text_longer_than_the_bound_is_not_embedded() -> None:
+    """Found from outside: one 0.9 MB prompt held the embedding lock 16 s, stalling every lookup."""
+    from reprise.core.scope import MAX_SEMANTIC_CHARS
+
+    assert semantic_query(conversation("x" * MAX_SEMANTIC_CHARS), None) is not None
+    assert semantic_query(conversation("x" * (MAX_SEMANTIC_CHARS + 1)), None) is None
