@@ -23,7 +23,6 @@ from typing import Any
 
 from reprise.core.keys import canonical_params, hash_params
 
-
 #: The longest final user text that is embedded. Embedding costs grow with the text (USE: 20 ms
 #: for 2,000 English characters, 58 ms for 2,000 Chinese ones, 258 ms for 8,000) and run under the
 #: model's one lock; found from outside: one 0.9 MB prompt held it 16 s, and every other client's
