@@ -6,7 +6,13 @@ from __future__ import annotations
 import pytest
 
 from reprise.semantic.matcher import Matcher
-from reprise.semantic.near_verbatim import NEAR_VERBATIM_FLOOR, differs_only_in_whitespace, near_verbatim
+from reprise.semantic.near_verbatim import (
+    NEAR_COPY_FROM,
+    NEAR_VERBATIM_FLOOR,
+    differs_only_in_whitespace,
+    near_copy,
+    near_verbatim,
+)
 from reprise.semantic.settings import SemanticSettings
 
 
@@ -54,3 +60,27 @@ def test_the_index_is_searched_down_to_the_floor_whatever_the_threshold() -> Non
     assert SemanticSettings(threshold=0.999).search_floor == NEAR_VERBATIM_FLOOR
     assert SemanticSettings(threshold=0.6).search_floor == 0.6
     assert SemanticSettings(threshold=0.999, judge_from=0.7).search_floor == 0.7
+
+
+REPORT = " ".join(["the report shows revenue growth in the third quarter driven by cloud sales"] * 12)
+
+
+@pytest.mark.parametrize(("a", "b"), [
+    (REPORT + "\n\nSummarize this text in one sentence.", REPORT + "\n\nTranslate this text into French."),
+    ("Is the following statement true?\n\n" + REPORT, "Is the following statement false?\n\n" + REPORT),
+    ("What does this emoji mean: 🍆", "What does this emoji mean: 💀"),
+    ("Translate to English: வணக்கம்", "Translate to English: தண்ணீர்"),
+])
+def test_a_near_copy_is_never_served_on_a_high_score(a: str, b: str) -> None:
+    """Found from outside: the shared text outweighs the edit (USE: 0.9997-1.0000 for these)."""
+    assert near_copy(a, b)
+    matcher = Matcher(None, SemanticSettings(threshold=0.9))
+    assert matcher.judge(a, b, 0.9999) == "near-copy"
+    assert matcher.judge(a, b, 0.95) is None  # below NEAR_COPY_FROM the score still ranks
+
+
+def test_rewordings_and_repeats_are_not_near_copies() -> None:
+    assert not near_copy("How do I bake sourdough bread", "What is the way to make sourdough")
+    assert not near_copy("How do I renew a passport?", "How do I renew a passport")  # near-verbatim
+    assert not near_copy("", "")
+    assert NEAR_COPY_FROM < 1.0

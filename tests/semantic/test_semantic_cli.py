@@ -75,8 +75,8 @@ def test_calibrate_writes_the_threshold_into_the_config_and_keeps_the_rest(tmp_p
     evaluated = semantic("eval", "--config", str(config), "--pairs", str(pairs))
     assert f"threshold {threshold:.3f}" in evaluated.stdout.splitlines()[0]
     # a second calibration replaces the line rather than adding one
-    pairs.write_text(json.dumps({"a": "How do I reset my password?", "b": "How can I reset my password?",
-                                 "same": False}) + "\n")
+    pairs.write_text(json.dumps({"a": "How do I reset my password?", "b": "how do i reset my password",
+                                 "same": False}) + "\n")  # labelled different on purpose: the user's pairs rule
     again = semantic("calibrate", "--config", str(config), "--pairs", str(pairs), "--max-wrong-rate", "0.01")
     assert again.returncode == 0, again.stderr
     assert config.read_text().count("similarity_threshold:") == 1

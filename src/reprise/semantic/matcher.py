@@ -21,7 +21,7 @@ import numpy as np
 
 from reprise.core.guards import veto
 from reprise.embeddings.base import Embedder, Vectors
-from reprise.semantic.near_verbatim import differs_only_in_whitespace, near_verbatim
+from reprise.semantic.near_verbatim import NEAR_COPY_FROM, differs_only_in_whitespace, near_copy, near_verbatim
 from reprise.semantic.settings import SemanticSettings
 
 #: :meth:`Matcher.judge`'s answer for a band candidate: not served unless the judge model says "same".
@@ -79,6 +79,8 @@ class Matcher:
         reason = veto(cached, new, settings.guards, phrases)
         if reason is not None:
             return reason
+        if score >= NEAR_COPY_FROM and near_copy(cached, new):  # the shared text outweighs the edit
+            return "near-copy"
         if in_band:
             return ASK_MODEL_JUDGE
         if score < settings.verify_below and self.verify(cached, new) < settings.verify_threshold:
