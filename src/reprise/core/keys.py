@@ -8,8 +8,8 @@ different questions share an answer. Fields that steer the gateway or carry cred
 so nothing a client sends can reach the provider without being in the key; only the
 framing fields of :data:`UNKEYED_PARAMS` are forwarded unhashed. Canonical form: top-level ``null`` values dropped (the
 API treats them as absent), whole-number floats written as floats for the sampling
-parameters (``temperature: 1`` and ``1.0`` are one key), the top-level fields and each
-message's own fields in sorted order, everything inside them in the client's order, no
+parameters (``temperature: 1`` and ``1.0`` are one key), the top-level fields in sorted order,
+``messages`` with their keys sorted at every depth, every other value in the client's order, no
 whitespace. Order inside values is kept because it can change the answer: a JSON schema's
 property order is the order structured outputs (OpenAI, vLLM's guided decoding, Gemini's
 ``propertyOrdering``) write the fields in, so ``{reasoning, answer}`` and ``{answer,
@@ -86,13 +86,11 @@ FLOAT_PARAMS: frozenset[str] = frozenset(
 )
 
 def canonical_params(body: Mapping[str, Any]) -> dict[str, Any]:
-    """The subset of ``body`` that decides the answer, normalised: top-level fields sorted,
-    each message's fields sorted, all else in the client's order (see the module's doc)."""
+    """The subset of ``body`` that decides the answer, normalised (top-level fields in sorted
+    order; :func:`hash_params` writes it canonically)."""
     params: dict[str, Any] = {}
     for name in sorted(body):
         value = body[name]
-        if name == "messages" and type(value) is list:
-            value = [dict(sorted(m.items())) if type(m) is dict else m for m in value]
         if name == "stream_options" and value is not None:
             value = _keyed_stream_options(value)
             if value is not None:
@@ -129,17 +127,26 @@ def provider_params(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def hash_params(kind: str, params: Mapping[str, Any]) -> str:
-    """64 hex chars of sha256 over ``kind`` and the canonical JSON of ``params`` (its top-level
-    fields sorted, inner values in their own order)."""
+    """64 hex chars of sha256 over ``kind`` and the canonical JSON of ``params`` (:func:`_params_json`)."""
     digest = hashlib.sha256(kind.encode())
     digest.update(b"\0")
-    params = dict(sorted(params.items()))
-    try:
-        text = orjson.dumps(params)
-    except TypeError:  # integers beyond 64 bits (possible from library callers)
-        text = json.dumps(params, separators=(",", ":"), ensure_ascii=False).encode()
-    digest.update(text)
+    digest.update(_params_json(params))
     return digest.hexdigest()
+
+
+def _params_json(params: Mapping[str, Any]) -> bytes:
+    """Top-level fields sorted, ``messages`` with their keys sorted at every depth (a message holds
+    no schema: role/content/parts/tool calls, whose key order never matters), the rest as sent."""
+    ordered = dict(sorted(params.items()))
+    messages = ordered.get("messages")
+    try:
+        if type(messages) is list:
+            ordered["messages"] = orjson.Fragment(orjson.dumps(messages, option=orjson.OPT_SORT_KEYS))
+        return orjson.dumps(ordered)
+    except TypeError:  # integers beyond 64 bits (possible from library callers)
+        if type(messages) is list:
+            ordered["messages"] = json.loads(json.dumps(messages, sort_keys=True))
+        return json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def chat_key_hash(body: Mapping[str, Any]) -> str:
@@ -165,7 +172,7 @@ def embedding_item_hashes(body: Mapping[str, Any], items: Sequence[Any]) -> list
     params = canonical_params(body)
     params.pop("input", None)
     prefix = hashlib.sha256(b"embedding\0")
-    prefix.update(_canonical_json(params))
+    prefix.update(_params_json(params))
     prefix.update(b"\0")
     hashes = []
     for item in items:

@@ -82,7 +82,7 @@ def semantic_query(body: Mapping[str, Any], namespace: str | None) -> SemanticQu
     if isinstance(n, int) and n > 1:
         return None
     params = canonical_params(body)
-    params["messages"] = params["messages"][:-1]  # each message's fields sorted, as in the exact key
+    params["messages"] = params["messages"][:-1]  # written as in the exact key (keys.hash_params)
     params["\0last"] = _without_text(messages[-1])
     params["\0namespace"] = namespace or ""
     return SemanticQuery(scope=hash_params("chat-semantic", params), text=text)
