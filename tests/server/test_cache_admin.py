@@ -65,6 +65,9 @@ def test_delete_validates_its_body(client: httpx.Client) -> None:
     r = client.post("/cache/delete", json={"keys": "abc"})
     assert r.status_code == 400 and r.json()["error"]["param"] == "keys"
     assert client.get("/cache/entries", params={"limit": "0"}).status_code == 400
+    for name in ("limit", "scan"):  # a superscript digit passed isdigit() and int() failed: 500
+        r = client.get("/cache/entries", params={name: "\u00b2"})
+        assert r.status_code == 400 and r.json()["error"]["param"] == name
     assert client.get("/cache/nothing").status_code == 404
 
 
@@ -74,6 +77,8 @@ def test_flushall_one_namespace_then_everything(make_gateway: Callable[..., Gate
         c.post("/chat/completions", json=chat("kept"))
         c.post("/chat/completions", json=chat("gone", cache={"namespace": "team-a"}))
         c.post("/chat/completions", json=chat("gone too", cache={"namespace": "team-a"}))
+        empty = c.post("/cache/flushall", json={"namespace": ""})  # was read as "none": everything flushed
+        assert empty.status_code == 400 and empty.json()["error"]["param"] == "namespace"
         r = c.post("/cache/flushall", json={"namespace": "team-a"})
         assert r.json() == {"status": "success", "deleted": 2, "namespace": "team-a"}
         assert c.post("/chat/completions", json=chat("kept")).headers["x-reprise-cache"] == "hit"

@@ -90,7 +90,10 @@ class CacheAdmin:
 
     async def flushall(self, call: Call) -> None:
         self.observer.settle()
-        namespace = _namespace((await self._body(call)).get("namespace"), "namespace")
+        given = (await self._body(call)).get("namespace")
+        if given == "":  # found from outside: read as "none given", it flushed every tenant's entries
+            raise RequestError("'namespace' must not be empty (omit it to flush the whole cache)", param="namespace")
+        namespace = _namespace(given, "namespace")
         removed = await inventory.flush(self._cache().backend, namespace)
         self.observer.hits.clear(namespace)
         await _answer(call, {"status": "success", "deleted": removed, "namespace": namespace})
@@ -126,7 +129,7 @@ def _int(query: dict[str, str], name: str, default: int, high: int) -> int:
     raw = query.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not 0 < int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) <= high:  # "²" is a digit to isdigit()
         raise RequestError(f"'{name}' must be an integer from 1 to {high}", param=name)
     return int(raw)
 
