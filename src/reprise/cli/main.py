@@ -48,9 +48,10 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_keep_alive=config.general_settings.keep_alive_timeout,
     )
     logging.getLogger("reprise").info(
-        "connection limits per process: %d connections, head %d bytes / %d fields in %g s, body in %g s",
+        "connection limits per process: %d connections, head %d bytes / %d fields in %g s, body in %g s, "
+        "answers read within %g s, %d MB unread at most",
         limits.max_connections, limits.max_header_bytes, limits.max_headers, limits.head_timeout,
-        limits.body_timeout,
+        limits.body_timeout, limits.send_timeout, limits.max_unsent_bytes >> 20,
     )
     if args.workers > 1:
         params = config.cache_params if config.cache_enabled else None

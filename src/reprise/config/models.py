@@ -577,9 +577,17 @@ class ConnectionSettings(Section):
     #: Reprise: seconds an idle kept-alive connection stays open between requests.
     keep_alive_timeout: float = Field(default=30.0, gt=0)
     #: Reprise: open client connections per process. At the cap a new connection first closes
-    #: the longest-idle one (idle, or still sending its head); if every one is busy it is
-    #: answered 503 ``too_many_connections``. Unset: half the open-file limit (``ulimit -n``).
+    #: the longest-idle one (idle, or still sending its head), then the one stalled longest on a
+    #: client that does not read its answer; if every one is busy it is answered 503
+    #: ``too_many_connections``. Unset: half the open-file limit (``ulimit -n``).
     max_connections: int | None = Field(default=None, ge=1)
+    #: Reprise: seconds a connection may go without its client reading any of an answer that
+    #: waits to be sent (nginx's ``send_timeout``); then the connection is aborted. A client that
+    #: reads slowly but steadily is never cut off.
+    response_send_timeout: float = Field(default=30.0, gt=0)
+    #: Reprise: megabytes of answers, across all connections of a process, that may wait in send
+    #: buffers for clients not reading them; beyond it the connection stalled longest is aborted.
+    max_unsent_response_mb: float = Field(default=256, gt=0)
 
 
 # --- settings -------------------------------------------------------------------------------

@@ -11,10 +11,21 @@ subclass answers those clients itself, before the app sees a request:
 - a body not received within ``request_body_timeout`` once its head is in: 408, close,
   and the app reading it sees the client as gone;
 - an answer given before the body was read (a 401, a 413): the rest is not waited for;
+- an answer waiting to be sent to a client that reads none of it for ``send_timeout``
+  (nginx's ``send_timeout``): the connection is aborted, its buffer freed; a slow reader
+  that makes progress is never cut off;
+- more than ``max_unsent_bytes`` of answers waiting in the send buffers of stalled
+  connections (clients not reading): the one stalled longest is aborted, so clients that
+  ask for large answers and never read cannot make the process grow without bound;
 - more than ``max_connections`` open: the new connection closes the one idle longest
   (kept-alive between requests, or still sending its head: all a slow client can hold
-  without a key), as nginx reuses idle connections; if every connection is busy, the new
-  one is answered 503 ``too_many_connections``.
+  without a key), as nginx reuses idle connections, then the one stalled longest on a
+  client that does not read; if every connection is busy, the new one is answered 503
+  ``too_many_connections``.
+
+A connection closed (to make room, or by a timeout) while part of its answer is unsent is
+aborted, not closed: a close waits for the client to read, and held its socket past
+``max_connections`` until the process ran out of file descriptors.
 
 Every refusal is OpenAI error JSON with ``connection: close``, then a lingering close
 (half-close, discard input for a moment) so the client reads the answer instead of a
@@ -29,8 +40,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import fcntl
 import functools
 import resource
+import sys
+import termios
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Final, cast
@@ -52,6 +66,10 @@ _BODY: Final = 2  # head in, body arriving
 _OWN_CYCLE: Final = hasattr(HttpToolsProtocol, "_start_asgi_task")
 """This uvicorn has the method :meth:`BoundedHttpToolsProtocol._start_cycle` relies on (0.55 does)."""
 
+_OUTQ: Final = getattr(termios, "TIOCOUTQ", None) if sys.platform == "linux" else None
+"""The ioctl that reads a socket's unsent bytes on Linux (``SIOCOUTQ``); elsewhere only the
+transport's own buffer is watched."""
+
 #: Seconds a refused connection is drained (input discarded) before it is closed.
 LINGER_SECONDS: Final = 2.0
 
@@ -65,6 +83,8 @@ class ConnectionLimits:
     head_timeout: float = 10.0
     body_timeout: float = 60.0
     max_connections: int = 512
+    send_timeout: float = 30.0
+    max_unsent_bytes: int = 256 * 2**20
 
     @classmethod
     def from_settings(cls, settings: ConnectionSettings) -> ConnectionLimits:
@@ -74,6 +94,8 @@ class ConnectionLimits:
             head_timeout=settings.request_head_timeout,
             body_timeout=settings.request_body_timeout,
             max_connections=settings.max_connections or default_max_connections(),
+            send_timeout=settings.response_send_timeout,
+            max_unsent_bytes=int(settings.max_unsent_response_mb * 2**20),
         )
 
 
@@ -94,24 +116,30 @@ class ConnectionTable:
     empty, so every process has its own.
     """
 
-    __slots__ = ("idle", "refused")
+    __slots__ = ("idle", "refused", "stalled")
 
     def __init__(self) -> None:
         self.idle: dict[BoundedHttpToolsProtocol, None] = {}  # kept alive between requests, or sending a head
         self.refused: dict[BoundedHttpToolsProtocol, None] = {}  # answered by us, draining before close
+        self.stalled: dict[BoundedHttpToolsProtocol, None] = {}  # writes paused: the client is not reading
 
     def __reduce__(self) -> tuple[type[ConnectionTable], tuple[()]]:
         return ConnectionTable, ()
 
     def oldest(self) -> BoundedHttpToolsProtocol | None:
-        for table in (self.refused, self.idle):
+        for table in (self.refused, self.idle, self.stalled):
             for conn in table:
                 return conn
         return None
 
+    def unsent_bytes(self) -> int:
+        """Answer bytes waiting for clients that do not read (stalled connections' send buffers)."""
+        return sum(conn.transport.get_write_buffer_size() for conn in self.stalled)
+
     def forget(self, conn: BoundedHttpToolsProtocol) -> None:
         self.idle.pop(conn, None)
         self.refused.pop(conn, None)
+        self.stalled.pop(conn, None)
 
 
 def protocol_class(limits: ConnectionLimits) -> type[asyncio.Protocol]:
@@ -188,6 +216,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_mid_read = False  # a head began inside the read that ended the previous request
         self._deadline: asyncio.TimerHandle | None = None
         self._refused = False  # answered by us (or closed): input is discarded
+        self._send_deadline: asyncio.TimerHandle | None = None  # armed while writes are paused
 
     # -- connection ------------------------------------------------------------------
 
@@ -206,6 +235,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_deadline()
+        self._cancel_send_deadline()
         self.table.forget(self)
         super().connection_lost(exc)
 
@@ -352,6 +382,90 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self.table.idle[self] = None  # idle from now (or sending its next head)
         HttpToolsProtocol.on_response_complete(self)
 
+    # -- answers the client does not read ---------------------------------------------
+    # The transport calls these when its buffer crosses its high / low water marks (64 / 16 KiB
+    # by default): nothing runs on the hit path, whose answer fits in the socket's own buffer.
+
+    def pause_writing(self) -> None:
+        self.flow.pause_writing()
+        self.table.stalled[self] = None
+        self._arm_send(self._unsent())
+        if self.table.unsent_bytes() > self.limits.max_unsent_bytes:
+            # Not from inside the transport's write that called us: on the next loop turn.
+            self.loop.call_soon(self._shed_unsent)
+
+    def resume_writing(self) -> None:
+        self.table.stalled.pop(self, None)
+        self._cancel_send_deadline()
+        self.flow.resume_writing()
+
+    def _arm_send(self, unsent: int) -> None:
+        self._cancel_send_deadline()
+        self._send_deadline = self.loop.call_later(self.limits.send_timeout, self._send_expired, unsent)
+
+    def _cancel_send_deadline(self) -> None:
+        if self._send_deadline is not None:
+            self._send_deadline.cancel()
+            self._send_deadline = None
+
+    def _unsent(self) -> int:
+        """Bytes not yet taken by the client: the transport's buffer and the kernel's send queue.
+
+        The kernel queue is counted because it moves first: a client reading slowly drains a
+        socket buffer of up to 4 MB long before the transport's own buffer shrinks.
+        """
+        unsent = self.transport.get_write_buffer_size()
+        if _OUTQ is not None:
+            sock = self.transport.get_extra_info("socket")
+            try:
+                queued = fcntl.ioctl(sock.fileno(), _OUTQ, b"\0\0\0\0")
+            except (OSError, AttributeError, ValueError):
+                return unsent
+            unsent += int.from_bytes(queued, sys.byteorder, signed=True)
+        return unsent
+
+    def _send_expired(self, unsent_before: int) -> None:
+        """No byte taken for ``send_timeout``: abort. Some taken (less waiting than before): wait again."""
+        self._send_deadline = None
+        if not self.transport.get_write_buffer_size():
+            return
+        unsent = self._unsent()
+        if unsent < unsent_before:
+            self._arm_send(unsent)
+            return
+        self.logger.warning("aborted a connection: its client read none of %d unsent bytes in %g s",
+                            unsent, self.limits.send_timeout)
+        self._abort("response_send_timeout")
+
+    def _shed_unsent(self) -> None:
+        """Abort the connections stalled longest until what waits for non-readers is within budget."""
+        table, budget = self.table, self.limits.max_unsent_bytes
+        while table.stalled and table.unsent_bytes() > budget:
+            victim = next(iter(table.stalled))
+            self.logger.warning("aborted a connection stalled on %d unsent bytes: over max_unsent_response_mb",
+                                victim.transport.get_write_buffer_size())
+            victim._abort("max_unsent_response")
+
+    def _abort(self, code: str) -> None:
+        """Drop the connection and what it has not sent (``close`` would wait for the client to read)."""
+        REFUSED[code] += 1
+        self.connections.discard(self)
+        self.table.forget(self)
+        self._cancel_deadline()
+        self._abort_transport()
+
+    def _abort_transport(self) -> None:
+        """``transport.abort()``, and the app told at once (``connection_lost`` comes a loop turn
+        later, and a write to the aborted transport in between raises)."""
+        self._cancel_send_deadline()
+        self._refused = True
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            cycle.disconnected = True
+            cycle.message_event.set()
+        self.transport.abort()
+        self.flow.resume_writing()  # an app waiting to write returns (and sees the client gone)
+
     # -- deadlines and refusals ------------------------------------------------------
 
     def _arm(self, delay: float) -> None:
@@ -414,6 +528,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.table.forget(self)
         self._cancel_deadline()
         cycle = self.cycle
+        if self.transport.get_write_buffer_size():  # the client is not reading: close would wait for it
+            self._abort_transport()
+            return
         if self._phase == _HEAD and not self._refused and (cycle is None or cycle.response_complete):
             self.transport.write(EVICTED.render(self.server_state.default_headers))
         self._refused = True

@@ -1,0 +1,184 @@
+"""Clients that do not read their answers, through a real ``reprise serve`` and raw sockets.
+
+Regression tests for findings from outside (2026-12-04): a connection that pipelined
+requests and never read its answers waited forever on its unsent data and counted as busy
+(135 of them answered every other client 503); a connection closed while its answer was
+unsent kept its socket past ``max_connections`` until the process ran out of file
+descriptors; and every non-reader held its own copy of a large answer (20 of them took the
+gateway from 220 MB to 2.6 GB). Bounds: ``response_send_timeout``,
+``max_unsent_response_mb`` and the connection cap (server/protocol.py).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+
+import httpx
+import orjson
+import pytest
+
+from tests.server.conftest import AUTH, GatewayProcess, gateway_config, unique
+from tests.server.test_slow_clients import KEY_LINE, assert_served, parse
+from tests.support.stub_upstream import StubUpstream
+
+CAP = 8
+SEND_TIMEOUT = 1.0
+BUDGET_MB = 16
+OPENAPI = b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n"  # open without a key, ~44 KB an answer
+
+
+def _gateway(stub: StubUpstream, tmp: pytest.TempPathFactory, name: str, **general: object) -> GatewayProcess:
+    config = gateway_config(stub.url, request_head_timeout=60, keep_alive_timeout=60, **general)
+    return GatewayProcess(config, tmp.mktemp(name)).start()
+
+
+@pytest.fixture(scope="module")
+def capped(stub: StubUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """A small connection cap and a send timeout long enough that non-readers hold their slots."""
+    gw = _gateway(stub, tmp_path_factory, "capped", max_connections=CAP, response_send_timeout=120)
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture(scope="module")
+def quick(stub: StubUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    gw = _gateway(stub, tmp_path_factory, "quick", response_send_timeout=SEND_TIMEOUT)
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture(scope="module")
+def budget(stub: StubUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    gw = _gateway(stub, tmp_path_factory, "budget", response_send_timeout=120, max_unsent_response_mb=BUDGET_MB)
+    yield gw
+    gw.stop()
+
+
+def non_reader(gw: GatewayProcess, requests: int = 300) -> socket.socket:
+    """Pipelines ``requests`` answers' worth of requests (~13 MB) and reads none of them."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(15)
+    sock.connect(("127.0.0.1", gw.port))
+    sock.sendall(OPENAPI * requests)
+    return sock
+
+
+def refused(gw: GatewayProcess, code: str) -> float:
+    text = httpx.get(gw.url + "/metrics", headers=AUTH, timeout=10).text
+    series = f'reprise_connections_refused_total{{code="{code}"}}'
+    line = next((ln for ln in text.splitlines() if ln.startswith(series)), None)
+    return float(line.split()[-1]) if line else 0.0
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"not within {timeout:g} s"
+        time.sleep(0.1)
+
+
+def open_sockets(gw: GatewayProcess) -> int:
+    """TCP sockets the gateway process holds (listening and upstream ones included)."""
+    assert gw.proc is not None
+    fd_dir = f"/proc/{gw.proc.pid}/fd"
+    return sum(1 for fd in os.listdir(fd_dir) if os.readlink(f"{fd_dir}/{fd}").startswith("socket:"))
+
+
+def read_all(sock: socket.socket) -> bytes:
+    data = b""
+    try:
+        while piece := sock.recv(1 << 16):
+            data += piece
+    except (ConnectionResetError, TimeoutError):
+        pass
+    return data
+
+
+def test_non_readers_at_the_cap_make_room_and_free_their_sockets(capped: GatewayProcess) -> None:
+    """Was: 503 ``too_many_connections`` for everyone, and sockets kept past the cap."""
+    before = open_sockets(capped)
+    with ExitStack() as stack:
+        for _ in range(3 * CAP):
+            stack.enter_context(non_reader(capped))
+            time.sleep(0.05)
+        time.sleep(1.0)  # every one of them has stalled on its unsent answers
+        assert_served(capped)
+        assert_served(capped)
+        # Those closed to make room were aborted, not left to flush to a client that never reads.
+        assert open_sockets(capped) <= before + CAP + 2
+
+
+def test_a_client_that_reads_nothing_is_cut_off_after_the_send_timeout(quick: GatewayProcess) -> None:
+    before = refused(quick, "response_send_timeout")
+    sock = non_reader(quick)
+    with sock:
+        wait_for(lambda: refused(quick, "response_send_timeout") == before + 1)
+        assert len(read_all(sock)) < 300 * 44_000  # the rest was dropped with the connection
+
+
+def test_a_slow_but_steady_reader_is_never_cut_off(quick: GatewayProcess) -> None:
+    """About 7 s of reading at ~1 MB/s (64 KB each 60 ms), with a one-second send timeout: the
+    gateway stalls on this client (~6.6 MB asked for; socket buffers hold ~3 MB) and every
+    answer arrives."""
+    count = 150
+    before = refused(quick, "response_send_timeout")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+    sock.settimeout(15)
+    with sock:
+        sock.connect(("127.0.0.1", quick.port))
+        sock.sendall(OPENAPI * (count - 1) + OPENAPI.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+        data = b""
+        while piece := sock.recv(1 << 16):
+            data += piece
+            time.sleep(0.06)
+    answers = 0
+    while data:
+        status, headers, rest = parse(data)
+        assert status == 200
+        length = int(headers["content-length"])
+        assert len(rest) >= length, "an answer was cut short"
+        data = rest[length:]
+        answers += 1
+    assert answers == count
+    assert refused(quick, "response_send_timeout") == before
+
+
+def rss_mb(gw: GatewayProcess) -> float:
+    assert gw.proc is not None
+    with open(f"/proc/{gw.proc.pid}/status") as status:
+        line = next(line for line in status if line.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
+def test_large_hits_for_non_readers_stay_within_the_unsent_budget(budget: GatewayProcess) -> None:
+    """Ten clients ask for a ~15 MB cached embeddings answer and read none of it.
+
+    Was: each held its own copy for as long as it stayed connected (20 of a 120 MiB answer:
+    220 MB -> 2.6 GB). Now what waits for them is within ``max_unsent_response_mb`` (16 MB):
+    the connection stalled longest is aborted.
+    """
+    body = orjson.dumps({"model": "text-embedding-3-small", "dimensions": 3072,
+                         "input": [f"budget {unique()} {i}" for i in range(256)]})
+    r = httpx.post(budget.url + "/embeddings", content=body, headers={**AUTH, "content-type": "application/json"},
+                   timeout=60)
+    assert r.status_code == 200 and len(r.content) > 10_000_000, r.text[:300]
+    request = (b"POST /embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + KEY_LINE
+               + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    before, rss_before = refused(budget, "max_unsent_response"), rss_mb(budget)
+    with ExitStack() as stack:
+        for _ in range(10):
+            sock = stack.enter_context(socket.socket())
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", budget.port))
+            sock.sendall(request)
+            time.sleep(0.2)
+        wait_for(lambda: refused(budget, "max_unsent_response") >= before + 7)
+        grown = rss_mb(budget) - rss_before
+        assert grown < 4 * BUDGET_MB, f"RSS grew {grown:.0f} MB"  # unbounded: ~120 MB
+        assert_served(budget)
