@@ -68,7 +68,7 @@ REPORT = " ".join(["the report shows revenue growth in the third quarter driven 
 @pytest.mark.parametrize(("a", "b"), [
     (REPORT + "\n\nSummarize this text in one sentence.", REPORT + "\n\nTranslate this text into French."),
     ("Is the following statement true?\n\n" + REPORT, "Is the following statement false?\n\n" + REPORT),
-    ("What does this emoji mean: 🍆", "What does this emoji mean: 💀"),
+    ("What does this word mean: serendipity", "What does this word mean: ephemeral"),
     ("Translate to English: வணக்கம்", "Translate to English: தண்ணீர்"),
 ])
 def test_a_near_copy_is_never_served_on_a_high_score(a: str, b: str) -> None:

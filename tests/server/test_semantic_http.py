@@ -115,6 +115,20 @@ def test_default_budget_is_strict(make_gateway: Callable[..., GatewayProcess], s
     assert upstream.calls()["chat"] == 5
 
 
+def test_text_the_model_cannot_see_is_never_matched(make_gateway: Callable[..., GatewayProcess], stub: StubUpstream,
+                                                    upstream: StubUpstream, tmp_path: Path) -> None:
+    """Found from outside: Amharic (outside USE's vocabulary) with the same word lengths, or other
+    emoji, were one unknown-token sequence (cosine 1.0000) and served each other's answers."""
+    gw = make_gateway(gateway_config(stub.url, {"type": "local-semantic", "semantic_cache_dir": str(tmp_path / "c")}))
+    with httpx.Client(base_url=gw.url, headers=AUTH, timeout=30) as c:
+        for first, second in [("ሀሀ ሀሀሀ ሀሀሀሀሀ?", "ዛሬ ዝናብ ይዘንባል?"), ("🦄🦄", "🐍🐍")]:
+            assert ask(c, first).headers["x-reprise-cache"] == "miss"
+            answer = ask(c, second)
+            assert answer.headers["x-reprise-cache"] == "miss", answer.headers
+            assert ask(c, first + " ").headers["x-reprise-cache"] == "hit"  # a repeat is still served
+    assert upstream.calls()["chat"] == 4
+
+
 def test_exact_hit_stays_exact(sem: httpx.Client, upstream: StubUpstream) -> None:
     text = unique("How do I reset my password?")
     ask(sem, text)

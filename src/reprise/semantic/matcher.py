@@ -21,6 +21,7 @@ import numpy as np
 
 from reprise.core.guards import veto
 from reprise.embeddings.base import Embedder, Vectors
+from reprise.semantic.invisible import invisible_parts_for
 from reprise.semantic.near_verbatim import NEAR_COPY_FROM, differs_only_in_whitespace, near_copy, near_verbatim
 from reprise.semantic.settings import SemanticSettings
 
@@ -36,6 +37,7 @@ class Matcher:
         self.embedder = embedder
         self.settings = settings
         self.verifier = verifier
+        self.invisible = invisible_parts_for(embedder)
 
     @property
     def model_name(self) -> str:
@@ -72,6 +74,8 @@ class Matcher:
         settings = self.settings
         if differs_only_in_whitespace(cached, new):  # invisible to the embedding: its score is no evidence
             return "whitespace"
+        if self.invisible.unmeasured(cached, new, score, NEAR_COPY_FROM):  # characters it does not see
+            return "unseen-characters"
         in_band = score < settings.threshold
         if in_band and (settings.judge_from is None or score < settings.judge_from):
             return "threshold"
