@@ -147,3 +147,38 @@ async def test_expired_values_are_not_decoded() -> None:
     await store.set("a", b"v", 10)
     clock.now += 11
     assert store.get_decoded("a", Decoded) is None and len(store) == 0
+
+
+async def test_a_tenant_flooding_the_store_evicts_its_own_entries_first() -> None:
+    """Found from outside: one tenant's flood pushed out another tenant's few entries (plain LRU)."""
+    store = MemoryBackend(max_bytes=1000)
+    for i in range(5):
+        await store.set(f"team-a/default:{i}", b"a" * 50, None)  # 250 bytes, written first
+    for i in range(100):
+        await store.set(f"team-b/default:{i}", b"b" * 50, None)  # 5,000 bytes through a 1,000 byte store
+    assert await store.get_many([f"team-a/default:{i}" for i in range(5)]) == [b"a" * 50] * 5
+    assert store.size_bytes <= 1000
+    assert await store.get("team-b/default:99") == b"b" * 50  # the flood keeps its own most recent
+
+
+async def test_owners_above_their_share_are_evicted_least_recently_used_first() -> None:
+    store = MemoryBackend(max_bytes=400)
+    await store.set("team-b/x:1", b"b" * 100, None)  # the least recently used, but team-b is within its share
+    await store.set("team-a/x:old", b"a" * 100, None)
+    await store.set("team-a/x:new", b"a" * 100, None)
+    await store.set("shared:1", b"s" * 100, None)
+    await store.set("team-a/x:newest", b"a" * 100, None)  # team-a holds 300 of 400, share 133
+    assert await store.get("team-a/x:old") is None
+    assert await store.get_many(["team-b/x:1", "team-a/x:new", "shared:1", "team-a/x:newest"]) == [
+        b"b" * 100, b"a" * 100, b"s" * 100, b"a" * 100]
+
+
+async def test_one_owner_is_plain_lru_and_the_accounting_returns_to_zero() -> None:
+    store = MemoryBackend(max_bytes=100)
+    for key in ("a", "b", "c"):
+        await store.set(key, b"x" * 40, None)
+    assert await store.get("a") is None and len(store) == 2
+    await store.clear()
+    await store.set("t/ns:k", b"x" * 10, None)
+    await store.delete("t/ns:k")
+    assert store.size_bytes == 0 and store._owned == {}

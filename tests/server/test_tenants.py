@@ -110,3 +110,24 @@ def test_key_admin_needs_the_master_key(tenants: GatewayProcess) -> None:
     assert httpx.get(tenants.url + "/key/list").status_code == 401
     r = httpx.post(tenants.url + "/key/delete", json={"keys": [KEY_A]}, headers=AUTH)
     assert r.status_code == 400  # config keys are revoked by editing the config
+
+
+def test_one_tenants_flood_does_not_evict_another_tenants_entries(
+        make_gateway: Callable[..., GatewayProcess], stub: StubUpstream, tmp_path: Path) -> None:
+    """Found from outside: tenant B's cheap embeddings requests pushed tenant A's chat entries out
+    of the shared ``local`` byte bound (plain LRU). Now the owner above its share is evicted first."""
+    config = tenant_config(stub.url, tmp_path / "keys.json")
+    config["litellm_settings"]["cache_params"] = {"type": "local", "ttl": 600, "max_bytes": 200_000}
+    gw = make_gateway(config)
+    bodies = [chat(unique()) for _ in range(20)]
+    for body in bodies:
+        assert ask(gw, KEY_A, body).headers["x-reprise-cache"] == "miss"
+    with httpx.Client(base_url=gw.url, headers={"Authorization": f"Bearer {KEY_B}"}, timeout=30) as b:
+        for i in range(300):  # ~1.5 MB of answers through a 200 KB store
+            r = b.post("/embeddings", json={"model": "text-embedding-3-small", "input": f"{unique()} {i}",
+                                            "dimensions": 256})
+            assert r.status_code == 200, r.text
+        flood = [b.post("/embeddings", json={"model": "text-embedding-3-small", "input": "the same",
+                                             "dimensions": 256}).headers["x-reprise-cache"] for _ in range(2)]
+    assert flood == ["miss", "hit"]  # tenant B is still served from its own share
+    assert [ask(gw, KEY_A, body).headers["x-reprise-cache"] for body in bodies] == ["hit"] * 20

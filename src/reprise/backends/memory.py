@@ -4,7 +4,9 @@ It lives in one event loop, so it takes no locks: every method runs to
 completion between two ``await`` points. A hit is one dict lookup, one
 comparison with the deadline and one ``move_to_end``; nothing else is on that
 path. Entries are bounded in payload bytes (and in number, when ``max_entries``
-is set), and evicted least recently used first.
+is set), and evicted least recently used first, from the owners holding more than a fair
+share (see :meth:`MemoryBackend._enforce_bounds`), so one tenant's flood does not push
+out another tenant's few entries.
 
 Expiry uses an injectable monotonic clock (a deadline stored beside the value)
 rather than the entry's own wall-clock metadata, so a store never decodes what
@@ -71,6 +73,8 @@ class MemoryBackend:
         self._size = 0
         self._decoded: dict[str, tuple[bytes, object]] = {}
         """key -> (the value, its decoded form): dropped with the value (:meth:`_discard`, bounds, clear)."""
+        self._owned: dict[str, int] = {}
+        """Bytes held per owner (:func:`owner_of`): kept on writes and removals, never on a hit."""
         self._next_sweep = -_NEVER
         self.evictions = 0
         """Entries pushed out by the bounds (not by expiry) since creation."""
@@ -134,6 +138,8 @@ class MemoryBackend:
             return
         self._data[key] = (value, _NEVER if ttl is None else now + ttl)
         self._size += len(value)
+        owner = owner_of(key)
+        self._owned[owner] = self._owned.get(owner, 0) + len(value)
         if now >= self._next_sweep:
             self._sweep(now)
         self._enforce_bounds()
@@ -150,6 +156,7 @@ class MemoryBackend:
             count = len(self._data)
             self._data.clear()
             self._decoded.clear()
+            self._owned.clear()
             self._size = 0
             return count
         prefix = f"{namespace}:"
@@ -170,6 +177,7 @@ class MemoryBackend:
         """Drop every entry to free the memory; the store stays usable (and empty)."""
         self._data.clear()
         self._decoded.clear()
+        self._owned.clear()
         self._size = 0
 
     # -- internals --------------------------------------------------------------------
@@ -188,8 +196,18 @@ class MemoryBackend:
     def _discard(self, key: str) -> None:
         item = self._data.pop(key, None)
         if item is not None:
-            self._size -= len(item[0])
-            self._decoded.pop(key, None)
+            self._forget(key, len(item[0]))
+
+    def _forget(self, key: str, size: int) -> None:
+        """Account for the removal of ``key``'s value of ``size`` bytes."""
+        self._size -= size
+        self._decoded.pop(key, None)
+        owner = owner_of(key)
+        left = self._owned[owner] - size
+        if left:
+            self._owned[owner] = left
+        else:
+            del self._owned[owner]
 
     def _sweep(self, now: float) -> None:
         expired = [key for key, (_, deadline) in self._data.items() if deadline <= now]
@@ -198,10 +216,42 @@ class MemoryBackend:
         self._next_sweep = now + SWEEP_INTERVAL
 
     def _enforce_bounds(self) -> None:
+        """Evict until within the bounds: the least recently used entry of an owner holding more
+        than an equal share of ``max_bytes`` (over all owners with entries).
+
+        Found from outside: with plain LRU one tenant's cheap embeddings requests pushed out
+        another tenant's chat entries. Now a tenant within its share keeps its entries while
+        any other is above it; with one owner (no virtual keys) this is plain LRU. The entries
+        passed over are moved to the recent end, so each is passed over once per round of
+        evictions, not once per eviction.
+        """
         data = self._data
         max_entries = len(data) if self.max_entries is None else self.max_entries
         while len(data) > max_entries or self._size > self.max_bytes:
-            key, (value, _) = data.popitem(last=False)
-            self._size -= len(value)
-            self._decoded.pop(key, None)
+            key = self._victim()
+            value, _ = data.pop(key)
+            self._forget(key, len(value))
             self.evictions += 1
+
+    def _victim(self) -> str:
+        owned = self._owned
+        if len(owned) == 1:
+            return next(iter(self._data))
+        share = self.max_bytes / len(owned)
+        passed = []
+        victim = None
+        for key in self._data:
+            if owned[owner_of(key)] > share:
+                victim = key
+                break
+            passed.append(key)
+        for key in passed:
+            self._data.move_to_end(key)
+        return victim if victim is not None else next(iter(self._data))  # every owner within share: LRU
+
+
+def owner_of(key: str) -> str:
+    """The tenant whose partition holds ``key`` (``{tenant}/{namespace}:...``), or "" for the
+    operator's and shared namespaces' keys (``/`` is outside the namespace alphabet)."""
+    slash = key.find("/")
+    return key[:slash] if slash >= 0 else ""
