@@ -21,7 +21,6 @@ mid-stream: the client gets an error event and nothing is stored.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -30,6 +29,7 @@ from typing import Any
 
 import orjson
 
+from reprise.config.environ import env_value
 from reprise.core.anthropic_request import DEFAULT_MAX_TOKENS, messages_request
 from reprise.core.anthropic_response import StreamTranslator, chat_completion, is_whole, openai_error
 from reprise.core.request import asks_usage
@@ -48,14 +48,13 @@ COUNT_TOKENS = "/v1/messages/count_tokens"
 def messages_url(api_base: str | None) -> str:
     """Where the Messages API is, as LiteLLM resolves it: ``api_base``, else ``ANTHROPIC_API_BASE``
     or ``ANTHROPIC_BASE_URL``, else Anthropic's; ``/v1/messages`` appended unless already there."""
-    base = (api_base or os.environ.get("ANTHROPIC_API_BASE") or os.environ.get("ANTHROPIC_BASE_URL")
-            or API_BASE).rstrip("/")
+    base = (api_base or env_value("ANTHROPIC_API_BASE", "ANTHROPIC_BASE_URL") or API_BASE).rstrip("/")
     return base if base.endswith(MESSAGES) else base + MESSAGES
 
 
 def api_key_of(configured: str | None) -> str | None:
     """The deployment's ``api_key``, else ``ANTHROPIC_API_KEY`` (LiteLLM's order)."""
-    return configured or os.environ.get("ANTHROPIC_API_KEY") or None
+    return configured or env_value("ANTHROPIC_API_KEY")
 
 
 @dataclass(frozen=True, slots=True)

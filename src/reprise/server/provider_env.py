@@ -13,7 +13,7 @@ an entry's own ``api_key`` / ``api_base`` always win over them.
 
 from __future__ import annotations
 
-import os
+from reprise.config.environ import env_value
 
 #: Provider prefix -> the environment variables LiteLLM reads for its key, in its order.
 KEY_VARIABLES: dict[str, tuple[str, ...]] = {
@@ -57,18 +57,14 @@ BASE_VARIABLES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _first(names: tuple[str, ...]) -> str | None:
-    return next((value for name in names if (value := os.environ.get(name, "").strip())), None)
-
-
 def env_api_key(provider: str) -> str | None:
     """The key LiteLLM would take from the environment for ``provider`` (None: none set)."""
-    return _first(KEY_VARIABLES.get(provider, ()))
+    return env_value(*KEY_VARIABLES.get(provider, ()))
 
 
 def env_api_base(provider: str) -> str | None:
     """The endpoint LiteLLM would take from the environment for ``provider`` (None: none set)."""
-    base = _first(BASE_VARIABLES.get(provider, ()))
+    base = env_value(*BASE_VARIABLES.get(provider, ()))
     return base.rstrip("/") if base else None
 
 

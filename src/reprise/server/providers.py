@@ -21,11 +21,11 @@ network I/O: tokens are fetched on first use (:mod:`reprise.server.credentials`)
 from __future__ import annotations
 
 import importlib.util
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from reprise.config.environ import env_value
 from reprise.config.models import LiteLLMParams
 from reprise.errors import ConfigError
 from reprise.providers.anthropic import ANTHROPIC, api_key_of, messages_url
@@ -60,12 +60,8 @@ def _secret(value: object) -> str | None:
     return getter() if getter is not None else None
 
 
-def _env(*names: str) -> str | None:
-    return next((os.environ[n] for n in names if os.environ.get(n)), None)
-
-
 def _gemini(index: int, model_name: str, params: LiteLLMParams) -> Access:
-    key = _secret(params.api_key) or _env("GEMINI_API_KEY")
+    key = _secret(params.api_key) or env_value("GEMINI_API_KEY")
     if not key:
         raise ConfigError("a gemini/ model needs a Google AI Studio key: set api_key or GEMINI_API_KEY",
                           f"model_list[{index}].litellm_params.api_key")
@@ -85,12 +81,12 @@ def _vertex(index: int, model_name: str, params: LiteLLMParams) -> Access:
         except ValueError as exc:
             raise ConfigError(f"vertex_credentials {exc}; give a service-account JSON or its path",
                               f"{where}.vertex_credentials") from None
-    project = (params.vertex_project or _env("VERTEXAI_PROJECT", "VERTEX_PROJECT", "GOOGLE_CLOUD_PROJECT")
+    project = (params.vertex_project or env_value("VERTEXAI_PROJECT", "VERTEX_PROJECT", "GOOGLE_CLOUD_PROJECT")
                or (info or {}).get("project_id") or (info or {}).get("quota_project_id"))
     if not project:
         raise ConfigError("a vertex_ai/ model needs its Google Cloud project: set vertex_project or "
                           "VERTEXAI_PROJECT", f"{where}.vertex_project")
-    location = params.vertex_location or _env("VERTEXAI_LOCATION", "VERTEX_LOCATION") or VERTEX_LOCATION
+    location = params.vertex_location or env_value("VERTEXAI_LOCATION", "VERTEX_LOCATION") or VERTEX_LOCATION
     host = params.api_base or ("https://aiplatform.googleapis.com" if location == "global"
                                else f"https://{location}-aiplatform.googleapis.com")
     api_base = (f"{host.rstrip('/')}/v1/projects/{quote(str(project), safe='')}"
@@ -101,23 +97,24 @@ def _vertex(index: int, model_name: str, params: LiteLLMParams) -> Access:
 
 def _azure(index: int, model_name: str, params: LiteLLMParams) -> Access:
     where = f"model_list[{index}].litellm_params"
-    api_base = params.api_base or _env("AZURE_API_BASE")
+    api_base = params.api_base or env_value("AZURE_API_BASE")
     if not api_base:
         raise ConfigError("an azure/ model needs its resource's endpoint: set api_base "
                           "(https://<resource>.openai.azure.com) or AZURE_API_BASE", f"{where}.api_base")
-    wire = AzureWire(params.api_version or _env("AZURE_API_VERSION") or AZURE_API_VERSION)
-    key = _secret(params.api_key) or _env("AZURE_API_KEY")
+    wire = AzureWire(params.api_version or env_value("AZURE_API_VERSION") or AZURE_API_VERSION)
+    key = _secret(params.api_key) or env_value("AZURE_API_KEY")
     if key:
         return Access(api_base, key, params.upstream_model, wire)
-    ad_token = _secret(params.azure_ad_token) or _env("AZURE_AD_TOKEN")
+    ad_token = _secret(params.azure_ad_token) or env_value("AZURE_AD_TOKEN")
     if ad_token:
         return Access(api_base, None, params.upstream_model, wire, StaticToken(ad_token))
     if importlib.util.find_spec("azure.identity") is None:
         raise ConfigError("an azure/ model needs a key or an Entra ID token: set api_key (AZURE_API_KEY) "
                           "or azure_ad_token (AZURE_AD_TOKEN), or pip install 'reprise[azure]' to get "
                           "tokens from azure-identity", f"{where}.api_key")
-    tokens = azure_tokens(params.tenant_id or _env("AZURE_TENANT_ID"), params.client_id or _env("AZURE_CLIENT_ID"),
-                          _secret(params.client_secret) or _env("AZURE_CLIENT_SECRET"), f"model {model_name!r}")
+    tokens = azure_tokens(params.tenant_id or env_value("AZURE_TENANT_ID"),
+                          params.client_id or env_value("AZURE_CLIENT_ID"),
+                          _secret(params.client_secret) or env_value("AZURE_CLIENT_SECRET"), f"model {model_name!r}")
     return Access(api_base, None, params.upstream_model, wire, tokens)
 
 

@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 from reprise.config import GatewayConfig
+from reprise.config.environ import env_value
 from reprise.config.models import LiteLLMParams
 from reprise.errors import ConfigError, NotFoundError
 from reprise.server.provider_env import KEY_VARIABLES, env_api_base, env_api_key, openai_endpoint
@@ -207,8 +207,7 @@ def _extra_headers(params: LiteLLMParams) -> tuple[tuple[str, str], ...]:
     """``extra_headers``, then ``organization`` as ``OpenAI-Organization`` (found from outside: both
     were ignored, so the provider billed the key's default organization)."""
     headers = dict(params.extra_headers or {})
-    organization = params.organization or (os.environ.get("OPENAI_ORGANIZATION", "").strip() or None
-                                           if params.provider == "openai" else None)
+    organization = params.organization or (env_value("OPENAI_ORGANIZATION") if params.provider == "openai" else None)
     if organization and not any(name.lower() == "openai-organization" for name in headers):
         headers["OpenAI-Organization"] = organization
     return tuple(headers.items())
