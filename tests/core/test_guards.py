@@ -158,3 +158,19 @@ def test_a_final_text_longer_than_the_bound_is_not_embedded() -> None:
 
     assert semantic_query(conversation("x" * MAX_SEMANTIC_CHARS), None) is not None
     assert semantic_query(conversation("x" * (MAX_SEMANTIC_CHARS + 1)), None) is None
+
+
+def test_text_parts_split_differently_are_different_scopes() -> None:
+    """Found from outside: the parts are compared joined by newlines and only their count was
+    scoped, so ["a\\nb", "c"] and ["a", "b\\nc"] were one text in one scope (similarity 1.0)."""
+    def parts(*texts: str) -> dict[str, object]:
+        return {"model": "m", "messages": [{"role": "user", "content": [
+            {"type": "text", "text": text} for text in texts]}]}
+
+    one = semantic_query(parts("Review this:\ndef f(): pass", "Is it correct?"), None)
+    two = semantic_query(parts("Review this:", "def f(): pass\nIs it correct?"), None)
+    assert one is not None and two is not None and one.text == two.text
+    assert one.scope != two.scope
+    assert semantic_query(parts("Review this:\ndef f(): pass", "Is it correct?"), None) == one
+    single = semantic_query(parts("What is AI?"), None)
+    assert single is not None and single == semantic_query(parts("What is AI?"), None)

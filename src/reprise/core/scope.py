@@ -67,6 +67,11 @@ def _without_text(message: Mapping[str, Any]) -> dict[str, Any]:
     content = message.get("content")
     if isinstance(content, list):  # text parts only (final_user_text): keep their shape, not their text
         rest["content"] = [{key: value for key, value in part.items() if key != "text"} for part in content]
+        if len(content) > 1:
+            # The parts are compared joined by newlines: where the joins fall is scoped, so the same
+            # characters split differently (["a\nb", "c"] / ["a", "b\nc"], found from outside) differ.
+            for shape, part in zip(rest["content"], content, strict=True):
+                shape["\0newlines"] = part["text"].count("\n")
     return dict(sorted(rest.items()))
 
 
