@@ -90,3 +90,27 @@ def test_ascii_and_other_text_agree() -> None:
         unseen = "".join(c for c in text if not generic_sees(c))
         assert generic_unseen(text) == unseen
         assert parts.of(text) == ("²" if "²" in text else "") + unseen
+
+
+CODE = "What does this Python code print?\nx = 0\nfor i in range(3):\n    x += 1\n    print(x)"
+
+
+@pytest.mark.parametrize(("a", "b"), [
+    (CODE, "Ｗ" + CODE[1:].replace("    print(x)", "print(x)")),  # a harmless fold beside a dedent
+    ("How many spaces are in 'a   b'?", "Ｈow many spaces are in 'a b'?"),
+    ("Count the lines:\nfoo\nbar", "Count the lines:\nfoo bar"),
+])
+def test_layout_the_model_cannot_see_is_not_served_on_a_high_score(use: UniversalSentenceEncoder, a: str,
+                                                                   b: str) -> None:
+    """Found from outside: a full-width first letter made the whitespace veto pass over a dedent."""
+    rows = use.embed([a, b])
+    score = float(rows[0] @ rows[1])
+    assert score >= NEAR_COPY_FROM
+    assert Matcher(use, SemanticSettings(threshold=0.9)).judge(a, b, score) in {"whitespace", "unseen-characters"}
+
+
+def test_layout_leaves_outer_whitespace_and_single_spaces_alone() -> None:
+    from reprise.semantic.invisible import layout
+
+    assert layout("  How do I renew a passport?\n") == ()
+    assert layout("a  b\tc\nd") == ("  ", "\t", "\n")

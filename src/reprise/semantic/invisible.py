@@ -11,7 +11,9 @@ A prompt's *invisible part* is those characters, in order: the ones the model re
 unknown token or drops (asked of the model when it can tell, :class:`KnowsItsVocabulary`;
 else a stand-in: symbols such as emoji, private-use, unassigned and control characters),
 and the ones its NFKC folds into something else that matters (``²``; not full-width or
-half-width forms, ``？`` / ``?``, nor punctuation). When two prompts' invisible parts differ,
+half-width forms, ``？`` / ``?``, nor punctuation); and its *layout*, the whitespace runs
+other than one plain space inside it (line breaks, indentation, double spaces), which USE
+does not see at all. When two prompts' invisible parts differ,
 the score says nothing about that difference, so the candidate is not served when
 
 - the score is a near-copy's (>= ``NEAR_COPY_FROM``): what the model sees is all but the
@@ -30,6 +32,7 @@ Pure: no I/O. A character's verdict is memoised (bounded), and ASCII takes one `
 from __future__ import annotations
 
 import functools
+import re
 import unicodedata
 from collections.abc import Callable
 from typing import Final, Protocol, runtime_checkable
@@ -90,20 +93,33 @@ class InvisibleParts:
         self._unseen = unseen
 
     def of(self, text: str) -> str:
-        """What of ``text`` the model does not see faithfully: folded characters, then unseen ones."""
+        """The characters of ``text`` the model does not see faithfully: folded ones, then unseen ones."""
         if text.isascii():  # NFKC leaves ASCII alone
             return self._unseen(text)
         return "".join(filter(_folded, text)) + self._unseen(text)
 
     def unmeasured(self, a: str, b: str, score: float, near_copy_from: float) -> bool:
-        """The two prompts differ in what the model cannot see, where its score is no evidence."""
+        """The two prompts differ in what the model cannot see, where its score is no evidence.
+
+        Found from outside: with whitespace alone compared, one full-width letter beside a
+        dedented line defeated the whitespace veto (the fold is harmless, the dedent is not)."""
         left, right = self.of(a), self.of(b)
-        if left == right:
+        left_layout, right_layout = layout(a), layout(b)
+        if left == right and left_layout == right_layout:
             return False
         if score >= near_copy_from:
             return True
-        return any(len(part) >= UNSEEN_SHARE * _visible_length(text)
-                   for part, text in ((left, a), (right, b)) if part)
+        return any(len(part) + sum(map(len, runs)) >= UNSEEN_SHARE * _visible_length(text)
+                   for part, runs, text in ((left, left_layout, a), (right, right_layout, b)) if part or runs)
+
+
+_LAYOUT = re.compile(r"\s{2,}|[^\S ]")
+
+
+def layout(text: str) -> tuple[str, ...]:
+    """The whitespace runs inside ``text`` other than one plain space, in order (outer whitespace
+    is left out: a near-verbatim repeat may add or drop it)."""
+    return tuple(_LAYOUT.findall(text.strip()))
 
 
 def _visible_length(text: str) -> int:
