@@ -114,3 +114,14 @@ def test_layout_leaves_outer_whitespace_and_single_spaces_alone() -> None:
 
     assert layout("  How do I renew a passport?\n") == ()
     assert layout("a  b\tc\nd") == ("  ", "\t", "\n")
+
+
+def test_evaluation_judges_with_the_models_vocabulary(use: UniversalSentenceEncoder) -> None:
+    """The quality bench and ``reprise semantic eval`` wrap the model (MemoEmbedder): they must veto
+    what the gateway vetoes (they used the stand-in, which sees all of Korean and Chinese)."""
+    from reprise.semantic.evaluate import MemoEmbedder
+
+    memo = MemoEmbedder(use)
+    a, b = "그녀도 나를 좋아했으면 좋겠는데.", "나 좀 좋아해 주면 좋겠다."
+    assert invisible_parts_for(memo).of(b) == invisible_parts_for(use).of(b) == "좀"
+    assert Matcher(memo, SemanticSettings(threshold=0.5)).judge(a, b, 0.99) == "unseen-characters"

@@ -28,6 +28,7 @@ import numpy as np
 
 from reprise.embeddings.base import Embedder, Vectors
 from reprise.semantic.calibration import wilson
+from reprise.semantic.invisible import KnowsItsVocabulary, generic_unseen
 from reprise.semantic.matcher import Matcher
 from reprise.semantic.settings import VERIFY_BELOW
 
@@ -82,6 +83,13 @@ class MemoEmbedder:
             for text, row in zip(chunk, self.inner.embed(chunk), strict=True):
                 self._rows[text] = row
         return np.stack([self._rows[t] for t in texts]).astype(np.float32)
+
+    def unseen(self, text: str) -> str:
+        """The inner model's unseen characters (:mod:`reprise.semantic.invisible`), so an evaluation
+        judges with the vocabulary the gateway judges with (it used the stand-in for a while)."""
+        if isinstance(self.inner, KnowsItsVocabulary):
+            return self.inner.unseen(text)
+        return generic_unseen(text)
 
 
 @dataclass(frozen=True, slots=True)
