@@ -182,3 +182,16 @@ async def test_one_owner_is_plain_lru_and_the_accounting_returns_to_zero() -> No
     await store.set("t/ns:k", b"x" * 10, None)
     await store.delete("t/ns:k")
     assert store.size_bytes == 0 and store._owned == {}
+
+
+async def test_the_entry_bound_is_shared_by_owners_too() -> None:
+    """Found from outside: at the entry bound, with every owner within its byte share, each write
+    walked (and reordered) the whole store; the share of the bound exceeded is what counts."""
+    store = MemoryBackend(max_entries=10)
+    for i in range(3):
+        await store.set(f"team-a/x:{i}", b"a", None)
+    for i in range(50):
+        await store.set(f"team-b/x:{i}", b"b", None)
+    assert len(store) == 10
+    assert await store.get_many([f"team-a/x:{i}" for i in range(3)]) == [b"a"] * 3
+    assert store._counts == {"team-a": 3, "team-b": 7}

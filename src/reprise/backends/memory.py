@@ -75,6 +75,8 @@ class MemoryBackend:
         """key -> (the value, its decoded form): dropped with the value (:meth:`_discard`, bounds, clear)."""
         self._owned: dict[str, int] = {}
         """Bytes held per owner (:func:`owner_of`): kept on writes and removals, never on a hit."""
+        self._counts: dict[str, int] = {}
+        """Entries held per owner, likewise (the share of ``max_entries``)."""
         self._next_sweep = -_NEVER
         self.evictions = 0
         """Entries pushed out by the bounds (not by expiry) since creation."""
@@ -140,6 +142,7 @@ class MemoryBackend:
         self._size += len(value)
         owner = owner_of(key)
         self._owned[owner] = self._owned.get(owner, 0) + len(value)
+        self._counts[owner] = self._counts.get(owner, 0) + 1
         if now >= self._next_sweep:
             self._sweep(now)
         self._enforce_bounds()
@@ -157,6 +160,7 @@ class MemoryBackend:
             self._data.clear()
             self._decoded.clear()
             self._owned.clear()
+            self._counts.clear()
             self._size = 0
             return count
         prefix = f"{namespace}:"
@@ -178,6 +182,7 @@ class MemoryBackend:
         self._data.clear()
         self._decoded.clear()
         self._owned.clear()
+        self._counts.clear()
         self._size = 0
 
     # -- internals --------------------------------------------------------------------
@@ -203,11 +208,12 @@ class MemoryBackend:
         self._size -= size
         self._decoded.pop(key, None)
         owner = owner_of(key)
-        left = self._owned[owner] - size
+        left = self._counts[owner] - 1
         if left:
-            self._owned[owner] = left
+            self._counts[owner] = left
+            self._owned[owner] -= size
         else:
-            del self._owned[owner]
+            del self._counts[owner], self._owned[owner]
 
     def _sweep(self, now: float) -> None:
         expired = [key for key, (_, deadline) in self._data.items() if deadline <= now]
@@ -217,7 +223,8 @@ class MemoryBackend:
 
     def _enforce_bounds(self) -> None:
         """Evict until within the bounds: the least recently used entry of an owner holding more
-        than an equal share of ``max_bytes`` (over all owners with entries).
+        than an equal share of the bound exceeded (``max_bytes``, else ``max_entries``; over all
+        owners with entries: at least one holds more than that while the bound is exceeded).
 
         Found from outside: with plain LRU one tenant's cheap embeddings requests pushed out
         another tenant's chat entries. Now a tenant within its share keeps its entries while
@@ -228,16 +235,19 @@ class MemoryBackend:
         data = self._data
         max_entries = len(data) if self.max_entries is None else self.max_entries
         while len(data) > max_entries or self._size > self.max_bytes:
-            key = self._victim()
+            if self._size > self.max_bytes:
+                key = self._victim(self._owned, self.max_bytes)
+            else:
+                key = self._victim(self._counts, max_entries)
             value, _ = data.pop(key)
             self._forget(key, len(value))
             self.evictions += 1
 
-    def _victim(self) -> str:
-        owned = self._owned
+    def _victim(self, owned: dict[str, int], bound: int) -> str:
+        """The LRU entry of an owner holding more than ``bound / owners`` of ``owned``'s measure."""
         if len(owned) == 1:
             return next(iter(self._data))
-        share = self.max_bytes / len(owned)
+        share = bound / len(owned)
         passed = []
         victim = None
         for key in self._data:
