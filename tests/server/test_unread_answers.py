@@ -28,7 +28,6 @@ from tests.support.stub_upstream import StubUpstream
 CAP = 8
 SEND_TIMEOUT = 1.0
 BUDGET_MB = 16
-OPENAPI = b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n"  # open without a key, ~44 KB an answer
 
 
 def _gateway(stub: StubUpstream, tmp: pytest.TempPathFactory, name: str, **general: object) -> GatewayProcess:
@@ -58,13 +57,24 @@ def budget(stub: StubUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iter
     gw.stop()
 
 
-def non_reader(gw: GatewayProcess, requests: int = 300) -> socket.socket:
-    """Pipelines ``requests`` answers' worth of requests (~13 MB) and reads none of them."""
+def large_hit(gw: GatewayProcess, dimensions: int = 1024) -> bytes:
+    """A request whose answer (~5.5 MB at 1,024 dimensions) is now cached."""
+    body = orjson.dumps({"model": "text-embedding-3-small", "dimensions": dimensions,
+                         "input": [f"large {unique()} {i}" for i in range(256)]})
+    r = httpx.post(gw.url + "/embeddings", content=body, headers={**AUTH, "content-type": "application/json"},
+                   timeout=60)
+    assert r.status_code == 200 and len(r.content) > dimensions * 4000, r.text[:300]
+    return (b"POST /embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + KEY_LINE
+            + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+
+def non_reader(gw: GatewayProcess, request: bytes) -> socket.socket:
+    """Sends ``request`` (for a large answer) and reads none of its answer."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.settimeout(15)
     sock.connect(("127.0.0.1", gw.port))
-    sock.sendall(OPENAPI * requests)
+    sock.sendall(request)
     return sock
 
 
@@ -99,12 +109,17 @@ def read_all(sock: socket.socket) -> bytes:
     return data
 
 
-def test_non_readers_at_the_cap_make_room_and_free_their_sockets(capped: GatewayProcess) -> None:
+@pytest.mark.parametrize("keyless", [True, False], ids=["pipelined-openapi-no-key", "large-hit"])
+def test_non_readers_at_the_cap_make_room_and_free_their_sockets(capped: GatewayProcess, keyless: bool) -> None:
     """Was: 503 ``too_many_connections`` for everyone, and sockets kept past the cap."""
+    from reprise.server.protocol import MAX_PIPELINED
+
+    openapi = b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n"  # open without a key, ~44 KB an answer
+    request = openapi * (MAX_PIPELINED + 1) if keyless else large_hit(capped)
     before = open_sockets(capped)
     with ExitStack() as stack:
         for _ in range(3 * CAP):
-            stack.enter_context(non_reader(capped))
+            stack.enter_context(non_reader(capped, request))
             time.sleep(0.05)
         time.sleep(1.0)  # every one of them has stalled on its unsent answers
         assert_served(capped)
@@ -114,38 +129,40 @@ def test_non_readers_at_the_cap_make_room_and_free_their_sockets(capped: Gateway
 
 
 def test_a_client_that_reads_nothing_is_cut_off_after_the_send_timeout(quick: GatewayProcess) -> None:
+    request = large_hit(quick)
     before = refused(quick, "response_send_timeout")
-    sock = non_reader(quick)
+    sock = non_reader(quick, request)
     with sock:
         wait_for(lambda: refused(quick, "response_send_timeout") == before + 1)
-        assert len(read_all(sock)) < 300 * 44_000  # the rest was dropped with the connection
+        assert len(read_all(sock)) < 5_000_000  # the rest was dropped with the connection
 
 
 def test_a_slow_but_steady_reader_is_never_cut_off(quick: GatewayProcess) -> None:
-    """About 7 s of reading at ~1 MB/s (64 KB each 60 ms), with a one-second send timeout: the
-    gateway stalls on this client (~6.6 MB asked for; socket buffers hold ~3 MB) and every
-    answer arrives."""
-    count = 150
+    """About 6 s of reading a ~6 MB cached answer at ~1 MB/s (64 KB each 60 ms), with a one-second
+    send timeout: the gateway stalls on this client (socket buffers hold ~3 MB), and all arrives.
+
+    (Progress is what the client's TCP stack acknowledges: on loopback it reopens its window in
+    steps of up to 64 KiB, so a client taking less than that per send timeout looks stalled.)"""
+    body = orjson.dumps({"model": "text-embedding-3-small", "dimensions": 1024,
+                         "input": [f"steady {unique()} {i}" for i in range(256)]})
+    headers = {**AUTH, "content-type": "application/json"}
+    first = httpx.post(quick.url + "/embeddings", content=body, headers=headers, timeout=60)
+    assert first.status_code == 200 and len(first.content) > 5_000_000
     before = refused(quick, "response_send_timeout")
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
     sock.settimeout(15)
     with sock:
         sock.connect(("127.0.0.1", quick.port))
-        sock.sendall(OPENAPI * (count - 1) + OPENAPI.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+        sock.sendall(b"POST /embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + KEY_LINE
+                     + b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
         data = b""
         while piece := sock.recv(1 << 16):
             data += piece
             time.sleep(0.06)
-    answers = 0
-    while data:
-        status, headers, rest = parse(data)
-        assert status == 200
-        length = int(headers["content-length"])
-        assert len(rest) >= length, "an answer was cut short"
-        data = rest[length:]
-        answers += 1
-    assert answers == count
+    status, headers_, rest = parse(data)
+    assert status == 200 and headers_["x-reprise-cache"] == "hit"
+    assert orjson.loads(rest)["data"] == first.json()["data"]
     assert refused(quick, "response_send_timeout") == before
 
 
@@ -163,22 +180,33 @@ def test_large_hits_for_non_readers_stay_within_the_unsent_budget(budget: Gatewa
     220 MB -> 2.6 GB). Now what waits for them is within ``max_unsent_response_mb`` (16 MB):
     the connection stalled longest is aborted.
     """
-    body = orjson.dumps({"model": "text-embedding-3-small", "dimensions": 3072,
-                         "input": [f"budget {unique()} {i}" for i in range(256)]})
-    r = httpx.post(budget.url + "/embeddings", content=body, headers={**AUTH, "content-type": "application/json"},
-                   timeout=60)
-    assert r.status_code == 200 and len(r.content) > 10_000_000, r.text[:300]
-    request = (b"POST /embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + KEY_LINE
-               + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    request = large_hit(budget, dimensions=3072)
     before, rss_before = refused(budget, "max_unsent_response"), rss_mb(budget)
     with ExitStack() as stack:
         for _ in range(10):
-            sock = stack.enter_context(socket.socket())
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            sock.connect(("127.0.0.1", budget.port))
-            sock.sendall(request)
+            stack.enter_context(non_reader(budget, request))
             time.sleep(0.2)
         wait_for(lambda: refused(budget, "max_unsent_response") >= before + 7)
         grown = rss_mb(budget) - rss_before
         assert grown < 4 * BUDGET_MB, f"RSS grew {grown:.0f} MB"  # unbounded: ~120 MB
         assert_served(budget)
+
+
+def test_deep_pipelining_is_refused_without_queueing_every_request(quick: GatewayProcess) -> None:
+    """Found from outside: one 256 KiB write of 9,362 tiny pipelined requests became 9,362 queued
+    request cycles (~22 MB a connection, no key needed); now at most MAX_PIPELINED wait."""
+    from reprise.server.protocol import MAX_PIPELINED
+
+    before, rss_before = refused(quick, "too_many_pipelined_requests"), rss_mb(quick)
+    request = b"GET /health/liveliness HTTP/1.1\r\nHost: x\r\n\r\n"
+    with ExitStack() as stack:
+        socks = []
+        for _ in range(20):
+            sock = stack.enter_context(socket.create_connection(("127.0.0.1", quick.port), timeout=15))
+            sock.sendall(request * 5000)  # ~220 KB each, never read until the end
+            socks.append(sock)
+        wait_for(lambda: refused(quick, "too_many_pipelined_requests") >= before + 20)
+        assert rss_mb(quick) - rss_before < 100  # unbounded: ~20 MB a connection
+        assert_served(quick)
+        # What was answered before the close (a reset may discard it: the rest of its input was unread).
+        assert read_all(socks[0]).count(b"HTTP/1.1 200") <= MAX_PIPELINED + 1
