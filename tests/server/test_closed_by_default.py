@@ -203,9 +203,20 @@ def test_a_gateway_without_keys_is_closed_unless_allowed() -> None:
 
     closed = Gateway.from_config(parse_config(without_master(), {}))
     with pytest.raises(AuthError):
-        closed.check_auth(None)
+        closed.check_auth([])
     opened = Gateway.from_config(parse_config(without_master(allow_unauthenticated=True), {}))
-    assert opened.check_auth(None).key_id == "none"
+    assert opened.check_auth([]).key_id == "none"
+
+
+def test_an_open_gateway_still_refuses_a_repeated_credential_header() -> None:
+    """The repeat is refused before the open shortcut: a proxy in front may act on either copy."""
+    from reprise.errors import RequestError
+    from reprise.server.gateway import Gateway
+
+    opened = Gateway.from_config(parse_config(without_master(allow_unauthenticated=True), {}))
+    with pytest.raises(RequestError) as refused:
+        opened.check_auth([(b"api-key", b"a"), (b"api-key", b"b")])
+    assert (refused.value.code, refused.value.param) == ("duplicate_credentials", "api-key")
 
 
 # --- virtual keys held to the master key's rules (found from outside) -------------------------------

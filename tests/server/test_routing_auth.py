@@ -154,3 +154,31 @@ def test_an_alias_to_nothing_is_refused_by_check_and_serve_alike(tmp_path: Path,
     check, serve = _refused_by_both(tmp_path, config)
     for text in (check, serve):
         assert "router_settings.model_group_alias.gpt-5" in text
+
+
+# --- a credential header sent twice (found from outside) -----------------------------------------------
+# Two ``Authorization`` headers were accepted and the first won: a proxy in front that checks the last
+# would see a different caller than the gateway. Now a 400 before any key is looked at.
+
+@pytest.mark.parametrize("name", ["authorization", "x-api-key", "api-key"])
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/cache/stats"])
+def test_a_credential_header_sent_twice_is_refused(gateway: GatewayProcess, upstream: StubUpstream,
+                                                   name: str, path: str) -> None:
+    value = f"Bearer {MASTER_KEY}" if name == "authorization" else MASTER_KEY
+    for second in (value, "sk-other"):  # the same key twice is as ambiguous to a proxy as two keys
+        headers = [(name, value), (name.upper(), second)]
+        if path == "/cache/stats":
+            answer = httpx.get(gateway.url + path, headers=headers)
+        else:
+            answer = httpx.post(gateway.url + path, json=chat(unique()), headers=headers)
+        assert answer.status_code == 400, answer.text
+        error = answer.json()["error"]
+        assert (error["type"], error["code"], error["param"]) == (
+            "invalid_request_error", "duplicate_credentials", name)
+    assert upstream.requests() == []
+
+
+def test_one_of_each_credential_header_is_still_judged_by_the_bearer(gateway: GatewayProcess) -> None:
+    headers = [("authorization", f"Bearer {MASTER_KEY}"), ("x-api-key", "sk-other"), ("api-key", "sk-other")]
+    answer = httpx.post(gateway.url + "/v1/chat/completions", json=chat(unique()), headers=headers)
+    assert answer.status_code == 200, answer.text

@@ -273,17 +273,38 @@ MISSING_KEY = "missing API key: send 'Authorization: Bearer <key>' (or an 'x-api
 KEY_HEADERS = (b"x-api-key", b"api-key")
 """Where clients other than OpenAI's put the key, as LiteLLM accepts them: the Anthropic
 SDK sends ``x-api-key``, the Azure OpenAI SDK ``api-key``."""
+CREDENTIAL_HEADERS = frozenset({b"authorization", *KEY_HEADERS})
 
 
-def presented_key(authorization: bytes | None, headers: list[tuple[bytes, bytes]]) -> bytes:
-    """The key a caller presents: ``Authorization: Bearer`` first, else ``x-api-key``, else ``api-key``.
+def credential_headers(headers: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
+    """The request's credential headers by (lowercase, as ASGI gives them) name; 400 if one is repeated.
+
+    Two ``Authorization`` headers (or two ``x-api-key``, two ``api-key``) are ambiguous:
+    a proxy in front may check one and this gateway another. They are refused
+    (``duplicate_credentials``, ``param`` the header) before any key is looked at, rather
+    than letting the first win. One pass over the header list, a set lookup per header."""
+    found: dict[bytes, bytes] = {}
+    for name, value in headers:
+        if name in CREDENTIAL_HEADERS:
+            if name in found:
+                label = name.decode("latin-1")
+                raise RequestError(f"the {label!r} header is sent more than once; send one credential",
+                                   param=label, code="duplicate_credentials")
+            found[name] = bytes(value)
+    return found
+
+
+def presented_key(credentials: dict[bytes, bytes]) -> bytes:
+    """The key a caller presents (``credentials`` from :func:`credential_headers`):
+    ``Authorization: Bearer`` first, else ``x-api-key``, else ``api-key``.
 
     Checked in that order so one request carrying several is judged by its bearer token
     alone (no header can smuggle a second guess past a wrong one)."""
+    authorization = credentials.get(b"authorization")
     if authorization:
         return bearer_token(authorization)
     for name in KEY_HEADERS:
-        for key, value in headers:
-            if key == name and value.strip():
-                return bytes(value).strip()
+        value = credentials.get(name, b"").strip()
+        if value:
+            return value
     raise AuthError(MISSING_KEY, code="invalid_api_key")

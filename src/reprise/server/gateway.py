@@ -21,7 +21,7 @@ from reprise.core.replay_memo import ReplayMemo
 from reprise.core.tenancy import partition_namespace
 from reprise.errors import AuthError, Forbidden, NotFoundError
 from reprise.providers.anthropic import AnthropicUpstream, AnthropicWire
-from reprise.server.auth import MASTER, OPEN, KeyStore, Principal, presented_key
+from reprise.server.auth import MASTER, OPEN, KeyStore, Principal, credential_headers, presented_key
 from reprise.server.routing import Routes, build_routes
 from reprise.server.upstream import Deployment, HttpUpstream, MockUpstream, Upstream
 
@@ -158,15 +158,16 @@ class Gateway:
 
         return GatewayJudgeCall(self, name)
 
-    def check_auth(self, authorization: bytes | None,
-                   headers: list[tuple[bytes, bytes]] | None = None) -> Principal:
+    def check_auth(self, headers: list[tuple[bytes, bytes]]) -> Principal:
         """The caller: master key (constant-time compare) or a virtual key; open only when allowed and keyless.
 
         The key is the bearer token, or without one an ``x-api-key`` / ``api-key`` header
-        from ``headers`` (the request's, for the Anthropic and Azure SDKs)."""
+        (for the Anthropic and Azure SDKs). A repeated credential header is a 400 first,
+        on an open gateway too (:func:`~reprise.server.auth.credential_headers`)."""
+        credentials = credential_headers(headers)
         if self.master_key is None and self.allow_open and not self.keys.in_use:
             return OPEN
-        token = presented_key(authorization, headers or [])
+        token = presented_key(credentials)
         if self.master_key is not None and hmac.compare_digest(token, self.master_key):
             return MASTER
         principal = self.keys.lookup(token)
@@ -174,9 +175,8 @@ class Gateway:
             raise AuthError("invalid API key", code="invalid_api_key")
         return principal
 
-    def require_master(self, authorization: bytes | None,
-                       headers: list[tuple[bytes, bytes]] | None = None) -> None:
-        caller = self.check_auth(authorization, headers)
+    def require_master(self, headers: list[tuple[bytes, bytes]]) -> None:
+        caller = self.check_auth(headers)
         if not (caller.is_master or caller is OPEN):
             raise Forbidden("this route needs the master key")
 

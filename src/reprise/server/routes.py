@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from reprise.errors import MethodNotAllowed, NotFoundError
 from reprise.server.auth import MASTER, OPEN, Principal
-from reprise.server.http import Message, Receive, Scope, Send, header
+from reprise.server.http import Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from reprise.observability.observer import RequestRecord
@@ -124,10 +124,10 @@ _PUBLIC, _KEY = Access.PUBLIC, Access.KEY  # module globals: cheaper to read tha
 def admit(gateway: Gateway, access: Access, scope: Scope) -> Principal:
     """Check the caller against a route's access before its handler runs (401/403 here)."""
     if access is _KEY:  # first: the API's routes are the hot path
-        return gateway.check_auth(header(scope, b"authorization"), scope["headers"])
+        return gateway.check_auth(scope["headers"])
     if access is _PUBLIC:
         return OPEN
-    gateway.require_master(header(scope, b"authorization"), scope["headers"])
+    gateway.require_master(scope["headers"])
     return MASTER
 
 
