@@ -88,6 +88,24 @@ def test_flushall_one_namespace_then_everything(make_gateway: Callable[..., Gate
         assert c.get("/cache/entries").json()["entries"] == []
 
 
+def test_admin_bodies_refuse_unknown_fields(make_gateway: Callable[..., GatewayProcess]) -> None:
+    """Found from outside: ``{"namspace": "x"}`` (a typo) flushed every entry; unknown fields were ignored."""
+    gw = make_gateway()
+    with httpx.Client(base_url=gw.url, headers=AUTH, timeout=10) as c:
+        kept = unique("kept")
+        c.post("/chat/completions", json=chat(kept))
+        for path, body, field in [("/cache/flushall", {"namspace": "team-a"}, "namspace"),
+                                  ("/cache/flushall", {"namespace": "team-a", "all": True}, "all"),
+                                  ("/cache/delete", {"keys": [], "key": "abc"}, "key")]:
+            r = c.post(path, json=body)
+            assert r.status_code == 400, (path, r.text)
+            error = r.json()["error"]
+            assert (error["type"], error["param"], error["code"]) == (
+                "invalid_request_error", field, "unknown_parameter")
+            assert repr(field) in error["message"]
+        assert c.post("/chat/completions", json=chat(kept)).headers["x-reprise-cache"] == "hit"  # nothing flushed
+
+
 def test_disk_backend_lists_entries_and_answers_ping(make_gateway: Callable[..., GatewayProcess],
                                                      tmp_path: object) -> None:
     gw = make_gateway(cache_params={"type": "disk", "disk_cache_dir": f"{tmp_path}/disk", "ttl": 60})

@@ -131,3 +131,21 @@ def test_one_tenants_flood_does_not_evict_another_tenants_entries(
                                              "dimensions": 256}).headers["x-reprise-cache"] for _ in range(2)]
     assert flood == ["miss", "hit"]  # tenant B is still served from its own share
     assert [ask(gw, KEY_A, body).headers["x-reprise-cache"] for body in bodies] == ["hit"] * 20
+
+
+def test_key_admin_bodies_refuse_unknown_fields(tenants: GatewayProcess) -> None:
+    """Found from outside: an unknown field was ignored, so ``{"key": "sk-..."}`` (for ``keys``) revoked
+    nothing and said so with a 200, and a misspelt cache default made a key without it."""
+    created = httpx.post(tenants.url + "/key/generate", json={"tenant": "team-e"}, headers=AUTH).json()["key"]
+    for path, body, field in [
+        ("/key/delete", {"key": created}, "key"),
+        ("/key/delete", {"keys": [created], "force": True}, "force"),
+        ("/key/generate", {"tenant": "team-f", "max_budget": 10}, "max_budget"),
+        ("/key/generate", {"tenant": "team-f", "cache": {"mdoe": "default_off"}}, "cache.mdoe"),
+    ]:
+        r = httpx.post(tenants.url + path, json=body, headers=AUTH)
+        assert r.status_code == 400, (path, r.text)
+        error = r.json()["error"]
+        assert (error["type"], error["param"], error["code"]) == ("invalid_request_error", field, "unknown_parameter")
+    assert ask(tenants, created, chat(unique())).status_code == 200  # not revoked
+    assert "team-f" not in {k["tenant"] for k in httpx.get(tenants.url + "/key/list", headers=AUTH).json()["keys"]}

@@ -147,3 +147,16 @@ def _refuse_wide_integers(raw: bytes) -> None:
 
 def _too_deep() -> RequestError:
     return RequestError(f"the request body nests deeper than {MAX_DEPTH} levels")
+
+
+def refuse_unknown_fields(body: dict[str, Any], accepted: frozenset[str], prefix: str = "") -> None:
+    """400 naming the first field of ``body`` not in ``accepted`` (``param`` ``prefix + name``).
+
+    For the admin API's bodies, where an ignored field changes what happens: a misspelt
+    ``namespace`` in ``/cache/flushall`` flushed every tenant's entries. (The OpenAI API's
+    bodies are passed through to the provider, which judges them.) ``code`` is OpenAI's
+    ``unknown_parameter``."""
+    for name in body:
+        if name not in accepted:
+            raise RequestError(f"unknown field {prefix + name!r}; accepted: {', '.join(sorted(accepted))}",
+                               param=prefix + name, code="unknown_parameter")

@@ -20,6 +20,7 @@ from urllib.parse import parse_qs
 import orjson
 
 from reprise.cache import AsyncCache
+from reprise.core.body import refuse_unknown_fields
 from reprise.errors import CacheNotConfigured, NotFoundError, RequestError
 from reprise.observability import inventory
 from reprise.observability.metrics import CONTENT_TYPE
@@ -31,6 +32,8 @@ from reprise.server.http import JSON_TYPE, Scope, send_bytes
 from reprise.server.routes import Call, JsonReader
 
 ENTRY_PREFIX = "/cache/entries/"
+_DELETE_FIELDS = frozenset({"keys"})
+_FLUSH_FIELDS = frozenset({"namespace"})
 _NO_STORE = (b"cache-control", b"no-store")
 
 
@@ -80,7 +83,7 @@ class CacheAdmin:
 
     async def delete(self, call: Call) -> None:
         self.observer.settle()
-        keys = (await self._body(call)).get("keys")
+        keys = (await self._body(call, _DELETE_FIELDS)).get("keys")
         if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
             raise RequestError("'keys' must be a list of cache keys", param="keys")
         deleted = await inventory.delete_keys(self._cache().backend, keys)
@@ -90,7 +93,7 @@ class CacheAdmin:
 
     async def flushall(self, call: Call) -> None:
         self.observer.settle()
-        given = (await self._body(call)).get("namespace")
+        given = (await self._body(call, _FLUSH_FIELDS)).get("namespace")
         if given == "":  # found from outside: read as "none given", it flushed every tenant's entries
             raise RequestError("'namespace' must not be empty (omit it to flush the whole cache)", param="namespace")
         namespace = _namespace(given, "namespace")
@@ -108,13 +111,16 @@ class CacheAdmin:
             raise CacheNotConfigured()
         return self.gateway.cache
 
-    async def _body(self, call: Call) -> dict[str, Any]:
-        """LiteLLM's ``POST /cache/flushall`` takes no body; an empty one means ``{}``."""
+    async def _body(self, call: Call, accepted: frozenset[str]) -> dict[str, Any]:
+        """The JSON body, every field in ``accepted`` (else 400). LiteLLM's ``POST /cache/flushall``
+        takes no body; an empty one means ``{}``."""
         headers = dict(call.scope["headers"])
         length = headers.get(b"content-length")
         if length in (None, b"0") and b"transfer-encoding" not in headers:
             return {}
-        return await self.read_json(call.scope, call.receive)
+        body = await self.read_json(call.scope, call.receive)
+        refuse_unknown_fields(body, accepted)
+        return body
 
 
 async def _answer(call: Call, result: dict[str, Any]) -> None:

@@ -12,12 +12,17 @@ from typing import Any
 
 import orjson
 
-from reprise.config.tenancy import _check_tenant
+from reprise.config.tenancy import KeyCacheDefaults, _check_tenant
+from reprise.core.body import refuse_unknown_fields
 from reprise.errors import RequestError
 from reprise.server.auth import digest
 from reprise.server.gateway import Gateway
 from reprise.server.http import JSON_TYPE, send_bytes
 from reprise.server.routes import Call, JsonReader
+
+_GENERATE_FIELDS = frozenset({"tenant", "team_id", "cache"})
+_CACHE_FIELDS = frozenset(KeyCacheDefaults.model_fields)
+_DELETE_FIELDS = frozenset({"keys", "key_sha256"})
 
 
 class KeysAdmin:
@@ -29,9 +34,12 @@ class KeysAdmin:
 
     async def generate_key(self, call: Call) -> None:
         body = await self.read_json(call.scope, call.receive)
+        refuse_unknown_fields(body, _GENERATE_FIELDS)
         cache = body.get("cache")
         if cache is not None and not isinstance(cache, dict):
             raise RequestError("'cache' must be an object", param="cache")
+        if cache:  # the config's key settings accept undeclared keys; a request's must not
+            refuse_unknown_fields(cache, _CACHE_FIELDS, "cache.")
         try:
             key, key_digest = await self.gateway.keys.generate(_tenant(body), cache)
         except ValueError as exc:  # pydantic validation of the cache defaults
@@ -40,6 +48,7 @@ class KeysAdmin:
 
     async def delete_keys(self, call: Call) -> None:
         body = await self.read_json(call.scope, call.receive)
+        refuse_unknown_fields(body, _DELETE_FIELDS)
         keys = body.get("keys", [])
         hashes = body.get("key_sha256", [])
         if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):

@@ -433,12 +433,20 @@ _ADMIN_ERRORS = {**_AUTH_ERRORS, "403": _error("A virtual key, not the master ke
 
 def _key_operations() -> dict[str, Schema]:
     key_id = {"type": "string", "pattern": "^[0-9a-f]{12}$"}
+    # any other field is a 400 (unknown_parameter), in ``cache`` too: hence no additional properties
     generate_body = {
         "type": "object",
+        "additionalProperties": False,
         "properties": {
             "tenant": {"type": "string", "description": "The tenant (partition) of the new key"},
             "team_id": {"type": "string", "description": "LiteLLM's name for `tenant`"},
-            "cache": {"type": "object", "description": "The key's cache defaults: mode, ttl, namespace"},
+            "cache": {
+                "type": "object",
+                "additionalProperties": False,
+                "description": "The key's cache defaults: mode, ttl, namespace",
+                "properties": {"mode": {"enum": ["default_on", "default_off"]}, "ttl": _NUMBER,
+                               "namespace": {"type": "string"}},
+            },
         },
     }
     generated = {
@@ -448,6 +456,7 @@ def _key_operations() -> dict[str, Schema]:
     }
     delete_body = {
         "type": "object",
+        "additionalProperties": False,
         "properties": {
             "keys": {"type": "array", "items": {"type": "string"}},
             "key_sha256": {"type": "array", "items": {"type": "string"}},
