@@ -111,6 +111,9 @@ def test_read_pairs_names_the_bad_line(tmp_path: Path) -> None:
         read_pairs(path)
     path.write_text('{"a": "x", "b": "y", "same": false}\n')
     assert read_pairs(path) == [LabelledPair("x", "y", False)]
+    path.write_text('{"a": "x", "b": "y", "same": "false"}\n')  # was read as True (a truthy string)
+    with pytest.raises(ValueError, match=r"p.jsonl:1: 'same' must be true or false"):
+        read_pairs(path)
 
 
 def test_an_explicit_threshold_over_the_budget_is_named_at_start_up() -> None:

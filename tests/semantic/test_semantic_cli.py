@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from reprise.config import load_config
 from tests.support.requires import require
 
@@ -76,7 +78,8 @@ def test_calibrate_writes_the_threshold_into_the_config_and_keeps_the_rest(tmp_p
     assert f"threshold {threshold:.3f}" in evaluated.stdout.splitlines()[0]
     # a second calibration replaces the line rather than adding one
     pairs.write_text(json.dumps({"a": "How do I reset my password?", "b": "how do i reset my password",
-                                 "same": False}) + "\n")  # labelled different on purpose: the user's pairs rule
+                                 "same": False}) + "\n"  # labelled different on purpose: the user's pairs rule
+                     + json.dumps(PAIRS[1]) + "\n")  # and one duplicate: calibrate needs one of each
     again = semantic("calibrate", "--config", str(config), "--pairs", str(pairs), "--max-wrong-rate", "0.01")
     assert again.returncode == 0, again.stderr
     assert config.read_text().count("similarity_threshold:") == 1
@@ -101,3 +104,52 @@ def test_calibrate_refuses_to_rewrite_a_flow_style_mapping(tmp_path: Path) -> No
     run = semantic("calibrate", "--config", str(config), "--pairs", str(pairs))
     assert run.returncode == 2 and "add similarity_threshold by hand" in run.stderr
     assert config.read_text() == text
+
+
+# --- a pairs file read loosely (found from outside) ---------------------------------------------------
+# ``"same": "false"`` was read as true (a non-empty string), ``"a": null`` as the text "None", a file
+# without non-duplicates still calibrated, and a malformed line ended in a traceback.
+
+@pytest.mark.parametrize(("line", "says"), [
+    ('{"a": "x", "b": "y", "same": "false"}', "'same' must be true or false (a JSON boolean), got \"false\""),
+    ('{"a": "x", "b": "y", "same": 0}', "'same' must be true or false"),
+    ('{"a": null, "b": "y", "same": true}', "'a' must be a non-empty string, got null"),
+    ('{"a": "x", "b": "", "same": true}', "'b' must be a non-empty string"),
+    ('{"a": "x", "same": true}', "'b' must be a non-empty string, got nothing"),
+    ('{"a": "x", "b": "y", "same": true', "not JSON"),
+    ('["x", "y", true]', "expected an object"),
+])
+@pytest.mark.parametrize("command", ["eval", "calibrate"])
+def test_a_bad_pair_line_is_a_usage_error_naming_the_file_and_line(tmp_path: Path, command: str,
+                                                                    line: str, says: str) -> None:
+    config, pairs = setup(tmp_path)
+    before = config.read_text()
+    pairs.write_text(json.dumps(PAIRS[0]) + "\n\n" + line + "\n" + json.dumps(PAIRS[2]) + "\n")
+    run = semantic(command, "--config", str(config), "--pairs", str(pairs))
+    assert run.returncode == 2, (run.stdout, run.stderr)
+    assert f"{pairs}:3: " in run.stderr and says in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr and config.read_text() == before
+
+
+@pytest.mark.parametrize(("labels", "found"), [
+    ((True, True), "found 2 with true and 0 with false"),
+    ((False,), "found 0 with true and 1 with false"),
+    ((), "found 0 with true and 0 with false"),
+])
+@pytest.mark.parametrize("command", ["eval", "calibrate"])
+def test_pairs_of_one_label_only_are_refused(tmp_path: Path, command: str, labels: tuple[bool, ...],
+                                             found: str) -> None:
+    config, pairs = setup(tmp_path)
+    before = config.read_text()
+    pairs.write_text("".join(json.dumps({**PAIRS[i], "same": same}) + "\n" for i, same in enumerate(labels)))
+    run = semantic(command, "--config", str(config), "--pairs", str(pairs))
+    assert run.returncode == 2, (run.stdout, run.stderr)
+    assert str(pairs) in run.stderr and 'at least one pair with "same": true and one with' in run.stderr
+    assert found in run.stderr and "Traceback" not in run.stderr and config.read_text() == before
+
+
+def test_a_missing_pairs_file_is_a_usage_error(tmp_path: Path) -> None:
+    config, _ = setup(tmp_path)
+    run = semantic("eval", "--config", str(config), "--pairs", str(tmp_path / "nowhere.jsonl"))
+    assert run.returncode == 2 and "nowhere.jsonl: cannot read the pairs file" in run.stderr
+    assert "Traceback" not in run.stderr

@@ -4,7 +4,8 @@
 guards, verifier), the share of duplicate pairs served and of non-duplicate pairs answered
 wrongly, each with a 95% Wilson interval, and the lowest threshold whose wrong rate on
 *your* pairs is within ``--max-wrong-rate``. ``calibrate`` writes that threshold into the
-config as ``similarity_threshold``. Pairs are JSON lines ``{"a": ..., "b": ..., "same": bool}``.
+config as ``similarity_threshold``. Pairs are JSON lines ``{"a": ..., "b": ..., "same": bool}``,
+at least one of each label; a line that is not exactly that shape is exit 2 naming it.
 Embedded models only: a ``model_list`` embedding model would be called over the network.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,10 +43,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def run(args: argparse.Namespace) -> int:
     from reprise.semantic.calibration import curve_from_decisions
-    from reprise.semantic.evaluate import pair_decisions, per_scope, read_pairs
+    from reprise.semantic.evaluate import PairsFileError, pair_decisions, per_scope, read_pairs, require_both_kinds
 
     params = _semantic_params(args.config)
-    pairs = read_pairs(args.pairs)
+    try:
+        pairs = read_pairs(args.pairs)
+        require_both_kinds(pairs, args.pairs)
+    except PairsFileError as exc:  # a usage error, as argparse's: exit 2, no traceback
+        print(f"reprise: {exc}", file=sys.stderr)
+        return 2
     budget = params.semantic_max_wrong_rate if args.max_wrong_rate is None else args.max_wrong_rate
     matcher = _matcher(params)
     decisions = pair_decisions(matcher, pairs)

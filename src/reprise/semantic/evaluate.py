@@ -42,18 +42,59 @@ class LabelledPair:
     same: bool
 
 
+class PairsFileError(ValueError):
+    """A labelled-pairs file that cannot be used; the message names the file (and line)."""
+
+
+PAIR_SHAPE = '{"a": "<text>", "b": "<text>", "same": true|false}'
+
+
 def read_pairs(path: str | Path) -> list[LabelledPair]:
-    """``{"a": ..., "b": ..., "same": true|false}`` per line (blank lines skipped)."""
+    """``{"a": ..., "b": ..., "same": true|false}`` per line (blank lines skipped).
+
+    Strict, since a wrong label moves the threshold silently: ``same`` must be a JSON
+    boolean (``"false"`` is a string, not false), ``a`` and ``b`` non-empty strings
+    (``null`` is not the text "None"). :class:`PairsFileError` names the file and line."""
+    try:
+        text = Path(path).read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PairsFileError(f"{path}: cannot read the pairs file ({exc})") from None
     pairs = []
-    for number, line in enumerate(Path(path).read_text("utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-            pairs.append(LabelledPair(str(item["a"]), str(item["b"]), bool(item["same"])))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"{path}:{number}: expected {{\"a\": ..., \"b\": ..., \"same\": bool}} ({exc})") from exc
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            pairs.append(_pair(line, f"{path}:{number}"))
     return pairs
+
+
+def _pair(line: str, where: str) -> LabelledPair:
+    try:
+        item = json.loads(line)
+    except ValueError as exc:
+        raise PairsFileError(f"{where}: not JSON ({exc}); expected {PAIR_SHAPE}") from None
+    if not isinstance(item, dict):
+        raise PairsFileError(f"{where}: expected an object {PAIR_SHAPE}, got {type(item).__name__}")
+    for name in ("a", "b"):
+        value = item.get(name)
+        if not isinstance(value, str) or not value.strip():
+            raise PairsFileError(f"{where}: {name!r} must be a non-empty string, got {_shown(item, name)}")
+    same = item.get("same")
+    if not isinstance(same, bool):
+        raise PairsFileError(f"{where}: 'same' must be true or false (a JSON boolean), got {_shown(item, 'same')}")
+    return LabelledPair(item["a"], item["b"], same)
+
+
+def _shown(item: dict[str, object], name: str) -> str:
+    return json.dumps(item[name], ensure_ascii=False)[:40] if name in item else "nothing"
+
+
+def require_both_kinds(pairs: Sequence[LabelledPair], path: str | Path) -> None:
+    """PairsFileError unless ``pairs`` hold a duplicate and a non-duplicate: a threshold for a
+    wrong-answer rate is measured on non-duplicates, what it serves on duplicates."""
+    duplicates = sum(pair.same for pair in pairs)
+    others = len(pairs) - duplicates
+    if not duplicates or not others:
+        raise PairsFileError(f"{path}: needs at least one pair with \"same\": true and one with \"same\": false "
+                             f"to set a threshold; found {duplicates} with true and {others} with false")
 
 
 class MemoEmbedder:
