@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,10 +15,16 @@ from tests.support.requires import require
 require("qdrant_client", reason="pip install 'reprise[qdrant]'")
 
 from reprise.backends.base import Backend  # noqa: E402
-from reprise.backends.qdrant import QdrantExactStore, QdrantSemanticBackend  # noqa: E402
+from reprise.backends.qdrant import QdrantExactStore, QdrantSemanticBackend, QdrantVectorStore  # noqa: E402
 from reprise.backends.vector import VectorRecord, VectorStore  # noqa: E402
+from reprise.cache import AsyncCache  # noqa: E402
 from reprise.config.models import QdrantSemanticCacheParams  # noqa: E402
+from reprise.core.policy import CachePolicy  # noqa: E402
 from reprise.errors import BackendError  # noqa: E402
+from reprise.semantic.cache import SemanticCache  # noqa: E402
+from reprise.semantic.matcher import Matcher  # noqa: E402
+from reprise.semantic.settings import NO_GUARDS, SemanticSettings  # noqa: E402
+from tests.semantic.test_semantic_cache import WordsEmbedder, lookup, plan, store_answer  # noqa: E402
 
 
 def unit(*values: float) -> np.ndarray:
@@ -70,3 +78,76 @@ async def test_server_down_is_a_backend_error() -> None:
     with pytest.raises(BackendError):
         await exact.get("k")
     await exact.aclose()
+
+
+@pytest.fixture()
+async def qdrant(tmp_path: Path) -> AsyncIterator[tuple[QdrantSemanticCacheParams, QdrantExactStore]]:
+    """The exact half (its connection shared by any vector half made from it), closed even on failure."""
+    params = QdrantSemanticCacheParams(type="qdrant-semantic", qdrant_path=str(tmp_path / "q"))
+    exact = QdrantSemanticBackend.from_params(params)
+    assert isinstance(exact, QdrantExactStore)
+    yield params, exact
+    await exact.aclose()
+
+
+async def points(store: QdrantExactStore, collection: str) -> int:
+    client = store.connection._client
+    assert client is not None
+    return (await client.count(collection, exact=True)).count
+
+
+async def test_expired_near_repeats_never_hide_a_live_answer_and_are_swept(
+        qdrant: tuple[QdrantSemanticCacheParams, QdrantExactStore]) -> None:
+    """Found from outside: expired points stayed, so k expired near-repeats nearer than a live
+    answer took every top-k slot (a miss), and both collections grew without bound."""
+    params, exact = qdrant
+    connection = exact.connection
+    connection.sweep_interval = 1e9  # only the first write sweeps (nothing then): the filter alone is tested
+    vectors = QdrantSemanticBackend.vector_store(params, WordsEmbedder.dim, exact)
+    cache = AsyncCache(exact, CachePolicy())
+    matcher = Matcher(WordsEmbedder(), SemanticSettings(threshold=0.8, verify_below=0.0, guards=NO_GUARDS))
+    semantic = SemanticCache(matcher, vectors)
+    planted = matcher.settings.k + 2
+    for n in range(planted):  # digits are invisible to WordsEmbedder: each scores 1.0 against the query
+        await store_answer(cache, semantic, f"tell me about order {n}", plan(ttl=0.2))
+    await asyncio.sleep(0.4)
+    live = await store_answer(cache, semantic, "tell me about the order 99", plan())  # cosine 0.89
+
+    entry, request = await lookup(cache, semantic, "tell me about order 7", plan())
+    assert entry is not None and request.match is not None and request.match.key == live
+    assert 0.85 < request.match.score < 0.95
+    assert await points(exact, connection.collection) == planted + 1  # not swept yet: filtered out
+
+    assert await connection.sweep(time.time()) == 2 * planted  # vectors and answers
+    assert await points(exact, connection.collection) == 1
+    assert await points(exact, connection.exact_collection) == 1
+    assert connection.sweep_stats.removed == 2 * planted and connection.sweep_stats.failures == 0
+    entry, _ = await lookup(cache, semantic, "tell me about order 7", plan())
+    assert entry is not None
+
+
+async def test_sweeps_run_from_writes_on_a_schedule_and_fail_open(
+        qdrant: tuple[QdrantSemanticCacheParams, QdrantExactStore]) -> None:
+    params, exact = qdrant
+    connection = exact.connection
+    connection.sweep_every, connection.sweep_interval = 3, 1e9
+    vectors = QdrantSemanticBackend.vector_store(params, 4, exact)
+    assert isinstance(vectors, QdrantVectorStore)
+    past = time.time() - 1
+    await vectors.upsert(VectorRecord("s", "new", "new", unit(1, 0)))  # 1st write of a process: sweeps
+    assert connection.sweep_stats.sweeps == 1
+    await vectors.upsert(VectorRecord("s", "gone", "gone", unit(1, 0), past))  # writes 2 and 3: no sweep
+    await exact.set("a", b"a", -1.0)
+    assert connection.sweep_stats.sweeps == 1 and await points(exact, connection.collection) == 2
+    assert [h.key for h in await vectors.search("s", unit(1, 0), k=4, threshold=0.5)] == ["new"]
+    await exact.set("b", b"b", None)  # the 3rd write since the last sweep: sweeps both collections
+    assert connection.sweep_stats.sweeps == 2 and connection.sweep_stats.removed == 2
+    assert await points(exact, connection.collection) == 1
+    assert [k async for k in exact.keys()] == ["b"]
+
+    client = connection._client
+    assert client is not None
+    await client.delete_collection(connection.collection)  # a fault under the sweep
+    connection.sweep_every = 1
+    await exact.set("c", b"c", None)  # the write succeeds; the sweep's failure is counted, not raised
+    assert connection.sweep_stats.failures == 1 and await exact.get("c") == b"c"

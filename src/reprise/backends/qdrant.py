@@ -5,10 +5,22 @@ One client (a Qdrant server at ``qdrant_api_base``, or embedded with ``qdrant_pa
 
 * ``{qdrant_collection_name}``: one point per remembered prompt; payload ``scope``
   (keyword-indexed, the hard filter of every search), ``key`` (the exact key of the
-  answer) and ``prompt``; cosine distance, optional quantization.
+  answer), ``prompt`` and ``expires_at`` (epoch seconds; absent: no expiry); cosine
+  distance, optional quantization.
 * ``{qdrant_collection_name}_exact``: the exact entries (the answer bytes), one point
   per key with a 1-dimensional placeholder vector, so a Qdrant deployment needs no
-  other store. Expiry is decided by the core from the entry bytes.
+  other store; ``expires_at`` as above, from the write's ``ttl``. Freshness is still
+  decided by the core from the entry bytes.
+
+Expiry (found from outside: expired points were never removed, so expired near-repeats
+took the ``k`` slots of a search and hid a live answer, and both collections grew without
+bound). A search filters out points whose ``expires_at`` has passed inside Qdrant
+(``must_not`` a range on the payload), so an expired point never takes a top-``k`` slot.
+Expired points of both collections are deleted by a sweep (a count, then a delete by the
+same filter when it found any), run from a write at most once per :data:`SWEEP_EVERY`
+writes or :data:`SWEEP_INTERVAL` seconds, whichever comes first, one at a time: no
+background task. A failed sweep is logged and counted (:class:`SweepStats`), never
+raised: the write that ran it has succeeded.
 
 Point ids are uuid5 of the key (and scope), so writes are idempotent. Every SDK or
 transport failure becomes :class:`BackendUnavailable`; the drivers fail open.
@@ -18,8 +30,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from qdrant_client import AsyncQdrantClient, models
@@ -31,6 +46,15 @@ from reprise.errors import BackendUnavailable
 
 if TYPE_CHECKING:
     from reprise.config.models import QdrantSemanticCacheParams
+
+log = logging.getLogger(__name__)
+
+SWEEP_EVERY = 256
+"""Writes (answers and vectors together) after which expired points are swept."""
+SWEEP_INTERVAL = 60.0
+"""Seconds after which the next write sweeps, however few writes there were."""
+EXPIRES = "expires_at"
+"""The payload field holding a point's expiry (epoch seconds), in both collections."""
 
 _NS = uuid.UUID("6f1c6c52-8a57-4d38-9d5c-2f0b9b1f4a61")
 Quantization = models.ScalarQuantization | models.ProductQuantization | models.BinaryQuantization
@@ -46,6 +70,21 @@ def point_id(*parts: str) -> str:
     return str(uuid.uuid5(_NS, "\0".join(parts)))
 
 
+def expired(now: float) -> models.FieldCondition:
+    """The condition of a point expired at ``now`` (a point without ``expires_at`` never is)."""
+    return models.FieldCondition(key=EXPIRES, range=models.Range(lte=now))
+
+
+@dataclass(slots=True)
+class SweepStats:
+    """What the expiry sweeps did in this process (the sweeps' only record besides the log)."""
+
+    sweeps: int = 0
+    removed: int = 0
+    """Expired points deleted, both collections (as counted just before the delete)."""
+    failures: int = 0
+
+
 class QdrantConnection:
     """The shared client, created on first use; collections created if missing."""
 
@@ -56,6 +95,12 @@ class QdrantConnection:
         self._client: AsyncQdrantClient | None = None
         self._ready: set[str] = set()
         self._lock = asyncio.Lock()
+        self.sweep_every = SWEEP_EVERY
+        self.sweep_interval = SWEEP_INTERVAL
+        self.sweep_stats = SweepStats()
+        self._writes = 0
+        self._sweep_after = 0.0  # monotonic: the first write of a process sweeps what others left
+        self._sweeping = False
 
     def _make_client(self) -> AsyncQdrantClient:
         p = self.params
@@ -75,6 +120,8 @@ class QdrantConnection:
                     self._client = self._make_client()
                 if not await self._client.collection_exists(collection):
                     await self._create(self._client, collection, dim)
+                elif self.params.qdrant_api_base:
+                    await self._index_expiry(self._client, collection)
             except Exception as exc:  # the SDK raises many types (httpx, grpc, its own)
                 raise BackendUnavailable(f"qdrant: {exc}") from exc
             self._ready.add(collection)
@@ -89,9 +136,57 @@ class QdrantConnection:
             vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
             quantization_config=quantization,
         )
-        if self.params.qdrant_api_base:  # a server indexes the filter field; local mode cannot
+        if self.params.qdrant_api_base:  # a server indexes the filter fields; local mode cannot
             field = "scope" if collection == self.collection else "ns"
             await client.create_payload_index(collection, field, models.PayloadSchemaType.KEYWORD)
+            await client.create_payload_index(collection, EXPIRES, models.PayloadSchemaType.FLOAT)
+
+    async def _index_expiry(self, client: AsyncQdrantClient, collection: str) -> None:
+        """Index ``expires_at`` in a collection made before it was written (idempotent on a server).
+        Without the index the expiry filter still works, scanning the payloads: so only logged."""
+        try:
+            await client.create_payload_index(collection, EXPIRES, models.PayloadSchemaType.FLOAT)
+        except Exception as exc:  # the SDK raises many types (httpx, grpc, its own)
+            log.warning("qdrant: could not index %r of %r (expiry filters scan instead): %s",
+                        EXPIRES, collection, exc)
+
+    async def wrote(self) -> None:
+        """Count one write; sweep expired points when due. Never raises (see :meth:`sweep`)."""
+        self._writes += 1
+        if self._sweeping or (self._writes < self.sweep_every and time.monotonic() < self._sweep_after):
+            return
+        self._writes = 0
+        self._sweep_after = time.monotonic() + self.sweep_interval
+        self._sweeping = True
+        try:
+            await self.sweep(time.time())
+        finally:
+            self._sweeping = False
+
+    async def sweep(self, now: float) -> int:
+        """Delete the points of both collections expired at ``now``; the number deleted.
+
+        Fails open: a Qdrant fault is logged and counted in :attr:`sweep_stats`, and 0 returned;
+        the points stay until the next sweep, and searches skip them meanwhile."""
+        client = self._client
+        if client is None:
+            return 0
+        self.sweep_stats.sweeps += 1
+        selector = models.Filter(must=[expired(now)])
+        removed = 0
+        for collection in sorted(self._ready):
+            try:
+                found = (await client.count(collection, count_filter=selector, exact=True)).count
+                if found:  # a delete is a write to Qdrant's log even when nothing matches
+                    await client.delete(collection, models.FilterSelector(filter=selector))
+            except Exception as exc:  # the SDK raises many types (httpx, grpc, its own)
+                self.sweep_stats.failures += 1
+                log.warning("qdrant: expiry sweep of %r failed (expired points stay until the next "
+                            "sweep; searches skip them): %s", collection, exc)
+                continue
+            removed += found
+        self.sweep_stats.removed += removed
+        return removed
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
@@ -126,12 +221,16 @@ class QdrantExactStore:
 
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
         client = await self._client()
-        payload = {"key": key, "ns": namespace_of(key) or "", "value": base64.b64encode(value).decode()}
+        payload: dict[str, Any] = {"key": key, "ns": namespace_of(key) or "",
+                                   "value": base64.b64encode(value).decode()}
+        if ttl is not None:
+            payload[EXPIRES] = time.time() + ttl
         point = models.PointStruct(id=point_id(key), vector=[1.0], payload=payload)
         try:
             await client.upsert(self.connection.exact_collection, [point])
         except Exception as exc:
             raise BackendUnavailable(f"qdrant: {exc}") from exc
+        await self.connection.wrote()
 
     async def delete(self, key: str) -> bool:
         existed = await self.get(key) is not None
@@ -181,7 +280,8 @@ class QdrantVectorStore:
 
     async def search(self, scope: str, vector: Vector, k: int, threshold: float) -> list[VectorHit]:
         client = await self.connection.client(self.connection.collection, self.dim)
-        flt = models.Filter(must=[models.FieldCondition(key="scope", match=models.MatchValue(value=scope))])
+        flt = models.Filter(must=[models.FieldCondition(key="scope", match=models.MatchValue(value=scope))],
+                            must_not=[expired(time.time())])
         try:
             found = await client.query_points(self.connection.collection, vector.tolist(), query_filter=flt,
                                               limit=k, score_threshold=threshold, with_payload=True)
@@ -192,13 +292,16 @@ class QdrantVectorStore:
 
     async def upsert(self, record: VectorRecord) -> None:
         client = await self.connection.client(self.connection.collection, self.dim)
-        payload = {"scope": record.scope, "key": record.key, "prompt": record.prompt}
+        payload: dict[str, Any] = {"scope": record.scope, "key": record.key, "prompt": record.prompt}
+        if record.expires_at is not None:
+            payload[EXPIRES] = record.expires_at
         point = models.PointStruct(id=point_id(record.scope, record.key), vector=record.vector.tolist(),
                                    payload=payload)
         try:
             await client.upsert(self.connection.collection, [point])
         except Exception as exc:
             raise BackendUnavailable(f"qdrant: {exc}") from exc
+        await self.connection.wrote()
 
     async def delete(self, scope: str, key: str) -> bool:
         client = await self.connection.client(self.connection.collection, self.dim)
