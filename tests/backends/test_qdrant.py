@@ -153,3 +153,24 @@ async def test_sweeps_run_from_writes_on_a_schedule_and_fail_open(
     connection.sweep_every = 1
     await exact.set("c", b"c", None)  # the write succeeds; the sweep's failure is counted, not raised
     assert connection.sweep_stats.failures == 1 and await exact.get("c") == b"c"
+
+
+async def test_collections_are_bounded_oldest_writes_first(tmp_path: Path) -> None:
+    """Points without a ttl used to stay forever: ``max_vectors`` bounds each collection."""
+    params = QdrantSemanticCacheParams(type="qdrant-semantic", qdrant_path=str(tmp_path / "q"), max_vectors=4)
+    exact = QdrantSemanticBackend.from_params(params)
+    assert isinstance(exact, QdrantExactStore)
+    connection = exact.connection
+    connection.sweep_every, connection.sweep_interval, connection.sweep_batch = 1, 1e9, 1
+    vectors = QdrantSemanticBackend.vector_store(params, 4, exact)
+    try:
+        for n in range(7):
+            await exact.set(f"k{n}", b"v", None)
+            await vectors.upsert(VectorRecord("s", f"k{n}", "p", unit(1, n)))
+        assert sorted([k async for k in exact.keys()]) == ["k3", "k4", "k5", "k6"]
+        hits = await vectors.search("s", unit(1, 1), k=10, threshold=0.0)
+        assert sorted(h.key for h in hits) == ["k3", "k4", "k5", "k6"]
+        assert connection.sweep_stats.evicted == 6 and connection.sweep_stats.failures == 0
+    finally:
+        await vectors.aclose()
+        await exact.aclose()

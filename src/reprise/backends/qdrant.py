@@ -61,6 +61,8 @@ writes add, so a backlog drains, in small steps (qdrant-client's local mode with
 on an idle machine, 3-5 s on a loaded one)."""
 EXPIRES = "expires_at"
 """The payload field holding a point's expiry (epoch seconds), in both collections."""
+WRITTEN = "written_at"
+"""The payload field holding when a point was last written (epoch seconds): eviction order."""
 
 _NS = uuid.UUID("6f1c6c52-8a57-4d38-9d5c-2f0b9b1f4a61")
 Quantization = models.ScalarQuantization | models.ProductQuantization | models.BinaryQuantization
@@ -89,6 +91,8 @@ class SweepStats:
     removed: int = 0
     """Expired points deleted, both collections."""
     failures: int = 0
+    evicted: int = 0
+    """Points deleted, oldest writes first, to keep a collection within ``max_vectors``."""
 
 
 class QdrantConnection:
@@ -104,6 +108,8 @@ class QdrantConnection:
         self.sweep_every = SWEEP_EVERY
         self.sweep_interval = SWEEP_INTERVAL
         self.sweep_batch = SWEEP_BATCH
+        self.max_points: int = params.max_vectors
+        self._evicting: set[str] = set()
         self.sweep_stats = SweepStats()
         self._writes = 0
         self._sweep_after = 0.0  # monotonic: the first write of a process sweeps what others left
@@ -128,7 +134,7 @@ class QdrantConnection:
                 if not await self._client.collection_exists(collection):
                     await self._create(self._client, collection, dim)
                 elif self.params.qdrant_api_base:
-                    await self._index_expiry(self._client, collection)
+                    await self._index_upkeep(self._client, collection)
             except Exception as exc:  # the SDK raises many types (httpx, grpc, its own)
                 raise BackendUnavailable(f"qdrant: {exc}") from exc
             self._ready.add(collection)
@@ -146,16 +152,17 @@ class QdrantConnection:
         if self.params.qdrant_api_base:  # a server indexes the filter fields; local mode cannot
             field = "scope" if collection == self.collection else "ns"
             await client.create_payload_index(collection, field, models.PayloadSchemaType.KEYWORD)
-            await client.create_payload_index(collection, EXPIRES, models.PayloadSchemaType.FLOAT)
+            await self._index_upkeep(client, collection)
 
-    async def _index_expiry(self, client: AsyncQdrantClient, collection: str) -> None:
-        """Index ``expires_at`` in a collection made before it was written (idempotent on a server).
-        Without the index the expiry filter still works, scanning the payloads: so only logged."""
-        try:
-            await client.create_payload_index(collection, EXPIRES, models.PayloadSchemaType.FLOAT)
-        except Exception as exc:  # the SDK raises many types (httpx, grpc, its own)
-            log.warning("qdrant: could not index %r of %r (expiry filters scan instead): %s",
-                        EXPIRES, collection, exc)
+    async def _index_upkeep(self, client: AsyncQdrantClient, collection: str) -> None:
+        """Index ``expires_at`` and ``written_at`` (also in a collection made before they were
+        written; idempotent on a server). Without them the expiry filter scans the payloads and
+        eviction (``order_by``) fails: counted as a failed sweep, so only logged here."""
+        for field in (EXPIRES, WRITTEN):
+            try:
+                await client.create_payload_index(collection, field, models.PayloadSchemaType.FLOAT)
+            except Exception as exc:  # the SDK raises many types (httpx, grpc, its own)
+                log.warning("qdrant: could not index %r of %r: %s", field, collection, exc)
 
     async def wrote(self) -> None:
         """Count one write; sweep expired points when due. Never raises (see :meth:`sweep`)."""
@@ -171,32 +178,58 @@ class QdrantConnection:
             self._sweeping = False
 
     async def sweep(self, now: float) -> int:
-        """Delete up to ``sweep_batch`` (:data:`SWEEP_BATCH`) points of each collection expired at ``now``; the number
-        deleted. Bounded so that one write never pays for a backlog (after a restart, say): a
-        sweep can remove twice what the writes between two sweeps add, so a backlog drains.
+        """Delete up to ``sweep_batch`` (:data:`SWEEP_BATCH`) points of each collection expired at
+        ``now``, then evict the oldest writes past ``max_points``; the number expired and deleted.
+        Bounded so that one write never pays for a backlog (after a restart, say): a sweep can
+        remove twice what the writes between two sweeps add, so a backlog drains.
 
         Fails open: a Qdrant fault is logged and counted in :attr:`sweep_stats`, and 0 returned;
-        the points stay until a later sweep, and searches skip them meanwhile."""
+        the points stay until a later sweep, and searches skip expired ones meanwhile."""
         client = self._client
         if client is None:
             return 0
         self.sweep_stats.sweeps += 1
-        selector = models.Filter(must=[expired(now)])
         removed = 0
         for collection in sorted(self._ready):
             try:
-                found, _ = await client.scroll(collection, selector, limit=self.sweep_batch,
-                                               with_payload=False, with_vectors=False)
-                if found:
-                    await client.delete(collection, models.PointIdsList(points=[p.id for p in found]))
+                removed += await self._expire(client, collection, now)
+                await self._bound(client, collection)
             except Exception as exc:  # the SDK raises many types (httpx, grpc, its own)
                 self.sweep_stats.failures += 1
                 log.warning("qdrant: expiry sweep of %r failed (expired points stay until a later "
                             "sweep; searches skip them): %s", collection, exc)
-                continue
-            removed += len(found)
-        self.sweep_stats.removed += removed
         return removed
+
+    async def _expire(self, client: AsyncQdrantClient, collection: str, now: float) -> int:
+        found, _ = await client.scroll(collection, models.Filter(must=[expired(now)]), limit=self.sweep_batch,
+                                       with_payload=False, with_vectors=False)
+        if found:
+            await client.delete(collection, models.PointIdsList(points=[p.id for p in found]))
+        self.sweep_stats.removed += len(found)
+        return len(found)
+
+    async def _bound(self, client: AsyncQdrantClient, collection: str) -> None:
+        """Evict the oldest writes past ``max_points``, at most twice ``sweep_batch`` a sweep;
+        points written before ``written_at`` was stored (older versions) go first."""
+        excess = (await client.count(collection, exact=False)).count - self.max_points
+        if excess <= 0:
+            self._evicting.discard(collection)
+            return
+        wanted = min(excess, 2 * self.sweep_batch)
+        unstamped = models.Filter(must=[models.IsEmptyCondition(is_empty=models.PayloadField(key=WRITTEN))])
+        found, _ = await client.scroll(collection, unstamped, limit=wanted, with_payload=False, with_vectors=False)
+        ids = [p.id for p in found]
+        if len(ids) < wanted:
+            oldest, _ = await client.scroll(collection, limit=wanted - len(ids), order_by=models.OrderBy(key=WRITTEN),
+                                            with_payload=False, with_vectors=False)
+            ids += [p.id for p in oldest]
+        if ids:
+            await client.delete(collection, models.PointIdsList(points=ids))
+        self.sweep_stats.evicted += len(ids)
+        if collection not in self._evicting:
+            self._evicting.add(collection)
+            log.warning("qdrant: %r holds more than max_vectors (%d) points: evicting the oldest writes "
+                        "(logged once until it is back under)", collection, self.max_points)
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
@@ -233,8 +266,10 @@ class QdrantExactStore:
         client = await self._client()
         payload: dict[str, Any] = {"key": key, "ns": namespace_of(key) or "",
                                    "value": base64.b64encode(value).decode()}
+        now = time.time()
+        payload[WRITTEN] = now
         if ttl is not None:
-            payload[EXPIRES] = time.time() + ttl
+            payload[EXPIRES] = now + ttl
         point = models.PointStruct(id=point_id(key), vector=[1.0], payload=payload)
         try:
             await client.upsert(self.connection.exact_collection, [point])
@@ -302,7 +337,8 @@ class QdrantVectorStore:
 
     async def upsert(self, record: VectorRecord) -> None:
         client = await self.connection.client(self.connection.collection, self.dim)
-        payload: dict[str, Any] = {"scope": record.scope, "key": record.key, "prompt": record.prompt}
+        payload: dict[str, Any] = {"scope": record.scope, "key": record.key, "prompt": record.prompt,
+                                   WRITTEN: time.time()}
         if record.expires_at is not None:
             payload[EXPIRES] = record.expires_at
         point = models.PointStruct(id=point_id(record.scope, record.key), vector=record.vector.tolist(),

@@ -404,6 +404,9 @@ class QdrantSemanticCacheParams(SemanticCacheParams):
     qdrant_collection_name: str = Field(default="litellm_semantic_cache", min_length=1)
     qdrant_quantization_config: Literal["binary", "scalar", "product"] | None = None
     qdrant_path: str | None = None
+    #: Reprise: points in each collection (prompts' vectors, answers) past which the oldest writes
+    #: are evicted, checked every 32 writes or 60 s (docs/semantic.md, "Qdrant layout and expiry").
+    max_vectors: int = Field(default=250_000, gt=0)
 
     @model_validator(mode="before")
     @classmethod
