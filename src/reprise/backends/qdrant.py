@@ -5,8 +5,8 @@ One client (a Qdrant server at ``qdrant_api_base``, or embedded with ``qdrant_pa
 
 * ``{qdrant_collection_name}``: one point per remembered prompt; payload ``scope``
   (keyword-indexed, the hard filter of every search), ``key`` (the exact key of the
-  answer), ``prompt`` and ``expires_at`` (epoch seconds; absent: no expiry); cosine
-  distance, optional quantization.
+  answer), ``prompt``, ``expires_at`` (epoch seconds; absent: no expiry) and
+  ``written_at``; cosine distance, optional quantization.
 * ``{qdrant_collection_name}_exact``: the exact entries (the answer bytes), one point
   per key with a 1-dimensional placeholder vector, so a Qdrant deployment needs no
   other store; ``expires_at`` as above, from the write's ``ttl``. Freshness is still
@@ -22,6 +22,10 @@ write once per :data:`SWEEP_EVERY` writes or :data:`SWEEP_INTERVAL` seconds, whi
 comes first, one at a time: no background task. A failed sweep is logged and counted
 (:class:`SweepStats`), never raised: the write that ran it has succeeded. Points written
 before ``expires_at`` was (older versions) have none: they never expire here.
+
+Bound: each point also carries ``written_at``; past ``max_vectors`` points in a collection
+the same sweep evicts the oldest writes (those without ``written_at`` first), at most twice
+:data:`SWEEP_BATCH` a sweep. No per-scope bound.
 
 Point ids are uuid5 of the key (and scope), so writes are idempotent. Every SDK or
 transport failure becomes :class:`BackendUnavailable`; the drivers fail open.
@@ -57,8 +61,8 @@ SWEEP_INTERVAL = 60.0
 SWEEP_BATCH = 32
 """Expired points a sweep deletes at most, per collection: twice what :data:`SWEEP_EVERY`
 writes add, so a backlog drains, in small steps (qdrant-client's local mode with a
-``qdrant_path`` commits each deletion on its own, blocking the event loop: 0.2 s for 256
-on an idle machine, 3-5 s on a loaded one)."""
+``qdrant_path`` commits each deletion on its own, blocking the event loop: 0.2 to 5.5 s
+for 256 on a loaded 2-core machine)."""
 EXPIRES = "expires_at"
 """The payload field holding a point's expiry (epoch seconds), in both collections."""
 WRITTEN = "written_at"
@@ -183,8 +187,8 @@ class QdrantConnection:
         Bounded so that one write never pays for a backlog (after a restart, say): a sweep can
         remove twice what the writes between two sweeps add, so a backlog drains.
 
-        Fails open: a Qdrant fault is logged and counted in :attr:`sweep_stats`, and 0 returned;
-        the points stay until a later sweep, and searches skip expired ones meanwhile."""
+        Fails open: a Qdrant fault is logged and counted in :attr:`sweep_stats`, never raised;
+        that collection's points stay until a later sweep, and searches skip expired ones."""
         client = self._client
         if client is None:
             return 0
