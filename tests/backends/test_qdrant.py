@@ -137,12 +137,14 @@ async def test_sweeps_run_from_writes_on_a_schedule_and_fail_open(
     assert isinstance(vectors, QdrantVectorStore)
     past = time.time() - 1
     await vectors.upsert(VectorRecord("s", "new", "new", unit(1, 0)))  # 1st write of a process: sweeps
+    await connection.settled()  # the write did not wait for it
     assert connection.sweep_stats.sweeps == 1
     await vectors.upsert(VectorRecord("s", "gone", "gone", unit(1, 0), past))  # writes 2 and 3: no sweep
     await exact.set("a", b"a", -1.0)
     assert connection.sweep_stats.sweeps == 1 and await points(exact, connection.collection) == 2
     assert [h.key for h in await vectors.search("s", unit(1, 0), k=4, threshold=0.5)] == ["new"]
     await exact.set("b", b"b", None)  # the 3rd write since the last sweep: sweeps both collections
+    await connection.settled()
     assert connection.sweep_stats.sweeps == 2 and connection.sweep_stats.removed == 2
     assert await points(exact, connection.collection) == 1
     assert [k async for k in exact.keys()] == ["b"]
@@ -152,6 +154,7 @@ async def test_sweeps_run_from_writes_on_a_schedule_and_fail_open(
     await client.delete_collection(connection.collection)  # a fault under the sweep
     connection.sweep_every = 1
     await exact.set("c", b"c", None)  # the write succeeds; the sweep's failure is counted, not raised
+    await connection.settled()
     assert connection.sweep_stats.failures == 1 and await exact.get("c") == b"c"
 
 
@@ -166,7 +169,9 @@ async def test_collections_are_bounded_oldest_writes_first(tmp_path: Path) -> No
     try:
         for n in range(7):
             await exact.set(f"k{n}", b"v", None)
+            await connection.settled()
             await vectors.upsert(VectorRecord("s", f"k{n}", "p", unit(1, n)))
+            await connection.settled()
         assert sorted([k async for k in exact.keys()]) == ["k3", "k4", "k5", "k6"]
         hits = await vectors.search("s", unit(1, 1), k=10, threshold=0.0)
         assert sorted(h.key for h in hits) == ["k3", "k4", "k5", "k6"]
