@@ -153,3 +153,22 @@ def test_a_missing_pairs_file_is_a_usage_error(tmp_path: Path) -> None:
     run = semantic("eval", "--config", str(config), "--pairs", str(tmp_path / "nowhere.jsonl"))
     assert run.returncode == 2 and "nowhere.jsonl: cannot read the pairs file" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_eval_looks_below_the_configured_threshold_without_a_verifier(tmp_path: Path) -> None:
+    """Found: with no verifier, every pair under the configured threshold was judged as failing a
+    verifier, so the tool printed a lower threshold serving no more than the configured one."""
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG.replace("{dir}", str(tmp_path / "c")).replace(
+        "semantic_cache_guards: true", "semantic_cache_guards: false\n    similarity_threshold: 0.99"))
+    pairs = tmp_path / "pairs.jsonl"
+    rows = [{"a": "How do I reset my password?", "b": "I forgot my password, how can I set a new one?", "same": True},
+            {"a": "What is the capital of France?", "b": "Which city is France's capital?", "same": True},
+            {"a": "给我讲个笑话", "b": "今天天气怎么样？", "same": False}]
+    pairs.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in rows))
+    run = semantic("eval", "--config", str(config), "--pairs", str(pairs), "--max-wrong-rate", "0.0")
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[1].startswith("configured: served 0.0%"), lines
+    found = re.fullmatch(r"at (\S+): served (\S+)% .*", lines[2])
+    assert found and float(found[1]) < 0.9 and float(found[2]) == 100.0, lines
