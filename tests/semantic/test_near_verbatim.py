@@ -84,3 +84,18 @@ def test_rewordings_and_repeats_are_not_near_copies() -> None:
     assert not near_copy("How do I renew a passport?", "How do I renew a passport")  # near-verbatim
     assert not near_copy("", "")
     assert NEAR_COPY_FROM < 1.0
+
+
+LONG_REPORT = ("Quarterly results: revenue grew in the cloud segment while hardware sales declined; operating "
+               "costs rose because of hiring in two regions, and the board approved a new buyback. ") * 8
+
+
+@pytest.mark.parametrize(("a", "b"), [
+    ("Please help. " + LONG_REPORT + "Is revenue up?", "Please help: " + LONG_REPORT + "Is revenue down?"),
+    ("Please help. " + LONG_REPORT + "Give 3 bullet points.", "Please help: " + LONG_REPORT + "Give 5 bullet points."),
+])
+def test_a_near_copy_is_found_wherever_its_edits_are(a: str, b: str) -> None:
+    """Found from outside: one character changed near the start cut the common beginning, so a
+    report asking "Is revenue up?" was served for the same report asking "down?" (USE 0.9998)."""
+    assert near_copy(a, b)
+    assert Matcher(None, SemanticSettings(threshold=0.999)).judge(a, b, 0.9998) == "near-copy"

@@ -81,7 +81,7 @@ async def test_remote_model_hit_with_the_request_plan(tmp_path: Path) -> None:
     key = await remember(cache, semantic, "what is the capital of france", plan(namespace="team", ttl=60))
     assert len(remote.calls) == 1  # the lookup's vector was reused to store
     assert remote.calls[0][1].namespace == "team" and remote.calls[0][1].ttl == 60
-    request = semantic.prepare(body("the capital of france is what"), plan(namespace="team"))
+    request = semantic.prepare(body("the capital of france, what is it"), plan(namespace="team"))
     assert request is not None
     assert await semantic.lookup(request, cache, None) is not None
     assert request.match is not None and request.match.key == key
@@ -93,13 +93,13 @@ async def test_remote_model_failure_is_a_miss_not_retried_within_the_request(tmp
     cache, semantic = make(remote, tmp_path)
     await remember(cache, semantic, "what is the capital of france", plan())
     remote.down = True
-    request = semantic.prepare(body("the capital of france is what"), plan())
+    request = semantic.prepare(body("the capital of france, what is it"), plan())
     assert request is not None
     assert await semantic.lookup(request, cache, None) is None
     await semantic.remember(request, "k2", None)
     assert len(remote.calls) == 2 and semantic.stats.errors == 1 and semantic.stats.stored == 1
     remote.down = False
-    again = semantic.prepare(body("the capital of france is what"), plan())
+    again = semantic.prepare(body("the capital of france, what is it"), plan())
     assert again is not None and await semantic.lookup(again, cache, None) is not None  # recovered
     await semantic.aclose()
 
@@ -109,7 +109,7 @@ async def test_model_changing_its_dimension_fails_open(tmp_path: Path) -> None:
     cache, semantic = make(remote, tmp_path)
     await remember(cache, semantic, "what is the capital of france", plan())
     remote.words.dim = 32  # the provider now serves another model under the same name
-    request = semantic.prepare(body("the capital of france is what"), plan())
+    request = semantic.prepare(body("the capital of france, what is it"), plan())
     assert request is not None
     assert await semantic.lookup(request, cache, None) is None
     assert semantic.stats.errors == 1

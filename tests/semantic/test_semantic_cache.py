@@ -92,9 +92,9 @@ async def lookup(cache: AsyncCache, semantic: SemanticCache, text: str, p: Cache
 async def test_hit_with_match_details(parts: Parts) -> None:
     cache, semantic, _ = parts
     key = await store_answer(cache, semantic, "what is the capital of france", plan())
-    entry, request = await lookup(cache, semantic, "the capital of france is what", plan())
+    entry, request = await lookup(cache, semantic, "the capital of france, what is it", plan())
     assert entry is not None and b"capital of france" in bytes(entry.body)
-    assert request.match is not None and request.match.key == key and request.match.score > 0.99
+    assert request.match is not None and request.match.key == key and request.match.score > 0.9
     assert semantic.stats.hits == 1
 
 
@@ -197,7 +197,7 @@ async def test_the_model_judge_judges_each_candidate_of_the_band_best_first(tmp_
     assert request.match.key == farther and request.match.judge == "j" and request.match.score < 0.95
     assert len(asked) == 2 and "kitchen" in asked[0]  # the nearer first, refused
     assert semantic.stats.rejected == {"judge": 1}
-    entry, request = await lookup(cache, semantic, "Please fix the kitchen tap!", plan())  # cosine 1.0
+    entry, request = await lookup(cache, semantic, "please fix the kitchen tap?", plan())  # near-verbatim: 1.0
     assert request.match is not None and request.match.key == nearer and request.match.judge is None
     assert len(asked) == 2
     await semantic.aclose()

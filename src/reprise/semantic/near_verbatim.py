@@ -57,14 +57,17 @@ NEAR_COPY_FROM = 0.98
 
 
 def near_copy(a: str, b: str) -> bool:
-    """The prompts share a beginning and an end covering at least half of the longer one, yet are
-    not near-verbatim repeats: one prompt is the other with a local edit.
+    """One prompt is the other with local edits: they share at least half of the longer one's text
+    (a common beginning and end, or, wherever the edits are, its character 3-grams), yet are not
+    near-verbatim repeats.
 
     Found from outside: the embedding of the shared text swamps the edit, so a pasted report with
     "Summarize" and the same report with "Translate into French" scored 0.9998, an emoji question
-    and the same question about another emoji 1.0000 (characters outside USE's vocabulary are
-    invisible to it); PAWS-X's swapped roles score 0.99+. Whatever the cosine, such a pair is not
-    served: the edit is the question, and the score says nothing about it.
+    and the same question about another emoji 1.0000; PAWS-X's swapped roles score 0.99+. Then a
+    report ending "Is revenue up?" was served for the same report ending "Is revenue down?"
+    (0.9998) once a ``.`` near the start became ``:``, which cut the common beginning: so shared
+    text is counted wherever it is, not only at the ends. Whatever the cosine, such a pair is not
+    served on a near-copy's score: the edit is the question, and the score says nothing about it.
     """
     if near_verbatim(a, b):
         return False
@@ -80,4 +83,13 @@ def near_copy(a: str, b: str) -> bool:
     limit = min(len(a), len(b)) - prefix
     while suffix < limit and a[-1 - suffix] == b[-1 - suffix]:
         suffix += 1
-    return (prefix + suffix) / longer >= NEAR_COPY_SHARE
+    if (prefix + suffix) / longer >= NEAR_COPY_SHARE:
+        return True
+    left, right = _grams(a), _grams(b)
+    return len(left & right) >= NEAR_COPY_SHARE * max(len(left), len(right))
+
+
+def _grams(text: str) -> set[str]:
+    """The character 3-grams of ``text`` with whitespace runs read as one space."""
+    text = " ".join(text.split())
+    return {text[i:i + 3] for i in range(max(1, len(text) - 2))}
