@@ -310,6 +310,8 @@ class AsyncCache(StoreAccess):
                 task.cancel()
 
         lead._detach = detach
+        if flight is not None:
+            lead._others_wait = lambda: flight.followers > 0
         return lead
 
     async def _lead_stream(self, lead: StreamLead, key: str | None, flight: Flight[Any] | None,

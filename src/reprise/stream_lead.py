@@ -10,6 +10,7 @@ events to send, and says at the end whether the stream broke (:attr:`StreamLead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -117,6 +118,9 @@ past it the driver stops reading the provider until the client has taken some
 hold the provider's whole stream, however long (the 32 MiB recording bound is not about
 forwarding)."""
 
+FOLLOWER_CHECK = 0.25
+"""Seconds between two looks, while the driver waits for a slow client, for requests joining it."""
+
 STALL_BUDGET = 15.0
 """Seconds in all that one client's backlog may hold the provider's stream back. Past them
 the client is cut off (:attr:`StreamLead.too_slow`): what it did not take is freed, it gets
@@ -147,6 +151,8 @@ class StreamLead:
     """Set when the backlog is back within bounds (or the client left), while the driver waits for it."""
     _stalled: float = 0.0
     """Seconds the driver has waited for this client so far."""
+    _others_wait: Callable[[], bool] | None = None
+    """Whether other requests wait for this answer (its flight has followers)."""
 
     async def opened(self) -> Outcome | None:
         """None when the provider's events follow; else the whole answer to send instead.
@@ -206,23 +212,35 @@ class StreamLead:
 
     async def keep_pace(self) -> None:
         """After :meth:`put`: wait while the client is more than :data:`BACKLOG_LIMIT` behind,
-        for at most what is left of :data:`STALL_BUDGET`; then cut it off and go on."""
+        for at most what is left of :data:`STALL_BUDGET`; then cut it off and go on.
+
+        Not at all while other requests wait for the same answer (found from outside: a leader
+        that never read held identical requests for 15 s, and past the provider's read timeout
+        turned them into 504s): one client's pace is its own, so it is cut off at once then.
+        """
         if self._backlog <= BACKLOG_LIMIT or self.gone:
             return
         room = self._room = asyncio.Event()
         started = time.monotonic()
         try:
-            await asyncio.wait_for(room.wait(), max(0.0, STALL_BUDGET - self._stalled))
-        except TimeoutError:
-            self._cut_off()
+            while not room.is_set():
+                if self._others_wait is not None and self._others_wait():
+                    self._cut_off()
+                    return
+                left = STALL_BUDGET - self._stalled - (time.monotonic() - started)
+                if left <= 0:
+                    self._cut_off()
+                    return
+                with contextlib.suppress(TimeoutError):  # look again for followers now and then
+                    await asyncio.wait_for(room.wait(), min(left, FOLLOWER_CHECK))
         finally:
             self._stalled += time.monotonic() - started
             self._room = None
 
     def _cut_off(self) -> None:
         """The client kept the provider waiting too long: free what it did not take, stop as if it had left."""
-        log.warning("a streaming client stayed %d MiB behind the provider for %g s: cut off (client_too_slow)",
-                    BACKLOG_LIMIT >> 20, STALL_BUDGET)
+        log.warning("a streaming client stayed %d MiB behind the provider for %g s, or while other requests "
+                    "waited for the same answer: cut off (client_too_slow)", BACKLOG_LIMIT >> 20, STALL_BUDGET)
         self.too_slow = True
         while not self._queue.empty():
             self._queue.get_nowait()

@@ -22,7 +22,7 @@ import openai
 import pytest
 
 from tests.server.conftest import AUTH, MASTER_KEY, GatewayProcess, unique
-from tests.support.oversized_standin import LONG, OversizedStandIn, oversized_config
+from tests.support.oversized_standin import LONG, MEDIUM, OversizedStandIn, oversized_config
 
 ROUTES = {"chat": "/v1/chat/completions", "responses": "/v1/responses", "completions": "/v1/completions"}
 
@@ -189,3 +189,27 @@ def test_a_client_that_stops_reading_a_stream_holds_at_most_8_mib_and_is_cut_off
     assert len(received) < 10 * 2**20  # what was queued for it (8 MiB) and in flight: not the provider's 33 MiB
     assert received.endswith(b"\r\n0\r\n\r\n")  # a properly ended answer, not a dropped connection
     assert "client_too_slow" in gw.log
+
+
+def test_a_leader_that_stops_reading_does_not_hold_back_requests_waiting_for_its_answer(
+        gw: GatewayProcess, standin: OversizedStandIn) -> None:
+    """Found from outside: a streaming leader that never read held the provider back for 15 s, so an
+    identical request waiting for the same answer waited as long (a 504 past the provider's read
+    timeout). Now a leader far behind is cut off at once while others wait for its answer."""
+    text = unique()
+    body = json.dumps(body_for("chat", "medium", text, True)).encode()
+    head = (f"POST {ROUTES['chat']} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {MASTER_KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=60) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.sendall(head + body)
+        while standin.calls(text) == 0:
+            time.sleep(0.01)
+        # Waits for the same answer; 10 s is less than the 15 s the leader alone may hold the provider.
+        follower = httpx.post(gw.url + ROUTES["chat"], json=body_for("chat", "medium", text, False),
+                              headers=AUTH, timeout=10)
+        assert follower.status_code == 200, follower.text[:300]
+        assert len(follower.json()["choices"][0]["message"]["content"]) == MEDIUM
+        received = _read_until_end(sock, 2 * MEDIUM)
+    assert b"client_too_slow" in received and b"[DONE]" not in received
+    assert standin.calls(text) == 1

@@ -210,3 +210,14 @@ def test_deep_pipelining_is_refused_without_queueing_every_request(quick: Gatewa
         assert_served(quick)
         # What was answered before the close (a reset may discard it: the rest of its input was unread).
         assert read_all(socks[0]).count(b"HTTP/1.1 200") <= MAX_PIPELINED + 1
+
+
+def test_an_aborted_connection_with_pipelined_requests_raises_nothing(quick: GatewayProcess) -> None:
+    """Found from outside: with requests pipelined behind a large answer, the abort after the send
+    timeout woke the running cycle, which wrote to the aborted transport (a traceback and a 500)."""
+    request = large_hit(quick)
+    before = refused(quick, "response_send_timeout")
+    with non_reader(quick, request * 3):
+        wait_for(lambda: refused(quick, "response_send_timeout") == before + 1)
+        time.sleep(0.5)
+    assert "unable to perform operation" not in quick.log and "Traceback" not in quick.log

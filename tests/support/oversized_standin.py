@@ -9,6 +9,7 @@ together are in flight together):
 * ``huge-error``: a 500 whose error body is :data:`HUGE` bytes, with its ``Content-Length``;
 * ``long``: a valid stream of more than :data:`LONG` bytes (a Responses stream's
   ``response.completed``, which repeats the whole text, is then itself longer than that);
+* ``medium``: a valid stream of :data:`MEDIUM` bytes: kept, but more than a client may fall behind;
 * ``done``: a small valid stream; a Responses one ends with ``data: [DONE]`` after
   ``response.completed``, as some OpenAI-compatible servers send it.
 
@@ -29,6 +30,8 @@ HUGE = 65 * 2**20
 """Over the gateway's 64 MiB bound on an answer read whole."""
 LONG = 33 * 2**20
 """Over the gateway's 32 MiB bound on a recorded stream."""
+MEDIUM = 16 * 2**20
+"""Over the 8 MiB a streaming client may fall behind, under the 32 MiB bound on a recorded stream."""
 _PIECE = 64 * 1024
 PATHS = ("/v1/chat/completions", "/v1/responses", "/v1/completions")
 
@@ -68,7 +71,8 @@ class OversizedStandIn(ThreadedServer):
             return web.json_response(self._plain(kind, number, f"answer {number}"))
         stream = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await stream.prepare(request)
-        text = "y" * (LONG + _PIECE) if "long" in model else f"answer {number}"
+        text = ("y" * (LONG + _PIECE) if "long" in model else "m" * MEDIUM if "medium" in model
+                else f"answer {number}")
         for event in self._events(kind, number, text, final_done="done" in model):
             await stream.write(event)
         await stream.write_eof()
@@ -126,7 +130,7 @@ def oversized_config(standin: OversizedStandIn, master_key: str) -> dict[str, An
     """A gateway config with one model per behaviour above, all caching on."""
     models = [{"model_name": name, "litellm_params": {"model": f"openai/{name}", "api_base": standin.url,
                                                        "api_key": "sk-upstream", "timeout": 30}}
-              for name in ("huge-json", "huge-error", "long", "done")]
+              for name in ("huge-json", "huge-error", "long", "medium", "done")]
     return {
         "model_list": models,
         "general_settings": {"master_key": master_key},

@@ -39,8 +39,8 @@ async def forward_lead(send: Send, receive: Receive, lead: StreamLead, headers: 
         tail = b""
         if lead.too_slow:  # the client stopped keeping up: told why, if it reads on
             message = error_body(f"this stream was cut off: the client stayed more than {BACKLOG_LIMIT >> 20} MiB "
-                                 f"behind the provider for {STALL_BUDGET:g} s", "invalid_request_error", None,
-                                 "client_too_slow")
+                                 f"behind the provider for {STALL_BUDGET:g} s, or while other requests waited for "
+                                 "the same answer", "invalid_request_error", None, "client_too_slow")
             tail = error_event + b"data: " + message + b"\n\n"
         elif lead.gone:
             return

@@ -49,6 +49,9 @@ class OneWriteCycle(RequestResponseCycle):
             await self.flow.drain()
         if self.disconnected:
             return
+        if self.transport.is_closing():  # aborted or closed under a pipelined cycle: the client is gone
+            self.disconnected = True     # (found from outside: a write to the aborted transport raised, a 500)
+            return
         kind = message["type"]
         if self._head is not None and kind == "http.response.body":
             self._send_with_head(message)
