@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, AliasChoices, Field, SecretStr, model_validator
 from pydantic_core import PydanticCustomError
 
-from reprise.config.models import Section, _check_namespace
+from reprise.config.section import Section, check_namespace
 
 _TENANT = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -43,7 +43,7 @@ class KeyCacheDefaults(Section):
 
     mode: Literal["default_on", "default_off"] | None = None
     ttl: float | None = Field(default=None, gt=0)
-    namespace: Annotated[str | None, AfterValidator(_check_namespace)] = None
+    namespace: Annotated[str | None, AfterValidator(check_namespace)] = None
 
 
 class VirtualKeyConfig(Section):
