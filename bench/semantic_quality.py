@@ -313,7 +313,7 @@ def equal_wrong(judges: Judges, sets: dict[str, list[LabelledPair]], decisions: 
     shown = ("plain", "guards+verifier")
     print("| threshold | " + " | ".join(f"{n} {j}" for n in sets for j in shown) + " |")
     print("|---" * (1 + len(shown) * len(sets)) + "|")
-    for t in (0.70, 0.80, 0.85, 0.90, 0.95, 0.96, 0.97, 0.98, 0.99, 0.995, 0.999):
+    for t in (0.70, 0.75, 0.80, 0.85, 0.90, 0.95, 0.96, 0.97, 0.98, 0.99, 0.995, 0.999):
         outcomes = [per_scope(decisions[j][n], t) for n in sets for j in shown]
         cells = [f"{o.rate('served')[0]:.0%} / {o.rate('wrong')[0]:.1%}" for o in outcomes]
         print(f"| {t} | " + " | ".join(cells) + " |")

@@ -92,10 +92,30 @@ LONG_REPORT = ("Quarterly results: revenue grew in the cloud segment while hardw
 
 @pytest.mark.parametrize(("a", "b"), [
     ("Please help. " + LONG_REPORT + "Is revenue up?", "Please help: " + LONG_REPORT + "Is revenue down?"),
-    ("Please help. " + LONG_REPORT + "Give 3 bullet points.", "Please help: " + LONG_REPORT + "Give 5 bullet points."),
-])
+    ("Please help. " + LONG_REPORT + "Summarize it.", "Please help: " + LONG_REPORT + "Translate it."),
+], ids=["up-down", "summarize-translate"])
 def test_a_near_copy_is_found_wherever_its_edits_are(a: str, b: str) -> None:
     """Found from outside: one character changed near the start cut the common beginning, so a
     report asking "Is revenue up?" was served for the same report asking "down?" (USE 0.9998)."""
     assert near_copy(a, b)
     assert Matcher(None, SemanticSettings(threshold=0.999)).judge(a, b, 0.9998) == "near-copy"
+
+
+def _full_width(text: str) -> str:
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else "\u3000" if c == " " else c for c in text)
+
+
+@pytest.mark.parametrize(("a", "b"), [
+    (LONG_REPORT + "Is revenue up?", _full_width(LONG_REPORT) + "Is revenue down?"),
+    ("Tôi sẽ đi Hà Nội vào tháng mười hai. Có nên mang áo khoác không?",
+     __import__("unicodedata").normalize("NFD", "Tôi sẽ đi Hà Nội vào tháng mười hai. Có nên mang ô không?")),
+], ids=["full-width", "nfd"])
+def test_a_near_copy_is_judged_as_the_model_reads_it(a: str, b: str) -> None:
+    """Found from outside: the same report in full-width forms (or Vietnamese in NFD) shared no raw
+    character with the original, yet USE folds both (0.9994): the edit was served."""
+    assert near_copy(a, b)
+
+
+def test_a_harmless_fold_alone_is_not_a_whitespace_difference() -> None:
+    assert not differs_only_in_whitespace("３个苹果多少钱", "3个苹果多少钱")
+    assert differs_only_in_whitespace("Ｃount the spaces: a  b", "Count the spaces: a b")

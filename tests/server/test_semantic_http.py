@@ -129,6 +129,24 @@ def test_text_the_model_cannot_see_is_never_matched(make_gateway: Callable[..., 
     assert upstream.calls()["chat"] == 4
 
 
+def test_a_question_over_other_identifiers_is_never_matched(make_gateway: Callable[..., GatewayProcess],
+                                                            stub: StubUpstream, upstream: StubUpstream,
+                                                            tmp_path: Path) -> None:
+    """Found from outside: USE scored two lists of 20 random commit ids 0.986 (>= the default 0.98)
+    and the second list was served the first list's answer."""
+    import random
+
+    def ids(seed: int) -> str:
+        rng = random.Random(seed)
+        return "\n".join(f"{rng.getrandbits(160):040x}" for _ in range(20))
+
+    gw = make_gateway(gateway_config(stub.url, {"type": "local-semantic", "semantic_cache_dir": str(tmp_path / "c")}))
+    with httpx.Client(base_url=gw.url, headers=AUTH, timeout=30) as c:
+        assert ask(c, "Which of these commit ids is newest?\n" + ids(1)).headers["x-reprise-cache"] == "miss"
+        assert ask(c, "Which of these commit ids is newest?\n" + ids(2)).headers["x-reprise-cache"] == "miss"
+    assert upstream.calls()["chat"] == 2
+
+
 def test_exact_hit_stays_exact(sem: httpx.Client, upstream: StubUpstream) -> None:
     text = unique("How do I reset my password?")
     ask(sem, text)

@@ -21,6 +21,7 @@ import numpy as np
 
 from reprise.core.guards import veto
 from reprise.embeddings.base import Embedder, Vectors
+from reprise.semantic.identifiers import identifiers_differ
 from reprise.semantic.invisible import invisible_parts_for
 from reprise.semantic.near_verbatim import NEAR_COPY_FROM, differs_only_in_whitespace, near_copy, near_verbatim
 from reprise.semantic.settings import SemanticSettings
@@ -83,6 +84,8 @@ class Matcher:
         reason = veto(cached, new, settings.guards, phrases)
         if reason is not None:
             return reason
+        if identifiers_differ(cached, new):  # exact content the embedding blurs
+            return "identifiers"
         if score >= NEAR_COPY_FROM and near_copy(cached, new):  # the shared text outweighs the edit
             return "near-copy"
         if in_band:

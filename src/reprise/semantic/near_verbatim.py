@@ -20,6 +20,7 @@ Pure.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 #: Candidates are fetched down to this cosine so a near-verbatim repeat below the threshold is seen.
 NEAR_VERBATIM_FLOOR = 0.80
@@ -42,7 +43,8 @@ def near_verbatim(a: str, b: str) -> bool:
 
 def differs_only_in_whitespace(a: str, b: str) -> bool:
     """``a`` and ``b`` are the same characters but for whitespace inside them (not a near-verbatim repeat)."""
-    return a != b and _SPACE.sub("", a) == _SPACE.sub("", b) and not near_verbatim(a, b)
+    seen_a, seen_b = unicodedata.normalize("NFKC", a), unicodedata.normalize("NFKC", b)  # as the model reads them
+    return seen_a != seen_b and _SPACE.sub("", seen_a) == _SPACE.sub("", seen_b) and not near_verbatim(a, b)
 
 
 #: Share of the longer prompt that a common beginning and end cover, from which two prompts are
@@ -71,6 +73,9 @@ def near_copy(a: str, b: str) -> bool:
     """
     if near_verbatim(a, b):
         return False
+    # As the model reads them (found from outside: a report pasted in full-width forms, or in
+    # NFD, shared no raw character with the same report in ASCII, or NFC, yet USE folds both).
+    a, b = unicodedata.normalize("NFKC", a), unicodedata.normalize("NFKC", b)
     longer = max(len(a), len(b))
     if longer == 0:
         return False
