@@ -36,9 +36,21 @@ def normalised(text: str) -> str:
 
 
 def near_verbatim(a: str, b: str) -> bool:
-    """Whether ``a`` and ``b`` are near-verbatim repeats (see the module's doc); never for empty text."""
+    """Whether ``a`` and ``b`` are near-verbatim repeats (see the module's doc); never for empty text.
+
+    A closing run is added or dropped, never swapped for another: found from outside, "Is this a
+    question or a statement: You are coming with us?" / "... with us." and "Translate: You speak
+    English?" / "... English." ask different things (the mark is the question)."""
     left = normalised(a)
-    return bool(left) and left == normalised(b)
+    if not left or left != normalised(b):
+        return False
+    return _closing(a) == _closing(b) or not _closing(a) or not _closing(b)
+
+
+def _closing(text: str) -> str:
+    """The closing run of ``text`` that :func:`normalised` drops, without whitespace."""
+    found = _CLOSING.search(text.strip())
+    return "" if found is None else found.group().strip()
 
 
 def differs_only_in_whitespace(a: str, b: str) -> bool:
