@@ -305,12 +305,21 @@ class AsyncCache(StoreAccess):
         lead = StreamLead()
         task = self._spawn(self._lead_stream(lead, key, flight, plan, source(), second))
 
+        # Other processes may wait on this answer's peer lock, unseen from here (found from outside:
+        # a worker or instance waited its lock_timeout, 10 s, behind a leader that did not read,
+        # then called the provider too): the shorter stall budget applies (stream_lead.py).
+        peers_may_wait = key is not None and self.peers is not None and plan.store
+
         def detach() -> None:  # the leader's client left: stop unless others wait for the answer
+            if lead.too_slow and peers_may_wait:
+                return  # cut off for being slow, not gone: produce on, and store, for them
             if flight is None or flight.followers == 0:
                 task.cancel()
 
         lead._detach = detach
-        if flight is not None:
+        if peers_may_wait:
+            lead._others_wait = lambda: True
+        elif flight is not None:
             lead._others_wait = lambda: flight.followers > 0
         return lead
 

@@ -118,6 +118,10 @@ past it the driver stops reading the provider until the client has taken some
 hold the provider's whole stream, however long (the 32 MiB recording bound is not about
 forwarding)."""
 
+SHARED_STALL_BUDGET = 2.0
+"""Seconds in all that one client's backlog may hold the provider back while other requests wait
+for the same answer (or may, behind a peer lock)."""
+
 FOLLOWER_CHECK = 0.25
 """Seconds between two looks, while the driver waits for a slow client, for requests joining it."""
 
@@ -214,9 +218,12 @@ class StreamLead:
         """After :meth:`put`: wait while the client is more than :data:`BACKLOG_LIMIT` behind,
         for at most what is left of :data:`STALL_BUDGET`; then cut it off and go on.
 
-        Not at all while other requests wait for the same answer (found from outside: a leader
-        that never read held identical requests for 15 s, and past the provider's read timeout
-        turned them into 504s): one client's pace is its own, so it is cut off at once then.
+        For at most :data:`SHARED_STALL_BUDGET` while other requests wait for the same answer
+        (found from outside: a leader that never read held identical requests for 15 s, and past
+        the provider's read timeout turned them into 504s): one client's pace is its own. With a
+        peer lock (Redis, ``--workers``) others may wait unseen, so that budget applies always. A
+        client that reads, however far behind a burst, takes the backlog under the bound in far
+        less (cutting it off at once cut off clients reading a 33 MiB burst at full speed).
         """
         if self._backlog <= BACKLOG_LIMIT or self.gone:
             return
@@ -224,10 +231,9 @@ class StreamLead:
         started = time.monotonic()
         try:
             while not room.is_set():
-                if self._others_wait is not None and self._others_wait():
-                    self._cut_off()
-                    return
-                left = STALL_BUDGET - self._stalled - (time.monotonic() - started)
+                shared = self._others_wait is not None and self._others_wait()
+                budget = SHARED_STALL_BUDGET if shared else STALL_BUDGET
+                left = budget - self._stalled - (time.monotonic() - started)
                 if left <= 0:
                     self._cut_off()
                     return
@@ -239,8 +245,9 @@ class StreamLead:
 
     def _cut_off(self) -> None:
         """The client kept the provider waiting too long: free what it did not take, stop as if it had left."""
-        log.warning("a streaming client stayed %d MiB behind the provider for %g s, or while other requests "
-                    "waited for the same answer: cut off (client_too_slow)", BACKLOG_LIMIT >> 20, STALL_BUDGET)
+        log.warning("a streaming client stayed %d MiB behind the provider for %g s (%g s while other requests "
+                    "may wait for the same answer): cut off (client_too_slow)", BACKLOG_LIMIT >> 20, STALL_BUDGET,
+                    SHARED_STALL_BUDGET)
         self.too_slow = True
         while not self._queue.empty():
             self._queue.get_nowait()
