@@ -195,3 +195,16 @@ async def test_the_entry_bound_is_shared_by_owners_too() -> None:
     assert len(store) == 10
     assert await store.get_many([f"team-a/x:{i}" for i in range(3)]) == [b"a"] * 3
     assert store._counts == {"team-a": 3, "team-b": 7}
+
+
+async def test_a_flood_of_a_shared_namespace_leaves_the_operators_entries() -> None:
+    """Found from outside: keys without a tenant were one owner, so a tenant flooding a shared
+    namespace evicted the master key's entries."""
+    store = MemoryBackend(max_bytes=1000)
+    for i in range(5):
+        await store.set(f"plainhash{i}", b"o" * 50, None)  # the operator's, no namespace
+        await store.set(f"docs:{i}", b"d" * 50, None)  # the operator's "docs" namespace
+    for i in range(100):
+        await store.set(f"common:{i}", b"c" * 50, None)  # a shared namespace, flooded
+    assert await store.get_many([f"plainhash{i}" for i in range(5)]) == [b"o" * 50] * 5
+    assert await store.get_many([f"docs:{i}" for i in range(5)]) == [b"d" * 50] * 5

@@ -147,5 +147,7 @@ def test_key_admin_bodies_refuse_unknown_fields(tenants: GatewayProcess) -> None
         assert r.status_code == 400, (path, r.text)
         error = r.json()["error"]
         assert (error["type"], error["param"], error["code"]) == ("invalid_request_error", field, "unknown_parameter")
+    both = httpx.post(tenants.url + "/key/generate", json={"tenant": "team-f", "team_id": "team-g"}, headers=AUTH)
+    assert both.status_code == 400 and both.json()["error"]["param"] == "team_id"
     assert ask(tenants, created, chat(unique())).status_code == 200  # not revoked
     assert "team-f" not in {k["tenant"] for k in httpx.get(tenants.url + "/key/list", headers=AUTH).json()["keys"]}

@@ -261,7 +261,14 @@ class MemoryBackend:
 
 
 def owner_of(key: str) -> str:
-    """The tenant whose partition holds ``key`` (``{tenant}/{namespace}:...``), or "" for the
-    operator's and shared namespaces' keys (``/`` is outside the namespace alphabet)."""
+    """Who a share of the store belongs to: the tenant whose partition holds ``key``
+    (``{tenant}/{namespace}:...``; ``/`` is outside the namespace alphabet), else the namespace
+    (``{namespace}:...``: the operator's, or a shared one every tenant writes to), else "".
+
+    Found from outside: with every key without a tenant under one owner, a tenant flooding a
+    shared namespace evicted the operator's entries too."""
     slash = key.find("/")
-    return key[:slash] if slash >= 0 else ""
+    if slash >= 0:
+        return key[:slash]
+    colon = key.find(":")
+    return key[: colon + 1] if colon >= 0 else ""

@@ -62,6 +62,8 @@ class KeysAdmin:
 
 
 def _tenant(body: dict[str, Any]) -> str:
+    if "tenant" in body and "team_id" in body:  # found from outside: team_id was silently dropped
+        raise RequestError("give 'tenant' or LiteLLM's 'team_id', not both", param="team_id")
     tenant = body.get("tenant", body.get("team_id"))
     if not isinstance(tenant, str):
         raise RequestError("'tenant' (or 'team_id') must be a string", param="tenant")
