@@ -8,7 +8,6 @@ import pytest
 from reprise.semantic.matcher import Matcher
 from reprise.semantic.near_verbatim import (
     NEAR_COPY_FROM,
-    NEAR_VERBATIM_FLOOR,
     differs_only_in_whitespace,
     near_copy,
     near_verbatim,
@@ -24,8 +23,24 @@ from reprise.semantic.settings import SemanticSettings
     ("什么是人工智能？", "什么是人工智能"),
     ("What is 2.5?", "What is 2.5"),
 ])
-def test_outer_whitespace_and_a_closing_question_mark_or_stop_do_not_matter(a: str, b: str) -> None:
-    assert near_verbatim(a, b) and Matcher.effective_score(a, b, 0.7) == 1.0
+def test_outer_whitespace_and_a_closing_question_mark_or_stop_make_a_near_verbatim_repeat(a: str, b: str) -> None:
+    """Exempt from the near-copy veto; served only on a score that clears the threshold (below)."""
+    assert near_verbatim(a, b) and not near_copy(a, b)
+    matcher = Matcher(None, SemanticSettings(threshold=0.98))
+    assert matcher.judge(a, b, 0.99) is None
+
+
+@pytest.mark.parametrize(("a", "b"), [
+    ("Does this regex match the empty string: a?", "Does this regex match the empty string: a"),
+    ("In Python, what is the type of 3.", "In Python, what is the type of 3"),
+    ("Explain this Kotlin type: String?", "Explain this Kotlin type: String"),
+])
+def test_a_near_verbatim_repeat_is_judged_on_its_score(a: str, b: str) -> None:
+    """Found from outside: judged as 1.0 whatever its cosine, the closing mark that is the question
+    (a regex's ``?``, ``3.``, a nullable type) was served at 0.92-0.97."""
+    assert near_verbatim(a, b)
+    assert Matcher.effective_score(a, b, 0.95) == 0.95
+    assert Matcher(None, SemanticSettings(threshold=0.98)).judge(a, b, 0.95) == "threshold"
 
 
 @pytest.mark.parametrize(("a", "b"), [
@@ -56,8 +71,8 @@ def test_whitespace_inside_a_prompt_is_never_ignored() -> None:
     assert matcher.judge(code, dedented, 1.0) == "whitespace"
 
 
-def test_the_index_is_searched_down_to_the_floor_whatever_the_threshold() -> None:
-    assert SemanticSettings(threshold=0.999).search_floor == NEAR_VERBATIM_FLOOR
+def test_the_index_is_searched_down_to_the_threshold_or_the_band() -> None:
+    assert SemanticSettings(threshold=0.999).search_floor == 0.999
     assert SemanticSettings(threshold=0.6).search_floor == 0.6
     assert SemanticSettings(threshold=0.999, judge_from=0.7).search_floor == 0.7
 

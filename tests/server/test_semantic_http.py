@@ -102,14 +102,15 @@ def test_default_budget_is_strict(make_gateway: Callable[..., GatewayProcess], s
         assert ask(c, "什么是人工智能？").headers["x-reprise-cache"] == "miss"
         assert ask(c, "AI 是什么？").headers["x-reprise-cache"] == "miss"  # cosine 0.72: below the budget's
         assert ask(c, "什么是人工智能？").headers["x-reprise-cache"] == "hit"  # exact, as ever
-        # a near-verbatim repeat is served at the strict default, whatever its cosine
+        # outer whitespace: the same prompt to USE (cosine 1.0), served as a semantic hit
         first = ask(c, "How do I reset my password?")
-        again = ask(c, "  How do I reset my password ")
+        again = ask(c, "  How do I reset my password?  ")
         assert again.headers["x-reprise-cache"] == "hit" and again.headers["x-reprise-cache-kind"] == "semantic"
         assert again.headers["x-reprise-semantic-match-key"] == first.headers["x-litellm-cache-key"]
-        assert ask(c, "How do I reset my password").headers["x-reprise-cache"] == "hit"
-        assert ask(c, "How do I reset my password...").headers["x-reprise-cache"] == "miss"  # "?" swapped: not a repeat
-        assert ask(c, "how do I reset my password").headers["x-reprise-cache"] == "miss"  # case is not ignored
+        # a dropped "?" is a near-verbatim repeat, judged on its score like any pair (0.94 < 0.98): found
+        # from outside, the closing mark can be the question (a regex's "a?", Kotlin's "String?")
+        assert ask(c, "How do I reset my password").headers["x-reprise-cache"] == "miss"
+        assert ask(c, "how do I reset my password?").headers["x-reprise-cache"] == "miss"  # case is not ignored
         # whitespace inside is invisible to USE (cosine 1.0) and can be the question: never served
         spaced = ask(c, "How do I reset  my password?")
         assert spaced.headers["x-reprise-cache"] == "miss"

@@ -20,7 +20,9 @@ import re
 import unicodedata
 from typing import Final
 
-_TOKEN: Final = re.compile(r"\w*\d\w*")
+_TOKEN: Final = re.compile(r"\w*\d\w*|[A-Za-z_]{20,}")
+"""A token holding a digit, or a run of 20 or more Latin letters (not ``\\w``: a Chinese clause
+written without spaces is one ``\\w`` run, and such a rule blocked paraphrases of PAWS-X)."""
 
 
 def _ascii_digit(match: re.Match[str]) -> str:
@@ -31,7 +33,10 @@ _DIGIT: Final = re.compile(r"\d")
 
 
 def identifiers(text: str) -> list[str]:
-    """The tokens of ``text`` that hold a digit, sorted (a multiset), as the model reads them."""
+    """The tokens of ``text`` that hold a digit or run to 20 Latin letters or more, sorted (a
+    multiset), as the model reads them. Found from outside: lists of letter-only keys
+    (``sk_live_`` + 24 letters) scored 0.983 and a 1,935-residue protein sequence another's
+    0.965-0.983; words of 20 letters are rare outside compounds."""
     text = unicodedata.normalize("NFKC", text)
     if not text.isascii():
         text = _DIGIT.sub(_ascii_digit, text)

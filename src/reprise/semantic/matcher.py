@@ -23,7 +23,7 @@ from reprise.core.guards import veto
 from reprise.embeddings.base import Embedder, Vectors
 from reprise.semantic.identifiers import identifiers_differ
 from reprise.semantic.invisible import invisible_parts_for
-from reprise.semantic.near_verbatim import NEAR_COPY_FROM, differs_only_in_whitespace, near_copy, near_verbatim
+from reprise.semantic.near_verbatim import NEAR_COPY_FROM, differs_only_in_whitespace, near_copy
 from reprise.semantic.settings import SemanticSettings
 
 #: :meth:`Matcher.judge`'s answer for a band candidate: not served unless the judge model says "same".
@@ -62,8 +62,9 @@ class Matcher:
 
     @staticmethod
     def effective_score(cached: str, new: str, score: float) -> float:
-        """``score``, or 1.0 when the prompts are near-verbatim repeats (:mod:`reprise.semantic.near_verbatim`)."""
-        return 1.0 if score < 1.0 and near_verbatim(cached, new) else score
+        """The score a candidate is judged on: its cosine. (A near-verbatim repeat was judged as 1.0,
+        until an outside round found the closing mark to be the question: near_verbatim.py.)"""
+        return score
 
     def judge(self, cached: str, new: str, score: float) -> str | None:
         """None to serve ``cached``'s answer for ``new``; else why not (``threshold``, a guard, ``verifier``).

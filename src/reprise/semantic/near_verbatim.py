@@ -2,8 +2,12 @@
 
 A *near-verbatim repeat* is the stored prompt again with only outer whitespace or a closing
 question mark or full stop added or dropped ("How do I renew a passport?" / "How do I renew a
-passport"): it asks what the stored one asked, and is judged as similarity 1.0 whatever the
-embedding says (USE scored such fow-cache pairs 0.90-1.0, under the strict default threshold).
+passport"). It was judged as similarity 1.0 whatever the embedding said (USE scored such
+fow-cache pairs 0.90-1.0, under the strict default threshold); an outside round then found the
+closing mark to be the question too often ("Does this regex match the empty string: a?" / "...:
+a", "the type of 3." / "of 3", Kotlin's ``String?`` / ``String``, 0.92-0.97), so it is served
+only on a score that clears the threshold like any other pair, and is merely exempt from the
+near-copy veto (:func:`near_copy`): the score then is evidence, as for any paraphrase.
 
 Deliberately narrow, after an outside round found each wider form serving wrong answers:
 letter case is *not* ignored (``'Hello' == 'hello'``, ``ASCII code of A`` / ``a``, base64,
@@ -21,9 +25,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-
-#: Candidates are fetched down to this cosine so a near-verbatim repeat below the threshold is seen.
-NEAR_VERBATIM_FLOOR = 0.80
 
 _CLOSING = re.compile(r"[?？.。…][?？.。…!！]*\s*$")
 _SPACE = re.compile(r"\s+")

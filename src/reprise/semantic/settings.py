@@ -28,7 +28,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from reprise.core.guards import GuardConfig
-from reprise.semantic.near_verbatim import NEAR_VERBATIM_FLOOR
 
 #: Every guard off: the default judge is the threshold alone.
 NO_GUARDS = GuardConfig(numbers=False, polarity=False, slots=False, entities=False, direction=False,
@@ -77,11 +76,8 @@ class SemanticSettings:
 
     @property
     def search_floor(self) -> float:
-        """The lowest cosine worth fetching from the vector index: the band's bottom, the threshold,
-        or :data:`~reprise.semantic.near_verbatim.NEAR_VERBATIM_FLOOR` (a near-verbatim repeat
-        below the threshold is served), whichever is lowest."""
-        floor = min(self.threshold, NEAR_VERBATIM_FLOOR)
-        return floor if self.judge_from is None else min(floor, self.judge_from)
+        """The lowest cosine worth fetching from the vector index: the band's bottom, else the threshold."""
+        return self.threshold if self.judge_from is None else min(self.threshold, self.judge_from)
 
 
 def default_settings(model: str, threshold: float | None = None, *, guards: bool = False,
