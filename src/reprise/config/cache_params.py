@@ -6,7 +6,6 @@ nothing else changes. Split from :mod:`reprise.config.models`, which re-exports 
 
 from __future__ import annotations
 
-import os
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
@@ -21,6 +20,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from reprise.backends.registry import PLANNED
+from reprise.config.environ import env_value
 from reprise.config.section import CacheMode, CallType, Section, check_namespace, default_call_types
 
 # --- cache_params: one model per ``type`` -------------------------------------------------
@@ -348,11 +348,11 @@ class QdrantSemanticCacheParams(SemanticCacheParams):
             return data
         data = dict(data)
         if not data.get("qdrant_api_base"):
-            env = next((v for n in ("QDRANT_URL", "QDRANT_API_BASE") if (v := os.environ.get(n, "").strip())), None)
+            env = env_value("QDRANT_URL", "QDRANT_API_BASE")
             if env:
                 data["qdrant_api_base"] = env
-        if not data.get("qdrant_api_key") and os.environ.get("QDRANT_API_KEY", "").strip():
-            data["qdrant_api_key"] = os.environ["QDRANT_API_KEY"].strip()
+        if not data.get("qdrant_api_key") and (key := env_value("QDRANT_API_KEY")):
+            data["qdrant_api_key"] = key
         if not data.get("qdrant_api_base") and not data.get("qdrant_path"):
             raise PydanticCustomError(
                 "qdrant_url", "qdrant-semantic needs qdrant_api_base (or QDRANT_URL / QDRANT_API_BASE, as LiteLLM "

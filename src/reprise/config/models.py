@@ -19,7 +19,6 @@ adds its model to :data:`CacheParams` there). The shared base is in
 
 from __future__ import annotations
 
-import os
 from typing import Annotated, Any
 
 from pydantic import (
@@ -53,6 +52,7 @@ from reprise.config.cache_params import (
     check_redis_url,
     describe_cache_type,
 )
+from reprise.config.environ import env_value
 from reprise.config.section import CacheMode, CallType, Section, check_namespace
 
 #: Re-exported: the cache parameters and the shared types moved to their own modules.
@@ -254,8 +254,7 @@ class LiteLLMSettings(Section):
             if params is None and data.get("cache") is True:
                 params = {}
             if isinstance(params, dict) and params.get("type") is None:
-                redis_named = bool(_REDIS_KEYS & params.keys()) or any(
-                    os.environ.get(name, "").strip() for name in ("REDIS_HOST", "REDIS_URL"))
+                redis_named = bool(_REDIS_KEYS & params.keys()) or env_value("REDIS_HOST", "REDIS_URL") is not None
                 chosen = "redis" if redis_named else "local"
                 data = {**data, "cache_params": {**params, "type": chosen}}
                 note = (f"litellm_settings.cache_params.type is not set: using {chosen!r}"
