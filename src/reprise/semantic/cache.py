@@ -117,9 +117,9 @@ class SemanticCache:
         self.outage.succeeded(READ)
         judge_calls = 0
         for hit in hits:  # best first: candidates at or above the threshold come before the band
-            score = self.matcher.effective_score(hit.prompt, request.query.text, hit.score)
+            score = hit.score
             if score < settings.threshold and (settings.judge_from is None or score < settings.judge_from):
-                self._reject("threshold")  # fetched for a near-verbatim repeat, and not one: no thread hop
+                self._reject("threshold")  # a store's approximate floor let it through: no thread hop
                 continue
             reason = await asyncio.to_thread(self.matcher.judge, hit.prompt, request.query.text, score)
             if reason is not None and reason != ASK_MODEL_JUDGE:

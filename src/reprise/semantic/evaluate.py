@@ -174,7 +174,7 @@ def pair_decisions(matcher: Matcher, pairs: Iterable[LabelledPair]) -> list[tupl
     n = len(pairs)
     out = []
     for i, pair in enumerate(pairs):
-        cosine = Matcher.effective_score(pair.a, pair.b, float(np.clip(rows[i] @ rows[n + i], 0.0, 1.0)))
+        cosine = float(np.clip(rows[i] @ rows[n + i], 0.0, 1.0))
         out.append((pair.same, cosine, open_judge.judge(pair.a, pair.b, cosine) is None))
     return out
 
@@ -209,7 +209,7 @@ def full_index(matcher: Matcher, stored: Sequence[str], queries: Sequence[Labell
     for b, vector in zip(asked, vectors, strict=True):
         scores = matrix @ vector
         order = np.argsort(-scores)[: settings.k]
-        effective = [(i, Matcher.effective_score(texts[i], b, float(min(1.0, scores[i])))) for i in order]
+        effective = [(i, float(min(1.0, scores[i]))) for i in order]
         choice = next((texts[i] for i, score in effective if score >= settings.threshold
                        and matcher.judge(texts[i], b, score) is None), None)
         correct = choice is not None and choice in good.get(b, ())

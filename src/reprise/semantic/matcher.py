@@ -60,12 +60,6 @@ class Matcher:
         rows = self.verifier.embed([cached, new])
         return float(np.clip(rows[0] @ rows[1], 0.0, 1.0))
 
-    @staticmethod
-    def effective_score(cached: str, new: str, score: float) -> float:
-        """The score a candidate is judged on: its cosine. (A near-verbatim repeat was judged as 1.0,
-        until an outside round found the closing mark to be the question: near_verbatim.py.)"""
-        return score
-
     def judge(self, cached: str, new: str, score: float) -> str | None:
         """None to serve ``cached``'s answer for ``new``; else why not (``threshold``, a guard, ``verifier``).
 
