@@ -96,7 +96,13 @@ def open_sockets(gw: GatewayProcess) -> int:
     """TCP sockets the gateway process holds (listening and upstream ones included)."""
     assert gw.proc is not None
     fd_dir = f"/proc/{gw.proc.pid}/fd"
-    return sum(1 for fd in os.listdir(fd_dir) if os.readlink(f"{fd_dir}/{fd}").startswith("socket:"))
+    count = 0
+    for fd in os.listdir(fd_dir):
+        try:
+            count += os.readlink(f"{fd_dir}/{fd}").startswith("socket:")
+        except FileNotFoundError:  # closed between the listing and the read: not held
+            pass
+    return count
 
 
 def read_all(sock: socket.socket) -> bytes:
