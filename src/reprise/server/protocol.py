@@ -43,24 +43,34 @@ Built on uvicorn's internals (checked against uvicorn 0.55 and httptools 0.9):
 from __future__ import annotations
 
 import asyncio
-import collections
 import fcntl
 import functools
-import resource
 import sys
 import termios
 import urllib.parse
-from dataclasses import dataclass
 from typing import Any, Final, cast
 
 import httptools
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from reprise.config.models import ConnectionSettings
-from reprise.server.errors import error_body
+from reprise.server.connection_bounds import ConnectionLimits, ConnectionTable, default_max_connections
 from reprise.server.one_write import OneWriteCycle
+from reprise.server.refusals import (
+    EVICTED,
+    MALFORMED,
+    MAX_PIPELINED,
+    REFUSED,
+    TOO_MANY_CONNECTIONS,
+    TOO_MANY_PIPELINED,
+    Refusal,
+    head_too_large,
+    timed_out,
+)
+
+__all__ = ["MAX_PIPELINED", "REFUSED", "BoundedHttpToolsProtocol", "ConnectionLimits",
+           "default_max_connections", "protocol_class"]
 
 #: Where the parser is in the current request.
 _IDLE: Final = 0  # between requests (or none yet); a request may be with the app
@@ -74,136 +84,14 @@ _OUTQ: Final = getattr(termios, "TIOCOUTQ", None) if sys.platform == "linux" els
 """The ioctl that reads a socket's unsent bytes on Linux (``SIOCOUTQ``); elsewhere only the
 transport's own buffer is watched."""
 
-#: Requests one connection may have parsed and waiting behind the one being answered.
-MAX_PIPELINED: Final = 32
-
 #: Seconds a refused connection is drained (input discarded) before it is closed.
 LINGER_SECONDS: Final = 2.0
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionLimits:
-    """The bounds a :class:`BoundedHttpToolsProtocol` enforces (see ``ConnectionSettings``)."""
-
-    max_header_bytes: int = 65536
-    max_headers: int = 100
-    head_timeout: float = 10.0
-    body_timeout: float = 60.0
-    max_connections: int = 512
-    send_timeout: float = 30.0
-    max_unsent_bytes: int = 256 * 2**20
-
-    @classmethod
-    def from_settings(cls, settings: ConnectionSettings) -> ConnectionLimits:
-        return cls(
-            max_header_bytes=settings.max_header_bytes,
-            max_headers=settings.max_headers,
-            head_timeout=settings.request_head_timeout,
-            body_timeout=settings.request_body_timeout,
-            max_connections=settings.max_connections or default_max_connections(),
-            send_timeout=settings.response_send_timeout,
-            max_unsent_bytes=int(settings.max_unsent_response_mb * 2**20),
-        )
-
-
-def default_max_connections() -> int:
-    """Half this process's open-file limit: the other half is for upstream connections and stores."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return 65536
-    return max(16, min(soft // 2, 65536))
-
-
-class ConnectionTable:
-    """One server process's connections that may be closed to make room, oldest first.
-
-    Dicts keep insertion order, so the first key is the connection idle longest: moving a
-    connection in or out costs one dict operation per request, finding a victim O(1).
-    uvicorn pickles the protocol factory into each worker, and a table always unpickles
-    empty, so every process has its own.
-    """
-
-    __slots__ = ("idle", "refused", "stalled")
-
-    def __init__(self) -> None:
-        self.idle: dict[BoundedHttpToolsProtocol, None] = {}  # kept alive between requests, or sending a head
-        self.refused: dict[BoundedHttpToolsProtocol, None] = {}  # answered by us, draining before close
-        self.stalled: dict[BoundedHttpToolsProtocol, None] = {}  # writes paused: the client is not reading
-
-    def __reduce__(self) -> tuple[type[ConnectionTable], tuple[()]]:
-        return ConnectionTable, ()
-
-    def oldest(self) -> BoundedHttpToolsProtocol | None:
-        for table in (self.refused, self.idle, self.stalled):
-            for conn in table:
-                return conn
-        return None
-
-    def unsent_bytes(self) -> int:
-        """Answer bytes waiting for clients that do not read (stalled connections' send buffers)."""
-        return sum(conn.transport.get_write_buffer_size() for conn in self.stalled)
-
-    def forget(self, conn: BoundedHttpToolsProtocol) -> None:
-        self.idle.pop(conn, None)
-        self.refused.pop(conn, None)
-        self.stalled.pop(conn, None)
 
 
 def protocol_class(limits: ConnectionLimits) -> type[asyncio.Protocol]:
     """What to pass as uvicorn's ``http=``: picklable, so ``--workers N`` get it too."""
     factory = functools.partial(BoundedHttpToolsProtocol, limits=limits, table=ConnectionTable())
     return cast("type[asyncio.Protocol]", factory)
-
-
-REFUSED: collections.Counter[str] = collections.Counter()
-"""Refusals by code in this process (``/metrics``: ``reprise_connections_refused_total``); a few fixed codes."""
-
-
-class Refusal(Exception):
-    """An answer the protocol gives itself; raised inside parser callbacks to stop parsing."""
-
-    def __init__(self, status: int, error_type: str, code: str, message: str, retry_after: bool = False):
-        super().__init__(message)
-        self.status, self.error_type, self.code, self.message = status, error_type, code, message
-        self.retry_after = retry_after
-
-    def render(self, default_headers: list[tuple[bytes, bytes]]) -> bytes:
-        body = error_body(self.message, self.error_type, None, self.code)
-        lines = [STATUS_LINE[self.status]]
-        lines.extend(name + b": " + value + b"\r\n" for name, value in default_headers)
-        lines.append(b"content-type: application/json\r\n")
-        if self.retry_after:
-            lines.append(b"retry-after: 1\r\n")
-        lines.append(b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body))
-        lines.append(body)
-        return b"".join(lines)
-
-
-def _head_too_large(what: str) -> Refusal:
-    return Refusal(431, "invalid_request_error", "request_header_fields_too_large", what)
-
-
-def _timed_out(part: str, seconds: float) -> Refusal:
-    message = f"the request {part} was not received within {seconds:g} s"
-    return Refusal(408, "invalid_request_error", "request_timeout", message)
-
-
-_MALFORMED: Final = Refusal(
-    400, "invalid_request_error", "invalid_http_request",
-    "the request is not valid HTTP/1.1 (a malformed request line, header, Content-Length or chunk)",
-)
-EVICTED: Final = Refusal(
-    408, "invalid_request_error", "request_timeout",
-    "the connection was closed to make room for others before its request head was complete",
-)
-TOO_MANY_PIPELINED: Final = Refusal(
-    429, "invalid_request_error", "too_many_pipelined_requests",
-    f"more than {MAX_PIPELINED} requests were pipelined on one connection; send them after their answers",
-)
-TOO_MANY_CONNECTIONS: Final = Refusal(
-    503, "service_unavailable_error", "too_many_connections",
-    "the gateway has too many open connections; retry shortly", retry_after=True,
-)
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -279,9 +167,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             if self._deadline is None:
                 self._arm(limits.body_timeout)
         elif self._head_bytes > limits.max_header_bytes:
-            self._refuse(_head_too_large(f"request head exceeds {limits.max_header_bytes} bytes"))
+            self._refuse(head_too_large(f"request head exceeds {limits.max_header_bytes} bytes"))
         elif len(self.headers) > limits.max_headers:
-            self._refuse(_head_too_large(f"request has more than {limits.max_headers} header fields"))
+            self._refuse(head_too_large(f"request has more than {limits.max_headers} header fields"))
         elif self._deadline is None:
             self._arm(limits.head_timeout)
 
@@ -299,7 +187,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         """uvicorn answers a request it cannot parse in plain text; every other error of the
         gateway is OpenAI's error JSON, so this one is too (counted like the other refusals)."""
-        self._refuse(_MALFORMED)
+        self._refuse(MALFORMED)
 
     # -- parser callbacks ------------------------------------------------------------
     # The parent is called directly: super() costs about 0.3 us a call on CPython 3.11,
@@ -314,13 +202,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._cancel_deadline()
         limits = self.limits
         if len(self.headers) > limits.max_headers:
-            raise _head_too_large(f"request has more than {limits.max_headers} header fields")
+            raise head_too_large(f"request has more than {limits.max_headers} header fields")
         # Exact size only when the cheap bound says it may be too large (a body in the same read).
         if (self._head_bytes > limits.max_header_bytes or self._head_mid_read) and (
             len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
             > limits.max_header_bytes
         ):
-            raise _head_too_large(f"request head exceeds {limits.max_header_bytes} bytes")
+            raise head_too_large(f"request head exceeds {limits.max_header_bytes} bytes")
         if len(self.pipeline) >= MAX_PIPELINED and not self.cycle.response_complete:
             raise TOO_MANY_PIPELINED
         self._phase = _BODY
@@ -498,9 +386,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         elif self.flow.read_paused:  # we stopped reading (app busy, pipelined request): not the client's delay
             self._arm(self.limits.body_timeout if self._phase == _BODY else self.limits.head_timeout)
         elif self._phase == _HEAD:
-            self._refuse(_timed_out("head", self.limits.head_timeout))
+            self._refuse(timed_out("head", self.limits.head_timeout))
         elif self._phase == _BODY:
-            self._refuse(_timed_out("body", self.limits.body_timeout))
+            self._refuse(timed_out("body", self.limits.body_timeout))
         else:  # connected and never sent a byte
             self._refused = True
             self.transport.close()
