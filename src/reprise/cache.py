@@ -29,20 +29,16 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, Protocol, TypeVar
-
-import orjson
 
 from reprise.backends.base import Backend, DistributedLock
 from reprise.coalesce import Flight, SingleFlight
-from reprise.core.controls import parse_controls
 from reprise.core.entry import CacheEntry
-from reprise.core.keys import chat_key_hash, storage_key
-from reprise.core.policy import CachePlan, CachePolicy, decide
-from reprise.core.request import require_model, require_object, validate_chat
-from reprise.core.streaming import judge_chat_completion
+from reprise.core.policy import CachePlan, CachePolicy
+from reprise.driver_answers import Answer, BatchAnswer, CacheResult, StreamAnswer
 from reprise.errors import UpstreamError
+from reprise.library_chat import ChatCall, cached_chat
 from reprise.outcome import BatchOutcome, Outcome, Shared, reraise
 from reprise.peer_lock import PeerLock
 from reprise.store_access import CacheStats, StoreAccess
@@ -59,7 +55,6 @@ P = TypeVar("P")
 Producer = Callable[[], Awaitable[Outcome]]
 #: Produces the items at the given positions of a batch, in one provider call.
 BatchProducer = Callable[[list[int]], Awaitable[BatchOutcome]]
-ChatCall = Callable[[dict[str, Any]], Awaitable[Any]]
 #: What an item's flight shares: its value, or the batch's failure.
 ItemShared = bytes | Outcome | UpstreamError
 
@@ -74,54 +69,6 @@ class SecondLookup(Protocol):
     async def remember(self, key: str) -> None:
         """Index the answer just stored under ``key`` (before the request's response ends)."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class CacheResult:
-    """The library's answer: the response dict and what the cache did for it."""
-
-    response: dict[str, Any]
-    status: str  # "hit" | "miss" | "bypass"
-    key: str | None
-    age: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """A single answer and how it was obtained (``entry`` is set on a hit)."""
-
-    status: int
-    body: bytes | memoryview
-    """On a hit, the stored bytes themselves (``CacheEntry.body``): sent as they are."""
-    cache_status: str  # "hit" | "miss" | "bypass"
-    entry: CacheEntry | None = None
-    upstream_headers: tuple[tuple[bytes, bytes], ...] = ()
-    """The provider's headers of a fresh call (``Outcome.headers``); empty on a hit."""
-
-
-@dataclass(frozen=True, slots=True)
-class StreamAnswer:
-    """A streamed request's answer: a stored ``entry``, a ``shared`` outcome, or the ``lead``."""
-
-    cache_status: str
-    entry: CacheEntry | None = None
-    shared: Outcome | None = None
-    lead: StreamLead | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class BatchAnswer:
-    """A batch's items in request order, or the provider's ``failure`` (status and body)."""
-
-    cache_status: str
-    values: list[bytes] = field(default_factory=list)
-    from_cache: list[bool] = field(default_factory=list)
-    usage: bytes | None = None
-    failure: Outcome | None = None
-
-    @property
-    def hits(self) -> int:
-        return sum(self.from_cache)
 
 
 class AsyncCache(StoreAccess):
@@ -142,6 +89,11 @@ class AsyncCache(StoreAccess):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`aclose` ran (:meth:`chat` then raises)."""
+        return self._closed
 
     async def aclose(self) -> None:
         """Close the store; :meth:`chat` raises from now on (a call in flight still ends)."""
@@ -517,53 +469,7 @@ class AsyncCache(StoreAccess):
         choice has a ``finish_reason``, no ``error``): anything else ``call`` returns is passed
         back to the callers as it is, and asked for again next time.
         """
-        if self._closed:
-            raise RuntimeError("this AsyncCache is closed")
-        require_object(request)
-        require_model(request)
-        validate_chat(request)
-        plan = decide(self.policy, parse_controls(request.get("cache")))
-        key = storage_key(chat_key_hash(request), plan.namespace)
-        upstream_request = {k: v for k, v in request.items() if k != "cache"}
-
-        async def produce() -> Outcome:
-            try:
-                response = await call(upstream_request)
-            except Exception as exc:  # the caller's own error: shared as a failure, raised as itself
-                raise _CallFailed(exc) from exc
-            if hasattr(response, "model_dump"):
-                response = response.model_dump(mode="json", exclude_unset=True)
-            meta = {"kind": "chat", "model": request.get("model"), "usage": response.get("usage")}
-            # stored only as the gateway stores: a finished chat completion without ``error``
-            return Outcome(200, orjson.dumps(response), meta, storable=judge_chat_completion(response) is True)
-
-        try:
-            answer = await self.get_or_produce(key, plan, produce)
-        except UpstreamError as exc:
-            failed = exc if isinstance(exc, _CallFailed) else exc.__cause__
-            if not isinstance(failed, _CallFailed):
-                raise
-            error = failed.error  # raised below, outside this handler, so its __context__ stays its own
-        else:
-            age = answer.entry.age(self.clock()) if answer.entry is not None else 0.0
-            return CacheResult(
-                orjson.loads(answer.body), answer.cache_status, key if plan.uses_cache else None, age
-            )
-        # Every caller waiting for this answer raises the very exception ``call`` raised (its type,
-        # attributes and own cause), each with the traceback it left ``call`` with, as
-        # asyncio.Future.result() does: raising one object in several tasks would otherwise pile
-        # every earlier caller's frames onto it.
-        raise error.with_traceback(failed.traceback)
-
-
-class _CallFailed(UpstreamError):
-    """The library's ``call`` raised: the failure its flight shares carries that exception,
-    and its traceback as it left ``call``, for every caller waiting to raise it."""
-
-    def __init__(self, error: Exception) -> None:
-        super().__init__(f"{type(error).__name__}: {error}")
-        self.error = error
-        self.traceback = error.__traceback__
+        return await cached_chat(self, request, call)
 
 
 #: What a stream too long to keep shares (:attr:`Outcome.too_long`): the requests that waited
