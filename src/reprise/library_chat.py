@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from reprise.core.chat_answer import judge_chat_completion
 from reprise.core.controls import parse_controls
 from reprise.core.keys import chat_key_hash, storage_key
 from reprise.core.policy import decide
 from reprise.core.request import require_model, require_object, validate_chat
-from reprise.core.streaming import judge_chat_completion
 from reprise.driver_answers import CacheResult
 from reprise.errors import UpstreamError
 from reprise.outcome import Outcome

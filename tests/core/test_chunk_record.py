@@ -17,7 +17,8 @@ from reprise.core.answer_bounds import MAX_RECORDED_BYTES
 from reprise.core.chunk_record import ChunkRecording, replay_recording
 from reprise.core.entry import CacheEntry, EntryFormatError, decode_entry, encode_entry
 from reprise.core.replay_memo import ReplayMemo, replay
-from reprise.core.streaming import StreamAssembler, render_sse
+from reprise.core.sse_replay import render_sse
+from reprise.core.streaming import StreamAssembler
 
 BASE = {"id": "c", "object": "chat.completion.chunk", "created": 5, "model": "x"}
 USAGE = {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}

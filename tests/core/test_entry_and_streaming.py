@@ -8,14 +8,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reprise.core.answer_bounds import MAX_RECORDED_BYTES
+from reprise.core.chat_answer import is_chat_completion, judge_chat_completion
 from reprise.core.entry import CacheEntry, EntryFormatError, decode_entry, encode_entry
-from reprise.core.streaming import (
-    DONE_EVENT,
-    StreamAssembler,
-    is_chat_completion,
-    judge_chat_completion,
-    render_sse,
-)
+from reprise.core.sse_replay import DONE_EVENT, render_sse
+from reprise.core.streaming import StreamAssembler
 
 
 def test_entry_round_trip() -> None:

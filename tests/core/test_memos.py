@@ -8,7 +8,7 @@ import pytest
 from reprise.core.chat_request import ChatFactsMemo, chat_facts, controls_of
 from reprise.core.entry import CacheEntry, decode_entry, encode_entry
 from reprise.core.replay_memo import ReplayMemo
-from reprise.core.streaming import render_sse
+from reprise.core.sse_replay import render_sse
 from reprise.errors import RequestError
 
 

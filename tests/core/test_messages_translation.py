@@ -11,7 +11,7 @@ import pytest
 from reprise.core.keys import chat_key_hash, provider_params
 from reprise.core.messages_answer import MessageStream, error_of, message_of
 from reprise.core.messages_request import chat_body, count_body, count_request, estimate_tokens
-from reprise.core.streaming import render_sse
+from reprise.core.sse_replay import render_sse
 from reprise.errors import RequestError
 
 

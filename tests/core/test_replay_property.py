@@ -30,8 +30,10 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reprise.core.chat_answer import is_chat_completion
 from reprise.core.replay_memo import replay
-from reprise.core.streaming import StreamAssembler, is_chat_completion, render_sse
+from reprise.core.sse_replay import render_sse
+from reprise.core.streaming import StreamAssembler
 
 KNOWN = frozenset({
     "id", "object", "created", "model", "choices", "usage", "system_fingerprint", "service_tier", "error",

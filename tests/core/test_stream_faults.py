@@ -9,7 +9,8 @@ import orjson
 import pytest
 
 from reprise.core.sse_record import CompletionsRecorder
-from reprise.core.streaming import DONE_EVENT, StreamAssembler, render_sse
+from reprise.core.sse_replay import DONE_EVENT, render_sse
+from reprise.core.streaming import StreamAssembler
 
 BOM = b"\xef\xbb\xbf"
 HEAD = {"id": "c1", "object": "chat.completion.chunk", "created": 5, "model": "m"}

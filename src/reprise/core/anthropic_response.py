@@ -32,7 +32,7 @@ from typing import Any
 import orjson
 
 from reprise.core.sse_events import SseEvents, read_event
-from reprise.core.streaming import DONE_EVENT
+from reprise.core.sse_replay import DONE_EVENT
 
 FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
                   "model_context_window_exceeded": "length", "tool_use": "tool_calls",

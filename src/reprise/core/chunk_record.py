@@ -2,7 +2,7 @@
 
 Why: a chat stream is stored as its merged ``chat.completion`` (:mod:`reprise.core.streaming`),
 so that plain and streamed requests share one entry, and a streamed hit is rendered from it
-(:func:`~reprise.core.streaming.render_sse`). That keeps every field, but a field whose value
+(:func:`~reprise.core.sse_replay.render_sse`). That keeps every field, but a field whose value
 changes from chunk to chunk keeps one value only, its last: OpenAI's per-chunk
 ``obfuscation`` padding (sent by default: ``stream_options.include_obfuscation``), a
 vendor's per-chunk counter, usage reported on every chunk. When the assembler sees a value

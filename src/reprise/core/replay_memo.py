@@ -3,7 +3,7 @@
 A stored chat answer is its plain JSON, sometimes with the provider's own events beside it
 (:mod:`reprise.core.chunk_record`, when merging the stream lost per-chunk values). A
 streamed hit sends those events, else the JSON rendered as chunks
-(:func:`~reprise.core.streaming.render_sse`); either way the bytes are made once and kept.
+(:func:`~reprise.core.sse_replay.render_sse`); either way the bytes are made once and kept.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections import OrderedDict
 import orjson
 
 from reprise.core.chunk_record import replay_recording
-from reprise.core.streaming import render_sse
+from reprise.core.sse_replay import render_sse
 
 _Replay = tuple[bytes, int, bytes, bytes]
 """The stored object the answer came from, the answer's length, a recording held apart, the SSE."""

@@ -40,7 +40,7 @@ What is promised:
   back (``_MAX_NESTING``) is malformed.
   It holds at most :data:`~reprise.core.answer_bounds.MAX_RECORDED_BYTES` of a stream:
   a longer one is still forwarded, but not merged, so never stored (:attr:`~StreamAssembler.overflow`).
-* :func:`render_sse` is its inverse up to chunk boundaries: ``assemble(render_sse(c, True))
+* :func:`~reprise.core.sse_replay.render_sse` is its inverse up to chunk boundaries: ``assemble(render_sse(c, True))
   == c`` for any chat completion ``c`` with distinct choice indexes, except that a message
   without ``role`` gets ``"assistant"``, a missing ``content`` or ``usage`` comes back as
   ``null``, and an ``index`` key inside a plain answer's tool call is replaced by its
@@ -60,9 +60,7 @@ from reprise.core.answer_bounds import MAX_RECORDED_BYTES
 from reprise.core.chunk_record import MAX_REPLAY_BYTES, ChunkRecording
 from reprise.core.sse_events import SseEvents, is_failure, read_event
 
-DONE_EVENT = b"data: [DONE]\n\n"
 _IDENTIFIERS = frozenset({"role", "id", "type"})
-_CHOICE_OWN = frozenset({"index", "delta", "message", "logprobs", "finish_reason"})
 _MAX_DEPTH = 32
 _MAX_NESTING = 254  # orjson writes no deeper: an answer nested deeper could not be stored
 
@@ -430,7 +428,7 @@ class StreamAssembler:
 
     def recording(self) -> bytes:
         """The events as they came, compressed (:mod:`reprise.core.chunk_record`), when the
-        merge lost per-chunk values (:attr:`lossy`); empty when :func:`render_sse` of the
+        merge lost per-chunk values (:attr:`lossy`); empty when :func:`~reprise.core.sse_replay.render_sse` of the
         merged answer gives every value back."""
         if not self.lossy or self._recording is None:
             return b""
@@ -448,84 +446,3 @@ class StreamAssembler:
 
 
 _ABSENT = object()
-
-
-# -- replay ---------------------------------------------------------------------------------
-
-def render_sse(completion: dict[str, Any], include_usage: bool) -> bytes:
-    """OpenAI ``chat.completion.chunk`` events replaying a stored completion, then DONE.
-
-    Every top-level field but ``choices`` and ``usage`` is in each chunk. With
-    ``include_usage`` (the client's ``stream_options.include_usage``) each chunk has
-    ``usage: null`` and a last ``choices: []`` chunk carries the stored usage, as OpenAI does.
-    """
-    base = {k: v for k, v in completion.items() if k not in ("choices", "usage")}
-    base["object"] = "chat.completion.chunk"
-    if include_usage:
-        base["usage"] = None
-    # The top-level fields are the same in every chunk: written once, each chunk ends with its choices.
-    head = b"data: " + orjson.dumps(base)[:-1] + b',"choices":'
-    out: list[bytes] = []
-    for position, choice in enumerate(completion.get("choices") or ()):
-        if isinstance(choice, dict):
-            out.extend(head + orjson.dumps([body]) + b"}\n\n" for body in _choice_chunks(position, choice))
-    if include_usage:
-        out.append(b"data: " + orjson.dumps({**base, "choices": [], "usage": completion.get("usage")}) + b"\n\n")
-    out.append(DONE_EVENT)
-    return b"".join(out)
-
-
-def _choice_chunks(position: int, choice: dict[str, Any]) -> list[dict[str, Any]]:
-    """A role chunk, a chunk with all the rest of the message, and a finish chunk."""
-    index = choice.get("index", position)
-    message = choice.get("message")
-    message = message if isinstance(message, dict) else {}
-    content = message.get("content")
-    head = {"role": message.get("role") or "assistant", "content": "" if isinstance(content, str) else None}
-    delta = {k: v for k, v in message.items() if k != "role" and not (k == "content" and content in ("", None))}
-    if isinstance(delta.get("tool_calls"), list):
-        delta["tool_calls"] = [_indexed(i, call) for i, call in enumerate(delta["tool_calls"])]
-    extra = {k: v for k, v in choice.items() if k not in _CHOICE_OWN}
-    quiet = {"logprobs": None} if "logprobs" in choice else {}
-    chunks = [{"index": index, "delta": head, **quiet, "finish_reason": None}]
-    if delta or extra or choice.get("logprobs") is not None:
-        logprobs = {"logprobs": choice["logprobs"]} if quiet else {}
-        chunks.append({"index": index, "delta": delta, **extra, **logprobs, "finish_reason": None})
-    chunks.append({"index": index, "delta": {}, **quiet, "finish_reason": choice.get("finish_reason")})
-    return chunks
-
-
-def _indexed(position: int, call: Any) -> Any:
-    if not isinstance(call, dict):
-        return call
-    return {"index": position, **{k: v for k, v in call.items() if k != "index"}}
-
-
-def is_chat_completion(obj: Any) -> bool:
-    """A dict with a non-empty list ``choices`` of dicts that each carry a ``message`` dict.
-
-    The driver stores a 2xx answer only when it is one: anything else is the provider's
-    failure, not an answer to replay.
-    """
-    if not isinstance(obj, dict):
-        return False
-    choices = obj.get("choices")
-    return (
-        isinstance(choices, list)
-        and bool(choices)
-        and all(isinstance(c, dict) and isinstance(c.get("message"), dict) for c in choices)
-    )
-
-
-def judge_chat_completion(obj: Any) -> bool | None:
-    """A 2xx plain chat answer: True to store, False to send only, None for the provider's failure.
-
-    The same rules as a stream's (:attr:`StreamAssembler.complete`), since a plain and a
-    streamed request share one entry: an answer carrying ``error`` (or vLLM's ``"object":
-    "error"``, :func:`is_failure`) is a failure however
-    well its choices look, and one with a choice that has no ``finish_reason`` was cut
-    short. That one is still the provider's answer to send, but never a hit to replay.
-    """
-    if not is_chat_completion(obj) or is_failure(None, obj):
-        return None
-    return all(c.get("finish_reason") for c in obj["choices"])

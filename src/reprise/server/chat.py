@@ -15,10 +15,11 @@ import orjson
 
 from reprise.cache import AsyncCache, Outcome
 from reprise.core.body import parse_json_object
+from reprise.core.chat_answer import judge_chat_completion
 from reprise.core.chat_request import ChatFacts, ChatFactsMemo, controls_of
 from reprise.core.keys import storage_key
 from reprise.core.policy import CachePlan
-from reprise.core.streaming import StreamAssembler, judge_chat_completion
+from reprise.core.streaming import StreamAssembler
 from reprise.errors import UpstreamError
 from reprise.observability.observer import RequestRecord, unobserved
 from reprise.server import semantic_chat

@@ -24,10 +24,10 @@ from typing import Any
 
 import orjson
 
+from reprise.core.chat_answer import is_chat_completion
 from reprise.core.chat_request import chat_facts
 from reprise.core.messages_answer import MessageStream, error_of, message_of
 from reprise.core.messages_request import chat_body, count_body, count_request, estimate_tokens
-from reprise.core.streaming import is_chat_completion
 from reprise.errors import Unsupported
 from reprise.providers.anthropic import AnthropicWire
 from reprise.server.chat import ChatRequest, handle_chat

@@ -33,7 +33,7 @@ import orjson
 from reprise.core.answer_bounds import MAX_ANSWER_BYTES, TOO_LARGE_CODE, too_large_message
 from reprise.core.keys import provider_params
 from reprise.core.request import asks_usage
-from reprise.core.streaming import render_sse
+from reprise.core.sse_replay import render_sse
 from reprise.errors import UpstreamError
 from reprise.outcome import Outcome
 from reprise.server.credentials import TokenSource
