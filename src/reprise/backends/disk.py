@@ -59,7 +59,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Self, TypeVar
 
 from reprise.backends.base import Capabilities
-from reprise.backends.lock_owner import owner_gone, owner_token
+from reprise.backends.disk_sql import CHUNK, SCHEMA, evict_lru, keys_page, prefix_range, stored_bytes, take_lock
+from reprise.backends.lock_owner import owner_token
 from reprise.backends.sqlite_tx import WriteTransaction, enable_wal
 from reprise.errors import BackendError, BackendTimeout, BackendUnavailable
 
@@ -75,22 +76,10 @@ EVICT_TO = 0.9
 """Eviction frees space down to this fraction of ``max_bytes``, so it runs rarely."""
 
 _BUSY_TIMEOUT = 5.0  # seconds a statement waits for another process's write lock
-_CHUNK = 500  # keys per ``IN (...)``: under SQLite's oldest host-parameter limit (999)
 _RECOUNT_INTERVAL = 60.0  # seconds between re-reading the true total (other writers)
 _MAX_NOTED = 65_536  # keys noted for a touch between two flushes; more are dropped until one
 _MMAP_BYTES = 256 * 2**20  # reads map the file: a hit on a large file costs no read() copies
 _WAL_ROOM = 16 * 2**20  # beyond max_bytes: the write-ahead log (checkpointed every ~4 MiB) and SQLite's pages
-# ``value`` is last so reading the small columns never walks a large blob's overflow
-# pages; (accessed_at, size) covers both the LRU scan and SUM(size).
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, expires_at REAL,"
-    " size INTEGER NOT NULL, accessed_at REAL NOT NULL, value BLOB NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS entries_lru ON entries (accessed_at, size)",
-    "CREATE INDEX IF NOT EXISTS entries_expiry ON entries (expires_at)",
-    # Single-flight across the processes sharing the file (DistributedLock).
-    "CREATE TABLE IF NOT EXISTS locks (key TEXT PRIMARY KEY, owner TEXT NOT NULL,"
-    " expires_at REAL NOT NULL) WITHOUT ROWID",
-)
 
 
 class DiskBackend:
@@ -179,7 +168,7 @@ class DiskBackend:
             page = await self._run(self._keys_page, after, namespace)
             for key in page:
                 yield key
-            if len(page) < _CHUNK:
+            if len(page) < CHUNK:
                 return
             after = page[-1]
 
@@ -252,9 +241,9 @@ class DiskBackend:
             with self._lock:
                 if not self._ready:
                     with WriteTransaction(conn):
-                        for statement in _SCHEMA:
+                        for statement in SCHEMA:
                             conn.execute(statement)
-                        self._total = _stored_bytes(conn)
+                        self._total = stored_bytes(conn)
                         self._oldest = conn.execute("SELECT MIN(accessed_at) FROM entries").fetchone()[0]
                     self._ready = True
                     self._check_room()
@@ -294,8 +283,8 @@ class DiskBackend:
         found: dict[str, bytes] = {}
         expired: list[str] = []
         stale: list[str] = []
-        for start in range(0, len(keys), _CHUNK):
-            chunk = keys[start : start + _CHUNK]
+        for start in range(0, len(keys), CHUNK):
+            chunk = keys[start : start + CHUNK]
             marks = ",".join("?" * len(chunk))
             rows = conn.execute(
                 f"SELECT key, value, expires_at, accessed_at FROM entries WHERE key IN ({marks})",
@@ -376,25 +365,7 @@ class DiskBackend:
             return self._owner
 
     def _acquire(self, key: str, ttl: float) -> bool:
-        """Take the lock if it is free, expired, or held by a process that is gone (lock_owner.py)."""
-        conn = self._conn()
-        owner = self._owner_name()
-        now = time.time()
-        with WriteTransaction(conn):
-            taken = conn.execute(
-                "INSERT INTO locks (key, owner, expires_at) VALUES (?, ?, ?)"
-                " ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at"
-                " WHERE locks.expires_at <= ?",
-                (key, owner, now + ttl, now),
-            ).rowcount
-            if taken != 1:
-                row = conn.execute("SELECT owner FROM locks WHERE key = ?", (key,)).fetchone()
-                if row is not None and row[0] != owner and owner_gone(row[0]):
-                    taken = conn.execute(
-                        "UPDATE locks SET owner = ?, expires_at = ? WHERE key = ? AND owner = ?",
-                        (owner, now + ttl, key, row[0]),
-                    ).rowcount
-        return taken == 1
+        return take_lock(self._conn(), key, self._owner_name(), ttl, time.time())
 
     def _release(self, key: str) -> None:
         conn = self._conn()
@@ -452,34 +423,21 @@ class DiskBackend:
             if namespace is None:
                 count = conn.execute("DELETE FROM entries").rowcount
             else:
-                low, high = _prefix_range(namespace)
+                low, high = prefix_range(namespace)
                 count = conn.execute(
                     "DELETE FROM entries WHERE key >= ? AND key < ?", (low, high)
                 ).rowcount
-            total = _stored_bytes(conn)
+            total = stored_bytes(conn)
         with self._lock:
             self._total = total
         return count
 
     def _keys_page(self, after: str | None, namespace: str | None) -> list[str]:
-        """Up to _CHUNK live keys in key order, strictly after ``after`` (None: from the start)."""
-        clauses: list[str] = ["(expires_at IS NULL OR expires_at > ?)"]
-        args: list[object] = [time.time()]
-        if namespace is not None:
-            clauses += ["key >= ?", "key < ?"]
-            args += _prefix_range(namespace)
-        if after is not None:
-            clauses.append("key > ?")
-            args.append(after)
-        rows = self._conn().execute(
-            f"SELECT key FROM entries WHERE {' AND '.join(clauses)} ORDER BY key LIMIT {_CHUNK}",
-            args,
-        )
-        return [key for (key,) in rows]
+        return keys_page(self._conn(), after, namespace, time.time())
 
     def _recount(self, conn: sqlite3.Connection, now: float) -> None:
         """Re-read the true total (other processes write too); evict if it is over the bound."""
-        total = _stored_bytes(conn)
+        total = stored_bytes(conn)
         oldest = conn.execute("SELECT MIN(accessed_at) FROM entries").fetchone()[0]
         with self._lock:
             self._total = total
@@ -491,24 +449,7 @@ class DiskBackend:
     def _evict(self, conn: sqlite3.Connection) -> None:
         """Drop expired rows, then least recently accessed ones, to EVICT_TO of the bound."""
         self._flush_noted()  # this process's reads count before the order is read
-        target = int(self.max_bytes * EVICT_TO)
-        with WriteTransaction(conn):
-            conn.execute("DELETE FROM entries WHERE expires_at <= ?", (time.time(),))
-            total = _stored_bytes(conn)  # the truth, other processes' writes included
-            while total > target:
-                rows = conn.execute(
-                    "SELECT key, size FROM entries ORDER BY accessed_at LIMIT ?", (_CHUNK,)
-                ).fetchall()
-                victims = []
-                for key, size in rows:
-                    if total <= target:
-                        break
-                    victims.append((key,))
-                    total -= size
-                if not victims:
-                    break
-                conn.executemany("DELETE FROM entries WHERE key = ?", victims)
-            oldest = conn.execute("SELECT MIN(accessed_at) FROM entries").fetchone()[0]
+        total, oldest = evict_lru(conn, int(self.max_bytes * EVICT_TO), time.time())
         with self._lock:
             self._total = total
             self._oldest = oldest
@@ -518,12 +459,3 @@ class DiskBackend:
             self._total += delta
             return self._total
 
-
-def _stored_bytes(conn: sqlite3.Connection) -> int:
-    total: int = conn.execute("SELECT COALESCE(SUM(size), 0) FROM entries").fetchone()[0]
-    return total
-
-
-def _prefix_range(namespace: str) -> tuple[str, str]:
-    """Bounds of keys starting ``{namespace}:`` (``;`` sorts right after ``:``), index-friendly."""
-    return f"{namespace}:", f"{namespace};"
