@@ -134,7 +134,7 @@ def open_client(target: RedisTarget) -> tuple[Any, list[Any]]:
     connection (a burst queues briefly instead of failing open to the upstream); a
     cluster client keeps a pool per node, a sentinel client one pool for the master.
     """
-    from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster, SSLConnection
+    from redis.asyncio import Redis, RedisCluster
     from redis.asyncio.cluster import ClusterNode
     from redis.asyncio.retry import Retry
     from redis.asyncio.sentinel import Sentinel
@@ -171,6 +171,13 @@ def open_client(target: RedisTarget) -> tuple[Any, list[Any]]:
             target.service_name or "mymaster", redis_class=Redis, db=target.db, ssl=target.ssl, **auth
         )
         return master, list(sentinel.sentinels)
+    return _standalone(target, auth, timeouts), []
+
+
+def _standalone(target: RedisTarget, auth: dict[str, Any], timeouts: dict[str, Any]) -> Any:
+    """A standalone client over a blocking pool (see :func:`open_client`)."""
+    from redis.asyncio import BlockingConnectionPool, Redis, SSLConnection
+
     pool_options: dict[str, Any] = {
         "max_connections": target.max_connections,
         "timeout": target.socket_connect_timeout + target.socket_timeout,
@@ -183,4 +190,4 @@ def open_client(target: RedisTarget) -> tuple[Any, list[Any]]:
         if target.ssl:
             pool_options["connection_class"] = SSLConnection
         pool = BlockingConnectionPool(host=target.host, port=target.port, db=target.db, **auth, **pool_options)
-    return Redis.from_pool(pool), []
+    return Redis.from_pool(pool)

@@ -67,27 +67,7 @@ async def stats_view(cache: AsyncCache | None, observer: Observer, machine: Mach
     """Totals since the server started, per-model rows, top prompts, similarity buckets;
     ``workers`` says which workers they cover and how old the oldest part is."""
     m = _Named(machine.registry)
-    hits, semantic = m.hits.total(), m.semantic_hits.total()
-    misses = m.misses.total()
-    lookups = hits + semantic + misses
-    saved_prompt = sum(v for k, v in m.saved_tokens.values.items() if k[2] == "prompt")
-    saved_completion = sum(v for k, v in m.saved_tokens.values.items() if k[2] == "completion")
-    totals = {
-        "requests": int(m.requests.total()),
-        "hits": int(hits),
-        "semantic_hits": int(semantic),
-        "misses": int(misses),
-        "bypasses": int(m.bypasses.total()),
-        "upstream_errors": int(m.upstream_errors.total()),
-        "hit_rate": round((hits + semantic) / lookups, 4) if lookups else None,
-        "saved_prompt_tokens": int(saved_prompt),
-        "saved_completion_tokens": int(saved_completion),
-        "saved_tokens": int(saved_prompt + saved_completion),
-        "saved_usd": round(m.saved_usd.total(), 6),
-        "saved_seconds": round(m.saved_seconds.total(), 3),
-        "hit_latency_ms_avg": _mean_ms(m.hit_latency.sum(), m.hit_latency.count()),
-        "upstream_latency_ms_avg": _mean_ms(m.upstream_latency.sum(), m.upstream_latency.count()),
-    }
+    totals = _totals(m)
     columns = {"requests": m.requests, "hits": m.hits, "semantic_hits": m.semantic_hits, "misses": m.misses,
                "bypasses": m.bypasses, "saved_usd": m.saved_usd}
     per = {name: _by_model(counter) for name, counter in columns.items()}
@@ -114,6 +94,32 @@ async def stats_view(cache: AsyncCache | None, observer: Observer, machine: Mach
         },
         "bucket_seconds": observer.series.bucket_seconds,
     }
+
+
+def _totals(m: _Named) -> dict[str, Any]:
+    """The whole-server row of :func:`stats_view`."""
+    hits, semantic = m.hits.total(), m.semantic_hits.total()
+    misses = m.misses.total()
+    lookups = hits + semantic + misses
+    saved_prompt = sum(v for k, v in m.saved_tokens.values.items() if k[2] == "prompt")
+    saved_completion = sum(v for k, v in m.saved_tokens.values.items() if k[2] == "completion")
+    totals = {
+        "requests": int(m.requests.total()),
+        "hits": int(hits),
+        "semantic_hits": int(semantic),
+        "misses": int(misses),
+        "bypasses": int(m.bypasses.total()),
+        "upstream_errors": int(m.upstream_errors.total()),
+        "hit_rate": round((hits + semantic) / lookups, 4) if lookups else None,
+        "saved_prompt_tokens": int(saved_prompt),
+        "saved_completion_tokens": int(saved_completion),
+        "saved_tokens": int(saved_prompt + saved_completion),
+        "saved_usd": round(m.saved_usd.total(), 6),
+        "saved_seconds": round(m.saved_seconds.total(), 3),
+        "hit_latency_ms_avg": _mean_ms(m.hit_latency.sum(), m.hit_latency.count()),
+        "upstream_latency_ms_avg": _mean_ms(m.upstream_latency.sum(), m.upstream_latency.count()),
+    }
+    return totals
 
 
 async def _top_prompts(cache: AsyncCache | None, rows: list[tuple[str, int, str, float]]) -> list[dict[str, Any]]:
