@@ -182,3 +182,16 @@ def test_one_of_each_credential_header_is_still_judged_by_the_bearer(gateway: Ga
     headers = [("authorization", f"Bearer {MASTER_KEY}"), ("x-api-key", "sk-other"), ("api-key", "sk-other")]
     answer = httpx.post(gateway.url + "/v1/chat/completions", json=chat(unique()), headers=headers)
     assert answer.status_code == 200, answer.text
+
+
+@pytest.mark.parametrize("empty", ["", "Bearer"])
+def test_an_empty_authorization_header_is_the_credential_judged(gateway: GatewayProcess, upstream: StubUpstream,
+                                                                empty: str) -> None:
+    """Found from outside: ``Authorization:`` sent empty beside a valid ``x-api-key`` was passed over and
+    the x-api-key let in; a proxy in front that reads ``Authorization`` sees an anonymous caller. A present
+    Authorization header is the credential, whatever its value: 401."""
+    headers = [("authorization", empty), ("x-api-key", MASTER_KEY)]
+    answer = httpx.post(gateway.url + "/v1/chat/completions", json=chat(unique()), headers=headers)
+    assert answer.status_code == 401, answer.text
+    assert answer.json()["error"]["code"] == "invalid_api_key"
+    assert upstream.requests() == []

@@ -299,9 +299,11 @@ def presented_key(credentials: dict[bytes, bytes]) -> bytes:
     ``Authorization: Bearer`` first, else ``x-api-key``, else ``api-key``.
 
     Checked in that order so one request carrying several is judged by its bearer token
-    alone (no header can smuggle a second guess past a wrong one)."""
+    alone (no header can smuggle a second guess past a wrong one). A present ``Authorization``
+    header is the credential even when empty (found from outside: an empty one beside a valid
+    ``x-api-key`` was passed over, while a proxy in front reading it sees an anonymous caller)."""
     authorization = credentials.get(b"authorization")
-    if authorization:
+    if authorization is not None:
         return bearer_token(authorization)
     for name in KEY_HEADERS:
         value = credentials.get(name, b"").strip()
