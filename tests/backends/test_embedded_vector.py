@@ -355,6 +355,45 @@ async def test_expired_rows_go_before_live_ones_and_bytes_are_bounded(tmp_path: 
     await long.aclose()
 
 
+async def test_a_flooding_tenant_evicts_its_own_vectors_not_another_tenants(tmp_path: Path) -> None:
+    """Found from outside: the total bounds evicted the oldest vectors of the whole index, so one
+    tenant sending many new scopes (each prompt under another system prompt, say) emptied every
+    other tenant's semantic cache. Now the oldest of the owners above an equal share go first."""
+    store = LocalVectorStore(tmp_path, dim=4, max_vectors=100)
+    for i in range(20):  # tenant A: 20 scopes written first, the oldest of the index
+        await store.upsert(VectorRecord(f"a{i}", f"tA/ns:a{i}", "p", unit(1, i / 20)))
+    for i in range(1_000):  # tenant B floods 10x the bound in new scopes
+        await store.upsert(VectorRecord(f"b{i}", f"tB/ns:b{i}", "p", unit(0, 1)))
+    stats = store.stats()
+    assert stats.vectors <= 100 and stats.evicted == 1_020 - stats.vectors
+    for i in range(20):  # A holds less than its share (50): none of its vectors was evicted
+        assert [h.key for h in await store.search(f"a{i}", unit(1, i / 20), k=1, threshold=0.9)] == [f"tA/ns:a{i}"]
+    assert await store.search("b999", unit(0, 1), k=1, threshold=0.9)  # B's newest stay, its oldest went
+    assert not await store.search("b0", unit(0, 1), k=1, threshold=0.0)
+    # the namespace is the owner where there is no tenant: the operator's plain keys are one owner too
+    for i in range(1_000):
+        await store.upsert(VectorRecord(f"c{i}", f"shared:c{i}", "p", unit(0, 0, 1)))
+    assert await store.search("a0", unit(1, 0), k=1, threshold=0.9)
+    await store.aclose()
+    reopened = LocalVectorStore(tmp_path, dim=4, max_vectors=100)  # the owners are rebuilt from the log
+    assert await reopened.search("a19", unit(1, 19 / 20), k=1, threshold=0.9)
+    assert len(reopened) <= 100
+    await reopened.aclose()
+
+
+async def test_one_owners_share_is_bounded_by_bytes_too(tmp_path: Path) -> None:
+    """The byte bound is shared out the same way: long prompts of one tenant cannot push out another's."""
+    store = LocalVectorStore(tmp_path, dim=4, max_bytes=400_000)
+    for i in range(5):
+        await store.upsert(VectorRecord(f"a{i}", f"tA/ns:a{i}", "short", unit(1)))
+    for i in range(200):  # 10 KB prompts: ~2 MB asked of a 400 KB index
+        await store.upsert(VectorRecord(f"b{i}", f"tB/ns:b{i}", "x" * 10_000, unit(0, 1)))
+    assert store.stats().bytes <= 400_000
+    for i in range(5):
+        assert await store.search(f"a{i}", unit(1), k=1, threshold=0.9)
+    await store.aclose()
+
+
 async def test_bounds_come_from_the_local_semantic_params(tmp_path: Path) -> None:
     from reprise.backends.local_semantic import LocalSemanticBackend
     from reprise.config.models import LocalSemanticCacheParams

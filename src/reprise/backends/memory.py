@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 from reprise.backends.base import Capabilities
+from reprise.core.key_owner import owner_of
 
 if TYPE_CHECKING:
     from reprise.backends.base import Backend
@@ -259,16 +260,3 @@ class MemoryBackend:
             self._data.move_to_end(key)
         return victim if victim is not None else next(iter(self._data))  # every owner within share: LRU
 
-
-def owner_of(key: str) -> str:
-    """Who a share of the store belongs to: the tenant whose partition holds ``key``
-    (``{tenant}/{namespace}:...``; ``/`` is outside the namespace alphabet), else the namespace
-    (``{namespace}:...``: the operator's, or a shared one every tenant writes to), else "".
-
-    Found from outside: with every key without a tenant under one owner, a tenant flooding a
-    shared namespace evicted the operator's entries too."""
-    slash = key.find("/")
-    if slash >= 0:
-        return key[:slash]
-    colon = key.find(":")
-    return key[: colon + 1] if colon >= 0 else ""

@@ -4,7 +4,11 @@ At most ``max_vectors`` rows in all, ``max_vectors_per_scope`` in one scope, and
 ``max_bytes`` of estimated memory (docs/semantic.md, "Bounds of the embedded index"). An
 upsert past a bound evicts: expired rows first, then the oldest writes (first in, first
 out, across scopes for the total bounds, within the scope for its own), a batch at a time,
-logged once per burst. Expired rows are removed by a sweep that only visits scopes with a
+logged once per burst. For the total bounds the oldest writes are taken from the largest
+owner (the tenant, else the namespace, of the rows' keys: :mod:`reprise.backends.vector_owners`),
+so one tenant's flood of new scopes evicts its own vectors, not another tenant's; with one
+owner it is plain first in, first out.
+Expired rows are removed by a sweep that only visits scopes with a
 row due (a heap of each scope's earliest expiry), at most once a second; an emptied scope
 is dropped with its arrays. No clock and no file here: the store passes ``now`` in and is
 told of each eviction (``on_evict``) to log the deletes.
@@ -23,6 +27,7 @@ from pathlib import Path
 
 from reprise.backends.sign_codes import BITS, Hyperplanes, Rows
 from reprise.backends.vector import Vector
+from reprise.backends.vector_owners import Owners
 from reprise.backends.vector_scope import ScopeUsage, VectorScope
 
 # The store's logger: the eviction warning is the store's, and is configured by that name.
@@ -50,8 +55,9 @@ _GIVE_BACK = 8 * 2**20
 class BoundedScopes:
     """Every scope of one store, their expiry and write-order heaps, and the bounds' evictions.
 
-    ``due`` and ``ages`` hold, per scope, lower bounds of its earliest expiry and oldest
-    write; an entry that no longer matches its scope's ``due``/``age`` is stale and skipped.
+    ``due`` holds, per scope, a lower bound of its earliest expiry, and ``owners`` each owner's
+    scopes by oldest write (:mod:`reprise.backends.vector_owners`); an entry that no longer
+    matches its scope's ``due``/``age`` is stale and skipped.
     """
 
     def __init__(self, directory: Path, dim: int, coded_from: int, max_vectors: int,
@@ -67,8 +73,8 @@ class BoundedScopes:
         self.row_bytes = 4 * dim + 8 + 8 + BITS // 8 + _ROW_OVERHEAD  # vector, expiry, seq, code
         self.scopes: dict[str, VectorScope] = {}
         self.usage = ScopeUsage()
+        self.owners = Owners(self.usage, self.row_bytes, _SCOPE_OVERHEAD)
         self.due: list[tuple[float, str]] = []  # (a scope's earliest expiry, at most), scope
-        self.ages: list[tuple[int, str]] = []  # (a scope's oldest write, at most), scope
         self.evicted = self.expired = 0
         self._planes: Hyperplanes | None = None
         self._seq = 0
@@ -92,10 +98,11 @@ class BoundedScopes:
         if rows is None:
             if self._planes is None:
                 self._planes = Hyperplanes(self.dim)
-            rows = scopes[name] = VectorScope(self.dim, self._planes, self.coded_from, self.usage,
+            rows = scopes[name] = VectorScope(self.dim, self._planes, self.coded_from, self.owners.of_new_scope(key),
                                               self.max_vectors_per_scope, encoding)
         self._seq += 1
         rows.put(key, prompt, vector, expires_at, self._seq)
+        self.owners.grew(rows.usage)
         if expires_at is not None and expires_at < rows.due:
             rows.due = expires_at
             heapq.heappush(self.due, (expires_at, name))
@@ -103,8 +110,8 @@ class BoundedScopes:
                 self._reheap()  # entries of dropped scopes or superseded ones piled up
         if rows.age < 0:
             rows.age = self._seq
-            heapq.heappush(self.ages, (self._seq, name))
-            if len(self.ages) > 2 * len(scopes) + 256:
+            self.owners.aged(rows.usage, self._seq, name)
+            if self.owners.piled_up(len(scopes)):
                 self._reheap()
 
     def sweep(self, now: float, budget: int, force: bool = False) -> None:
@@ -135,28 +142,45 @@ class BoundedScopes:
             self._note(f"max_vectors_per_scope={self.max_vectors_per_scope} in one scope", now)
 
     def shed(self, now: float) -> None:
-        """Back under ``max_vectors`` and ``max_bytes``: expired rows first, then the oldest writes."""
+        """Back under ``max_vectors`` and ``max_bytes``: expired rows first, then the oldest writes
+        of the largest owner (by the bound exceeded; :mod:`reprise.backends.vector_owners`)."""
         self._high = max(self._high, self.bytes())
         self.sweep(now, sys.maxsize, force=True)
-        usage, ages = self.usage, self.ages
+        usage, owners = self.usage, self.owners
         rows_target = self.max_vectors - _slack(self.max_vectors, 1)
         bytes_target = self.max_bytes - _slack(self.max_bytes, self.row_bytes)
-        while (usage.rows > rows_target or self.bytes() > bytes_target) and usage.rows > 1 and ages:
-            key, name = heapq.heappop(ages)
-            rows = self.scopes.get(name)
-            if rows is None or rows.age != key:
-                continue
+        while (usage.rows > rows_target or self.bytes() > bytes_target) and usage.rows > 1:
+            owner = owners.largest(by_bytes=usage.rows <= rows_target)
+            if owner is None or not owner.ages:
+                self._reheap()  # no entry left for a scope (not expected): rebuild and try once more
+                owner = owners.largest(by_bytes=usage.rows <= rows_target)
+                if owner is None or not owner.ages:
+                    break
+            over_bytes = math.ceil((self.bytes() - bytes_target) * usage.rows / self.bytes())
+            need = min(max(usage.rows - rows_target, over_bytes, 1), usage.rows - 1)
+            if len(owners) > 1:  # half of the largest at most, then the largest is looked for again
+                need = min(need, max(1, owner.rows // 2))
+            self._evict_oldest(owner, need)
+        self._note(f"max_vectors={self.max_vectors}, max_bytes={self.max_bytes}", now)
+        self.give_back()
+
+    def _evict_oldest(self, owner: ScopeUsage, need: int) -> None:
+        """Evict up to ``need`` of ``owner``'s oldest rows, scope after scope, oldest first."""
+        owners, before = self.owners, self.usage.rows
+        while self.usage.rows > before - need:
+            found = owners.oldest_scope(owner, self.scopes)
+            if found is None:
+                return
+            key, name = found
+            rows = self.scopes[name]
             rows.age = rows.first_seq()
-            if rows.age == key:  # this scope holds the oldest row of all: evict its rows up to the next scope's
-                over_bytes = math.ceil((self.bytes() - bytes_target) * usage.rows / self.bytes())
-                need = min(max(usage.rows - rows_target, over_bytes, 1), usage.rows - 1)
-                self._evict(name, rows, rows.oldest(need, ages[0][0] if ages else None))
+            if rows.age == key:  # this scope holds the owner's oldest row: evict up to its next scope's
+                left = need - (before - self.usage.rows)
+                self._evict(name, rows, rows.oldest(left, owner.ages[0][0] if owner.ages else None))
                 if self.drop_if_empty(name, rows):
                     continue
                 rows.age = rows.first_seq()
-            heapq.heappush(ages, (rows.age, name))
-        self._note(f"max_vectors={self.max_vectors}, max_bytes={self.max_bytes}", now)
-        self.give_back()
+            owners.aged(owner, rows.age, name)
 
     def settle(self, now: float) -> int:
         """After a replay: expired rows and empty scopes dropped, the bounds applied; the rows evicted."""
@@ -195,6 +219,7 @@ class BoundedScopes:
             return False
         if self.scopes.get(name) is rows:
             del self.scopes[name]  # its arrays go with it; heap entries for it go stale
+            self.owners.scope_dropped(rows.usage)
         return True
 
     def _expire(self, name: str, rows: VectorScope, now: float) -> None:
@@ -227,9 +252,8 @@ class BoundedScopes:
     def _reheap(self) -> None:
         scopes = self.scopes
         self.due = [(rows.due, name) for name, rows in scopes.items() if rows.due < math.inf]
-        self.ages = [(rows.age, name) for name, rows in scopes.items() if rows.age >= 0]
         heapq.heapify(self.due)
-        heapq.heapify(self.ages)
+        self.owners.rebuild(scopes)
 
 
 def _slack(bound: int, row: int) -> int:

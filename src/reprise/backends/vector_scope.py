@@ -22,12 +22,28 @@ from reprise.backends.sign_codes import Hyperplanes, Rows, SignCodes, dot_rows
 from reprise.backends.vector import Vector, VectorHit
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class ScopeUsage:
-    """Totals shared by every scope of a store, kept in step on each change."""
+    """Totals of some scopes: one owner's, or with no ``parent`` the whole store's; kept in step
+    on each change (a change to an owner's totals is a change to its ``parent``'s too).
+
+    An owner's also carries its name, its number of scopes and a heap of (a scope's oldest
+    write, at most; the scope): :mod:`reprise.backends.vector_owners` keeps them."""
 
     rows: int = 0
     text: int = 0  # bytes of the keys' and prompts' str objects
+    parent: ScopeUsage | None = None
+    owner: str = ""
+    scopes: int = 0
+    ages: list[tuple[int, str]] = field(default_factory=list)
+    ranked: tuple[int, int] = (0, 0)  # the rows and bytes of its last entries in the owners' size heaps
+
+    def add(self, rows: int, text: int) -> None:
+        self.rows += rows
+        self.text += text
+        if self.parent is not None:
+            self.parent.rows += rows
+            self.parent.text += text
 
 
 @dataclass(slots=True, eq=False)
@@ -73,10 +89,9 @@ class VectorScope:
             self.keys.append(key)
             self.prompts.append(prompt)
             self.rows[key] = row
-            self.usage.rows += 1
-            self.usage.text += sys.getsizeof(key) + sys.getsizeof(prompt)
+            self.usage.add(1, sys.getsizeof(key) + sys.getsizeof(prompt))
         else:
-            self.usage.text += sys.getsizeof(prompt) - sys.getsizeof(self.prompts[row])
+            self.usage.add(0, sys.getsizeof(prompt) - sys.getsizeof(self.prompts[row]))
             self.prompts[row] = prompt
         self.expires[row] = np.inf if expires_at is None else expires_at
         self.seqs[row] = seq
@@ -90,8 +105,7 @@ class VectorScope:
         row = self.rows.pop(key, None)
         if row is None:
             return False
-        self.usage.rows -= 1
-        self.usage.text -= sys.getsizeof(key) + sys.getsizeof(self.prompts[row])
+        self.usage.add(-1, -sys.getsizeof(key) - sys.getsizeof(self.prompts[row]))
         last = self.size - 1
         if row != last:  # move the last row into the hole
             self.matrix[row] = self.matrix[last]
@@ -110,17 +124,15 @@ class VectorScope:
         """Remove ``rows`` (distinct row numbers) and return their keys; shrinks if mostly empty."""
         keys = [self.keys[row] for row in rows.tolist()]
         if len(keys) == self.size:  # all of them: the scope is dropped next, its arrays with it
-            self.usage.rows -= self.size
-            self.usage.text -= sum(map(sys.getsizeof, self.keys)) + sum(map(sys.getsizeof, self.prompts))
+            self.usage.add(-self.size, -sum(map(sys.getsizeof, self.keys)) - sum(map(sys.getsizeof, self.prompts)))
             self.keys, self.prompts, self.rows, self.size = [], [], {}, 0
             return keys
         if 4 * len(keys) <= self.size:
             for key in keys:
                 self.remove(key)
         else:  # most rows go: rebuild the survivors in one pass
-            self.usage.rows -= len(keys)
-            self.usage.text -= sum(sys.getsizeof(key) for key in keys)
-            self.usage.text -= sum(sys.getsizeof(self.prompts[row]) for row in rows.tolist())
+            text = sum(map(sys.getsizeof, keys)) + sum(sys.getsizeof(self.prompts[row]) for row in rows.tolist())
+            self.usage.add(-len(keys), -text)
             keep = np.ones(self.size, dtype=bool)
             keep[rows] = False
             kept = np.flatnonzero(keep)
