@@ -257,10 +257,12 @@ class AsyncCache(StoreAccess):
         lead = StreamLead()
         task = self._spawn(self._lead_stream(lead, key, flight, plan, source(), second))
 
-        # Other processes may wait on this answer's peer lock, unseen from here (found from outside:
-        # a worker or instance waited its lock_timeout, 10 s, behind a leader that did not read,
-        # then called the provider too): the shorter stall budget applies (stream_lead.py).
-        peers_may_wait = key is not None and self.peers is not None and plan.store
+        # Other processes may wait on this answer's peer lock (found from outside: a worker or
+        # instance waited its lock_timeout, 10 s, behind a leader that did not read, then called the
+        # provider too): the store says whether one does (peer_lock.py), and then the shorter
+        # stall budget applies (stream_lead.py).
+        peers = self.peers if key is not None and plan.store else None
+        peers_may_wait = peers is not None
 
         def detach() -> None:  # the leader's client left: stop unless others wait for the answer
             if lead.too_slow and peers_may_wait:
@@ -268,11 +270,13 @@ class AsyncCache(StoreAccess):
             if flight is None or flight.followers == 0:
                 task.cancel()
 
+        async def others_wait() -> bool:
+            if flight is not None and flight.followers > 0:
+                return True
+            return peers is not None and key is not None and await peers.awaited(key)
+
         lead._detach = detach
-        if peers_may_wait:
-            lead._others_wait = lambda: True
-        elif flight is not None:
-            lead._others_wait = lambda: flight.followers > 0
+        lead._others_wait = others_wait
         return lead
 
     async def _lead_stream(self, lead: StreamLead, key: str | None, flight: Flight[Any] | None,

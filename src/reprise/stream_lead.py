@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -120,7 +120,7 @@ forwarding)."""
 
 SHARED_STALL_BUDGET = 2.0
 """Seconds in all that one client's backlog may hold the provider back while other requests wait
-for the same answer (or may, behind a peer lock)."""
+for the same answer (in this process, or on its peer lock in another)."""
 
 FOLLOWER_CHECK = 0.25
 """Seconds between two looks, while the driver waits for a slow client, for requests joining it."""
@@ -155,8 +155,8 @@ class StreamLead:
     """Set when the backlog is back within bounds (or the client left), while the driver waits for it."""
     _stalled: float = 0.0
     """Seconds the driver has waited for this client so far."""
-    _others_wait: Callable[[], bool] | None = None
-    """Whether other requests wait for this answer (its flight has followers)."""
+    _others_wait: Callable[[], Awaitable[bool]] | None = None
+    """Whether other requests wait for this answer (its flight has followers, or peers wait on its lock)."""
 
     async def opened(self) -> Outcome | None:
         """None when the provider's events follow; else the whole answer to send instead.
@@ -221,7 +221,7 @@ class StreamLead:
         For at most :data:`SHARED_STALL_BUDGET` while other requests wait for the same answer
         (found from outside: a leader that never read held identical requests for 15 s, and past
         the provider's read timeout turned them into 504s): one client's pace is its own. With a
-        peer lock (Redis, ``--workers``) others may wait unseen, so that budget applies always. A
+        peer lock (Redis, ``--workers``) the waiters on other processes are asked of the store. A
         client that reads, however far behind a burst, takes the backlog under the bound in far
         less (cutting it off at once cut off clients reading a 33 MiB burst at full speed).
         """
@@ -231,7 +231,7 @@ class StreamLead:
         started = time.monotonic()
         try:
             while not room.is_set():
-                shared = self._others_wait is not None and self._others_wait()
+                shared = self._others_wait is not None and await self._others_wait()
                 budget = SHARED_STALL_BUDGET if shared else STALL_BUDGET
                 left = budget - self._stalled - (time.monotonic() - started)
                 if left <= 0:

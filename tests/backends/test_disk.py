@@ -177,6 +177,25 @@ async def test_lock_elects_one_holder_per_key_among_stores(tmp_path: Path) -> No
         await two.aclose()
 
 
+
+async def test_a_waiting_store_is_seen_by_the_holder_until_its_mark_expires(tmp_path: Path) -> None:
+    """A process waiting for a lock holder's answer marks itself (peer_lock.py); the holder asks
+    whether anyone waits, so a slow streaming client is held to the short budget only then."""
+    one, two = DiskBackend(directory=tmp_path), DiskBackend(directory=tmp_path)
+    try:
+        assert await one.acquire("ns:k", 10)
+        assert not await one.has_waiters("ns:k")
+        await two.note_waiting("ns:k", 0.2)
+        assert await one.has_waiters("ns:k")
+        assert not await one.has_waiters("ns:k2") and not await one.has_waiters("ns:")  # that key only
+        await two.note_waiting("ns:k", 0.2)  # renewed: still one mark
+        await asyncio.sleep(0.3)
+        assert not await one.has_waiters("ns:k")  # expired
+        assert [key async for key in one.keys()] == []  # marks are not entries
+    finally:
+        await one.aclose()
+        await two.aclose()
+
 LOCK_HOLDER = """
 import asyncio, sys
 from reprise.backends.disk import DiskBackend

@@ -206,6 +206,23 @@ async def test_lock_is_exclusive_owned_and_hidden(redis_server: RedisServer) -> 
         await b.aclose()
 
 
+
+async def test_a_waiting_process_is_seen_by_the_holder_until_its_mark_expires(redis_server: RedisServer) -> None:
+    a = RedisBackend(RedisTarget(port=redis_server.port))
+    b = RedisBackend(RedisTarget(port=redis_server.port))
+    try:
+        assert await a.acquire("ns:w", 5)
+        assert not await a.has_waiters("ns:w")
+        await b.note_waiting("ns:w", 0.2)
+        assert await a.has_waiters("ns:w") and not await a.has_waiters("ns:w2")
+        assert not [k async for k in a.keys() if "ns:w" in k]  # marks are hidden like locks
+        await asyncio.sleep(0.3)
+        assert not await a.has_waiters("ns:w")
+        await a.release("ns:w")
+    finally:
+        await a.aclose()
+        await b.aclose()
+
 async def test_sentinel_backend_follows_failover(redis_sentinels: SentinelSet) -> None:
     nodes = tuple(("127.0.0.1", s.port) for s in redis_sentinels.sentinels)
     backend = RedisBackend(RedisTarget(mode="sentinel", nodes=nodes, service_name="mymaster"))

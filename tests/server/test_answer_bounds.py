@@ -208,6 +208,33 @@ def test_a_leader_that_stops_reading_does_not_hold_back_other_workers(
     _leader_and_follower(two_workers, standin)
 
 
+
+def test_a_steady_reader_behind_a_peer_lock_is_not_cut_off_when_nobody_waits(
+        two_workers: GatewayProcess, standin: OversizedStandIn) -> None:
+    """Found from outside: with a peer lock (--workers N, Redis) every led stream was held to the
+    2 s budget, since waiters on other processes could not be seen: a client reading a 16 MiB stream
+    steadily at 1 MiB/s was cut off after 6.5 MiB. Waiters now mark themselves in the shared store;
+    with none, the client has the 15 s of a lone client (here some 3-6 s behind in all)."""
+    body = json.dumps(body_for("chat", "medium", unique(), True)).encode()
+    head = (f"POST {ROUTES['chat']} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {MASTER_KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    received = bytearray()
+    rate = 2**20  # bytes a second
+    with socket.create_connection(("127.0.0.1", two_workers.port), timeout=60) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.sendall(head + body)
+        started = time.monotonic()
+        while not received.endswith(b"\r\n0\r\n\r\n") and len(received) < 2 * MEDIUM:
+            piece = sock.recv(64 * 1024)
+            if not piece:
+                break
+            received += piece
+            ahead = len(received) / rate - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+    assert b"client_too_slow" not in received, len(received)
+    assert b"[DONE]" in received and len(received) > MEDIUM
+
 def test_a_leader_that_stops_reading_does_not_hold_back_requests_waiting_for_its_answer(
         gw: GatewayProcess, standin: OversizedStandIn) -> None:
     """Found from outside: a streaming leader that never read held the provider back for 15 s, so an

@@ -88,6 +88,15 @@ class DistributedLock(Protocol):
         """Give back a lock this process holds (never another's, even after expiry)."""
         ...
 
+    async def note_waiting(self, key: str, ttl: float) -> None:
+        """Mark, for ``ttl`` seconds, that this process waits for the answer of ``key``'s holder
+        (the holder then knows its answer is awaited: :meth:`has_waiters`)."""
+        ...
+
+    async def has_waiters(self, key: str) -> bool:
+        """Whether a process marked itself waiting for ``key``'s answer within its mark's ``ttl``."""
+        ...
+
 
 @runtime_checkable
 class StartupCheck(Protocol):

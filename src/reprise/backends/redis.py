@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from reprise.config.models import RedisCacheParams
 
 LOCK_PREFIX = "!lock:"
+WAIT_PREFIX = "!wait:"
+"""Marks of processes waiting for a lock holder's answer (:meth:`RedisBackend.note_waiting`)."""
 BATCH = 500
 """Keys per MGET, per SCAN page and per UNLINK: bounded commands, bounded replies."""
 
@@ -72,7 +74,7 @@ class RedisBackend:
                  hidden_prefixes: tuple[str, ...] = ()) -> None:
         self.target = target or RedisTarget()
         self.lock_timeout = lock_timeout
-        self.hidden_prefixes = (LOCK_PREFIX, *hidden_prefixes)
+        self.hidden_prefixes = (LOCK_PREFIX, WAIT_PREFIX, *hidden_prefixes)
         """Keys that are not entries (locks, redis-semantic's vector documents): left out of keys()."""
         self._client: Any = None
         self._extra_clients: list[Any] = []
@@ -163,6 +165,18 @@ class RedisBackend:
         except _FAILURES as exc:
             raise _translate(exc) from exc
         return removed
+
+    async def note_waiting(self, key: str, ttl: float) -> None:
+        try:
+            await self._redis().set(WAIT_PREFIX + key, b"1", px=max(1, math.ceil(ttl * 1000)))
+        except _FAILURES as exc:
+            raise _translate(exc) from exc
+
+    async def has_waiters(self, key: str) -> bool:
+        try:
+            return bool(await self._redis().exists(WAIT_PREFIX + key))
+        except _FAILURES as exc:
+            raise _translate(exc) from exc
 
     async def keys(self, namespace: str | None = None) -> AsyncIterator[str]:
         client = self._redis()

@@ -113,3 +113,12 @@ class TieredBackend:
         # says nothing about the back's health.
         if isinstance(self.back, DistributedLock):
             await self.back.release(key)
+
+    async def note_waiting(self, key: str, ttl: float) -> None:
+        if isinstance(self.back, DistributedLock):
+            await self._back(self.back.note_waiting(key, ttl))
+
+    async def has_waiters(self, key: str) -> bool:
+        if isinstance(self.back, DistributedLock):
+            return await self._back(self.back.has_waiters(key))
+        return False
