@@ -12,8 +12,8 @@ exact cosine; a row at or above the threshold is missed with probability below 1
 Bounds (docs/semantic.md, "Bounds of the embedded index"): at most ``max_vectors`` rows
 in all, ``max_vectors_per_scope`` in one scope, and ``max_bytes`` of estimated memory
 (:meth:`LocalVectorStore.stats`). An upsert past a bound evicts: expired rows first, then
-the oldest writes (first in, first out, across scopes for the total bounds, within the
-scope for its own), a batch at a time, counted in ``stats().evicted`` and logged once per
+the oldest writes (first in, first out: of the largest owner, tenant or namespace, for the
+total bounds, within the scope for its own), a batch at a time, counted in ``stats().evicted`` and logged once per
 burst. Expired rows are removed from memory by a sweep that only visits scopes with a
 row due (a heap of each scope's earliest expiry), at most once a second, from upserts
 and searches; an emptied scope is dropped with its arrays. A scope starts with room for
@@ -26,7 +26,8 @@ The log is the only file: it is replayed when the store is first used (the codes
 rebuilt from it in one batch: 1-2 s for 100,000 rows here, replay included; rows
 expired by then are dropped, the bounds applied), a torn last record is cut off, and
 the log is rewritten with only the live rows, oldest first, when more than half of it is
-dead: deleted, replaced, evicted or expired.
+dead: deleted, replaced, evicted or expired (in a worker thread, from a copy of the live rows:
+:mod:`~reprise.backends.vector_log`).
 One process owns the directory (``shared=False``).
 
 The parts: one scope's rows and search in :mod:`~reprise.backends.vector_scope`, the
@@ -36,6 +37,8 @@ log's file in :mod:`~reprise.backends.vector_log`; this module opens, replays an
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import threading
 import time
@@ -46,11 +49,15 @@ import numpy as np
 
 from reprise.backends.vector import Vector, VectorHit, VectorRecord
 from reprise.backends.vector_bounds import MAX_BYTES, MAX_VECTORS, MAX_VECTORS_PER_SCOPE, BoundedScopes
-from reprise.backends.vector_log import VectorLog, frame
+from reprise.backends.vector_log import SnapshotCopy, VectorLog, frame, snapshot
 from reprise.backends.vector_scope import VectorScope
 from reprise.errors import BackendError
 
+log = logging.getLogger(__name__)
+
 _SEARCH_SWEEP, _UPSERT_SWEEP = 16, 256
+_COPY_BATCH = 2048
+"""Scopes whose live rows a write copies for a log rewrite (~10 ms at most)."""
 """Scopes a search (at most ~0.2 ms) or an upsert may sweep; the rest wait for the next call."""
 
 
@@ -90,6 +97,8 @@ class LocalVectorStore:
         self.max_bytes = max_bytes
         self._table: BoundedScopes | None = None
         self._compact_after = 0.0  # after a failed rewrite, wait before the next attempt
+        self._copying: SnapshotCopy | None = None  # the live rows being copied for a rewrite
+        self._compacting: asyncio.Future[None] | None = None  # a rewrite running in a worker thread
         self._lock = threading.RLock()  # _open holds it while a replay evicts (and writes nothing)
         self._log = VectorLog(self.directory, self._lock)
 
@@ -134,7 +143,24 @@ class LocalVectorStore:
         self._maybe_compact()
         return True
 
+    async def compacted(self) -> None:
+        """Return once the log holds no more dead records than a rewrite would leave (a rewrite
+        in flight finished, and another run if more than half of the log is dead by then)."""
+        for _ in range(8):  # each rewrite drops what was dead when it began
+            if self._compacting is None:
+                self._maybe_compact()
+            while self._copying is not None:
+                self._copy_step()
+            if self._compacting is None:
+                return
+            await asyncio.wait([self._compacting])
+
     async def aclose(self) -> None:
+        if self._copying is not None:  # a rewrite not yet begun is given up
+            self._copying = None
+            self._log.drop_appends()
+        if self._compacting is not None:  # its thread cannot be stopped: let it finish first
+            await asyncio.wait([self._compacting])
         with self._lock:
             self._log.close()
 
@@ -165,7 +191,7 @@ class LocalVectorStore:
                     self._log.cut_torn_tail()
                     evicted = self._table.settle(time.time())
                     if evicted or self._log.mostly_dead(self._table.usage.rows):
-                        self._log.rewrite(list(self._table.scopes.items()))
+                        self._log.rewrite(snapshot(list(self._table.scopes.items()), self.dim))
                     for rows in self._table.scopes.values():
                         rows.settle()
                     self._log.open()
@@ -196,17 +222,33 @@ class LocalVectorStore:
         self._log.append([frame({"s": scope, "k": key, "d": 1}, b"") for key in keys])
 
     def _maybe_compact(self) -> None:
-        """Rewrite the log once more than half of it is dead (amortised: O(1) a record)."""
-        table = self._bounds()
-        if not self._log.is_open or not self._log.mostly_dead(table.usage.rows) \
-                or time.monotonic() < self._compact_after:
+        """Rewrite the log once more than half of it is dead (amortised: O(1) a record): its live
+        rows copied a batch of scopes per write, then written in a worker thread (the rewrite had
+        run on the event loop: 0.3-0.6 s at 50,000-100,000 live rows, every request waiting)."""
+        if self._copying is not None:
+            self._copy_step()
             return
-        with self._lock:
-            self._log.close()
-            try:
-                self._log.rewrite(list(table.scopes.items()))
-            except BackendError:
-                self._compact_after = time.monotonic() + 60.0
-                raise
-            finally:
-                self._log.open()
+        table = self._bounds()
+        if self._compacting is not None or not self._log.is_open \
+                or not self._log.mostly_dead(table.usage.rows) or time.monotonic() < self._compact_after:
+            return
+        self._log.keep_appends()
+        self._copying = SnapshotCopy(list(table.scopes.items()))
+        self._copy_step()
+
+    def _copy_step(self) -> None:
+        copying = self._copying
+        assert copying is not None
+        copying.step(_COPY_BATCH)
+        if copying.finished:
+            self._copying = None
+            self._compacting = asyncio.get_running_loop().run_in_executor(None, self._log.rewrite, copying, self.dim)
+            self._compacting.add_done_callback(self._compacted)
+
+    def _compacted(self, done: asyncio.Future[None]) -> None:
+        self._compacting = None
+        failure = None if done.cancelled() else done.exception()
+        if failure is not None:  # the old log, appends included, is still the one in use
+            self._compact_after = time.monotonic() + 60.0
+            log.warning("vector index at %s: rewriting its log failed (%s); retried in 60 s",
+                        self.directory, failure)
