@@ -42,7 +42,7 @@ from reprise.library_chat import ChatCall, cached_chat
 from reprise.outcome import BatchOutcome, Outcome, Shared, reraise
 from reprise.peer_lock import PeerLock
 from reprise.store_access import CacheStats, StoreAccess
-from reprise.stream_lead import OPEN, StreamLead, StreamSource
+from reprise.stream_lead import OPEN, SHARED_STALL_BUDGET, STALL_BUDGET, StreamLead, StreamSource
 
 __all__ = ["AsyncCache", "Answer", "BatchAnswer", "CacheResult", "CacheStats", "Outcome", "SecondLookup",
            "StreamAnswer"]
@@ -277,6 +277,9 @@ class AsyncCache(StoreAccess):
 
         lead._detach = detach
         lead._others_wait = others_wait
+        if peers is not None:  # a waiter not seen (its mark not yet written, or the store failing) gives up
+            # after lock_timeout and calls the provider itself: the lone budget ends 2 s before that
+            lead.lone_budget = max(SHARED_STALL_BUDGET, min(STALL_BUDGET, peers.lock.lock_timeout - 2.0))
         return lead
 
     async def _lead_stream(self, lead: StreamLead, key: str | None, flight: Flight[Any] | None,

@@ -155,6 +155,8 @@ class StreamLead:
     """Set when the backlog is back within bounds (or the client left), while the driver waits for it."""
     _stalled: float = 0.0
     """Seconds the driver has waited for this client so far."""
+    lone_budget: float = STALL_BUDGET
+    """The stall budget while nobody is seen waiting (behind a peer lock, under its ``lock_timeout``)."""
     _others_wait: Callable[[], Awaitable[bool]] | None = None
     """Whether other requests wait for this answer (its flight has followers, or peers wait on its lock)."""
 
@@ -232,7 +234,7 @@ class StreamLead:
         try:
             while not room.is_set():
                 shared = self._others_wait is not None and await self._others_wait()
-                budget = SHARED_STALL_BUDGET if shared else STALL_BUDGET
+                budget = SHARED_STALL_BUDGET if shared else self.lone_budget
                 left = budget - self._stalled - (time.monotonic() - started)
                 if left <= 0:
                     self._cut_off()

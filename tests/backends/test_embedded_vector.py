@@ -122,7 +122,7 @@ async def test_a_rewrite_copied_over_many_writes_keeps_every_change(tmp_path: Pa
     await store.aclose()
     again = LocalVectorStore(tmp_path, dim=4)
     found = {}
-    for scope, key in [*expected, ("s5999", "k5999"), (f"s{i + 1}", f"k{i + 1}")]:
+    for scope, _key in [*expected, ("s5999", "k5999"), (f"s{i + 1}", f"k{i + 1}")]:
         for hit in await again.search(scope, unit(1), k=5, threshold=-1.0):
             found[(scope, hit.key)] = hit.prompt
     assert found == expected and len(again) == len(expected)

@@ -257,7 +257,8 @@ def _leader_and_follower(gw: GatewayProcess, standin: OversizedStandIn) -> None:
         follower = httpx.post(gw.url + ROUTES["chat"], json=body_for("chat", "medium", text, False),
                               headers=AUTH, timeout=10)
         assert follower.status_code == 200, follower.text[:300]
-        assert len(follower.json()["choices"][0]["message"]["content"]) == MEDIUM
+        content = follower.json()["choices"][0]["message"]["content"]
+        assert len(content) == MEDIUM, f"{content[:40]!r}; gateway log:\n{gw.log[-4000:]}"
         received = _read_until_end(sock, 2 * MEDIUM)
     assert b"client_too_slow" in received and b"[DONE]" not in received
     assert standin.calls(text) == 1
