@@ -60,6 +60,18 @@ def test_multilingual_paraphrase_is_a_semantic_hit(sem: httpx.Client, upstream: 
     assert upstream.calls()["chat"] == 1
 
 
+
+def test_the_embedded_index_is_counted_on_metrics(sem: httpx.Client, upstream: StubUpstream) -> None:
+    """Operators see the index's size and evictions (it was only in LocalVectorStore.stats())."""
+    ask(sem, unique("a question for the index"))
+    text = sem.get("/metrics").text
+    values = {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+              if line.startswith("reprise_vector_index_")}
+    assert values["reprise_vector_index_vectors"] >= 1 and values["reprise_vector_index_scopes"] >= 1
+    assert values["reprise_vector_index_bytes"] > 0
+    assert values["reprise_vector_index_evicted_total"] == 0 and "reprise_vector_index_expired_total" in values
+    assert "# TYPE reprise_vector_index_evicted_total counter" in text
+
 PARAPHRASES = [
     ("什么是人工智能？", "AI 是什么？"),
     ("How do I fix a dripping tap?", "okay so how do i fix a dripping tap"),

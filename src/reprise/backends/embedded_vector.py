@@ -167,6 +167,14 @@ class LocalVectorStore:
     def __len__(self) -> int:
         return self._bounds().usage.rows
 
+    def counters(self) -> tuple[int, int, int, int, int] | None:
+        """(vectors, scopes, estimated bytes, evicted, expired) in O(1), for ``/metrics``; None until
+        the store was first used (a scrape must not replay the log)."""
+        table = self._table
+        if table is None:
+            return None
+        return table.usage.rows, len(table.scopes), table.bytes(), table.evicted, table.expired
+
     def stats(self) -> IndexStats:
         """Rows, scopes and bytes held now (no scan of the rows), and what was evicted or expired."""
         table = self._bounds()

@@ -167,3 +167,24 @@ def add_judge_metrics(registry: Registry, stats: JudgeStats) -> None:
             return [((value,), float(table.get(value, 0))) for value in sorted({*known, *table})]
 
         registry.add(Collected(name, text, "counter", (label,), read))
+
+
+_INDEX_METRICS = (
+    ("reprise_vector_index_vectors", "gauge", 0, "Vectors in the embedded index (local-semantic)."),
+    ("reprise_vector_index_scopes", "gauge", 1, "Scopes (conversation contexts) in the embedded index."),
+    ("reprise_vector_index_bytes", "gauge", 2, "Estimated memory of the embedded index (what max_index_bytes bounds)."),
+    ("reprise_vector_index_evicted_total", "counter", 3,
+     "Vectors evicted by the embedded index's bounds (the largest owner's oldest first)."),
+    ("reprise_vector_index_expired_total", "counter", 4, "Expired vectors removed from the embedded index."),
+)
+
+
+def add_index_metrics(registry: Registry, counters: Callable[[], tuple[int, ...] | None]) -> None:
+    """Export the embedded vector index's counts (only with ``type: local-semantic``); no series
+    until the index was first used."""
+    for name, kind, position, text in _INDEX_METRICS:
+        def read(position: int = position) -> Iterable[tuple[Labels, float]]:
+            values = counters()
+            return [] if values is None else [((), float(values[position]))]
+
+        registry.add(Collected(name, text, kind, (), read))

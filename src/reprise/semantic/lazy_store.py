@@ -29,6 +29,11 @@ class LazyVectorStore:
         self.name = name
         self.dim: int | None = None
 
+    @property
+    def inner(self) -> VectorStore | None:
+        """The real store, once the first vector made it."""
+        return self._store
+
     def _sized(self, vector: Vector) -> VectorStore:
         dim = int(vector.shape[-1])
         if self._store is None:

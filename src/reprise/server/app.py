@@ -17,15 +17,17 @@ from urllib.parse import unquote
 import orjson
 
 from reprise import __version__
+from reprise.backends.embedded_vector import LocalVectorStore
 from reprise.config import GatewayConfig, load_config
 from reprise.config.serving import check_serving
 from reprise.core.chat_request import ChatFactsMemo, chat_facts
 from reprise.core.verbatim import COMPLETIONS, RESPONSES
 from reprise.errors import ConfigError, NotFoundError, TooManyRequests, UpstreamError
-from reprise.observability.gateway_metrics import add_judge_metrics
+from reprise.observability.gateway_metrics import add_index_metrics, add_judge_metrics
 from reprise.observability.metrics import Collected
 from reprise.observability.observer import Observer, RequestRecord
 from reprise.observability.workers import WorkerMetrics
+from reprise.semantic.lazy_store import LazyVectorStore
 from reprise.server.body_parser import BodyParser
 from reprise.server.cache_admin import CacheAdmin
 from reprise.server.chat import ChatRequest, handle_chat
@@ -73,6 +75,9 @@ class RepriseApp:
         judge = self.gateway.semantic.judge if self.gateway.semantic is not None else None
         if judge is not None:
             add_judge_metrics(self.observer.metrics.registry, judge.stats)
+        store = self.gateway.semantic.store if self.gateway.semantic is not None else None
+        if isinstance(store, LocalVectorStore | LazyVectorStore):
+            add_index_metrics(self.observer.metrics.registry, lambda: _index_counters(store))
         self.worker_metrics = WorkerMetrics.from_environ(self.observer)  # machine-wide with --workers N
         self.ui = UiAssets()
         self.bodies = BodyParser()
@@ -296,3 +301,9 @@ def _cache_report(exc: Exception) -> list[tuple[bytes, bytes]]:
     if isinstance(exc, UpstreamError) and exc.cache_status is not None:
         return cache_headers(exc.cache_status, exc.cache_key)
     return []
+
+
+def _index_counters(store: object) -> tuple[int, ...] | None:
+    """The embedded index's counts behind ``store`` (through a lazily made one), else None."""
+    inner = store.inner if isinstance(store, LazyVectorStore) else store
+    return inner.counters() if isinstance(inner, LocalVectorStore) else None
