@@ -268,7 +268,11 @@ def test_qdrant_semantic_local_mode(make_gateway: Callable[..., GatewayProcess],
         r = ask(c, "AI 是什么？")
         assert r.headers["x-reprise-cache"] == "hit" and r.headers["x-reprise-cache-kind"] == "semantic"
         assert ask(c, "给我讲个笑话").headers["x-reprise-cache"] == "miss"
+        metrics = c.get("/metrics").text  # the sweeps' counters (they were only on the connection)
     assert upstream.calls()["chat"] == 2
+    for name in ("sweeps", "expired_removed", "evicted", "sweep_failures"):
+        assert f"\nreprise_qdrant_{name}_total " in metrics, name
+    assert "\nreprise_qdrant_sweep_failures_total 0" in metrics
 
 
 def test_qdrant_down_fails_open(make_gateway: Callable[..., GatewayProcess], stub: StubUpstream,

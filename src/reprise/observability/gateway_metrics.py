@@ -188,3 +188,21 @@ def add_index_metrics(registry: Registry, counters: Callable[[], tuple[int, ...]
             return [] if values is None else [((), float(values[position]))]
 
         registry.add(Collected(name, text, kind, (), read))
+
+
+_QDRANT_METRICS = (
+    ("reprise_qdrant_sweeps_total", "sweeps", "Expiry sweeps of the Qdrant collections (qdrant-semantic)."),
+    ("reprise_qdrant_expired_removed_total", "removed", "Expired points the sweeps deleted, both collections."),
+    ("reprise_qdrant_evicted_total", "evicted", "Points deleted, oldest writes first, to keep within max_vectors."),
+    ("reprise_qdrant_sweep_failures_total", "failures", "Sweeps that failed (Qdrant faults; logged, never raised)."),
+)
+
+
+def add_qdrant_metrics(registry: Registry, stats: Callable[[], object | None]) -> None:
+    """Export a ``qdrant-semantic`` store's sweep counters (``SweepStats``), read at scrape time."""
+    for name, attr, text in _QDRANT_METRICS:
+        def read(attr: str = attr) -> Iterable[tuple[Labels, float]]:
+            found = stats()
+            return [] if found is None else [((), float(getattr(found, attr)))]
+
+        registry.add(Collected(name, text, "counter", (), read))

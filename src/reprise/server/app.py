@@ -23,7 +23,7 @@ from reprise.config.serving import check_serving
 from reprise.core.chat_request import ChatFactsMemo, chat_facts
 from reprise.core.verbatim import COMPLETIONS, RESPONSES
 from reprise.errors import ConfigError, NotFoundError, TooManyRequests, UpstreamError
-from reprise.observability.gateway_metrics import add_index_metrics, add_judge_metrics
+from reprise.observability.gateway_metrics import add_index_metrics, add_judge_metrics, add_qdrant_metrics
 from reprise.observability.metrics import Collected
 from reprise.observability.observer import Observer, RequestRecord
 from reprise.observability.workers import WorkerMetrics
@@ -78,6 +78,9 @@ class RepriseApp:
         store = self.gateway.semantic.store if self.gateway.semantic is not None else None
         if isinstance(store, LocalVectorStore | LazyVectorStore):
             add_index_metrics(self.observer.metrics.registry, lambda: _index_counters(store))
+        if config.litellm_settings.cache_params is not None and \
+                config.litellm_settings.cache_params.type == "qdrant-semantic":  # qdrant_client is optional
+            add_qdrant_metrics(self.observer.metrics.registry, lambda: _sweep_stats(store))
         self.worker_metrics = WorkerMetrics.from_environ(self.observer)  # machine-wide with --workers N
         self.ui = UiAssets()
         self.bodies = BodyParser()
@@ -307,3 +310,10 @@ def _index_counters(store: object) -> tuple[int, ...] | None:
     """The embedded index's counts behind ``store`` (through a lazily made one), else None."""
     inner = store.inner if isinstance(store, LazyVectorStore) else store
     return inner.counters() if isinstance(inner, LocalVectorStore) else None
+
+
+def _sweep_stats(store: object) -> object | None:
+    """The expiry sweeps' counters (``SweepStats``) of the Qdrant store behind ``store``, else None
+    (read by name: :mod:`reprise.backends.qdrant` needs the optional qdrant_client)."""
+    inner = store.inner if isinstance(store, LazyVectorStore) else store
+    return getattr(getattr(inner, "connection", None), "sweep_stats", None)
