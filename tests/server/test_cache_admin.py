@@ -106,6 +106,27 @@ def test_admin_bodies_refuse_unknown_fields(make_gateway: Callable[..., GatewayP
         assert c.post("/chat/completions", json=chat(kept)).headers["x-reprise-cache"] == "hit"  # nothing flushed
 
 
+
+def test_admin_bodies_refuse_a_member_named_twice(make_gateway: Callable[..., GatewayProcess]) -> None:
+    """Found from outside: ``{"namespace": "a", "namespace": "b"}`` was read as "b" (the last), while a
+    proxy in front may read the first; an admin body naming a member twice is now a 400, nothing done."""
+    gw = make_gateway()
+    headers = {**AUTH, "content-type": "application/json"}
+    with httpx.Client(base_url=gw.url, headers=headers, timeout=10) as c:
+        kept = unique("kept")
+        c.post("/chat/completions", json=chat(kept))
+        for path, raw, member in [("/cache/flushall", b'{"namespace": "team-a", "namespace": "team-b"}', "namespace"),
+                                  ("/key/generate", b'{"tenant": "a", "tenant": "b"}', "tenant"),
+                                  ("/key/generate", b'{"cache": {"ttl": 1, "ttl": 2}}', "ttl")]:
+            r = c.post(path, content=raw)
+            assert r.status_code == 400, (path, r.text)
+            error = r.json()["error"]
+            assert (error["type"], error["param"], error["code"]) == ("invalid_request_error", member,
+                                                                      "duplicate_member")
+        assert c.post("/cache/flushall", content=b'{"namespace": "team-a"}').status_code == 200  # once is fine
+        assert c.post("/chat/completions", json=chat(kept)).headers["x-reprise-cache"] == "hit"  # nothing flushed
+        assert c.get("/key/list").json()["keys"] == []  # no key made
+
 def test_disk_backend_lists_entries_and_answers_ping(make_gateway: Callable[..., GatewayProcess],
                                                      tmp_path: object) -> None:
     gw = make_gateway(cache_params={"type": "disk", "disk_cache_dir": f"{tmp_path}/disk", "ttl": 60})

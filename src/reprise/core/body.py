@@ -160,3 +160,22 @@ def refuse_unknown_fields(body: dict[str, Any], accepted: frozenset[str], prefix
         if name not in accepted:
             raise RequestError(f"unknown field {prefix + name!r}; accepted: {', '.join(sorted(accepted))}",
                                param=prefix + name, code="unknown_parameter")
+
+
+def refuse_duplicate_members(raw: bytes) -> None:
+    """400 when an object of the JSON document ``raw`` names a member twice (``param`` the member).
+
+    For the admin API's bodies (small): a JSON parser keeps the last of two members, a proxy in
+    front may check the first, so ``{"namespace": "a", "namespace": "b"}`` is ambiguous about
+    what is flushed or revoked; it is refused, as a repeated credential header is. Parsed a
+    second time, by the standard library, only to look (after the bounded parse succeeded)."""
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        for name, _ in items:
+            if name in seen:
+                raise RequestError(f"the member {name!r} appears more than once; send it once",
+                                   param=name, code="duplicate_member")
+            seen.add(name)
+        return dict(items)
+
+    json.loads(raw, object_pairs_hook=pairs)

@@ -20,6 +20,7 @@ from reprise import __version__
 from reprise.backends.embedded_vector import LocalVectorStore
 from reprise.config import GatewayConfig, load_config
 from reprise.config.serving import check_serving
+from reprise.core.body import refuse_duplicate_members
 from reprise.core.chat_request import ChatFactsMemo, chat_facts
 from reprise.core.verbatim import COMPLETIONS, RESPONSES
 from reprise.errors import ConfigError, NotFoundError, TooManyRequests, UpstreamError
@@ -89,8 +90,8 @@ class RepriseApp:
         metrics = Access.MASTER if config.general_settings.metrics_require_auth else Access.PUBLIC
         self.routes = build_routes(
             self,
-            CacheAdmin(self.gateway, self.observer, self.worker_metrics, self._json_body),
-            KeysAdmin(self.gateway, self._json_body),
+            CacheAdmin(self.gateway, self.observer, self.worker_metrics, self._admin_body),
+            KeysAdmin(self.gateway, self._admin_body),
             metrics=metrics,
             anthropic=anthropic_answers,
         )
@@ -283,6 +284,13 @@ class RepriseApp:
 
     async def _json_body(self, scope: Scope, receive: Receive) -> dict[str, Any]:
         return await self.bodies.parse(await read_body(scope, receive, self.gateway.max_body_bytes))
+
+    async def _admin_body(self, scope: Scope, receive: Receive) -> dict[str, Any]:
+        """An admin body, whose members must each appear once (:func:`refuse_duplicate_members`)."""
+        raw = await read_body(scope, receive, self.gateway.max_body_bytes)
+        body = await self.bodies.parse(raw)
+        refuse_duplicate_members(raw)
+        return body
 
 
 def create_app(config: GatewayConfig | None = None) -> RepriseApp:
