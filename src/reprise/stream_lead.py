@@ -218,7 +218,8 @@ class StreamLead:
 
     async def keep_pace(self) -> None:
         """After :meth:`put`: wait while the client is more than :data:`BACKLOG_LIMIT` behind,
-        for at most what is left of :data:`STALL_BUDGET`; then cut it off and go on.
+        for at most what is left of :attr:`lone_budget` (:data:`STALL_BUDGET`, less behind a peer
+        lock); then cut it off and go on.
 
         For at most :data:`SHARED_STALL_BUDGET` while other requests wait for the same answer
         (found from outside: a leader that never read held identical requests for 15 s, and past
