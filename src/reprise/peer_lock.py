@@ -87,7 +87,7 @@ class PeerLock:
         try:
             await self.lock.note_waiting(key, WAIT_MARK_SECONDS)
         except BackendError as exc:
-            self.access.fault(exc, "lock", LOCK)  # the holder then assumes the worst (awaited)
+            self.access.fault(exc, "lock", LOCK)  # unseen then: the holder's lone budget ends before our wait
         else:
             self.access.succeeded(LOCK)
 

@@ -443,6 +443,26 @@ async def test_a_flooding_tenant_evicts_its_own_vectors_not_another_tenants(tmp_
     await reopened.aclose()
 
 
+
+async def test_an_owner_that_was_alone_is_still_ranked_when_another_comes(tmp_path: Path) -> None:
+    """Found in review: an owner's size is ranked only while there are others, and an owner alone after
+    earlier owners left stale entries was never ranked; tenant B's 10 vectors were then all evicted
+    while tenant A's 100 earlier ones stayed."""
+    store = LocalVectorStore(tmp_path, dim=4, max_vectors=100)
+    for owner in ("tX", "tY"):  # two owners come and go, leaving entries behind in the size heaps
+        for i in range(10):
+            await store.upsert(VectorRecord(f"{owner}{i}", f"{owner}/n:{i}", "p", unit(1)))
+        for i in range(10):
+            await store.delete(f"{owner}{i}", f"{owner}/n:{i}")
+    for i in range(100):
+        await store.upsert(VectorRecord(f"a{i}", f"tA/n:a{i}", "p", unit(1)))
+    for i in range(10):
+        await store.upsert(VectorRecord(f"b{i}", f"tB/n:b{i}", "p", unit(0, 1)))
+    for i in range(10):
+        assert await store.search(f"b{i}", unit(0, 1), k=1, threshold=0.9), i
+    assert len(store) <= 100
+    await store.aclose()
+
 async def test_one_owners_share_is_bounded_by_bytes_too(tmp_path: Path) -> None:
     """The byte bound is shared out the same way: long prompts of one tenant cannot push out another's."""
     store = LocalVectorStore(tmp_path, dim=4, max_bytes=400_000)

@@ -45,6 +45,8 @@ class Owners:
         owner = self.by_name.get(name)
         if owner is None:
             owner = self.by_name[name] = ScopeUsage(parent=self.total, owner=name)
+            if len(self.by_name) == 2:  # the owner alone until now was never ranked (grew skips it)
+                self._resize_heaps()
         owner.scopes += 1
         return owner
 
