@@ -249,7 +249,7 @@ class StreamLead:
     def _cut_off(self) -> None:
         """The client kept the provider waiting too long: free what it did not take, stop as if it had left."""
         log.warning("a streaming client stayed %d MiB behind the provider for %g s (%g s while other requests "
-                    "may wait for the same answer): cut off (client_too_slow)", BACKLOG_LIMIT >> 20, STALL_BUDGET,
+                    "may wait for the same answer): cut off (client_too_slow)", BACKLOG_LIMIT >> 20, self.lone_budget,
                     SHARED_STALL_BUDGET)
         self.too_slow = True
         while not self._queue.empty():

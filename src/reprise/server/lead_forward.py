@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from reprise.outcome import Outcome
 from reprise.server.errors import error_body
 from reprise.server.http import SSE_HEADERS, Receive, Send, watch_disconnect
-from reprise.stream_lead import BACKLOG_LIMIT, SHARED_STALL_BUDGET, STALL_BUDGET, StreamLead
+from reprise.stream_lead import BACKLOG_LIMIT, SHARED_STALL_BUDGET, StreamLead
 
 
 async def forward_lead(send: Send, receive: Receive, lead: StreamLead, headers: list[tuple[bytes, bytes]],
@@ -39,8 +39,8 @@ async def forward_lead(send: Send, receive: Receive, lead: StreamLead, headers: 
         tail = b""
         if lead.too_slow:  # the client stopped keeping up: told why, if it reads on
             message = error_body(f"this stream was cut off: the client stayed more than {BACKLOG_LIMIT >> 20} MiB "
-                                 f"behind the provider for {STALL_BUDGET:g} s ({SHARED_STALL_BUDGET:g} s while other "
-                                 "requests may wait for the same answer)", "invalid_request_error", None,
+                                 f"behind the provider for {lead.lone_budget:g} s ({SHARED_STALL_BUDGET:g} s while "
+                                 "other requests may wait for the same answer)", "invalid_request_error", None,
                                  "client_too_slow")
             tail = error_event + b"data: " + message + b"\n\n"
         elif lead.gone:
