@@ -59,7 +59,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Self, TypeVar
 
 from reprise.backends.base import Capabilities
-from reprise.backends.disk_sql import CHUNK, SCHEMA, evict_lru, keys_page, prefix_range, stored_bytes, take_lock
+from reprise.backends.disk_sql import (
+    CHUNK,
+    SCHEMA,
+    evict_lru,
+    has_waiters,
+    keys_page,
+    mark_waiting,
+    prefix_range,
+    stored_bytes,
+    take_lock,
+)
 from reprise.backends.lock_owner import owner_token
 from reprise.backends.sqlite_tx import WriteTransaction, enable_wal
 from reprise.errors import BackendError, BackendTimeout, BackendUnavailable
@@ -76,9 +86,6 @@ EVICT_TO = 0.9
 """Eviction frees space down to this fraction of ``max_bytes``, so it runs rarely."""
 
 _BUSY_TIMEOUT = 5.0  # seconds a statement waits for another process's write lock
-# Rows of the locks table that mark a process waiting for a key's holder (``{WAIT_MARK}{key}\x02{owner}``):
-# the control characters keep them apart from lock rows, whose keys are cache keys.
-WAIT_MARK, WAIT_MARK_END = "\x01wait:", "\x01wait;"
 _RECOUNT_INTERVAL = 60.0  # seconds between re-reading the true total (other writers)
 _MAX_NOTED = 65_536  # keys noted for a touch between two flushes; more are dropped until one
 _MMAP_BYTES = 256 * 2**20  # reads map the file: a hit on a large file costs no read() copies
@@ -377,21 +384,10 @@ class DiskBackend:
         return take_lock(self._conn(), key, self._owner_name(), ttl, time.time())
 
     def _note_waiting(self, key: str, ttl: float) -> None:
-        """A row of the locks table per waiting process, expiring after ``ttl`` (expired ones are
-        dropped here: a mark lives seconds, so they are few)."""
-        conn = self._conn()
-        now = time.time()
-        with WriteTransaction(conn):
-            conn.execute("DELETE FROM locks WHERE key >= ? AND key < ? AND expires_at <= ?",
-                         (WAIT_MARK, WAIT_MARK_END, now))
-            conn.execute("INSERT OR REPLACE INTO locks (key, owner, expires_at) VALUES (?, ?, ?)",
-                         (f"{WAIT_MARK}{key}\x02{self._owner_name()}", self._owner_name(), now + ttl))
+        mark_waiting(self._conn(), key, self._owner_name(), ttl, time.time())
 
     def _has_waiters(self, key: str) -> bool:
-        rows = self._conn().execute(
-            "SELECT 1 FROM locks WHERE key > ? AND key < ? AND expires_at > ? LIMIT 1",
-            (f"{WAIT_MARK}{key}\x02", f"{WAIT_MARK}{key}\x03", time.time()))
-        return rows.fetchone() is not None
+        return has_waiters(self._conn(), key, time.time())
 
     def _release(self, key: str) -> None:
         conn = self._conn()

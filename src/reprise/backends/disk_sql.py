@@ -45,6 +45,27 @@ def take_lock(conn: sqlite3.Connection, key: str, owner: str, ttl: float, now: f
     return bool(taken == 1)
 
 
+
+# Rows of the locks table that mark a process waiting for a key's holder (``{WAIT_MARK}{key}\x02{owner}``):
+# the control characters keep them apart from lock rows, whose keys are cache keys.
+WAIT_MARK, WAIT_MARK_END = "\x01wait:", "\x01wait;"
+
+
+def mark_waiting(conn: sqlite3.Connection, key: str, owner: str, ttl: float, now: float) -> None:
+    """A row of the locks table per waiting process, expiring after ``ttl`` (expired ones are
+    dropped here: a mark lives seconds, so they are few)."""
+    with WriteTransaction(conn):
+        conn.execute("DELETE FROM locks WHERE key >= ? AND key < ? AND expires_at <= ?",
+                     (WAIT_MARK, WAIT_MARK_END, now))
+        conn.execute("INSERT OR REPLACE INTO locks (key, owner, expires_at) VALUES (?, ?, ?)",
+                     (f"{WAIT_MARK}{key}\x02{owner}", owner, now + ttl))
+
+
+def has_waiters(conn: sqlite3.Connection, key: str, now: float) -> bool:
+    rows = conn.execute("SELECT 1 FROM locks WHERE key > ? AND key < ? AND expires_at > ? LIMIT 1",
+                        (f"{WAIT_MARK}{key}\x02", f"{WAIT_MARK}{key}\x03", now))
+    return rows.fetchone() is not None
+
 def keys_page(conn: sqlite3.Connection, after: str | None, namespace: str | None, now: float) -> list[str]:
     """Up to :data:`CHUNK` live keys in key order, strictly after ``after`` (None: from the start)."""
     clauses: list[str] = ["(expires_at IS NULL OR expires_at > ?)"]

@@ -314,14 +314,18 @@ def _cache_report(exc: Exception) -> list[tuple[bytes, bytes]]:
     return []
 
 
+def _real_store(store: object) -> object:
+    """The store that holds the vectors: the one a :class:`LazyVectorStore` made (None before), else ``store``."""
+    return store.inner if isinstance(store, LazyVectorStore) else store
+
+
 def _index_counters(store: object) -> tuple[int, ...] | None:
-    """The embedded index's counts behind ``store`` (through a lazily made one), else None."""
-    inner = store.inner if isinstance(store, LazyVectorStore) else store
+    """The embedded index's counts behind ``store``, else None."""
+    inner = _real_store(store)
     return inner.counters() if isinstance(inner, LocalVectorStore) else None
 
 
 def _sweep_stats(store: object) -> object | None:
     """The expiry sweeps' counters (``SweepStats``) of the Qdrant store behind ``store``, else None
     (read by name: :mod:`reprise.backends.qdrant` needs the optional qdrant_client)."""
-    inner = store.inner if isinstance(store, LazyVectorStore) else store
-    return getattr(getattr(inner, "connection", None), "sweep_stats", None)
+    return getattr(getattr(_real_store(store), "connection", None), "sweep_stats", None)
